@@ -1,0 +1,344 @@
+use crate::error::{CartError, ErrorCode};
+use crate::op::{Op, OpKind};
+use crate::time::Timestamp;
+use crate::types::{Currency, Limits, Money, Sku};
+use std::collections::BTreeSet;
+
+/// One line of the cart or of the saved list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CartLine {
+    pub sku: Sku,
+    /// At least 1. May exceed today's per-line limit if the limit was lowered after it was stored;
+    /// every op clamps it back.
+    pub quantity: u32,
+    /// The price the shopper saw when adding: for display only, never charged.
+    pub price_at_add: Option<Money>,
+    pub added_at: Timestamp,
+    /// Insertion order: lines are listed by it. Assigned from [`Cart::next_seq`].
+    pub seq: u64,
+}
+
+/// A cart: its lines, its save-for-later list, and the bookkeeping every replica must agree on.
+///
+/// Invariants: `lines` and `saved` are each sorted by `seq` and hold each SKU at most once;
+/// every `seq` is below `next_seq`; `version` grows by exactly one with each change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cart {
+    pub currency: Currency,
+    pub version: u64,
+    pub lines: Vec<CartLine>,
+    pub saved: Vec<CartLine>,
+    pub next_seq: u64,
+    pub updated_at: Timestamp,
+    /// Last read or write; expiry counts from here.
+    pub accessed_at: Timestamp,
+}
+
+/// How long an untouched cart keeps its lines and its saved list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expiry {
+    pub cart_seconds: i64,
+    pub saved_seconds: i64,
+}
+
+impl Cart {
+    pub fn new(currency: Currency) -> Cart {
+        Cart {
+            currency,
+            version: 0,
+            lines: Vec::new(),
+            saved: Vec::new(),
+            next_seq: 0,
+            updated_at: Timestamp::default(),
+            accessed_at: Timestamp::default(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.saved.is_empty()
+    }
+
+    pub fn line(&self, sku: &Sku) -> Option<&CartLine> {
+        self.lines.iter().find(|l| &l.sku == sku)
+    }
+
+    pub fn saved_line(&self, sku: &Sku) -> Option<&CartLine> {
+        self.saved.iter().find(|l| &l.sku == sku)
+    }
+
+    /// Total units in the cart (not the saved list).
+    pub fn item_count(&self) -> u64 {
+        self.lines.iter().map(|l| u64::from(l.quantity)).sum()
+    }
+
+    /// Applies one op. `Ok(true)` when the cart changed (and its version grew by one), `Ok(false)`
+    /// when the op was valid but had nothing to do, `Err` when it was rejected; a rejected op
+    /// leaves the cart exactly as it was.
+    pub fn apply(&mut self, kind: &OpKind, limits: &Limits, now: Timestamp) -> Result<bool, CartError> {
+        let changed = self.apply_inner(kind, limits, now)?;
+        if changed {
+            self.mark_changed(now);
+        }
+        Ok(changed)
+    }
+
+    pub(crate) fn mark_changed(&mut self, now: Timestamp) {
+        self.version += 1;
+        self.updated_at = now;
+    }
+
+    fn apply_inner(&mut self, kind: &OpKind, limits: &Limits, now: Timestamp) -> Result<bool, CartError> {
+        let max = limits.max_line_quantity;
+        match kind {
+            OpKind::Add { sku, quantity, price_at_add } => {
+                if let Some(p) = price_at_add
+                    && p.currency() != self.currency
+                {
+                    return Err(CartError::new(
+                        ErrorCode::CurrencyMismatch,
+                        format!("this cart is priced in {}, not {}", self.currency, p.currency()),
+                    ));
+                }
+                if let Some(i) = position(&self.lines, sku) {
+                    let line = &mut self.lines[i];
+                    let q = line.quantity.saturating_add(quantity.get()).min(max);
+                    let mut changed = q != line.quantity;
+                    line.quantity = q;
+                    if line.price_at_add.is_none() && price_at_add.is_some() {
+                        line.price_at_add = *price_at_add;
+                        changed = true;
+                    }
+                    Ok(changed)
+                } else {
+                    ensure_room(&self.lines, limits, "cart")?;
+                    let seq = self.take_seq();
+                    self.lines.push(CartLine {
+                        sku: sku.clone(),
+                        quantity: quantity.get(),
+                        price_at_add: *price_at_add,
+                        added_at: now,
+                        seq,
+                    });
+                    Ok(true)
+                }
+            }
+            OpKind::SetQuantity { sku, quantity } => {
+                let i = position(&self.lines, sku).ok_or_else(|| line_not_found(sku, "cart"))?;
+                let changed = self.lines[i].quantity != quantity.get();
+                self.lines[i].quantity = quantity.get();
+                Ok(changed)
+            }
+            OpKind::Remove { sku } => Ok(remove(&mut self.lines, sku).is_some()),
+            OpKind::RemoveSaved { sku } => Ok(remove(&mut self.saved, sku).is_some()),
+            OpKind::SaveForLater { sku } => {
+                let i = position(&self.lines, sku).ok_or_else(|| line_not_found(sku, "cart"))?;
+                self.move_line(i, ListSide::ToSaved, limits)?;
+                Ok(true)
+            }
+            OpKind::MoveToCart { sku } => {
+                let i = position(&self.saved, sku).ok_or_else(|| line_not_found(sku, "saved list"))?;
+                self.move_line(i, ListSide::ToCart, limits)?;
+                Ok(true)
+            }
+            OpKind::Clear => {
+                let changed = !self.lines.is_empty();
+                self.lines.clear();
+                Ok(changed)
+            }
+        }
+    }
+
+    /// Moves `from[i]` to the other list: summed (clamped) into an existing line of the same SKU,
+    /// or appended with a fresh `seq` if there is room.
+    fn move_line(&mut self, i: usize, side: ListSide, limits: &Limits) -> Result<(), CartError> {
+        let (from, to, to_name) = match side {
+            ListSide::ToSaved => (&mut self.lines, &mut self.saved, "saved list"),
+            ListSide::ToCart => (&mut self.saved, &mut self.lines, "cart"),
+        };
+        if let Some(j) = position(to, &from[i].sku) {
+            to[j].quantity = to[j].quantity.saturating_add(from[i].quantity).min(limits.max_line_quantity);
+            from.remove(i);
+        } else {
+            ensure_room(to, limits, to_name)?;
+            let mut line = from.remove(i);
+            line.seq = self.next_seq;
+            self.next_seq += 1;
+            to.push(line);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn take_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    /// Records an access at `now`: drops the lines (and separately the saved list) when the cart
+    /// was left untouched longer than its expiry, then renews it. Returns whether anything was
+    /// dropped (which counts as a change).
+    pub fn touch(&mut self, now: Timestamp, expiry: &Expiry) -> bool {
+        let idle_since = self.accessed_at;
+        let mut changed = false;
+        if !self.lines.is_empty() && idle_since.plus_seconds(expiry.cart_seconds) < now {
+            self.lines.clear();
+            changed = true;
+        }
+        if !self.saved.is_empty() && idle_since.plus_seconds(expiry.saved_seconds) < now {
+            self.saved.clear();
+            changed = true;
+        }
+        if changed {
+            self.mark_changed(now);
+        }
+        self.accessed_at = now;
+        changed
+    }
+}
+
+enum ListSide {
+    ToSaved,
+    ToCart,
+}
+
+fn position(lines: &[CartLine], sku: &Sku) -> Option<usize> {
+    lines.iter().position(|l| &l.sku == sku)
+}
+
+fn remove(lines: &mut Vec<CartLine>, sku: &Sku) -> Option<CartLine> {
+    position(lines, sku).map(|i| lines.remove(i))
+}
+
+fn ensure_room(lines: &[CartLine], limits: &Limits, name: &str) -> Result<(), CartError> {
+    if lines.len() >= limits.max_lines {
+        Err(CartError::new(
+            ErrorCode::CartFull,
+            format!("the {name} already holds the maximum of {} lines", limits.max_lines),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn line_not_found(sku: &Sku, list: &str) -> CartError {
+    CartError::new(ErrorCode::LineNotFound, format!("{sku} is not in the {list}"))
+}
+
+/// What became of one op.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpOutcome {
+    Applied,
+    /// Its id was applied before: nothing changed.
+    Duplicate,
+    Rejected(CartError),
+}
+
+impl OpOutcome {
+    pub fn status(&self) -> &'static str {
+        match self {
+            OpOutcome::Applied => "applied",
+            OpOutcome::Duplicate => "duplicate",
+            OpOutcome::Rejected(_) => "rejected",
+        }
+    }
+}
+
+/// A cart together with the ids of the ops it has applied: the unit of exactly-once application.
+/// Rejected ops are not recorded, so a retry is judged afresh.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CartState {
+    pub cart: Cart,
+    pub applied: BTreeSet<String>,
+}
+
+impl CartState {
+    pub fn new(cart: Cart) -> Self {
+        CartState {
+            cart,
+            applied: BTreeSet::new(),
+        }
+    }
+
+    pub fn apply_op(&mut self, op: &Op, limits: &Limits, now: Timestamp) -> OpOutcome {
+        if self.applied.contains(op.id.as_str()) {
+            return OpOutcome::Duplicate;
+        }
+        match self.cart.apply(&op.kind, limits, now) {
+            Ok(_) => {
+                self.applied.insert(op.id.as_str().to_owned());
+                OpOutcome::Applied
+            }
+            Err(e) => OpOutcome::Rejected(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Quantity;
+
+    fn sku(s: &str) -> Sku {
+        Sku::parse(s).unwrap()
+    }
+
+    fn add(s: &str, q: i64) -> OpKind {
+        OpKind::Add { sku: sku(s), quantity: Quantity::new(q, &Limits::default()).unwrap(), price_at_add: None }
+    }
+
+    #[test]
+    fn adds_sum_and_clamp_to_the_line_limit() {
+        let l = Limits::default();
+        let mut c = Cart::new(Currency::USD);
+        assert_eq!(c.apply(&add("A", 60), &l, Timestamp::from_millis(1)), Ok(true));
+        assert_eq!(c.apply(&add("A", 60), &l, Timestamp::from_millis(2)), Ok(true));
+        assert_eq!(c.lines[0].quantity, 99);
+        assert_eq!(c.apply(&add("A", 1), &l, Timestamp::from_millis(3)), Ok(false));
+        assert_eq!(c.version, 2);
+    }
+
+    #[test]
+    fn the_201st_line_is_refused_and_changes_nothing() {
+        let l = Limits::default();
+        let mut c = Cart::new(Currency::USD);
+        for i in 0..200 {
+            c.apply(&add(&format!("S{i}"), 1), &l, Timestamp::default()).unwrap();
+        }
+        let before = c.clone();
+        assert_eq!(c.apply(&add("S200", 1), &l, Timestamp::default()).unwrap_err().code, ErrorCode::CartFull);
+        assert_eq!(c, before);
+    }
+
+    #[test]
+    fn save_for_later_and_back_keeps_quantity_and_price() {
+        let l = Limits::default();
+        let mut c = Cart::new(Currency::USD);
+        c.apply(&add("A", 3), &l, Timestamp::default()).unwrap();
+        c.apply(&OpKind::SaveForLater { sku: sku("A") }, &l, Timestamp::default()).unwrap();
+        assert!(c.lines.is_empty());
+        assert_eq!(c.saved[0].quantity, 3);
+        c.apply(&OpKind::MoveToCart { sku: sku("A") }, &l, Timestamp::default()).unwrap();
+        assert_eq!(c.lines[0].quantity, 3);
+        assert_eq!(
+            c.apply(&OpKind::MoveToCart { sku: sku("A") }, &l, Timestamp::default()).unwrap_err().code,
+            ErrorCode::LineNotFound
+        );
+    }
+
+    #[test]
+    fn expired_lines_are_dropped_on_access_but_the_saved_list_lives_longer() {
+        let l = Limits::default();
+        let e = Expiry { cart_seconds: 10, saved_seconds: 100 };
+        let mut c = Cart::new(Currency::USD);
+        c.apply(&add("A", 1), &l, Timestamp::default()).unwrap();
+        c.apply(&add("B", 1), &l, Timestamp::default()).unwrap();
+        c.apply(&OpKind::SaveForLater { sku: sku("B") }, &l, Timestamp::default()).unwrap();
+        c.touch(Timestamp::from_millis(0), &e);
+        assert!(!c.touch(Timestamp::from_millis(9_000), &e));
+        assert!(c.touch(Timestamp::from_millis(20_000), &e));
+        assert!(c.lines.is_empty());
+        assert_eq!(c.saved.len(), 1);
+        assert!(c.touch(Timestamp::from_millis(200_000), &e));
+        assert!(c.saved.is_empty());
+    }
+}

@@ -1,0 +1,141 @@
+use std::fmt;
+
+/// Every error code of the public contract.
+///
+/// The string form is stable: clients match on it, and the JavaScript package exposes it as
+/// `CartError.code`. The HTTP status lives here too so that no two places can disagree on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidJson,
+    InvalidRequest,
+    InvalidCartToken,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    LineNotFound,
+    MethodNotAllowed,
+    VersionMismatch,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    InvalidQuantity,
+    InvalidSku,
+    InvalidMoney,
+    InvalidOp,
+    CurrencyMismatch,
+    CartFull,
+    TooManyOps,
+    RateLimited,
+    Internal,
+    Unavailable,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 21] = [
+        ErrorCode::InvalidJson,
+        ErrorCode::InvalidRequest,
+        ErrorCode::InvalidCartToken,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::LineNotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::VersionMismatch,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::InvalidQuantity,
+        ErrorCode::InvalidSku,
+        ErrorCode::InvalidMoney,
+        ErrorCode::InvalidOp,
+        ErrorCode::CurrencyMismatch,
+        ErrorCode::CartFull,
+        ErrorCode::TooManyOps,
+        ErrorCode::RateLimited,
+        ErrorCode::Internal,
+        ErrorCode::Unavailable,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidCartToken => "invalid_cart_token",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::LineNotFound => "line_not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::VersionMismatch => "version_mismatch",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::InvalidQuantity => "invalid_quantity",
+            ErrorCode::InvalidSku => "invalid_sku",
+            ErrorCode::InvalidMoney => "invalid_money",
+            ErrorCode::InvalidOp => "invalid_op",
+            ErrorCode::CurrencyMismatch => "currency_mismatch",
+            ErrorCode::CartFull => "cart_full",
+            ErrorCode::TooManyOps => "too_many_ops",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// The HTTP status the server answers with.
+    pub const fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidJson | ErrorCode::InvalidCartToken => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound | ErrorCode::LineNotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::VersionMismatch => 412,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::InvalidRequest
+            | ErrorCode::InvalidQuantity
+            | ErrorCode::InvalidSku
+            | ErrorCode::InvalidMoney
+            | ErrorCode::InvalidOp
+            | ErrorCode::CurrencyMismatch
+            | ErrorCode::CartFull
+            | ErrorCode::TooManyOps => 422,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rejected input or a rejected op: a stable code and a sentence for humans.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CartError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl CartError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        CartError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for CartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for CartError {}

@@ -1,0 +1,23 @@
+//! The pure heart of cartsync.
+//!
+//! Everything a cart *is* and everything that can *happen* to a cart lives here, and nothing else:
+//! no clock, no storage, no network, no randomness.
+//! The browser client and the sync server both compile this crate, so the optimistic result the
+//! client shows and the result the server stores are computed by the same code.
+//! Callers pass in the current time and the configured [`Limits`]; functions here cannot fail
+//! except with a [`CartError`] that describes bad input.
+
+mod cart;
+mod error;
+mod merge;
+mod op;
+mod time;
+mod types;
+pub mod wire;
+
+pub use cart::{Cart, CartLine, CartState, Expiry, OpOutcome};
+pub use error::{CartError, ErrorCode};
+pub use merge::{MergePolicy, merge};
+pub use op::{Op, OpId, OpKind};
+pub use time::Timestamp;
+pub use types::{Currency, GuestToken, Limits, Money, Quantity, Sku, UserId};

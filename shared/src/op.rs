@@ -1,0 +1,79 @@
+use crate::error::{CartError, ErrorCode};
+use crate::types::{Money, Quantity, Sku};
+use std::fmt;
+
+/// The client-chosen id of one op (a UUID in practice): 1 to 64 characters of `[A-Za-z0-9._:-]`.
+/// A cart applies each id at most once.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OpId(String);
+
+impl OpId {
+    pub fn parse(s: &str) -> Result<OpId, CartError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'));
+        if ok {
+            Ok(OpId(s.to_owned()))
+        } else {
+            Err(CartError::new(ErrorCode::InvalidOp, "op_id must be 1 to 64 characters such as a UUID"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What one op does. Every field is already parsed, so applying it can only fail on cart state
+/// (a missing line, a full cart), never on malformed input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    /// Adds `quantity` to the line (a delta: adds commute), creating it if absent.
+    Add { sku: Sku, quantity: Quantity, price_at_add: Option<Money> },
+    SetQuantity { sku: Sku, quantity: Quantity },
+    /// Removing an absent line is not an error.
+    Remove { sku: Sku },
+    SaveForLater { sku: Sku },
+    MoveToCart { sku: Sku },
+    RemoveSaved { sku: Sku },
+    /// Empties the cart; the saved list stays.
+    Clear,
+}
+
+impl OpKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            OpKind::Add { .. } => "add",
+            OpKind::SetQuantity { .. } => "set_quantity",
+            OpKind::Remove { .. } => "remove",
+            OpKind::SaveForLater { .. } => "save_for_later",
+            OpKind::MoveToCart { .. } => "move_to_cart",
+            OpKind::RemoveSaved { .. } => "remove_saved",
+            OpKind::Clear => "clear",
+        }
+    }
+
+    pub fn sku(&self) -> Option<&Sku> {
+        match self {
+            OpKind::Add { sku, .. }
+            | OpKind::SetQuantity { sku, .. }
+            | OpKind::Remove { sku }
+            | OpKind::SaveForLater { sku }
+            | OpKind::MoveToCart { sku }
+            | OpKind::RemoveSaved { sku } => Some(sku),
+            OpKind::Clear => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Op {
+    pub id: OpId,
+    pub kind: OpKind,
+}

@@ -1,0 +1,363 @@
+//! The v1 wire contract: what crosses HTTP, in `snake_case`.
+//!
+//! Responses are plain serde types that both the server (to write) and the client (to read) use.
+//! Requests are parsed from a `serde_json::Value` field by field rather than derived, so that each
+//! bad field gets the contract's own error code (`invalid_quantity` for `"quantity": "2"`, not a
+//! generic deserialization error).
+
+use crate::cart::{Cart, CartLine, OpOutcome};
+use crate::error::{CartError, ErrorCode};
+use crate::op::{Op, OpId, OpKind};
+use crate::time::Timestamp;
+use crate::types::{Currency, GuestToken, Limits, Money, Quantity, Sku};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Owner {
+    Guest,
+    User,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    InStock,
+    LowStock,
+    OutOfStock,
+    Unknown,
+}
+
+/// What the catalog knows of a SKU at display time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Annotation {
+    pub current_price: Option<Money>,
+    pub availability: Availability,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineView {
+    pub sku: Sku,
+    pub quantity: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_at_add: Option<Money>,
+    pub added_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_price: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_changed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<Availability>,
+}
+
+/// The cart resource of the contract.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartView {
+    pub owner: Owner,
+    pub version: u64,
+    pub currency: Currency,
+    pub lines: Vec<LineView>,
+    pub saved: Vec<LineView>,
+    pub item_count: u64,
+    pub subtotal: Money,
+    pub updated_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl CartView {
+    /// Builds the resource. `subtotal` uses the current price where the catalog knows it and the
+    /// price at add otherwise; a line with neither counts as zero.
+    pub fn new(cart: &Cart, owner: Owner, expires_at: Timestamp, annotate: impl Fn(&Sku) -> Option<Annotation>) -> CartView {
+        let view = |l: &CartLine| {
+            let a = annotate(&l.sku);
+            let current_price = a.and_then(|a| a.current_price);
+            LineView {
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+                price_at_add: l.price_at_add,
+                added_at: l.added_at,
+                current_price,
+                price_changed: match (l.price_at_add, current_price) {
+                    (Some(then), Some(now)) => Some(then != now),
+                    _ => None,
+                },
+                availability: a.map(|a| a.availability),
+            }
+        };
+        let lines: Vec<LineView> = cart.lines.iter().map(view).collect();
+        let mut subtotal = Money::zero(cart.currency);
+        for l in &lines {
+            if let Some(p) = l.current_price.or(l.price_at_add) {
+                // A price in another currency cannot be summed; it is left out rather than guessed.
+                subtotal = subtotal.checked_add(&p.times(l.quantity)).unwrap_or(subtotal);
+            }
+        }
+        CartView {
+            owner,
+            version: cart.version,
+            currency: cart.currency,
+            item_count: cart.item_count(),
+            subtotal,
+            lines,
+            saved: cart.saved.iter().map(view).collect(),
+            updated_at: cart.updated_at,
+            expires_at,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(flatten)]
+    pub details: Map<String, Value>,
+}
+
+/// `{"error": {"code", "message", ...details}}`: the one error shape of the API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+impl From<&CartError> for ErrorBody {
+    fn from(e: &CartError) -> Self {
+        ErrorBody {
+            code: e.code.as_str().to_owned(),
+            message: e.message.clone(),
+            details: Map::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpResult {
+    pub op_id: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+impl OpResult {
+    pub fn new(op_id: &OpId, outcome: &OpOutcome) -> OpResult {
+        OpResult {
+            op_id: op_id.as_str().to_owned(),
+            status: outcome.status().to_owned(),
+            error: match outcome {
+                OpOutcome::Rejected(e) => Some(e.into()),
+                _ => None,
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpsResponse {
+    pub cart: CartView,
+    pub results: Vec<OpResult>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeResponse {
+    pub cart: CartView,
+    pub merged: bool,
+}
+
+/// One op of a batch as parsed: its id, and either the op or why it is rejected. Only a batch
+/// whose ops all carry a valid id is accepted at all.
+pub type ParsedOp = (OpId, Result<OpKind, CartError>);
+
+/// Most ops one request may carry.
+pub const MAX_OPS_PER_REQUEST: usize = 500;
+
+fn object(v: &Value) -> Result<&Map<String, Value>, CartError> {
+    v.as_object()
+        .ok_or_else(|| CartError::new(ErrorCode::InvalidRequest, "the body must be a JSON object"))
+}
+
+fn sku_field(obj: &Map<String, Value>) -> Result<Sku, CartError> {
+    match obj.get("sku") {
+        Some(Value::String(s)) => Sku::parse(s),
+        _ => Err(CartError::new(ErrorCode::InvalidSku, "sku is required and must be a string")),
+    }
+}
+
+fn quantity_field(obj: &Map<String, Value>, limits: &Limits) -> Result<Quantity, CartError> {
+    Quantity::from_json(obj.get("quantity").unwrap_or(&Value::Null), limits)
+}
+
+fn price_field(obj: &Map<String, Value>) -> Result<Option<Money>, CartError> {
+    match obj.get("price_at_add") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => Money::from_json(v).map(Some),
+    }
+}
+
+/// `POST /v1/cart/items` body: `{"sku", "quantity", "price_at_add"?}`.
+pub fn parse_add_item(body: &Value, limits: &Limits) -> Result<OpKind, CartError> {
+    let obj = object(body)?;
+    Ok(OpKind::Add {
+        sku: sku_field(obj)?,
+        quantity: quantity_field(obj, limits)?,
+        price_at_add: price_field(obj)?,
+    })
+}
+
+/// `PUT /v1/cart/items/{sku}` body: `{"quantity"}`.
+pub fn parse_set_quantity(body: &Value, sku: Sku, limits: &Limits) -> Result<OpKind, CartError> {
+    Ok(OpKind::SetQuantity {
+        sku,
+        quantity: quantity_field(object(body)?, limits)?,
+    })
+}
+
+fn parse_op_kind(obj: &Map<String, Value>, limits: &Limits) -> Result<OpKind, CartError> {
+    let kind = obj.get("type").and_then(Value::as_str).unwrap_or("");
+    Ok(match kind {
+        "add" => OpKind::Add {
+            sku: sku_field(obj)?,
+            quantity: quantity_field(obj, limits)?,
+            price_at_add: price_field(obj)?,
+        },
+        "set_quantity" => OpKind::SetQuantity {
+            sku: sku_field(obj)?,
+            quantity: quantity_field(obj, limits)?,
+        },
+        "remove" => OpKind::Remove { sku: sku_field(obj)? },
+        "save_for_later" => OpKind::SaveForLater { sku: sku_field(obj)? },
+        "move_to_cart" => OpKind::MoveToCart { sku: sku_field(obj)? },
+        "remove_saved" => OpKind::RemoveSaved { sku: sku_field(obj)? },
+        "clear" => OpKind::Clear,
+        _ => {
+            return Err(CartError::new(
+                ErrorCode::InvalidOp,
+                "type is one of add, set_quantity, remove, save_for_later, move_to_cart, remove_saved, clear",
+            ));
+        }
+    })
+}
+
+/// Parses a list of ops. A missing or malformed `op_id` fails the whole list (its result could
+/// not be reported); anything else wrong with one op rejects only that op.
+pub fn parse_ops(v: Option<&Value>, limits: &Limits) -> Result<Vec<ParsedOp>, CartError> {
+    let list = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(CartError::new(ErrorCode::InvalidRequest, "ops must be an array")),
+    };
+    if list.len() > MAX_OPS_PER_REQUEST {
+        return Err(CartError::new(
+            ErrorCode::TooManyOps,
+            format!("at most {MAX_OPS_PER_REQUEST} ops per request"),
+        ));
+    }
+    list.iter()
+        .map(|op| {
+            let obj = op
+                .as_object()
+                .ok_or_else(|| CartError::new(ErrorCode::InvalidOp, "each op must be a JSON object"))?;
+            let id = match obj.get("op_id") {
+                Some(Value::String(s)) => OpId::parse(s)?,
+                _ => return Err(CartError::new(ErrorCode::InvalidOp, "each op needs an op_id string")),
+            };
+            Ok((id, parse_op_kind(obj, limits)))
+        })
+        .collect()
+}
+
+/// `POST /v1/cart/ops` body: `{"ops": [Op, ...]}`.
+pub fn parse_ops_request(body: &Value, limits: &Limits) -> Result<Vec<ParsedOp>, CartError> {
+    let obj = object(body)?;
+    match obj.get("ops") {
+        Some(Value::Array(_)) => parse_ops(obj.get("ops"), limits),
+        _ => Err(CartError::new(ErrorCode::InvalidRequest, "ops is required and must be an array")),
+    }
+}
+
+/// `POST /v1/cart/merge` body: `{"guest_token", "ops"?}`.
+pub fn parse_merge_request(body: &Value, limits: &Limits) -> Result<(GuestToken, Vec<ParsedOp>), CartError> {
+    let obj = object(body)?;
+    let token = match obj.get("guest_token") {
+        Some(Value::String(s)) => GuestToken::parse(s)?,
+        _ => {
+            return Err(CartError::new(ErrorCode::InvalidCartToken, "guest_token is required and must be a string"));
+        }
+    };
+    Ok((token, parse_ops(obj.get("ops"), limits)?))
+}
+
+/// The wire form of an op, as a client sends it (and keeps it while it is pending).
+pub fn op_to_json(op: &Op, at: Option<Timestamp>) -> Value {
+    let mut v = json!({"op_id": op.id.as_str(), "type": op.kind.type_name()});
+    let m = v.as_object_mut().expect("built as an object");
+    if let Some(sku) = op.kind.sku() {
+        m.insert("sku".into(), json!(sku));
+    }
+    match &op.kind {
+        OpKind::Add { quantity, price_at_add, .. } => {
+            m.insert("quantity".into(), json!(quantity.get()));
+            if let Some(p) = price_at_add {
+                m.insert("price_at_add".into(), json!(p));
+            }
+        }
+        OpKind::SetQuantity { quantity, .. } => {
+            m.insert("quantity".into(), json!(quantity.get()));
+        }
+        _ => {}
+    }
+    if let Some(at) = at {
+        m.insert("at".into(), json!(at));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_bad_field_gets_its_own_code() {
+        let l = Limits::default();
+        let code = |v: Value| parse_add_item(&v, &l).unwrap_err().code;
+        assert_eq!(code(json!([1])), ErrorCode::InvalidRequest);
+        assert_eq!(code(json!({"quantity": 1})), ErrorCode::InvalidSku);
+        assert_eq!(code(json!({"sku": 5, "quantity": 1})), ErrorCode::InvalidSku);
+        assert_eq!(code(json!({"sku": "A"})), ErrorCode::InvalidQuantity);
+        assert_eq!(code(json!({"sku": "A", "quantity": "2"})), ErrorCode::InvalidQuantity);
+        assert_eq!(code(json!({"sku": "A", "quantity": 1.5})), ErrorCode::InvalidQuantity);
+        assert_eq!(code(json!({"sku": "A", "quantity": 1, "price_at_add": 5})), ErrorCode::InvalidMoney);
+        assert!(parse_add_item(&json!({"sku": "A", "quantity": 1, "price_at_add": null}), &l).is_ok());
+    }
+
+    #[test]
+    fn a_bad_op_is_rejected_alone_but_a_missing_op_id_fails_the_batch() {
+        let l = Limits::default();
+        let ops = parse_ops_request(
+            &json!({"ops": [{"op_id": "a", "type": "add", "sku": "X", "quantity": 0}, {"op_id": "b", "type": "clear"}]}),
+            &l,
+        )
+        .unwrap();
+        assert_eq!(ops[0].1.as_ref().unwrap_err().code, ErrorCode::InvalidQuantity);
+        assert_eq!(ops[1].1, Ok(OpKind::Clear));
+        let err = parse_ops_request(&json!({"ops": [{"type": "clear"}]}), &l).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidOp);
+        let too_many: Vec<Value> = (0..501).map(|i| json!({"op_id": format!("o{i}"), "type": "clear"})).collect();
+        assert_eq!(parse_ops_request(&json!({ "ops": too_many }), &l).unwrap_err().code, ErrorCode::TooManyOps);
+    }
+
+    #[test]
+    fn ops_round_trip_through_their_wire_form() {
+        let l = Limits::default();
+        let op = Op {
+            id: OpId::parse("7f1c").unwrap(),
+            kind: OpKind::Add {
+                sku: Sku::parse("A").unwrap(),
+                quantity: Quantity::new(2, &l).unwrap(),
+                price_at_add: Some(Money::new(1999, Currency::USD).unwrap()),
+            },
+        };
+        let parsed = parse_ops(Some(&json!([op_to_json(&op, None)])), &l).unwrap();
+        assert_eq!(parsed, vec![(op.id.clone(), Ok(op.kind.clone()))]);
+    }
+}
