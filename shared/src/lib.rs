@@ -13,6 +13,7 @@ mod merge;
 mod op;
 mod time;
 mod types;
+pub mod stored;
 pub mod wire;
 
 pub use cart::{Cart, CartLine, CartState, Expiry, OpOutcome};

@@ -101,7 +101,8 @@ impl CartView {
             subtotal,
             lines,
             saved: cart.saved.iter().map(view).collect(),
-            updated_at: cart.updated_at,
+            // A cart that never changed reports when it was last seen rather than the epoch.
+            updated_at: if cart.version == 0 { cart.updated_at.max(cart.accessed_at) } else { cart.updated_at },
             expires_at,
         }
     }

@@ -1,0 +1,84 @@
+//! The stored form of a cart, for every store that keeps one as a document (the server's durable
+//! store, the browser's localStorage). It carries a format number so old data can be recognised.
+
+use crate::cart::{Cart, CartLine};
+use crate::time::Timestamp;
+use crate::types::{Currency, Money, Sku};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredLine {
+    pub sku: Sku,
+    pub quantity: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_at_add: Option<Money>,
+    pub added_at: Timestamp,
+    pub seq: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCart {
+    pub format: u32,
+    pub currency: Currency,
+    pub version: u64,
+    pub next_seq: u64,
+    pub updated_at: Timestamp,
+    pub accessed_at: Timestamp,
+    pub lines: Vec<StoredLine>,
+    pub saved: Vec<StoredLine>,
+}
+
+impl StoredCart {
+    pub const FORMAT: u32 = 1;
+
+    /// Rebuilds the cart, restoring its invariants (sorted by seq, one line per SKU, positive
+    /// quantities) even if the document was edited by hand.
+    pub fn into_cart(self) -> Option<Cart> {
+        if self.format != Self::FORMAT {
+            return None;
+        }
+        let lines = |v: Vec<StoredLine>| {
+            let mut out: Vec<CartLine> = Vec::with_capacity(v.len());
+            for l in v {
+                if l.quantity == 0 || out.iter().any(|o| o.sku == l.sku) {
+                    continue;
+                }
+                out.push(CartLine { sku: l.sku, quantity: l.quantity, price_at_add: l.price_at_add, added_at: l.added_at, seq: l.seq });
+            }
+            out.sort_by_key(|l| l.seq);
+            out
+        };
+        let lines_v = lines(self.lines);
+        let saved_v = lines(self.saved);
+        let max_seq = lines_v.iter().chain(&saved_v).map(|l| l.seq + 1).max().unwrap_or(0);
+        Some(Cart {
+            currency: self.currency,
+            version: self.version,
+            lines: lines_v,
+            saved: saved_v,
+            next_seq: self.next_seq.max(max_seq),
+            updated_at: self.updated_at,
+            accessed_at: self.accessed_at,
+        })
+    }
+}
+
+impl From<&Cart> for StoredCart {
+    fn from(c: &Cart) -> Self {
+        let lines = |v: &[CartLine]| {
+            v.iter()
+                .map(|l| StoredLine { sku: l.sku.clone(), quantity: l.quantity, price_at_add: l.price_at_add, added_at: l.added_at, seq: l.seq })
+                .collect()
+        };
+        StoredCart {
+            format: Self::FORMAT,
+            currency: c.currency,
+            version: c.version,
+            next_seq: c.next_seq,
+            updated_at: c.updated_at,
+            accessed_at: c.accessed_at,
+            lines: lines(&c.lines),
+            saved: lines(&c.saved),
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Properties of the cart core that every client and the server rely on.
+
+use proptest::prelude::*;
+use shared::wire::{CartView, Owner, op_to_json, parse_ops};
+use shared::{Cart, CartState, Currency, Limits, MergePolicy, Money, Op, OpId, OpKind, OpOutcome, Quantity, Sku, Timestamp, merge};
+
+const SKUS: [&str; 6] = ["A", "B", "C", "D", "E", "F"];
+
+fn limits() -> Limits {
+    Limits { max_line_quantity: 9, max_lines: 4 }
+}
+
+fn op_kind() -> impl Strategy<Value = OpKind> {
+    let sku = prop::sample::select(&SKUS[..]).prop_map(|s| Sku::parse(s).unwrap());
+    let qty = (1i64..=9).prop_map(|q| Quantity::new(q, &limits()).unwrap());
+    let price = prop::option::of((0i64..5000).prop_map(|a| Money::new(a, Currency::USD).unwrap()));
+    prop_oneof![
+        4 => (sku.clone(), qty.clone(), price).prop_map(|(sku, quantity, price_at_add)| OpKind::Add { sku, quantity, price_at_add }),
+        2 => (sku.clone(), qty).prop_map(|(sku, quantity)| OpKind::SetQuantity { sku, quantity }),
+        1 => sku.clone().prop_map(|sku| OpKind::Remove { sku }),
+        2 => sku.clone().prop_map(|sku| OpKind::SaveForLater { sku }),
+        2 => sku.clone().prop_map(|sku| OpKind::MoveToCart { sku }),
+        1 => sku.prop_map(|sku| OpKind::RemoveSaved { sku }),
+        1 => Just(OpKind::Clear),
+    ]
+}
+
+fn cart_from(kinds: &[OpKind]) -> Cart {
+    let mut c = Cart::new(Currency::USD);
+    for (i, k) in kinds.iter().enumerate() {
+        let _ = c.apply(k, &limits(), Timestamp::from_millis(i as i64));
+    }
+    c
+}
+
+fn assert_invariants(c: &Cart, l: &Limits) -> Result<(), TestCaseError> {
+    for list in [&c.lines, &c.saved] {
+        prop_assert!(list.len() <= l.max_lines);
+        for w in list.windows(2) {
+            prop_assert!(w[0].seq < w[1].seq, "sorted by seq");
+        }
+        let mut skus: Vec<_> = list.iter().map(|x| &x.sku).collect();
+        skus.sort();
+        skus.dedup();
+        prop_assert_eq!(skus.len(), list.len(), "one line per SKU");
+        for line in list {
+            prop_assert!((1..=l.max_line_quantity).contains(&line.quantity));
+            prop_assert!(line.seq < c.next_seq);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn applying_ops_never_breaks_the_limits_and_versions_count_changes(kinds in prop::collection::vec(op_kind(), 0..60)) {
+        let l = limits();
+        let mut c = Cart::new(Currency::USD);
+        let mut changes = 0;
+        for (i, k) in kinds.iter().enumerate() {
+            let before = c.clone();
+            match c.apply(k, &l, Timestamp::from_millis(i as i64)) {
+                Ok(true) => changes += 1,
+                Ok(false) => prop_assert_eq!(&c, &before),
+                Err(_) => prop_assert_eq!(&c, &before, "a rejected op changes nothing"),
+            }
+            assert_invariants(&c, &l)?;
+        }
+        prop_assert_eq!(c.version, changes);
+    }
+
+    #[test]
+    fn replaying_applied_op_ids_changes_nothing(kinds in prop::collection::vec(op_kind(), 1..40)) {
+        let l = limits();
+        let ops: Vec<Op> = kinds.into_iter().enumerate().map(|(i, kind)| Op { id: OpId::parse(&format!("op-{i}")).unwrap(), kind }).collect();
+        let mut s = CartState::new(Cart::new(Currency::USD));
+        let first: Vec<OpOutcome> = ops.iter().map(|op| s.apply_op(op, &l, Timestamp::from_millis(1))).collect();
+        let after_first = s.clone();
+        for (op, out) in ops.iter().zip(&first) {
+            let again = s.apply_op(op, &l, Timestamp::from_millis(2));
+            if *out == OpOutcome::Applied {
+                prop_assert_eq!(again, OpOutcome::Duplicate);
+            }
+        }
+        // Only previously rejected ops may apply on the replay; applied ones never twice.
+        if first.iter().all(|o| *o == OpOutcome::Applied) {
+            prop_assert_eq!(s, after_first);
+        }
+    }
+
+    #[test]
+    fn merge_follows_its_policy_line_by_line(
+        user_ops in prop::collection::vec(op_kind(), 0..30),
+        guest_ops in prop::collection::vec(op_kind(), 0..30),
+        policy in prop_oneof![Just(MergePolicy::Sum), Just(MergePolicy::Max), Just(MergePolicy::KeepUser)],
+    ) {
+        let l = limits();
+        let user = cart_from(&user_ops);
+        let guest = cart_from(&guest_ops);
+        let mut merged = user.clone();
+        let changed = merge(&mut merged, &guest, policy, &l, Timestamp::from_millis(99));
+        assert_invariants(&merged, &l)?;
+        prop_assert_eq!(merged.version, user.version + u64::from(changed));
+        for (ulist, glist, mlist) in [(&user.lines, &guest.lines, &merged.lines), (&user.saved, &guest.saved, &merged.saved)] {
+            // Every user line survives, in the user's order, ahead of anything that came over.
+            for (i, u) in ulist.iter().enumerate() {
+                prop_assert_eq!(&mlist[i].sku, &u.sku);
+                let expected = match glist.iter().find(|g| g.sku == u.sku) {
+                    None => u.quantity,
+                    Some(g) => match policy {
+                        MergePolicy::Sum => (u.quantity + g.quantity).min(l.max_line_quantity),
+                        MergePolicy::Max => u.quantity.max(g.quantity),
+                        MergePolicy::KeepUser => u.quantity,
+                    },
+                };
+                prop_assert_eq!(mlist[i].quantity, expected);
+            }
+            // Guest-only lines come over whole, in guest order, while there is room.
+            let guest_only: Vec<_> = glist.iter().filter(|g| !ulist.iter().any(|u| u.sku == g.sku)).collect();
+            let room = l.max_lines - ulist.len();
+            let came_over = &mlist[ulist.len()..];
+            prop_assert_eq!(came_over.len(), guest_only.len().min(room));
+            for (m, g) in came_over.iter().zip(guest_only) {
+                prop_assert_eq!((&m.sku, m.quantity, m.price_at_add, m.added_at), (&g.sku, g.quantity, g.price_at_add, g.added_at));
+            }
+        }
+    }
+
+    #[test]
+    fn ops_and_cart_views_survive_a_serde_round_trip(kinds in prop::collection::vec(op_kind(), 0..30)) {
+        let l = limits();
+        let ops: Vec<Op> = kinds.iter().cloned().enumerate().map(|(i, kind)| Op { id: OpId::parse(&format!("o{i}")).unwrap(), kind }).collect();
+        let wire = serde_json::Value::Array(ops.iter().map(|o| op_to_json(o, Some(Timestamp::from_millis(5)))).collect());
+        let text = serde_json::to_string(&wire).unwrap();
+        let back = parse_ops(Some(&serde_json::from_str(&text).unwrap()), &l).unwrap();
+        prop_assert_eq!(back, ops.into_iter().map(|o| (o.id, Ok(o.kind))).collect::<Vec<_>>());
+
+        let view = CartView::new(&cart_from(&kinds), Owner::Guest, Timestamp::from_millis(7), |_| None);
+        let json = serde_json::to_string(&view).unwrap();
+        prop_assert_eq!(serde_json::from_str::<CartView>(&json).unwrap(), view);
+    }
+}
+
+fn line_qty(c: &Cart, sku: &str) -> Option<u32> {
+    c.line(&Sku::parse(sku).unwrap()).map(|l| l.quantity)
+}
+
+#[test]
+fn the_seed_merge_example_sums_shared_skus() {
+    let l = Limits::default();
+    let add = |c: &mut Cart, s: &str, q: i64| {
+        c.apply(&OpKind::Add { sku: Sku::parse(s).unwrap(), quantity: Quantity::new(q, &l).unwrap(), price_at_add: None }, &l, Timestamp::default())
+            .unwrap();
+    };
+    let mut guest = Cart::new(Currency::USD);
+    add(&mut guest, "A", 2);
+    add(&mut guest, "B", 1);
+    let mut user = Cart::new(Currency::USD);
+    add(&mut user, "A", 1);
+    add(&mut user, "C", 3);
+    assert!(merge(&mut user, &guest, MergePolicy::Sum, &l, Timestamp::default()));
+    let got: Vec<(&str, u32)> = user.lines.iter().map(|x| (x.sku.as_str(), x.quantity)).collect();
+    assert_eq!(got, [("A", 3), ("C", 3), ("B", 1)]);
+    assert_eq!((line_qty(&user, "A"), line_qty(&user, "B"), line_qty(&user, "C")), (Some(3), Some(1), Some(3)));
+}

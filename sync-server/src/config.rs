@@ -1,0 +1,161 @@
+//! Settings, from the environment (or the equivalent flags); `sync-server --help` lists them.
+
+use clap::{Args, Parser, Subcommand};
+use shared::{Currency, Expiry, Limits, MergePolicy};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A secret setting: never printed, not even in `Debug`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() { Err("must not be empty".into()) } else { Ok(Secret(s.to_owned())) }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "sync-server", version, about = "cartsync: the shopping cart sync server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+}
+
+fn parse_currency(s: &str) -> Result<Currency, String> {
+    Currency::parse(s).map_err(|e| e.message)
+}
+
+fn parse_policy(s: &str) -> Result<MergePolicy, String> {
+    MergePolicy::parse(s).map_err(|e| e.message)
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct Settings {
+    /// Address and port to serve on.
+    #[arg(long, env = "CARTSYNC_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Redis URL, or a comma-separated list of node URLs for a Redis Cluster. Unset: an embedded
+    /// in-process store.
+    #[arg(long, env = "CARTSYNC_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key this server uses.
+    #[arg(long, env = "CARTSYNC_REDIS_PREFIX", default_value = "cartsync")]
+    pub redis_prefix: String,
+
+    /// postgres://… or sqlite://…; unset: an SQLite file in the working directory.
+    #[arg(long, env = "CARTSYNC_DATABASE_URL", default_value = "sqlite://cartsync.db")]
+    pub database_url: String,
+
+    /// HS256 secret of user tokens. Unset (and no public key): user tokens are refused.
+    #[arg(long, env = "CARTSYNC_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// Path to a PEM public key (RS256 or EdDSA) of user tokens, instead of a secret.
+    #[arg(long, env = "CARTSYNC_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Required `iss` of user tokens.
+    #[arg(long, env = "CARTSYNC_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` of user tokens.
+    #[arg(long, env = "CARTSYNC_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Bearer token of the admin endpoints. Unset: admin endpoints refuse everything.
+    #[arg(long, env = "CARTSYNC_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+
+    /// HMAC-SHA256 secret of the payment webhook. Unset: the webhook refuses everything.
+    #[arg(long, env = "CARTSYNC_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<Secret>,
+
+    /// How a guest cart merges into the user's on login: sum, max or keep_user.
+    #[arg(long, env = "CARTSYNC_MERGE_POLICY", default_value = "sum", value_parser = parse_policy)]
+    pub merge_policy: MergePolicy,
+
+    /// Per-line quantity limit.
+    #[arg(long, env = "CARTSYNC_MAX_LINE_QUANTITY", default_value_t = 99,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(Limits::ABSOLUTE_MAX_QUANTITY)))]
+    pub max_line_quantity: u32,
+
+    /// Most lines in a cart (and in its saved list).
+    #[arg(long, env = "CARTSYNC_MAX_LINES", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..=Limits::ABSOLUTE_MAX_LINES as i64))]
+    pub max_lines: u32,
+
+    /// Checkout reservation hold, in seconds.
+    #[arg(long, env = "CARTSYNC_HOLD_SECONDS", default_value_t = 600)]
+    pub hold_seconds: u64,
+
+    /// Guest carts expire after this many idle seconds.
+    #[arg(long, env = "CARTSYNC_GUEST_TTL_SECONDS", default_value_t = 7 * 86_400,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub guest_ttl_seconds: i64,
+
+    /// User carts expire from the hot store after this many idle seconds.
+    #[arg(long, env = "CARTSYNC_USER_TTL_SECONDS", default_value_t = 30 * 86_400,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub user_ttl_seconds: i64,
+
+    /// Saved-for-later lists expire after this many idle seconds.
+    #[arg(long, env = "CARTSYNC_SAVED_TTL_SECONDS", default_value_t = 90 * 86_400,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub saved_ttl_seconds: i64,
+
+    /// Currency of new carts (ISO 4217).
+    #[arg(long, env = "CARTSYNC_CURRENCY", default_value = "USD", value_parser = parse_currency)]
+    pub currency: Currency,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "CARTSYNC_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Log format: text or json.
+    #[arg(long, env = "CARTSYNC_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl Settings {
+    /// The settings of an embedded server with everything at its default, for tests and tools.
+    pub fn defaults() -> Settings {
+        Cli::parse_from(["sync-server"]).settings
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits { max_line_quantity: self.max_line_quantity, max_lines: self.max_lines as usize }
+    }
+
+    pub fn guest_expiry(&self) -> Expiry {
+        Expiry { cart_seconds: self.guest_ttl_seconds, saved_seconds: self.saved_ttl_seconds }
+    }
+
+    pub fn user_expiry(&self) -> Expiry {
+        Expiry { cart_seconds: self.user_ttl_seconds, saved_seconds: self.saved_ttl_seconds }
+    }
+}

@@ -1,0 +1,435 @@
+//! The Redis hot store. Every cart write is one `EVALSHA` of a script in `lua/`, with all keys in
+//! `KEYS`; a cart's keys share one hash tag, so the same code runs on a single node and on a
+//! Redis Cluster. A write to a user cart is sent together with an `XADD` to the write-behind
+//! stream: both go out at once on the multiplexed connection, so the write still costs one round
+//! trip.
+
+use super::codec::{cart_from_fields, cart_to_fields};
+use super::{ApplyResult, Frozen, MergeResult, Rules, StoreError, WriteBehindEntry};
+use crate::identity::CartId;
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use shared::{Cart, CartState, Op, OpKind, OpOutcome, Timestamp, UserId};
+use shared::{CartError, ErrorCode};
+use std::sync::Arc;
+use std::time::Duration;
+
+const COMMON: &str = include_str!("lua/common.lua");
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{COMMON}\n{body}"))
+}
+
+struct Scripts {
+    apply: Script,
+    restore: Script,
+    freeze: Script,
+    merge: Script,
+    snapshot: Script,
+}
+
+/// A single node or a cluster, behind one connection type.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Conn,
+    prefix: String,
+    consumer: String,
+    scripts: Arc<Scripts>,
+}
+
+const GROUP: &str = "durable-writers";
+/// Entries a crashed instance fetched but never acknowledged are taken over after this long.
+const CLAIM_IDLE_MS: u64 = 30_000;
+
+impl RedisStore {
+    /// Connects to one node, or to a cluster when several URLs are given or the one node reports
+    /// that it is part of a cluster.
+    pub async fn connect(urls: &str, prefix: &str) -> Result<RedisStore, StoreError> {
+        let urls: Vec<&str> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+        let conn = if urls.len() > 1 {
+            connect_cluster(&urls).await?
+        } else {
+            let client = redis::Client::open(*urls.first().unwrap_or(&""))?;
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_number_of_retries(2)
+                .set_connection_timeout(Some(Duration::from_secs(3)))
+                .set_response_timeout(Some(Duration::from_secs(5)));
+            let mut single = client.get_connection_manager_with_config(config).await?;
+            let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut single).await?;
+            if info.contains("cluster_enabled:1") { connect_cluster(&urls).await? } else { Conn::Single(single) }
+        };
+        let store = RedisStore {
+            conn,
+            prefix: prefix.to_owned(),
+            consumer: uuid::Uuid::new_v4().to_string(),
+            scripts: Arc::new(Scripts {
+                apply: script(include_str!("lua/apply.lua")),
+                restore: script(include_str!("lua/restore.lua")),
+                freeze: script(include_str!("lua/freeze.lua")),
+                merge: script(include_str!("lua/merge.lua")),
+                snapshot: script(include_str!("lua/snapshot.lua")),
+            }),
+        };
+        store.ensure_group().await?;
+        Ok(store)
+    }
+
+    fn key(&self, id: &CartId, suffix: &str) -> String {
+        format!("{}:cart:{{{}}}{suffix}", self.prefix, id.tag())
+    }
+
+    fn stream(&self) -> String {
+        format!("{}:writebehind", self.prefix)
+    }
+
+    async fn ensure_group(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let r: Result<(), _> = redis::cmd("XGROUP").arg("CREATE").arg(self.stream()).arg(GROUP).arg("0").arg("MKSTREAM").query_async(&mut c).await;
+        match r {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other.map_err(StoreError::from),
+        }
+    }
+
+    fn enqueue_cmd(&self, user: &UserId) -> Cmd {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.stream()).arg("MAXLEN").arg("~").arg(1_000_000).arg("*").arg("u").arg(user.as_str());
+        cmd
+    }
+
+    /// Runs a script invocation, with the write-behind `XADD` sent alongside when `user` is set.
+    async fn invoke(&self, inv: redis::ScriptInvocation<'_>, user: Option<&UserId>) -> Result<Value, StoreError> {
+        let mut c = self.conn.clone();
+        let script_call = inv.invoke_async::<Value>(&mut c);
+        match user {
+            None => Ok(script_call.await?),
+            Some(u) => {
+                let mut c2 = self.conn.clone();
+                let cmd = self.enqueue_cmd(u);
+                let (result, queued) = tokio::join!(script_call, cmd.query_async::<Value>(&mut c2));
+                // The entry only names the cart; a spare one (the script changed nothing) costs the
+                // writer one skipped version check. A lost one is caught up by the next change.
+                if let Err(e) = queued {
+                    tracing::warn!(error = %e, "could not queue a user cart for the durable store");
+                }
+                Ok(result?)
+            }
+        }
+    }
+
+    pub async fn apply(&self, id: &CartId, ops: &[Op], if_match: Option<u64>, rules: &Rules, now: Timestamp) -> Result<ApplyResult, StoreError> {
+        let expiry = rules.expiry(id);
+        let mut inv = self.scripts.apply.prepare_invoke();
+        inv.key(self.key(id, "")).key(self.key(id, ":ops"));
+        inv.arg(now.millis())
+            .arg(rules.limits.max_line_quantity)
+            .arg(rules.limits.max_lines)
+            .arg(expiry.cart_seconds * 1000)
+            .arg(expiry.saved_seconds * 1000)
+            .arg(rules.currency.as_str())
+            .arg(if id.is_user() { "1" } else { "0" })
+            .arg(if_match.map(|v| v.to_string()).unwrap_or_default());
+        for op in ops {
+            let (sku, qty, price) = match &op.kind {
+                OpKind::Add { sku, quantity, price_at_add } => {
+                    (sku.as_str(), quantity.get(), price_at_add.map(|p| format!("{}|{}", p.amount(), p.currency())).unwrap_or_default())
+                }
+                OpKind::SetQuantity { sku, quantity } => (sku.as_str(), quantity.get(), String::new()),
+                other => (other.sku().map_or("", |s| s.as_str()), 0, String::new()),
+            };
+            inv.arg(op.id.as_str()).arg(op.kind.type_name()).arg(sku).arg(qty).arg(price);
+        }
+        let user = match id {
+            CartId::User(u) if !ops.is_empty() => Some(u),
+            _ => None,
+        };
+        let reply = strings_or_arrays(self.invoke(inv, user).await?)?;
+        match reply.first().map(|v| v.as_str()) {
+            Some("restore") => Ok(ApplyResult::NeedsRestore),
+            Some("mismatch") => Ok(ApplyResult::VersionMismatch(reply.get(1).map(|v| v.int()).unwrap_or(0) as u64)),
+            Some("ok") if reply.len() == 3 => {
+                let outcomes = reply[1].list().iter().map(|r| parse_outcome(r.as_str())).collect::<Result<_, _>>()?;
+                let cart = cart_from_fields(&reply[2].strings(), rules.currency)?;
+                Ok(ApplyResult::Done { cart, outcomes })
+            }
+            _ => Err(StoreError::Corrupt("unexpected reply from apply.lua".into())),
+        }
+    }
+
+    pub async fn restore(&self, id: &CartId, state: &CartState, rules: &Rules, _now: Timestamp) -> Result<(), StoreError> {
+        let fields = cart_to_fields(&state.cart);
+        let ttl = Rules::key_ttl_ms(&rules.expiry(id), &state.cart);
+        let mut inv = self.scripts.restore.prepare_invoke();
+        inv.key(self.key(id, "")).key(self.key(id, ":ops")).arg(ttl).arg(fields.len()).arg(&fields);
+        for op in &state.applied {
+            inv.arg(op);
+        }
+        self.invoke(inv, None).await?;
+        Ok(())
+    }
+
+    pub async fn freeze_guest(&self, guest: &CartId, rules: &Rules, now: Timestamp) -> Result<Option<Frozen>, StoreError> {
+        let expiry = rules.expiry(guest);
+        let snapshot_ttl = expiry.cart_seconds.max(expiry.saved_seconds) * 1000;
+        let mut inv = self.scripts.freeze.prepare_invoke();
+        inv.key(self.key(guest, ""))
+            .key(self.key(guest, ":ops"))
+            .key(self.key(guest, ":frozen"))
+            .key(self.key(guest, ":generation"))
+            .arg(now.millis())
+            .arg(expiry.cart_seconds * 1000)
+            .arg(expiry.saved_seconds * 1000)
+            .arg(snapshot_ttl);
+        let reply = strings_or_arrays(self.invoke(inv, None).await?)?;
+        let generation = reply.first().map(|v| v.int()).unwrap_or(0);
+        if generation <= 0 || reply.len() < 2 {
+            return Ok(None);
+        }
+        let cart = cart_from_fields(&reply[1].strings(), rules.currency)?;
+        Ok(Some(Frozen { generation: generation as u64, cart }))
+    }
+
+    pub async fn merge_into(&self, user: &CartId, op_id: &str, guest: &Cart, rules: &Rules, now: Timestamp) -> Result<MergeResult, StoreError> {
+        let expiry = rules.expiry(user);
+        let mut inv = self.scripts.merge.prepare_invoke();
+        inv.key(self.key(user, ""))
+            .key(self.key(user, ":ops"))
+            .arg(now.millis())
+            .arg(rules.limits.max_line_quantity)
+            .arg(rules.limits.max_lines)
+            .arg(expiry.cart_seconds * 1000)
+            .arg(expiry.saved_seconds * 1000)
+            .arg(rules.currency.as_str())
+            .arg(op_id)
+            .arg(rules.merge.as_str())
+            .arg(cart_to_fields(guest));
+        let queue_for = match user {
+            CartId::User(u) => Some(u),
+            CartId::Guest(_) => None,
+        };
+        let reply = strings_or_arrays(self.invoke(inv, queue_for).await?)?;
+        match reply.first().map(|v| v.as_str()) {
+            Some("restore") => Ok(MergeResult::NeedsRestore),
+            Some(status @ ("applied" | "duplicate")) if reply.len() == 2 => {
+                let cart = cart_from_fields(&reply[1].strings(), rules.currency)?;
+                Ok(MergeResult::Done { cart, applied: status == "applied" })
+            }
+            _ => Err(StoreError::Corrupt("unexpected reply from merge.lua".into())),
+        }
+    }
+
+    pub async fn finish_merge(&self, guest: &CartId) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("DEL").arg(self.key(guest, ":frozen")).query_async::<()>(&mut c).await?;
+        Ok(())
+    }
+
+    pub async fn snapshot(&self, id: &CartId, rules: &Rules) -> Result<Option<CartState>, StoreError> {
+        let mut inv = self.scripts.snapshot.prepare_invoke();
+        inv.key(self.key(id, "")).key(self.key(id, ":ops"));
+        let reply = strings_or_arrays(self.invoke(inv, None).await?)?;
+        if reply.len() != 2 {
+            return Ok(None);
+        }
+        let cart = cart_from_fields(&reply[0].strings(), rules.currency)?;
+        Ok(Some(CartState { cart, applied: reply[1].strings().into_iter().collect() }))
+    }
+
+    pub async fn write_behind_fetch(&self, max: usize) -> Result<Vec<WriteBehindEntry>, StoreError> {
+        let mut c = self.conn.clone();
+        // Our own unacknowledged entries first (a failed write is retried), then new ones.
+        for start in ["0", ">"] {
+            let reply: Value = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg("COUNT")
+                .arg(max)
+                .arg("STREAMS")
+                .arg(self.stream())
+                .arg(start)
+                .query_async(&mut c)
+                .await?;
+            let entries = parse_stream_entries(&reply);
+            if !entries.is_empty() {
+                return Ok(entries);
+            }
+        }
+        // Then whatever a stopped instance left behind.
+        let reply: Value = redis::cmd("XAUTOCLAIM")
+            .arg(self.stream())
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(CLAIM_IDLE_MS)
+            .arg("0")
+            .arg("COUNT")
+            .arg(max)
+            .query_async(&mut c)
+            .await?;
+        Ok(match reply {
+            Value::Array(parts) if parts.len() >= 2 => entries_of(&parts[1]),
+            _ => Vec::new(),
+        })
+    }
+
+    pub async fn write_behind_ack(&self, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.conn.clone();
+        redis::cmd("XACK").arg(self.stream()).arg(GROUP).arg(ids).query_async::<()>(&mut c).await?;
+        redis::cmd("XDEL").arg(self.stream()).arg(ids).query_async::<()>(&mut c).await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("PING").query_async::<()>(&mut c).await?;
+        Ok(())
+    }
+}
+
+async fn connect_cluster(urls: &[&str]) -> Result<Conn, redis::RedisError> {
+    let client = redis::cluster::ClusterClient::new(urls.to_vec())?;
+    Ok(Conn::Cluster(client.get_async_connection().await?))
+}
+
+fn parse_outcome(s: &str) -> Result<OpOutcome, StoreError> {
+    match s {
+        "a" => Ok(OpOutcome::Applied),
+        "d" => Ok(OpOutcome::Duplicate),
+        _ => {
+            let mut parts = s.splitn(3, '|');
+            let (_, code, message) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let code = ErrorCode::parse(code).ok_or_else(|| StoreError::Corrupt(format!("op result {s:?}")))?;
+            Ok(OpOutcome::Rejected(CartError::new(code, message)))
+        }
+    }
+}
+
+/// A loosely typed script reply.
+enum Reply {
+    Str(String),
+    Int(i64),
+    List(Vec<Reply>),
+}
+
+impl Reply {
+    fn as_str(&self) -> &str {
+        match self {
+            Reply::Str(s) => s,
+            _ => "",
+        }
+    }
+
+    fn int(&self) -> i64 {
+        match self {
+            Reply::Int(i) => *i,
+            Reply::Str(s) => s.parse().unwrap_or(0),
+            Reply::List(_) => 0,
+        }
+    }
+
+    fn list(&self) -> &[Reply] {
+        match self {
+            Reply::List(l) => l,
+            _ => &[],
+        }
+    }
+
+    fn strings(&self) -> Vec<String> {
+        self.list()
+            .iter()
+            .map(|r| match r {
+                Reply::Str(s) => s.clone(),
+                Reply::Int(i) => i.to_string(),
+                Reply::List(_) => String::new(),
+            })
+            .collect()
+    }
+}
+
+fn to_reply(v: Value) -> Reply {
+    match v {
+        Value::BulkString(b) => Reply::Str(String::from_utf8_lossy(&b).into_owned()),
+        Value::SimpleString(s) => Reply::Str(s),
+        Value::Okay => Reply::Str("OK".into()),
+        Value::Int(i) => Reply::Int(i),
+        Value::Array(items) | Value::Set(items) => Reply::List(items.into_iter().map(to_reply).collect()),
+        _ => Reply::List(Vec::new()),
+    }
+}
+
+fn strings_or_arrays(v: Value) -> Result<Vec<Reply>, StoreError> {
+    match to_reply(v) {
+        Reply::List(l) => Ok(l),
+        _ => Err(StoreError::Corrupt("a script returned a scalar".into())),
+    }
+}
+
+fn bulk(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// `[[id, [field, value, ...]], ...]` → entries naming a user.
+fn entries_of(v: &Value) -> Vec<WriteBehindEntry> {
+    let Value::Array(items) = v else { return Vec::new() };
+    items
+        .iter()
+        .filter_map(|item| {
+            let Value::Array(pair) = item else { return None };
+            let id = bulk(pair.first()?)?;
+            let Value::Array(fields) = pair.get(1)? else { return None };
+            let user = fields.chunks_exact(2).find(|kv| bulk(&kv[0]).as_deref() == Some("u")).and_then(|kv| bulk(&kv[1]))?;
+            Some(WriteBehindEntry { id, user: UserId::parse(&user).ok()? })
+        })
+        .collect()
+}
+
+/// `XREADGROUP` reply: `[[stream, entries]]`, or nil when there is nothing.
+fn parse_stream_entries(v: &Value) -> Vec<WriteBehindEntry> {
+    match v {
+        Value::Array(streams) => streams
+            .iter()
+            .flat_map(|s| match s {
+                Value::Array(kv) if kv.len() == 2 => entries_of(&kv[1]),
+                _ => Vec::new(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
