@@ -11,9 +11,9 @@ mod cart;
 mod error;
 mod merge;
 mod op;
+pub mod stored;
 mod time;
 mod types;
-pub mod stored;
 pub mod wire;
 
 pub use cart::{Cart, CartLine, CartState, Expiry, OpOutcome};

@@ -11,11 +11,15 @@ impl OpId {
     pub fn parse(s: &str) -> Result<OpId, CartError> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'));
+            && s.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'));
         if ok {
             Ok(OpId(s.to_owned()))
         } else {
-            Err(CartError::new(ErrorCode::InvalidOp, "op_id must be 1 to 64 characters such as a UUID"))
+            Err(CartError::new(
+                ErrorCode::InvalidOp,
+                "op_id must be 1 to 64 characters such as a UUID",
+            ))
         }
     }
 
@@ -35,13 +39,28 @@ impl fmt::Display for OpId {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpKind {
     /// Adds `quantity` to the line (a delta: adds commute), creating it if absent.
-    Add { sku: Sku, quantity: Quantity, price_at_add: Option<Money> },
-    SetQuantity { sku: Sku, quantity: Quantity },
+    Add {
+        sku: Sku,
+        quantity: Quantity,
+        price_at_add: Option<Money>,
+    },
+    SetQuantity {
+        sku: Sku,
+        quantity: Quantity,
+    },
     /// Removing an absent line is not an error.
-    Remove { sku: Sku },
-    SaveForLater { sku: Sku },
-    MoveToCart { sku: Sku },
-    RemoveSaved { sku: Sku },
+    Remove {
+        sku: Sku,
+    },
+    SaveForLater {
+        sku: Sku,
+    },
+    MoveToCart {
+        sku: Sku,
+    },
+    RemoveSaved {
+        sku: Sku,
+    },
     /// Empties the cart; the saved list stays.
     Clear,
 }

@@ -39,7 +39,8 @@ impl Sku {
     pub fn parse(s: &str) -> Result<Sku, CartError> {
         let ok = !s.is_empty()
             && s.len() <= Self::MAX_LEN
-            && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'));
+            && s.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'));
         if ok {
             Ok(Sku(s.to_owned()))
         } else {
@@ -178,21 +179,38 @@ impl Money {
         } else {
             Err(CartError::new(
                 ErrorCode::InvalidMoney,
-                format!("amount must be a whole number of minor units from 0 to {}", Self::MAX_AMOUNT),
+                format!(
+                    "amount must be a whole number of minor units from 0 to {}",
+                    Self::MAX_AMOUNT
+                ),
             ))
         }
     }
 
     pub const fn zero(currency: Currency) -> Money {
-        Money { amount: 0, currency }
+        Money {
+            amount: 0,
+            currency,
+        }
     }
 
     /// Parses `{"amount": <integer>, "currency": "<ISO 4217>"}` with the contract's error codes.
     pub fn from_json(v: &serde_json::Value) -> Result<Money, CartError> {
-        let bad = || CartError::new(ErrorCode::InvalidMoney, "money is {\"amount\": <integer minor units>, \"currency\": \"USD\"}");
+        let bad = || {
+            CartError::new(
+                ErrorCode::InvalidMoney,
+                "money is {\"amount\": <integer minor units>, \"currency\": \"USD\"}",
+            )
+        };
         let obj = v.as_object().ok_or_else(bad)?;
-        let amount = obj.get("amount").and_then(serde_json::Value::as_i64).ok_or_else(bad)?;
-        let currency = obj.get("currency").and_then(serde_json::Value::as_str).ok_or_else(bad)?;
+        let amount = obj
+            .get("amount")
+            .and_then(serde_json::Value::as_i64)
+            .ok_or_else(bad)?;
+        let currency = obj
+            .get("currency")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(bad)?;
         Money::new(amount, Currency::parse(currency)?)
     }
 
@@ -234,7 +252,9 @@ pub struct GuestToken(String);
 
 impl GuestToken {
     pub fn parse(s: &str) -> Result<GuestToken, CartError> {
-        let ok = (22..=64).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+        let ok = (22..=64).contains(&s.len())
+            && s.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
         if ok {
             Ok(GuestToken(s.to_owned()))
         } else {
@@ -271,7 +291,10 @@ impl UserId {
         if !s.is_empty() && s.len() <= 255 && !s.chars().any(char::is_control) {
             Ok(UserId(s.to_owned()))
         } else {
-            Err(CartError::new(ErrorCode::Unauthorized, "the token's subject is not a valid user id"))
+            Err(CartError::new(
+                ErrorCode::Unauthorized,
+                "the token's subject is not a valid user id",
+            ))
         }
     }
 
@@ -284,7 +307,10 @@ fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
         for i in 0..=chunk.len() {
             out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
         }
@@ -302,7 +328,11 @@ mod tests {
         assert!(Sku::parse("a.b_c:d-9").is_ok());
         assert!(Sku::parse(&"x".repeat(64)).is_ok());
         for bad in ["", " ", "a b", "ü", "a/b", &"x".repeat(65)] {
-            assert_eq!(Sku::parse(bad).unwrap_err().code, ErrorCode::InvalidSku, "{bad:?}");
+            assert_eq!(
+                Sku::parse(bad).unwrap_err().code,
+                ErrorCode::InvalidSku,
+                "{bad:?}"
+            );
         }
     }
 
@@ -311,8 +341,20 @@ mod tests {
         let l = Limits::default();
         assert_eq!(Quantity::new(1, &l).unwrap().get(), 1);
         assert_eq!(Quantity::new(99, &l).unwrap().get(), 99);
-        for bad in [serde_json::json!(0), serde_json::json!(-1), serde_json::json!(100), serde_json::json!(1000), serde_json::json!(1.5), serde_json::json!("2"), serde_json::Value::Null] {
-            assert_eq!(Quantity::from_json(&bad, &l).unwrap_err().code, ErrorCode::InvalidQuantity, "{bad}");
+        for bad in [
+            serde_json::json!(0),
+            serde_json::json!(-1),
+            serde_json::json!(100),
+            serde_json::json!(1000),
+            serde_json::json!(1.5),
+            serde_json::json!("2"),
+            serde_json::Value::Null,
+        ] {
+            assert_eq!(
+                Quantity::from_json(&bad, &l).unwrap_err().code,
+                ErrorCode::InvalidQuantity,
+                "{bad}"
+            );
         }
     }
 
@@ -320,7 +362,10 @@ mod tests {
     fn money_refuses_mixed_currencies_and_negative_amounts() {
         let usd = Money::new(100, Currency::USD).unwrap();
         let eur = Money::new(100, Currency::parse("EUR").unwrap()).unwrap();
-        assert_eq!(usd.checked_add(&eur).unwrap_err().code, ErrorCode::CurrencyMismatch);
+        assert_eq!(
+            usd.checked_add(&eur).unwrap_err().code,
+            ErrorCode::CurrencyMismatch
+        );
         assert_eq!(usd.checked_add(&usd).unwrap().amount(), 200);
         assert!(Money::new(-1, Currency::USD).is_err());
         assert!(Currency::parse("usd").is_err());

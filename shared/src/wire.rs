@@ -68,7 +68,12 @@ pub struct CartView {
 impl CartView {
     /// Builds the resource. `subtotal` uses the current price where the catalog knows it and the
     /// price at add otherwise; a line with neither counts as zero.
-    pub fn new(cart: &Cart, owner: Owner, expires_at: Timestamp, annotate: impl Fn(&Sku) -> Option<Annotation>) -> CartView {
+    pub fn new(
+        cart: &Cart,
+        owner: Owner,
+        expires_at: Timestamp,
+        annotate: impl Fn(&Sku) -> Option<Annotation>,
+    ) -> CartView {
         let view = |l: &CartLine| {
             let a = annotate(&l.sku);
             let current_price = a.and_then(|a| a.current_price);
@@ -90,7 +95,9 @@ impl CartView {
         for l in &lines {
             if let Some(p) = l.current_price.or(l.price_at_add) {
                 // A price in another currency cannot be summed; it is left out rather than guessed.
-                subtotal = subtotal.checked_add(&p.times(l.quantity)).unwrap_or(subtotal);
+                subtotal = subtotal
+                    .checked_add(&p.times(l.quantity))
+                    .unwrap_or(subtotal);
             }
         }
         CartView {
@@ -102,7 +109,11 @@ impl CartView {
             lines,
             saved: cart.saved.iter().map(view).collect(),
             // A cart that never changed reports when it was last seen rather than the epoch.
-            updated_at: if cart.version == 0 { cart.updated_at.max(cart.accessed_at) } else { cart.updated_at },
+            updated_at: if cart.version == 0 {
+                cart.updated_at.max(cart.accessed_at)
+            } else {
+                cart.updated_at
+            },
             expires_at,
         }
     }
@@ -180,7 +191,10 @@ fn object(v: &Value) -> Result<&Map<String, Value>, CartError> {
 fn sku_field(obj: &Map<String, Value>) -> Result<Sku, CartError> {
     match obj.get("sku") {
         Some(Value::String(s)) => Sku::parse(s),
-        _ => Err(CartError::new(ErrorCode::InvalidSku, "sku is required and must be a string")),
+        _ => Err(CartError::new(
+            ErrorCode::InvalidSku,
+            "sku is required and must be a string",
+        )),
     }
 }
 
@@ -225,10 +239,18 @@ fn parse_op_kind(obj: &Map<String, Value>, limits: &Limits) -> Result<OpKind, Ca
             sku: sku_field(obj)?,
             quantity: quantity_field(obj, limits)?,
         },
-        "remove" => OpKind::Remove { sku: sku_field(obj)? },
-        "save_for_later" => OpKind::SaveForLater { sku: sku_field(obj)? },
-        "move_to_cart" => OpKind::MoveToCart { sku: sku_field(obj)? },
-        "remove_saved" => OpKind::RemoveSaved { sku: sku_field(obj)? },
+        "remove" => OpKind::Remove {
+            sku: sku_field(obj)?,
+        },
+        "save_for_later" => OpKind::SaveForLater {
+            sku: sku_field(obj)?,
+        },
+        "move_to_cart" => OpKind::MoveToCart {
+            sku: sku_field(obj)?,
+        },
+        "remove_saved" => OpKind::RemoveSaved {
+            sku: sku_field(obj)?,
+        },
         "clear" => OpKind::Clear,
         _ => {
             return Err(CartError::new(
@@ -245,7 +267,12 @@ pub fn parse_ops(v: Option<&Value>, limits: &Limits) -> Result<Vec<ParsedOp>, Ca
     let list = match v {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(list)) => list,
-        Some(_) => return Err(CartError::new(ErrorCode::InvalidRequest, "ops must be an array")),
+        Some(_) => {
+            return Err(CartError::new(
+                ErrorCode::InvalidRequest,
+                "ops must be an array",
+            ));
+        }
     };
     if list.len() > MAX_OPS_PER_REQUEST {
         return Err(CartError::new(
@@ -255,12 +282,17 @@ pub fn parse_ops(v: Option<&Value>, limits: &Limits) -> Result<Vec<ParsedOp>, Ca
     }
     list.iter()
         .map(|op| {
-            let obj = op
-                .as_object()
-                .ok_or_else(|| CartError::new(ErrorCode::InvalidOp, "each op must be a JSON object"))?;
+            let obj = op.as_object().ok_or_else(|| {
+                CartError::new(ErrorCode::InvalidOp, "each op must be a JSON object")
+            })?;
             let id = match obj.get("op_id") {
                 Some(Value::String(s)) => OpId::parse(s)?,
-                _ => return Err(CartError::new(ErrorCode::InvalidOp, "each op needs an op_id string")),
+                _ => {
+                    return Err(CartError::new(
+                        ErrorCode::InvalidOp,
+                        "each op needs an op_id string",
+                    ));
+                }
             };
             Ok((id, parse_op_kind(obj, limits)))
         })
@@ -272,17 +304,26 @@ pub fn parse_ops_request(body: &Value, limits: &Limits) -> Result<Vec<ParsedOp>,
     let obj = object(body)?;
     match obj.get("ops") {
         Some(Value::Array(_)) => parse_ops(obj.get("ops"), limits),
-        _ => Err(CartError::new(ErrorCode::InvalidRequest, "ops is required and must be an array")),
+        _ => Err(CartError::new(
+            ErrorCode::InvalidRequest,
+            "ops is required and must be an array",
+        )),
     }
 }
 
 /// `POST /v1/cart/merge` body: `{"guest_token", "ops"?}`.
-pub fn parse_merge_request(body: &Value, limits: &Limits) -> Result<(GuestToken, Vec<ParsedOp>), CartError> {
+pub fn parse_merge_request(
+    body: &Value,
+    limits: &Limits,
+) -> Result<(GuestToken, Vec<ParsedOp>), CartError> {
     let obj = object(body)?;
     let token = match obj.get("guest_token") {
         Some(Value::String(s)) => GuestToken::parse(s)?,
         _ => {
-            return Err(CartError::new(ErrorCode::InvalidCartToken, "guest_token is required and must be a string"));
+            return Err(CartError::new(
+                ErrorCode::InvalidCartToken,
+                "guest_token is required and must be a string",
+            ));
         }
     };
     Ok((token, parse_ops(obj.get("ops"), limits)?))
@@ -296,7 +337,11 @@ pub fn op_to_json(op: &Op, at: Option<Timestamp>) -> Value {
         m.insert("sku".into(), json!(sku));
     }
     match &op.kind {
-        OpKind::Add { quantity, price_at_add, .. } => {
+        OpKind::Add {
+            quantity,
+            price_at_add,
+            ..
+        } => {
             m.insert("quantity".into(), json!(quantity.get()));
             if let Some(p) = price_at_add {
                 m.insert("price_at_add".into(), json!(p));
@@ -323,12 +368,30 @@ mod tests {
         let code = |v: Value| parse_add_item(&v, &l).unwrap_err().code;
         assert_eq!(code(json!([1])), ErrorCode::InvalidRequest);
         assert_eq!(code(json!({"quantity": 1})), ErrorCode::InvalidSku);
-        assert_eq!(code(json!({"sku": 5, "quantity": 1})), ErrorCode::InvalidSku);
+        assert_eq!(
+            code(json!({"sku": 5, "quantity": 1})),
+            ErrorCode::InvalidSku
+        );
         assert_eq!(code(json!({"sku": "A"})), ErrorCode::InvalidQuantity);
-        assert_eq!(code(json!({"sku": "A", "quantity": "2"})), ErrorCode::InvalidQuantity);
-        assert_eq!(code(json!({"sku": "A", "quantity": 1.5})), ErrorCode::InvalidQuantity);
-        assert_eq!(code(json!({"sku": "A", "quantity": 1, "price_at_add": 5})), ErrorCode::InvalidMoney);
-        assert!(parse_add_item(&json!({"sku": "A", "quantity": 1, "price_at_add": null}), &l).is_ok());
+        assert_eq!(
+            code(json!({"sku": "A", "quantity": "2"})),
+            ErrorCode::InvalidQuantity
+        );
+        assert_eq!(
+            code(json!({"sku": "A", "quantity": 1.5})),
+            ErrorCode::InvalidQuantity
+        );
+        assert_eq!(
+            code(json!({"sku": "A", "quantity": 1, "price_at_add": 5})),
+            ErrorCode::InvalidMoney
+        );
+        assert!(
+            parse_add_item(
+                &json!({"sku": "A", "quantity": 1, "price_at_add": null}),
+                &l
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -339,12 +402,22 @@ mod tests {
             &l,
         )
         .unwrap();
-        assert_eq!(ops[0].1.as_ref().unwrap_err().code, ErrorCode::InvalidQuantity);
+        assert_eq!(
+            ops[0].1.as_ref().unwrap_err().code,
+            ErrorCode::InvalidQuantity
+        );
         assert_eq!(ops[1].1, Ok(OpKind::Clear));
         let err = parse_ops_request(&json!({"ops": [{"type": "clear"}]}), &l).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidOp);
-        let too_many: Vec<Value> = (0..501).map(|i| json!({"op_id": format!("o{i}"), "type": "clear"})).collect();
-        assert_eq!(parse_ops_request(&json!({ "ops": too_many }), &l).unwrap_err().code, ErrorCode::TooManyOps);
+        let too_many: Vec<Value> = (0..501)
+            .map(|i| json!({"op_id": format!("o{i}"), "type": "clear"}))
+            .collect();
+        assert_eq!(
+            parse_ops_request(&json!({ "ops": too_many }), &l)
+                .unwrap_err()
+                .code,
+            ErrorCode::TooManyOps
+        );
     }
 
     #[test]

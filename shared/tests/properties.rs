@@ -2,12 +2,18 @@
 
 use proptest::prelude::*;
 use shared::wire::{CartView, Owner, op_to_json, parse_ops};
-use shared::{Cart, CartState, Currency, Limits, MergePolicy, Money, Op, OpId, OpKind, OpOutcome, Quantity, Sku, Timestamp, merge};
+use shared::{
+    Cart, CartState, Currency, Limits, MergePolicy, Money, Op, OpId, OpKind, OpOutcome, Quantity,
+    Sku, Timestamp, merge,
+};
 
 const SKUS: [&str; 6] = ["A", "B", "C", "D", "E", "F"];
 
 fn limits() -> Limits {
-    Limits { max_line_quantity: 9, max_lines: 4 }
+    Limits {
+        max_line_quantity: 9,
+        max_lines: 4,
+    }
 }
 
 fn op_kind() -> impl Strategy<Value = OpKind> {
@@ -149,8 +155,16 @@ fn line_qty(c: &Cart, sku: &str) -> Option<u32> {
 fn the_seed_merge_example_sums_shared_skus() {
     let l = Limits::default();
     let add = |c: &mut Cart, s: &str, q: i64| {
-        c.apply(&OpKind::Add { sku: Sku::parse(s).unwrap(), quantity: Quantity::new(q, &l).unwrap(), price_at_add: None }, &l, Timestamp::default())
-            .unwrap();
+        c.apply(
+            &OpKind::Add {
+                sku: Sku::parse(s).unwrap(),
+                quantity: Quantity::new(q, &l).unwrap(),
+                price_at_add: None,
+            },
+            &l,
+            Timestamp::default(),
+        )
+        .unwrap();
     };
     let mut guest = Cart::new(Currency::USD);
     add(&mut guest, "A", 2);
@@ -158,8 +172,25 @@ fn the_seed_merge_example_sums_shared_skus() {
     let mut user = Cart::new(Currency::USD);
     add(&mut user, "A", 1);
     add(&mut user, "C", 3);
-    assert!(merge(&mut user, &guest, MergePolicy::Sum, &l, Timestamp::default()));
-    let got: Vec<(&str, u32)> = user.lines.iter().map(|x| (x.sku.as_str(), x.quantity)).collect();
+    assert!(merge(
+        &mut user,
+        &guest,
+        MergePolicy::Sum,
+        &l,
+        Timestamp::default()
+    ));
+    let got: Vec<(&str, u32)> = user
+        .lines
+        .iter()
+        .map(|x| (x.sku.as_str(), x.quantity))
+        .collect();
     assert_eq!(got, [("A", 3), ("C", 3), ("B", 1)]);
-    assert_eq!((line_qty(&user, "A"), line_qty(&user, "B"), line_qty(&user, "C")), (Some(3), Some(1), Some(3)));
+    assert_eq!(
+        (
+            line_qty(&user, "A"),
+            line_qty(&user, "B"),
+            line_qty(&user, "C")
+        ),
+        (Some(3), Some(1), Some(3))
+    );
 }

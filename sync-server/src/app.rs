@@ -31,7 +31,10 @@ pub type SharedState = Arc<AppState>;
 
 /// The wall clock, read once per request and passed down.
 pub fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
     Timestamp::from_millis(ms)
 }
 
@@ -40,18 +43,24 @@ pub async fn connect(settings: &Settings) -> Result<AppState, String> {
     let auth = Auth::from_settings(settings)?;
     let hot = match &settings.redis_url {
         Some(url) => {
-            let store = tokio::time::timeout(Duration::from_secs(10), RedisStore::connect(url, &settings.redis_prefix))
-                .await
-                .map_err(|_| "CARTSYNC_REDIS_URL: timed out connecting to Redis".to_owned())?
-                .map_err(|e| format!("CARTSYNC_REDIS_URL: cannot use Redis: {e}"))?;
+            let store = tokio::time::timeout(
+                Duration::from_secs(10),
+                RedisStore::connect(url, &settings.redis_prefix),
+            )
+            .await
+            .map_err(|_| "CARTSYNC_REDIS_URL: timed out connecting to Redis".to_owned())?
+            .map_err(|e| format!("CARTSYNC_REDIS_URL: cannot use Redis: {e}"))?;
             HotStore::Redis(store)
         }
         None => HotStore::Memory(Arc::new(MemoryStore::default())),
     };
-    let durable = tokio::time::timeout(Duration::from_secs(15), Durable::connect(&settings.database_url))
-        .await
-        .map_err(|_| "CARTSYNC_DATABASE_URL: timed out connecting to the database".to_owned())?
-        .map_err(|e| format!("CARTSYNC_DATABASE_URL: {e}"))?;
+    let durable = tokio::time::timeout(
+        Duration::from_secs(15),
+        Durable::connect(&settings.database_url),
+    )
+    .await
+    .map_err(|_| "CARTSYNC_DATABASE_URL: timed out connecting to the database".to_owned())?
+    .map_err(|e| format!("CARTSYNC_DATABASE_URL: {e}"))?;
     let rules = Rules {
         limits: settings.limits(),
         currency: settings.currency,
@@ -59,7 +68,12 @@ pub async fn connect(settings: &Settings) -> Result<AppState, String> {
         user: settings.user_expiry(),
         merge: settings.merge_policy,
     };
-    Ok(AppState { hot, durable, auth, rules })
+    Ok(AppState {
+        hot,
+        durable,
+        auth,
+        rules,
+    })
 }
 
 pub fn router(state: SharedState, settings: &Settings) -> Router {
@@ -69,29 +83,58 @@ pub fn router(state: SharedState, settings: &Settings) -> Router {
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a request handler panicked");
-            axum::response::IntoResponse::into_response(ApiError::new(ErrorCode::Internal, "something went wrong on our side"))
+            axum::response::IntoResponse::into_response(ApiError::new(
+                ErrorCode::Internal,
+                "something went wrong on our side",
+            ))
         }))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
-                let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                let route = req
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default();
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
                 tracing::info_span!("request", method = %req.method(), route, request_id = id)
             }),
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, HeaderName::from_static("x-cart-token")]))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-cart-token"),
+        ]))
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains the write-behind queue.
-pub async fn launch_with_listener(settings: Settings, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
+pub async fn launch_with_listener(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
     let state = Arc::new(connect(&settings).await?);
     serve(state, settings, listener, shutdown).await
 }
 
-pub async fn serve(state: SharedState, settings: Settings, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
+pub async fn serve(
+    state: SharedState,
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = tokio::spawn(writebehind::run(state.hot.clone(), state.durable.clone(), state.rules, stop_rx.clone()));
+    let worker = tokio::spawn(writebehind::run(
+        state.hot.clone(),
+        state.durable.clone(),
+        state.rules,
+        stop_rx.clone(),
+    ));
     if let HotStore::Memory(m) = &state.hot {
         let m = m.clone();
         let mut stop = stop_rx.clone();
@@ -107,9 +150,14 @@ pub async fn serve(state: SharedState, settings: Settings, listener: TcpListener
     }
     let app = router(state, &settings);
     tracing::info!(addr = %listener.local_addr().map_err(|e| e.to_string())?, "serving");
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
     let _ = stop_tx.send(true);
-    if tokio::time::timeout(Duration::from_secs(20), worker).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(20), worker)
+        .await
+        .is_err()
+    {
         tracing::error!("the write-behind queue did not drain in time");
     }
     served.map_err(|e| format!("server error: {e}"))
@@ -117,7 +165,9 @@ pub async fn serve(state: SharedState, settings: Settings, listener: TcpListener
 
 /// Runs the server as the binary does: binds the configured address, stops on Ctrl-C or SIGTERM.
 pub async fn run(settings: Settings) -> Result<(), String> {
-    let listener = TcpListener::bind(settings.listen).await.map_err(|e| format!("CARTSYNC_LISTEN: cannot listen on {}: {e}", settings.listen))?;
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| format!("CARTSYNC_LISTEN: cannot listen on {}: {e}", settings.listen))?;
     launch_with_listener(settings, listener, shutdown_signal()).await
 }
 
@@ -141,7 +191,12 @@ async fn shutdown_signal() {
 }
 
 pub fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }

@@ -25,12 +25,20 @@ impl fmt::Debug for Secret {
 impl std::str::FromStr for Secret {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if s.is_empty() { Err("must not be empty".into()) } else { Ok(Secret(s.to_owned())) }
+        if s.is_empty() {
+            Err("must not be empty".into())
+        } else {
+            Ok(Secret(s.to_owned()))
+        }
     }
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "sync-server", version, about = "cartsync: the shopping cart sync server")]
+#[command(
+    name = "sync-server",
+    version,
+    about = "cartsync: the shopping cart sync server"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -68,7 +76,11 @@ pub struct Settings {
     pub redis_prefix: String,
 
     /// postgres://… or sqlite://…; unset: an SQLite file in the working directory.
-    #[arg(long, env = "CARTSYNC_DATABASE_URL", default_value = "sqlite://cartsync.db")]
+    #[arg(
+        long,
+        env = "CARTSYNC_DATABASE_URL",
+        default_value = "sqlite://cartsync.db"
+    )]
     pub database_url: String,
 
     /// HS256 secret of user tokens. Unset (and no public key): user tokens are refused.
@@ -148,14 +160,23 @@ impl Settings {
     }
 
     pub fn limits(&self) -> Limits {
-        Limits { max_line_quantity: self.max_line_quantity, max_lines: self.max_lines as usize }
+        Limits {
+            max_line_quantity: self.max_line_quantity,
+            max_lines: self.max_lines as usize,
+        }
     }
 
     pub fn guest_expiry(&self) -> Expiry {
-        Expiry { cart_seconds: self.guest_ttl_seconds, saved_seconds: self.saved_ttl_seconds }
+        Expiry {
+            cart_seconds: self.guest_ttl_seconds,
+            saved_seconds: self.saved_ttl_seconds,
+        }
     }
 
     pub fn user_expiry(&self) -> Expiry {
-        Expiry { cart_seconds: self.user_ttl_seconds, saved_seconds: self.saved_ttl_seconds }
+        Expiry {
+            cart_seconds: self.user_ttl_seconds,
+            saved_seconds: self.saved_ttl_seconds,
+        }
     }
 }

@@ -33,7 +33,11 @@ impl Durable {
     pub async fn connect(url: &str) -> Result<Durable, DurableError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?;
-            let pool = PgPoolOptions::new().max_connections(10).acquire_timeout(Duration::from_secs(5)).connect_with(opts).await?;
+            let pool = PgPoolOptions::new()
+                .max_connections(10)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(opts)
+                .await?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
             Ok(Durable::Postgres(pool))
         } else if url.starts_with("sqlite:") {
@@ -42,38 +46,69 @@ impl Durable {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5));
-            let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(opts)
+                .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
             Ok(Durable::Sqlite(pool))
         } else {
-            Err(DurableError::Config("the URL must start with postgres:// or sqlite:".into()))
+            Err(DurableError::Config(
+                "the URL must start with postgres:// or sqlite:".into(),
+            ))
         }
     }
 
     pub async fn load_user_cart(&self, user: &UserId) -> Result<Option<CartState>, DurableError> {
         let (doc, ops): (Option<String>, Vec<String>) = match self {
             Durable::Postgres(p) => {
-                let doc: Option<(String,)> = sqlx::query_as("SELECT cart::text FROM user_carts WHERE user_id = $1").bind(user.as_str()).fetch_optional(p).await?;
-                let ops: Vec<(String,)> = sqlx::query_as("SELECT op_id FROM user_cart_ops WHERE user_id = $1").bind(user.as_str()).fetch_all(p).await?;
+                let doc: Option<(String,)> =
+                    sqlx::query_as("SELECT cart::text FROM user_carts WHERE user_id = $1")
+                        .bind(user.as_str())
+                        .fetch_optional(p)
+                        .await?;
+                let ops: Vec<(String,)> =
+                    sqlx::query_as("SELECT op_id FROM user_cart_ops WHERE user_id = $1")
+                        .bind(user.as_str())
+                        .fetch_all(p)
+                        .await?;
                 (doc.map(|d| d.0), ops.into_iter().map(|o| o.0).collect())
             }
             Durable::Sqlite(p) => {
-                let doc: Option<(String,)> = sqlx::query_as("SELECT cart FROM user_carts WHERE user_id = ?").bind(user.as_str()).fetch_optional(p).await?;
-                let ops: Vec<(String,)> = sqlx::query_as("SELECT op_id FROM user_cart_ops WHERE user_id = ?").bind(user.as_str()).fetch_all(p).await?;
+                let doc: Option<(String,)> =
+                    sqlx::query_as("SELECT cart FROM user_carts WHERE user_id = ?")
+                        .bind(user.as_str())
+                        .fetch_optional(p)
+                        .await?;
+                let ops: Vec<(String,)> =
+                    sqlx::query_as("SELECT op_id FROM user_cart_ops WHERE user_id = ?")
+                        .bind(user.as_str())
+                        .fetch_all(p)
+                        .await?;
                 (doc.map(|d| d.0), ops.into_iter().map(|o| o.0).collect())
             }
         };
         let Some(doc) = doc else { return Ok(None) };
         let corrupt = |why: String| DurableError::Corrupt(user.as_str().to_owned(), why);
         let stored: StoredCart = serde_json::from_str(&doc).map_err(|e| corrupt(e.to_string()))?;
-        let cart = stored.into_cart().ok_or_else(|| corrupt("unknown format".into()))?;
-        Ok(Some(CartState { cart, applied: ops.into_iter().collect() }))
+        let cart = stored
+            .into_cart()
+            .ok_or_else(|| corrupt("unknown format".into()))?;
+        Ok(Some(CartState {
+            cart,
+            applied: ops.into_iter().collect(),
+        }))
     }
 
     /// Writes a user cart unless the stored one is as new or newer, together with its op ids.
     /// Idempotent: the same snapshot written twice changes nothing the second time.
-    pub async fn save_user_cart(&self, user: &UserId, state: &CartState) -> Result<bool, DurableError> {
-        let doc = serde_json::to_string(&StoredCart::from(&state.cart)).map_err(|e| DurableError::Corrupt(user.as_str().to_owned(), e.to_string()))?;
+    pub async fn save_user_cart(
+        &self,
+        user: &UserId,
+        state: &CartState,
+    ) -> Result<bool, DurableError> {
+        let doc = serde_json::to_string(&StoredCart::from(&state.cart))
+            .map_err(|e| DurableError::Corrupt(user.as_str().to_owned(), e.to_string()))?;
         let version = i64::try_from(state.cart.version).unwrap_or(i64::MAX);
         let ops: Vec<String> = state.applied.iter().cloned().collect();
         match self {

@@ -15,7 +15,9 @@ pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 
 use crate::identity::CartId;
-use shared::{Cart, CartState, Currency, Expiry, Limits, MergePolicy, Op, OpOutcome, Timestamp, UserId};
+use shared::{
+    Cart, CartState, Currency, Expiry, Limits, MergePolicy, Op, OpOutcome, Timestamp, UserId,
+};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,13 +45,20 @@ impl Rules {
 
     /// How long a cart key lives untouched: its saved list may outlive its lines.
     pub fn key_ttl_ms(expiry: &Expiry, cart: &Cart) -> i64 {
-        let secs = if cart.saved.is_empty() { expiry.cart_seconds } else { expiry.cart_seconds.max(expiry.saved_seconds) };
+        let secs = if cart.saved.is_empty() {
+            expiry.cart_seconds
+        } else {
+            expiry.cart_seconds.max(expiry.saved_seconds)
+        };
         secs.saturating_mul(1000)
     }
 }
 
 pub enum ApplyResult {
-    Done { cart: Cart, outcomes: Vec<OpOutcome> },
+    Done {
+        cart: Cart,
+        outcomes: Vec<OpOutcome>,
+    },
     /// A user cart absent from the hot store: restore it from the durable store, then retry.
     NeedsRestore,
     /// `If-Match` named another version; nothing was applied.
@@ -58,7 +67,10 @@ pub enum ApplyResult {
 
 pub enum MergeResult {
     /// `applied` is false when this merge op id had been applied before.
-    Done { cart: Cart, applied: bool },
+    Done {
+        cart: Cart,
+        applied: bool,
+    },
     NeedsRestore,
 }
 
@@ -83,7 +95,14 @@ pub enum HotStore {
 impl HotStore {
     /// Renews the cart, checks `if_match`, and applies `ops` in order, each op id at most once.
     /// With no ops this is a read. User-cart changes are queued for the durable store.
-    pub async fn apply(&self, id: &CartId, ops: &[Op], if_match: Option<u64>, rules: &Rules, now: Timestamp) -> Result<ApplyResult, StoreError> {
+    pub async fn apply(
+        &self,
+        id: &CartId,
+        ops: &[Op],
+        if_match: Option<u64>,
+        rules: &Rules,
+        now: Timestamp,
+    ) -> Result<ApplyResult, StoreError> {
         match self {
             HotStore::Memory(m) => Ok(m.apply(id, ops, if_match, rules, now)),
             HotStore::Redis(r) => r.apply(id, ops, if_match, rules, now).await,
@@ -91,7 +110,13 @@ impl HotStore {
     }
 
     /// Puts back a cart from the durable store unless it reappeared meanwhile.
-    pub async fn restore(&self, id: &CartId, state: &CartState, rules: &Rules, now: Timestamp) -> Result<(), StoreError> {
+    pub async fn restore(
+        &self,
+        id: &CartId,
+        state: &CartState,
+        rules: &Rules,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         match self {
             HotStore::Memory(m) => {
                 m.restore(id, state, rules, now);
@@ -102,7 +127,12 @@ impl HotStore {
     }
 
     /// First half of a merge: takes the guest cart out of use (see `freeze.lua`).
-    pub async fn freeze_guest(&self, guest: &CartId, rules: &Rules, now: Timestamp) -> Result<Option<Frozen>, StoreError> {
+    pub async fn freeze_guest(
+        &self,
+        guest: &CartId,
+        rules: &Rules,
+        now: Timestamp,
+    ) -> Result<Option<Frozen>, StoreError> {
         match self {
             HotStore::Memory(m) => Ok(m.freeze_guest(guest, rules, now)),
             HotStore::Redis(r) => r.freeze_guest(guest, rules, now).await,
@@ -110,7 +140,14 @@ impl HotStore {
     }
 
     /// Second half of a merge: folds the frozen guest cart into the user's, once per `op_id`.
-    pub async fn merge_into(&self, user: &CartId, op_id: &str, guest: &Cart, rules: &Rules, now: Timestamp) -> Result<MergeResult, StoreError> {
+    pub async fn merge_into(
+        &self,
+        user: &CartId,
+        op_id: &str,
+        guest: &Cart,
+        rules: &Rules,
+        now: Timestamp,
+    ) -> Result<MergeResult, StoreError> {
         match self {
             HotStore::Memory(m) => Ok(m.merge_into(user, op_id, guest, rules, now)),
             HotStore::Redis(r) => r.merge_into(user, op_id, guest, rules, now).await,
@@ -129,7 +166,11 @@ impl HotStore {
     }
 
     /// The cart and its applied op ids at one instant, for the durable store.
-    pub async fn snapshot(&self, id: &CartId, rules: &Rules) -> Result<Option<CartState>, StoreError> {
+    pub async fn snapshot(
+        &self,
+        id: &CartId,
+        rules: &Rules,
+    ) -> Result<Option<CartState>, StoreError> {
         match self {
             HotStore::Memory(m) => Ok(m.snapshot(id)),
             HotStore::Redis(r) => r.snapshot(id, rules).await,
@@ -137,7 +178,10 @@ impl HotStore {
     }
 
     /// Up to `max` queued user carts, starting with any fetched before but not acknowledged.
-    pub async fn write_behind_fetch(&self, max: usize) -> Result<Vec<WriteBehindEntry>, StoreError> {
+    pub async fn write_behind_fetch(
+        &self,
+        max: usize,
+    ) -> Result<Vec<WriteBehindEntry>, StoreError> {
         match self {
             HotStore::Memory(m) => Ok(m.write_behind_fetch(max)),
             HotStore::Redis(r) => r.write_behind_fetch(max).await,

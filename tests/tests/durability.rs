@@ -1,0 +1,149 @@
+//! User carts survive the hot store: written behind to the durable store, restored on first
+//! access, never moved backwards.
+
+use cartsync_tests::app::As;
+use cartsync_tests::{Mode, TestApp, durable_rows, redis};
+use reqwest::StatusCode;
+use serde_json::json;
+use shared::{Cart, CartState, Currency, Timestamp, UserId};
+use std::time::Duration;
+use sync_server::durable::Durable;
+
+async fn wait_for_durable_version(url: &str, user: &str, version: i64) {
+    for _ in 0..400 {
+        if durable_rows(url)
+            .await
+            .iter()
+            .any(|(u, v)| u == user && *v == version)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "the durable store never reached version {version} of {user}: {:?}",
+        durable_rows(url).await
+    );
+}
+
+/// Tests that flush Redis take turns, so one's flush cannot wipe another's queued writes.
+static FLUSH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn batch() -> serde_json::Value {
+    json!([
+        {"op_id": "d-1", "type": "add", "sku": "A", "quantity": 2, "price_at_add": {"amount": 500, "currency": "USD"}},
+        {"op_id": "d-2", "type": "add", "sku": "B", "quantity": 1},
+        {"op_id": "d-3", "type": "save_for_later", "sku": "B"},
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_cart_comes_back_from_postgres_after_redis_is_flushed() {
+    let _turn = FLUSH.lock().await;
+    let app = TestApp::spawn(Mode::Redis).await;
+    let user = format!("flush-{}", uuid::Uuid::new_v4());
+    let who = As::User(user.clone());
+    let before = app.ops(&who, batch()).await;
+    assert_eq!(before.status, StatusCode::OK);
+    wait_for_durable_version(&app.settings.database_url, &user, 3).await;
+
+    redis().flush_all();
+
+    let after = app.get_cart(&who).await;
+    assert_eq!(after.status, StatusCode::OK);
+    assert_eq!(after.body["version"], 3);
+    assert_eq!(after.body["lines"], before.body["cart"]["lines"]);
+    assert_eq!(after.body["saved"], before.body["cart"]["saved"]);
+
+    let replay = app.ops(&who, batch()).await;
+    let statuses: Vec<_> = replay.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        statuses, ["duplicate"; 3],
+        "applied op ids were restored with the cart"
+    );
+    assert_eq!(replay.body["cart"]["version"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_server_restarted_keeps_its_user_carts() {
+    let app = TestApp::spawn(Mode::Embedded).await;
+    let who = As::User("restart-user".into());
+    let before = app.ops(&who, batch()).await;
+    let (settings, dir) = app.stop().await;
+
+    let app = TestApp::start(Mode::Embedded, settings, dir).await;
+    let after = app.get_cart(&who).await;
+    assert_eq!(after.body["version"], 3);
+    assert_eq!(after.body["lines"], before.body["cart"]["lines"]);
+    assert_eq!(after.body["saved"], before.body["cart"]["saved"]);
+    let replay = app.ops(&who, batch()).await;
+    assert_eq!(replay.body["results"][0]["status"], "duplicate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_cart_that_was_never_stored_starts_empty_after_a_flush() {
+    let _turn = FLUSH.lock().await;
+    let app = TestApp::spawn(Mode::Redis).await;
+    redis().flush_all();
+    let fresh = app
+        .get_cart(&As::User(format!("new-{}", uuid::Uuid::new_v4())))
+        .await;
+    assert_eq!(
+        (fresh.status, fresh.body["version"].clone()),
+        (StatusCode::OK, json!(0))
+    );
+}
+
+async fn never_moves_backwards(durable: Durable) {
+    let user = UserId::parse("ordering").unwrap();
+    let mut newer = Cart::new(Currency::USD);
+    newer.version = 5;
+    newer.updated_at = Timestamp::from_millis(5);
+    let mut older = newer.clone();
+    older.version = 3;
+    let mut newer_state = CartState::new(newer.clone());
+    newer_state.applied.insert("op-5".into());
+    let mut older_state = CartState::new(older);
+    older_state.applied.insert("op-3".into());
+
+    assert!(durable.save_user_cart(&user, &newer_state).await.unwrap());
+    assert!(
+        !durable.save_user_cart(&user, &older_state).await.unwrap(),
+        "an older version is not written"
+    );
+    assert!(
+        !durable.save_user_cart(&user, &newer_state).await.unwrap(),
+        "the same version twice is a no-op"
+    );
+    let loaded = durable.load_user_cart(&user).await.unwrap().unwrap();
+    assert_eq!(loaded.cart, newer);
+    assert!(
+        loaded.applied.contains("op-5") && loaded.applied.contains("op-3"),
+        "op ids only accumulate"
+    );
+}
+
+#[tokio::test]
+async fn postgres_never_moves_a_cart_backwards() {
+    let url = cartsync_tests::postgres().create_database().await;
+    never_moves_backwards(Durable::connect(&url).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn sqlite_never_moves_a_cart_backwards() {
+    let dir =
+        std::env::temp_dir().join(format!("cartsync-order-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    never_moves_backwards(
+        Durable::connect(&format!("sqlite://{}/c.db", dir.display()))
+            .await
+            .unwrap(),
+    )
+    .await;
+    std::fs::remove_dir_all(dir).unwrap();
+}

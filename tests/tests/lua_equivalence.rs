@@ -1,0 +1,241 @@
+//! The Lua scripts and `shared` compute the same carts. Random op batches (with repeated op ids,
+//! full carts, clamped quantities, moves between the lists) and merges run through the Redis
+//! store and through the in-process store, which applies `shared` directly; every cart, version,
+//! sequence number and op outcome must match.
+
+use proptest::prelude::*;
+use shared::{
+    Currency, Expiry, Limits, MergePolicy, Money, Op, OpId, OpKind, OpOutcome, Quantity, Sku,
+    Timestamp,
+};
+use std::sync::Arc;
+use sync_server::hot::{ApplyResult, HotStore, MemoryStore, MergeResult, RedisStore, Rules};
+use sync_server::identity::CartId;
+
+const SKUS: [&str; 5] = ["A", "B", "C", "D", "E"];
+
+fn rules(policy: MergePolicy) -> Rules {
+    let long = Expiry {
+        cart_seconds: 86_400,
+        saved_seconds: 86_400 * 3,
+    };
+    Rules {
+        limits: Limits {
+            max_line_quantity: 6,
+            max_lines: 3,
+        },
+        currency: Currency::USD,
+        guest: long,
+        user: long,
+        merge: policy,
+    }
+}
+
+fn op_kind() -> impl Strategy<Value = OpKind> {
+    let l = Limits {
+        max_line_quantity: 6,
+        max_lines: 3,
+    };
+    let sku = prop::sample::select(&SKUS[..]).prop_map(|s| Sku::parse(s).unwrap());
+    let qty = (1i64..=6).prop_map(move |q| Quantity::new(q, &l).unwrap());
+    let cur = prop_oneof![4 => Just(Currency::USD), 1 => Just(Currency::parse("EUR").unwrap())];
+    let price = prop::option::of((0i64..100_000, cur).prop_map(|(a, c)| Money::new(a, c).unwrap()));
+    prop_oneof![
+        5 => (sku.clone(), qty.clone(), price).prop_map(|(sku, quantity, price_at_add)| OpKind::Add { sku, quantity, price_at_add }),
+        2 => (sku.clone(), qty).prop_map(|(sku, quantity)| OpKind::SetQuantity { sku, quantity }),
+        1 => sku.clone().prop_map(|sku| OpKind::Remove { sku }),
+        2 => sku.clone().prop_map(|sku| OpKind::SaveForLater { sku }),
+        2 => sku.clone().prop_map(|sku| OpKind::MoveToCart { sku }),
+        1 => sku.prop_map(|sku| OpKind::RemoveSaved { sku }),
+        1 => Just(OpKind::Clear),
+    ]
+}
+
+/// Batches of ops whose ids are drawn from a small pool, so replays happen often.
+fn batches() -> impl Strategy<Value = Vec<Vec<(u8, OpKind)>>> {
+    prop::collection::vec(prop::collection::vec((0u8..24, op_kind()), 0..6), 1..8)
+}
+
+fn ops_of(batch: &[(u8, OpKind)]) -> Vec<Op> {
+    batch
+        .iter()
+        .map(|(id, kind)| Op {
+            id: OpId::parse(&format!("op-{id}")).unwrap(),
+            kind: kind.clone(),
+        })
+        .collect()
+}
+
+struct Pair {
+    redis: HotStore,
+    memory: HotStore,
+    rt: tokio::runtime::Runtime,
+}
+
+fn pair() -> Pair {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = cartsync_tests::redis().url.clone();
+    let prefix = format!("eq{}", uuid::Uuid::new_v4().simple());
+    let redis = rt.block_on(RedisStore::connect(&url, &prefix)).unwrap();
+    Pair {
+        redis: HotStore::Redis(redis),
+        memory: HotStore::Memory(Arc::new(MemoryStore::default())),
+        rt,
+    }
+}
+
+fn same_outcomes(a: &[OpOutcome], b: &[OpOutcome]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| match (x, y) {
+            (OpOutcome::Rejected(e1), OpOutcome::Rejected(e2)) => e1 == e2,
+            _ => x == y,
+        })
+}
+
+fn apply_both(
+    p: &Pair,
+    id: &CartId,
+    ops: &[Op],
+    rules: &Rules,
+    now: Timestamp,
+) -> Result<(), TestCaseError> {
+    let r =
+        p.rt.block_on(p.redis.apply(id, ops, None, rules, now))
+            .unwrap();
+    let m =
+        p.rt.block_on(p.memory.apply(id, ops, None, rules, now))
+            .unwrap();
+    match (r, m) {
+        (
+            ApplyResult::Done {
+                cart: rc,
+                outcomes: ro,
+            },
+            ApplyResult::Done {
+                cart: mc,
+                outcomes: mo,
+            },
+        ) => {
+            prop_assert_eq!(rc, mc);
+            prop_assert!(
+                same_outcomes(&ro, &mo),
+                "outcomes differ: {:?} vs {:?}",
+                ro,
+                mo
+            );
+        }
+        (ApplyResult::NeedsRestore, ApplyResult::NeedsRestore) => {}
+        _ => prop_assert!(false, "the stores disagree on the kind of result"),
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn lua_apply_matches_shared(batches in batches(), gaps in prop::collection::vec(0i64..5_000, 8)) {
+        let p = pair();
+        let rules = rules(MergePolicy::Sum);
+        let id = CartId::Guest(shared::GuestToken::parse(&cartsync_tests::guest_token()).unwrap());
+        let mut now = 1_800_000_000_000i64;
+        for (batch, gap) in batches.iter().zip(gaps.iter().cycle()) {
+            now += gap;
+            apply_both(&p, &id, &ops_of(batch), &rules, Timestamp::from_millis(now))?;
+        }
+    }
+
+    #[test]
+    fn lua_merge_matches_shared(
+        guest_ops in batches(),
+        user_ops in batches(),
+        policy in prop_oneof![Just(MergePolicy::Sum), Just(MergePolicy::Max), Just(MergePolicy::KeepUser)],
+    ) {
+        let p = pair();
+        let rules = rules(policy);
+        let guest = CartId::Guest(shared::GuestToken::parse(&cartsync_tests::guest_token()).unwrap());
+        let user = CartId::User(shared::UserId::parse(&format!("u-{}", uuid::Uuid::new_v4())).unwrap());
+        let now = Timestamp::from_millis(1_800_000_000_000);
+        for store in [&p.redis, &p.memory] {
+            p.rt.block_on(store.restore(&user, &shared::CartState::new(shared::Cart::new(Currency::USD)), &rules, now)).unwrap();
+        }
+        for b in &guest_ops {
+            apply_both(&p, &guest, &ops_of(b), &rules, now)?;
+        }
+        for b in &user_ops {
+            apply_both(&p, &user, &ops_of(b), &rules, now)?;
+        }
+        let later = Timestamp::from_millis(now.millis() + 10);
+        let rf = p.rt.block_on(p.redis.freeze_guest(&guest, &rules, later)).unwrap();
+        let mf = p.rt.block_on(p.memory.freeze_guest(&guest, &rules, later)).unwrap();
+        prop_assert_eq!(rf.as_ref().map(|f| (f.generation, &f.cart)), mf.as_ref().map(|f| (f.generation, &f.cart)));
+        if let (Some(rf), Some(_)) = (rf, mf) {
+            for attempt in 0..2 {
+                let r = p.rt.block_on(p.redis.merge_into(&user, "merge-1", &rf.cart, &rules, later)).unwrap();
+                let m = p.rt.block_on(p.memory.merge_into(&user, "merge-1", &rf.cart, &rules, later)).unwrap();
+                match (r, m) {
+                    (MergeResult::Done { cart: rc, applied: ra }, MergeResult::Done { cart: mc, applied: ma }) => {
+                        prop_assert_eq!(rc, mc);
+                        prop_assert_eq!(ra, ma);
+                        prop_assert_eq!(ra, attempt == 0, "a merge op id applies once");
+                    }
+                    _ => prop_assert!(false, "the stores disagree on the merge result"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn lua_expiry_drops_lines_but_keeps_a_longer_lived_saved_list_like_shared() {
+    let p = pair();
+    let mut rules = rules(MergePolicy::Sum);
+    rules.guest = Expiry {
+        cart_seconds: 10,
+        saved_seconds: 86_400,
+    };
+    let id = CartId::Guest(shared::GuestToken::parse(&cartsync_tests::guest_token()).unwrap());
+    let l = rules.limits;
+    let add = |s: &str, i: u8| Op {
+        id: OpId::parse(&format!("x{i}")).unwrap(),
+        kind: OpKind::Add {
+            sku: Sku::parse(s).unwrap(),
+            quantity: Quantity::new(1, &l).unwrap(),
+            price_at_add: None,
+        },
+    };
+    let save = Op {
+        id: OpId::parse("s").unwrap(),
+        kind: OpKind::SaveForLater {
+            sku: Sku::parse("B").unwrap(),
+        },
+    };
+    let t0 = 1_800_000_000_000i64;
+    apply_both(
+        &p,
+        &id,
+        &[add("A", 1), add("B", 2), save],
+        &rules,
+        Timestamp::from_millis(t0),
+    )
+    .unwrap();
+    apply_both(&p, &id, &[], &rules, Timestamp::from_millis(t0 + 60_000)).unwrap();
+    let after =
+        p.rt.block_on(
+            p.redis
+                .apply(&id, &[], None, &rules, Timestamp::from_millis(t0 + 61_000)),
+        )
+        .unwrap();
+    let ApplyResult::Done { cart, .. } = after else {
+        panic!("a guest cart reads")
+    };
+    assert!(
+        cart.lines.is_empty(),
+        "lines idle past their expiry are gone"
+    );
+    assert_eq!(cart.saved.len(), 1, "the saved list lives longer");
+    assert_eq!(cart.version, 4, "three changes and one expiry");
+}
