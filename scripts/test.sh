@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every test of cartsync. Installs what the tests need when it is missing:
+# redis-server and PostgreSQL (Debian packages) and the wasm32 target.
+# Usage: scripts/test.sh            (from anywhere inside the checkout)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root to run: $*" >&2; exit 1
+  fi
+}
+
+have_pg() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
+
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null || ! have_pg; then
+  step "installing redis-server and postgresql (Debian packages)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server postgresql >/dev/null
+fi
+
+if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
+  step "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+step "formatting"
+cargo fmt --all -- --check
+
+step "shared stays pure: no I/O crates in its dependency tree"
+if cargo tree -p cartsync-shared -e normal --prefix none | grep -E '^(tokio|sqlx|redis|wasm-bindgen|web-sys|js-sys|mio|hyper) '; then
+  echo "shared must not depend on the crates above" >&2
+  exit 1
+fi
+
+step "shared builds for wasm32-unknown-unknown"
+cargo build -q -p cartsync-shared --target wasm32-unknown-unknown
+
+step "clippy"
+cargo clippy -q --workspace --all-targets -- -D warnings
+
+step "tests (real redis-server and PostgreSQL, started by the harness)"
+cargo test --workspace
