@@ -109,6 +109,43 @@ impl CartId {
     pub fn is_user(&self) -> bool {
         matches!(self, CartId::User(_))
     }
+
+    pub fn key(&self) -> CartKey {
+        CartKey {
+            tag: self.tag(),
+            user: match self {
+                CartId::User(u) => Some(u.clone()),
+                CartId::Guest(_) => None,
+            },
+        }
+    }
+}
+
+/// What the stores need to know of a cart: its storage tag, and its user if it has one (user
+/// carts are restored from and written behind to the durable store). Unlike [`CartId`] it holds
+/// no secret, so it can be kept, for example with an order, to reach the cart later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CartKey {
+    pub tag: String,
+    pub user: Option<UserId>,
+}
+
+impl CartKey {
+    pub fn tag(&self) -> String {
+        self.tag.clone()
+    }
+
+    pub fn is_user(&self) -> bool {
+        self.user.is_some()
+    }
+
+    pub fn user(&self) -> Option<&UserId> {
+        self.user.as_ref()
+    }
+
+    pub fn for_user(user: &UserId) -> CartKey {
+        CartId::User(user.clone()).key()
+    }
 }
 
 /// The identity of one request, and whether its guest token was just issued.

@@ -3,7 +3,7 @@
 use crate::app::{SharedState, now};
 use crate::error::{ApiError, ApiResult, JsonBody};
 use crate::hot::{ApplyResult, MergeResult, StoreError};
-use crate::identity::{CART_TOKEN_HEADER, CartId, Identity, identify};
+use crate::identity::{CART_TOKEN_HEADER, CartId, CartKey, Identity, identify};
 use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -97,7 +97,7 @@ fn decorate(res: &mut Response, identity: &Identity, version: u64) {
     }
 }
 
-fn view(state: &SharedState, id: &CartId, cart: &Cart) -> CartView {
+fn view(state: &SharedState, id: &CartKey, cart: &Cart) -> CartView {
     let owner = if id.is_user() {
         Owner::User
     } else {
@@ -110,8 +110,8 @@ fn view(state: &SharedState, id: &CartId, cart: &Cart) -> CartView {
 }
 
 /// Restores a user cart from the durable store into the hot store (an empty one if there is none).
-async fn restore(state: &SharedState, id: &CartId, now: Timestamp) -> ApiResult<()> {
-    let CartId::User(user) = id else {
+async fn restore(state: &SharedState, id: &CartKey, now: Timestamp) -> ApiResult<()> {
+    let Some(user) = id.user() else {
         return Ok(());
     };
     let stored = state
@@ -142,7 +142,7 @@ async fn restore(state: &SharedState, id: &CartId, now: Timestamp) -> ApiResult<
 /// Applies ops to the identified cart, restoring a user cart first if the hot store lost it.
 async fn run_ops(
     state: &SharedState,
-    id: &CartId,
+    id: &CartKey,
     ops: &[Op],
     expected: Option<u64>,
 ) -> ApiResult<(Cart, Vec<OpOutcome>)> {
@@ -179,7 +179,7 @@ async fn single(state: SharedState, headers: HeaderMap, kind: OpKind) -> ApiResu
     let identity = identify(&headers, &state.auth)?;
     let (cart, outcomes) = run_ops(
         &state,
-        &identity.cart,
+        &identity.cart.key(),
         &[server_op(kind)],
         if_match(&headers),
     )
@@ -190,13 +190,13 @@ async fn single(state: SharedState, headers: HeaderMap, kind: OpKind) -> ApiResu
     Ok(cart_response(
         &identity,
         cart.version,
-        &view(&state, &identity.cart, &cart),
+        &view(&state, &identity.cart.key(), &cart),
     ))
 }
 
 async fn get_cart(State(state): State<SharedState>, headers: HeaderMap) -> ApiResult<Response> {
     let identity = identify(&headers, &state.auth)?;
-    let (cart, _) = run_ops(&state, &identity.cart, &[], None).await?;
+    let (cart, _) = run_ops(&state, &identity.cart.key(), &[], None).await?;
     let tag = etag(cart.version);
     let not_modified = headers
         .get(header::IF_NONE_MATCH)
@@ -215,7 +215,7 @@ async fn get_cart(State(state): State<SharedState>, headers: HeaderMap) -> ApiRe
     Ok(cart_response(
         &identity,
         cart.version,
-        &view(&state, &identity.cart, &cart),
+        &view(&state, &identity.cart.key(), &cart),
     ))
 }
 
@@ -301,7 +301,7 @@ async fn remove_saved(
 /// Applies the valid ops of a parsed batch, and reports every op's outcome in request order.
 async fn apply_parsed(
     state: &SharedState,
-    id: &CartId,
+    id: &CartKey,
     parsed: Vec<wire::ParsedOp>,
     expected: Option<u64>,
 ) -> ApiResult<(Cart, Vec<OpResult>)> {
@@ -333,9 +333,9 @@ async fn push_ops(
 ) -> ApiResult<Response> {
     let identity = identify(&headers, &state.auth)?;
     let parsed = wire::parse_ops_request(&body, &state.rules.limits)?;
-    let (cart, results) = apply_parsed(&state, &identity.cart, parsed, if_match(&headers)).await?;
+    let (cart, results) = apply_parsed(&state, &identity.cart.key(), parsed, if_match(&headers)).await?;
     let body = OpsResponse {
-        cart: view(&state, &identity.cart, &cart),
+        cart: view(&state, &identity.cart.key(), &cart),
         results,
     };
     Ok(cart_response(&identity, cart.version, &body))
@@ -349,7 +349,7 @@ async fn merge(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let identity = identify(&headers, &state.auth)?;
-    let user = identity.cart.clone();
+    let user = identity.cart.key();
     if !user.is_user() {
         return Err(ApiError::new(
             ErrorCode::Unauthorized,
@@ -357,7 +357,7 @@ async fn merge(
         ));
     }
     let (token, parsed) = wire::parse_merge_request(&body, &state.rules.limits)?;
-    let guest = CartId::Guest(token);
+    let guest = CartId::Guest(token).key();
     if !parsed.is_empty() {
         // The guest's still-pending ops land in the guest cart first, exactly once each.
         apply_parsed(&state, &guest, parsed, None).await?;

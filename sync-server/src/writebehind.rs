@@ -7,7 +7,7 @@
 
 use crate::durable::Durable;
 use crate::hot::{HotStore, Rules};
-use crate::identity::CartId;
+use crate::identity::CartKey;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -81,7 +81,7 @@ async fn write_one(
     rules: &Rules,
     user: &shared::UserId,
 ) -> Result<(), String> {
-    let id = CartId::User(user.clone());
+    let id = CartKey::for_user(user);
     let Some(state) = hot.snapshot(&id, rules).await.map_err(|e| e.to_string())? else {
         // Gone from the hot store (expired or flushed): nothing newer than the durable copy.
         return Ok(());

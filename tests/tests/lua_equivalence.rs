@@ -10,7 +10,7 @@ use shared::{
 };
 use std::sync::Arc;
 use sync_server::hot::{ApplyResult, HotStore, MemoryStore, MergeResult, RedisStore, Rules};
-use sync_server::identity::CartId;
+use sync_server::identity::{CartId, CartKey};
 
 const SKUS: [&str; 5] = ["A", "B", "C", "D", "E"];
 
@@ -97,7 +97,7 @@ fn same_outcomes(a: &[OpOutcome], b: &[OpOutcome]) -> bool {
 
 fn apply_both(
     p: &Pair,
-    id: &CartId,
+    id: &CartKey,
     ops: &[Op],
     rules: &Rules,
     now: Timestamp,
@@ -140,7 +140,7 @@ proptest! {
     fn lua_apply_matches_shared(batches in batches(), gaps in prop::collection::vec(0i64..5_000, 8)) {
         let p = pair();
         let rules = rules(MergePolicy::Sum);
-        let id = CartId::Guest(shared::GuestToken::parse(&cartsync_tests::guest_token()).unwrap());
+        let id = CartId::Guest(shared::GuestToken::parse(&cartsync_tests::guest_token()).unwrap()).key();
         let mut now = 1_800_000_000_000i64;
         for (batch, gap) in batches.iter().zip(gaps.iter().cycle()) {
             now += gap;
@@ -156,8 +156,8 @@ proptest! {
     ) {
         let p = pair();
         let rules = rules(policy);
-        let guest = CartId::Guest(shared::GuestToken::parse(&cartsync_tests::guest_token()).unwrap());
-        let user = CartId::User(shared::UserId::parse(&format!("u-{}", uuid::Uuid::new_v4())).unwrap());
+        let guest = CartId::Guest(shared::GuestToken::parse(&cartsync_tests::guest_token()).unwrap()).key();
+        let user = CartId::User(shared::UserId::parse(&format!("u-{}", uuid::Uuid::new_v4())).unwrap()).key();
         let now = Timestamp::from_millis(1_800_000_000_000);
         for store in [&p.redis, &p.memory] {
             p.rt.block_on(store.restore(&user, &shared::CartState::new(shared::Cart::new(Currency::USD)), &rules, now)).unwrap();
@@ -197,7 +197,7 @@ fn lua_expiry_drops_lines_but_keeps_a_longer_lived_saved_list_like_shared() {
         cart_seconds: 10,
         saved_seconds: 86_400,
     };
-    let id = CartId::Guest(shared::GuestToken::parse(&cartsync_tests::guest_token()).unwrap());
+    let id = CartId::Guest(shared::GuestToken::parse(&cartsync_tests::guest_token()).unwrap()).key();
     let l = rules.limits;
     let add = |s: &str, i: u8| Op {
         id: OpId::parse(&format!("x{i}")).unwrap(),

@@ -2,7 +2,7 @@
 //! exactly-once bookkeeping as the Redis layout, and runs `shared`'s own logic on them.
 
 use super::{ApplyResult, Frozen, MergeResult, Rules, WriteBehindEntry};
-use crate::identity::CartId;
+use crate::identity::CartKey;
 use shared::{Cart, CartState, Op, OpOutcome, Timestamp, UserId, merge};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -45,7 +45,7 @@ impl MemoryStore {
 
     pub fn apply(
         &self,
-        id: &CartId,
+        id: &CartKey,
         ops: &[Op],
         if_match: Option<u64>,
         rules: &Rules,
@@ -104,7 +104,7 @@ impl MemoryStore {
         let any_applied = outcomes.contains(&OpOutcome::Applied);
         if exists || any_applied {
             put_back(&mut inner, Some(state.cart.clone()), state.applied);
-            if any_applied && let CartId::User(u) = id {
+            if any_applied && let Some(u) = id.user() {
                 enqueue(&mut inner, u);
                 self.queued.notify_one();
             }
@@ -117,7 +117,7 @@ impl MemoryStore {
         }
     }
 
-    pub fn restore(&self, id: &CartId, state: &CartState, rules: &Rules, now: Timestamp) {
+    pub fn restore(&self, id: &CartKey, state: &CartState, rules: &Rules, now: Timestamp) {
         let key = id.tag();
         let mut inner = self.lock();
         if inner.carts.get(&key).is_some_and(|e| e.expires_at > now) {
@@ -143,7 +143,7 @@ impl MemoryStore {
         }
     }
 
-    pub fn freeze_guest(&self, guest: &CartId, rules: &Rules, now: Timestamp) -> Option<Frozen> {
+    pub fn freeze_guest(&self, guest: &CartKey, rules: &Rules, now: Timestamp) -> Option<Frozen> {
         let key = guest.tag();
         let snapshot_ttl = rules.guest.cart_seconds.max(rules.guest.saved_seconds) * 1000;
         let mut inner = self.lock();
@@ -179,7 +179,7 @@ impl MemoryStore {
 
     pub fn merge_into(
         &self,
-        user: &CartId,
+        user: &CartKey,
         op_id: &str,
         guest: &Cart,
         rules: &Rules,
@@ -212,7 +212,7 @@ impl MemoryStore {
                 expires_at,
             },
         );
-        if fresh && let CartId::User(u) = user {
+        if fresh && let Some(u) = user.user() {
             enqueue(&mut inner, u);
             self.queued.notify_one();
         }
@@ -222,11 +222,11 @@ impl MemoryStore {
         }
     }
 
-    pub fn finish_merge(&self, guest: &CartId) {
-        self.lock().frozen.remove(&guest.tag());
+    pub fn finish_merge(&self, guest: &CartKey) {
+        self.lock().frozen.remove(&guest.tag);
     }
 
-    pub fn snapshot(&self, id: &CartId) -> Option<CartState> {
+    pub fn snapshot(&self, id: &CartKey) -> Option<CartState> {
         let key = id.tag();
         let inner = self.lock();
         let cart = inner.carts.get(&key)?.value.clone();

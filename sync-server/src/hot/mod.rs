@@ -14,7 +14,7 @@ pub use self::codec::{cart_from_fields, cart_to_fields};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 
-use crate::identity::CartId;
+use crate::identity::CartKey;
 use shared::{
     Cart, CartState, Currency, Expiry, Limits, MergePolicy, Op, OpOutcome, Timestamp, UserId,
 };
@@ -39,7 +39,7 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn expiry(&self, id: &CartId) -> Expiry {
+    pub fn expiry(&self, id: &CartKey) -> Expiry {
         if id.is_user() { self.user } else { self.guest }
     }
 
@@ -97,7 +97,7 @@ impl HotStore {
     /// With no ops this is a read. User-cart changes are queued for the durable store.
     pub async fn apply(
         &self,
-        id: &CartId,
+        id: &CartKey,
         ops: &[Op],
         if_match: Option<u64>,
         rules: &Rules,
@@ -112,7 +112,7 @@ impl HotStore {
     /// Puts back a cart from the durable store unless it reappeared meanwhile.
     pub async fn restore(
         &self,
-        id: &CartId,
+        id: &CartKey,
         state: &CartState,
         rules: &Rules,
         now: Timestamp,
@@ -129,7 +129,7 @@ impl HotStore {
     /// First half of a merge: takes the guest cart out of use (see `freeze.lua`).
     pub async fn freeze_guest(
         &self,
-        guest: &CartId,
+        guest: &CartKey,
         rules: &Rules,
         now: Timestamp,
     ) -> Result<Option<Frozen>, StoreError> {
@@ -142,7 +142,7 @@ impl HotStore {
     /// Second half of a merge: folds the frozen guest cart into the user's, once per `op_id`.
     pub async fn merge_into(
         &self,
-        user: &CartId,
+        user: &CartKey,
         op_id: &str,
         guest: &Cart,
         rules: &Rules,
@@ -155,7 +155,7 @@ impl HotStore {
     }
 
     /// Drops the frozen snapshot once its merge is recorded in the user cart.
-    pub async fn finish_merge(&self, guest: &CartId) -> Result<(), StoreError> {
+    pub async fn finish_merge(&self, guest: &CartKey) -> Result<(), StoreError> {
         match self {
             HotStore::Memory(m) => {
                 m.finish_merge(guest);
@@ -168,7 +168,7 @@ impl HotStore {
     /// The cart and its applied op ids at one instant, for the durable store.
     pub async fn snapshot(
         &self,
-        id: &CartId,
+        id: &CartKey,
         rules: &Rules,
     ) -> Result<Option<CartState>, StoreError> {
         match self {

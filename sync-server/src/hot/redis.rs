@@ -6,7 +6,7 @@
 
 use super::codec::{cart_from_fields, cart_to_fields};
 use super::{ApplyResult, Frozen, MergeResult, Rules, StoreError, WriteBehindEntry};
-use crate::identity::CartId;
+use crate::identity::CartKey;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
@@ -120,7 +120,7 @@ impl RedisStore {
         Ok(store)
     }
 
-    fn key(&self, id: &CartId, suffix: &str) -> String {
+    fn key(&self, id: &CartKey, suffix: &str) -> String {
         format!("{}:cart:{{{}}}{suffix}", self.prefix, id.tag())
     }
 
@@ -182,7 +182,7 @@ impl RedisStore {
 
     pub async fn apply(
         &self,
-        id: &CartId,
+        id: &CartKey,
         ops: &[Op],
         if_match: Option<u64>,
         rules: &Rules,
@@ -223,10 +223,7 @@ impl RedisStore {
                 .arg(qty)
                 .arg(price);
         }
-        let user = match id {
-            CartId::User(u) if !ops.is_empty() => Some(u),
-            _ => None,
-        };
+        let user = id.user().filter(|_| !ops.is_empty());
         let reply = strings_or_arrays(self.invoke(inv, user).await?)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(ApplyResult::NeedsRestore),
@@ -250,7 +247,7 @@ impl RedisStore {
 
     pub async fn restore(
         &self,
-        id: &CartId,
+        id: &CartKey,
         state: &CartState,
         rules: &Rules,
         _now: Timestamp,
@@ -272,7 +269,7 @@ impl RedisStore {
 
     pub async fn freeze_guest(
         &self,
-        guest: &CartId,
+        guest: &CartKey,
         rules: &Rules,
         now: Timestamp,
     ) -> Result<Option<Frozen>, StoreError> {
@@ -301,7 +298,7 @@ impl RedisStore {
 
     pub async fn merge_into(
         &self,
-        user: &CartId,
+        user: &CartKey,
         op_id: &str,
         guest: &Cart,
         rules: &Rules,
@@ -320,10 +317,7 @@ impl RedisStore {
             .arg(op_id)
             .arg(rules.merge.as_str())
             .arg(cart_to_fields(guest));
-        let queue_for = match user {
-            CartId::User(u) => Some(u),
-            CartId::Guest(_) => None,
-        };
+        let queue_for = user.user();
         let reply = strings_or_arrays(self.invoke(inv, queue_for).await?)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(MergeResult::NeedsRestore),
@@ -340,7 +334,7 @@ impl RedisStore {
         }
     }
 
-    pub async fn finish_merge(&self, guest: &CartId) -> Result<(), StoreError> {
+    pub async fn finish_merge(&self, guest: &CartKey) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         redis::cmd("DEL")
             .arg(self.key(guest, ":frozen"))
@@ -351,7 +345,7 @@ impl RedisStore {
 
     pub async fn snapshot(
         &self,
-        id: &CartId,
+        id: &CartKey,
         rules: &Rules,
     ) -> Result<Option<CartState>, StoreError> {
         let mut inv = self.scripts.snapshot.prepare_invoke();
