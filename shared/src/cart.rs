@@ -74,12 +74,7 @@ impl Cart {
     /// Applies one op. `Ok(true)` when the cart changed (and its version grew by one), `Ok(false)`
     /// when the op was valid but had nothing to do, `Err` when it was rejected; a rejected op
     /// leaves the cart exactly as it was.
-    pub fn apply(
-        &mut self,
-        kind: &OpKind,
-        limits: &Limits,
-        now: Timestamp,
-    ) -> Result<bool, CartError> {
+    pub fn apply(&mut self, kind: &OpKind, limits: &Limits, now: Timestamp) -> Result<bool, CartError> {
         let changed = self.apply_inner(kind, limits, now)?;
         if changed {
             self.mark_changed(now);
@@ -92,29 +87,16 @@ impl Cart {
         self.updated_at = now;
     }
 
-    fn apply_inner(
-        &mut self,
-        kind: &OpKind,
-        limits: &Limits,
-        now: Timestamp,
-    ) -> Result<bool, CartError> {
+    fn apply_inner(&mut self, kind: &OpKind, limits: &Limits, now: Timestamp) -> Result<bool, CartError> {
         let max = limits.max_line_quantity;
         match kind {
-            OpKind::Add {
-                sku,
-                quantity,
-                price_at_add,
-            } => {
+            OpKind::Add { sku, quantity, price_at_add } => {
                 if let Some(p) = price_at_add
                     && p.currency() != self.currency
                 {
                     return Err(CartError::new(
                         ErrorCode::CurrencyMismatch,
-                        format!(
-                            "this cart is priced in {}, not {}",
-                            self.currency,
-                            p.currency()
-                        ),
+                        format!("this cart is priced in {}, not {}", self.currency, p.currency()),
                     ));
                 }
                 if let Some(i) = position(&self.lines, sku) {
@@ -154,8 +136,7 @@ impl Cart {
                 Ok(true)
             }
             OpKind::MoveToCart { sku } => {
-                let i =
-                    position(&self.saved, sku).ok_or_else(|| line_not_found(sku, "saved list"))?;
+                let i = position(&self.saved, sku).ok_or_else(|| line_not_found(sku, "saved list"))?;
                 self.move_line(i, ListSide::ToCart, limits)?;
                 Ok(true)
             }
@@ -175,10 +156,7 @@ impl Cart {
             ListSide::ToCart => (&mut self.saved, &mut self.lines, "cart"),
         };
         if let Some(j) = position(to, &from[i].sku) {
-            to[j].quantity = to[j]
-                .quantity
-                .saturating_add(from[i].quantity)
-                .min(limits.max_line_quantity);
+            to[j].quantity = to[j].quantity.saturating_add(from[i].quantity).min(limits.max_line_quantity);
             from.remove(i);
         } else {
             ensure_room(to, limits, to_name)?;
@@ -233,23 +211,14 @@ fn remove(lines: &mut Vec<CartLine>, sku: &Sku) -> Option<CartLine> {
 
 fn ensure_room(lines: &[CartLine], limits: &Limits, name: &str) -> Result<(), CartError> {
     if lines.len() >= limits.max_lines {
-        Err(CartError::new(
-            ErrorCode::CartFull,
-            format!(
-                "the {name} already holds the maximum of {} lines",
-                limits.max_lines
-            ),
-        ))
+        Err(CartError::new(ErrorCode::CartFull, format!("the {name} already holds the maximum of {} lines", limits.max_lines)))
     } else {
         Ok(())
     }
 }
 
 fn line_not_found(sku: &Sku, list: &str) -> CartError {
-    CartError::new(
-        ErrorCode::LineNotFound,
-        format!("{sku} is not in the {list}"),
-    )
+    CartError::new(ErrorCode::LineNotFound, format!("{sku} is not in the {list}"))
 }
 
 /// What became of one op.
@@ -281,10 +250,7 @@ pub struct CartState {
 
 impl CartState {
     pub fn new(cart: Cart) -> Self {
-        CartState {
-            cart,
-            applied: BTreeSet::new(),
-        }
+        CartState { cart, applied: BTreeSet::new() }
     }
 
     pub fn apply_op(&mut self, op: &Op, limits: &Limits, now: Timestamp) -> OpOutcome {
@@ -311,30 +277,17 @@ mod tests {
     }
 
     fn add(s: &str, q: i64) -> OpKind {
-        OpKind::Add {
-            sku: sku(s),
-            quantity: Quantity::new(q, &Limits::default()).unwrap(),
-            price_at_add: None,
-        }
+        OpKind::Add { sku: sku(s), quantity: Quantity::new(q, &Limits::default()).unwrap(), price_at_add: None }
     }
 
     #[test]
     fn adds_sum_and_clamp_to_the_line_limit() {
         let l = Limits::default();
         let mut c = Cart::new(Currency::USD);
-        assert_eq!(
-            c.apply(&add("A", 60), &l, Timestamp::from_millis(1)),
-            Ok(true)
-        );
-        assert_eq!(
-            c.apply(&add("A", 60), &l, Timestamp::from_millis(2)),
-            Ok(true)
-        );
+        assert_eq!(c.apply(&add("A", 60), &l, Timestamp::from_millis(1)), Ok(true));
+        assert_eq!(c.apply(&add("A", 60), &l, Timestamp::from_millis(2)), Ok(true));
         assert_eq!(c.lines[0].quantity, 99);
-        assert_eq!(
-            c.apply(&add("A", 1), &l, Timestamp::from_millis(3)),
-            Ok(false)
-        );
+        assert_eq!(c.apply(&add("A", 1), &l, Timestamp::from_millis(3)), Ok(false));
         assert_eq!(c.version, 2);
     }
 
@@ -343,16 +296,10 @@ mod tests {
         let l = Limits::default();
         let mut c = Cart::new(Currency::USD);
         for i in 0..200 {
-            c.apply(&add(&format!("S{i}"), 1), &l, Timestamp::default())
-                .unwrap();
+            c.apply(&add(&format!("S{i}"), 1), &l, Timestamp::default()).unwrap();
         }
         let before = c.clone();
-        assert_eq!(
-            c.apply(&add("S200", 1), &l, Timestamp::default())
-                .unwrap_err()
-                .code,
-            ErrorCode::CartFull
-        );
+        assert_eq!(c.apply(&add("S200", 1), &l, Timestamp::default()).unwrap_err().code, ErrorCode::CartFull);
         assert_eq!(c, before);
     }
 
@@ -361,49 +308,22 @@ mod tests {
         let l = Limits::default();
         let mut c = Cart::new(Currency::USD);
         c.apply(&add("A", 3), &l, Timestamp::default()).unwrap();
-        c.apply(
-            &OpKind::SaveForLater { sku: sku("A") },
-            &l,
-            Timestamp::default(),
-        )
-        .unwrap();
+        c.apply(&OpKind::SaveForLater { sku: sku("A") }, &l, Timestamp::default()).unwrap();
         assert!(c.lines.is_empty());
         assert_eq!(c.saved[0].quantity, 3);
-        c.apply(
-            &OpKind::MoveToCart { sku: sku("A") },
-            &l,
-            Timestamp::default(),
-        )
-        .unwrap();
+        c.apply(&OpKind::MoveToCart { sku: sku("A") }, &l, Timestamp::default()).unwrap();
         assert_eq!(c.lines[0].quantity, 3);
-        assert_eq!(
-            c.apply(
-                &OpKind::MoveToCart { sku: sku("A") },
-                &l,
-                Timestamp::default()
-            )
-            .unwrap_err()
-            .code,
-            ErrorCode::LineNotFound
-        );
+        assert_eq!(c.apply(&OpKind::MoveToCart { sku: sku("A") }, &l, Timestamp::default()).unwrap_err().code, ErrorCode::LineNotFound);
     }
 
     #[test]
     fn expired_lines_are_dropped_on_access_but_the_saved_list_lives_longer() {
         let l = Limits::default();
-        let e = Expiry {
-            cart_seconds: 10,
-            saved_seconds: 100,
-        };
+        let e = Expiry { cart_seconds: 10, saved_seconds: 100 };
         let mut c = Cart::new(Currency::USD);
         c.apply(&add("A", 1), &l, Timestamp::default()).unwrap();
         c.apply(&add("B", 1), &l, Timestamp::default()).unwrap();
-        c.apply(
-            &OpKind::SaveForLater { sku: sku("B") },
-            &l,
-            Timestamp::default(),
-        )
-        .unwrap();
+        c.apply(&OpKind::SaveForLater { sku: sku("B") }, &l, Timestamp::default()).unwrap();
         c.touch(Timestamp::from_millis(0), &e);
         assert!(!c.touch(Timestamp::from_millis(9_000), &e));
         assert!(c.touch(Timestamp::from_millis(20_000), &e));

@@ -27,10 +27,20 @@ pub enum ErrorCode {
     RateLimited,
     Internal,
     Unavailable,
+    InvalidIdempotencyKey,
+    IdempotencyKeyReused,
+    RequestInProgress,
+    CartEmpty,
+    PriceChanged,
+    OutOfStock,
+    ReservationExpired,
+    OrderNotPending,
+    StockBelowReserved,
+    UnknownProduct,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidCartToken,
@@ -52,6 +62,16 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
+        ErrorCode::InvalidIdempotencyKey,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::RequestInProgress,
+        ErrorCode::CartEmpty,
+        ErrorCode::PriceChanged,
+        ErrorCode::OutOfStock,
+        ErrorCode::ReservationExpired,
+        ErrorCode::OrderNotPending,
+        ErrorCode::StockBelowReserved,
+        ErrorCode::UnknownProduct,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -77,6 +97,16 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::InvalidIdempotencyKey => "invalid_idempotency_key",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::RequestInProgress => "request_in_progress",
+            ErrorCode::CartEmpty => "cart_empty",
+            ErrorCode::PriceChanged => "price_changed",
+            ErrorCode::OutOfStock => "out_of_stock",
+            ErrorCode::ReservationExpired => "reservation_expired",
+            ErrorCode::OrderNotPending => "order_not_pending",
+            ErrorCode::StockBelowReserved => "stock_below_reserved",
+            ErrorCode::UnknownProduct => "unknown_product",
         }
     }
 
@@ -87,10 +117,16 @@ impl ErrorCode {
     /// The HTTP status the server answers with.
     pub const fn http_status(self) -> u16 {
         match self {
-            ErrorCode::InvalidJson | ErrorCode::InvalidCartToken => 400,
+            ErrorCode::InvalidJson | ErrorCode::InvalidCartToken | ErrorCode::InvalidIdempotencyKey => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
-            ErrorCode::NotFound | ErrorCode::LineNotFound => 404,
+            ErrorCode::NotFound | ErrorCode::LineNotFound | ErrorCode::UnknownProduct => 404,
+            ErrorCode::RequestInProgress
+            | ErrorCode::PriceChanged
+            | ErrorCode::OutOfStock
+            | ErrorCode::ReservationExpired
+            | ErrorCode::OrderNotPending
+            | ErrorCode::StockBelowReserved => 409,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::VersionMismatch => 412,
             ErrorCode::PayloadTooLarge => 413,
@@ -102,7 +138,9 @@ impl ErrorCode {
             | ErrorCode::InvalidOp
             | ErrorCode::CurrencyMismatch
             | ErrorCode::CartFull
-            | ErrorCode::TooManyOps => 422,
+            | ErrorCode::TooManyOps
+            | ErrorCode::IdempotencyKeyReused
+            | ErrorCode::CartEmpty => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
@@ -125,10 +163,7 @@ pub struct CartError {
 
 impl CartError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        CartError {
-            code,
-            message: message.into(),
-        }
+        CartError { code, message: message.into() }
     }
 }
 

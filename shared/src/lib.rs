@@ -8,6 +8,7 @@
 //! except with a [`CartError`] that describes bad input.
 
 mod cart;
+mod checkout;
 mod error;
 mod merge;
 mod op;
@@ -17,6 +18,7 @@ mod types;
 pub mod wire;
 
 pub use cart::{Cart, CartLine, CartState, Expiry, OpOutcome};
+pub use checkout::{PricedCart, PricedLine, parse_idempotency_key, price_cart};
 pub use error::{CartError, ErrorCode};
 pub use merge::{MergePolicy, merge};
 pub use op::{Op, OpId, OpKind};

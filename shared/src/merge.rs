@@ -21,10 +21,7 @@ impl MergePolicy {
             "sum" => Ok(MergePolicy::Sum),
             "max" => Ok(MergePolicy::Max),
             "keep_user" => Ok(MergePolicy::KeepUser),
-            _ => Err(CartError::new(
-                ErrorCode::InvalidRequest,
-                "merge policy is one of sum, max, keep_user",
-            )),
+            _ => Err(CartError::new(ErrorCode::InvalidRequest, "merge policy is one of sum, max, keep_user")),
         }
     }
 
@@ -42,13 +39,7 @@ impl MergePolicy {
 /// Guest lines are taken in their order; one the user lacks is appended whole (with its
 /// `price_at_add` and `added_at`) while there is room, and dropped once the list is full.
 /// Returns whether `user` changed; if it did, its version grew by exactly one.
-pub fn merge(
-    user: &mut Cart,
-    guest: &Cart,
-    policy: MergePolicy,
-    limits: &Limits,
-    now: Timestamp,
-) -> bool {
+pub fn merge(user: &mut Cart, guest: &Cart, policy: MergePolicy, limits: &Limits, now: Timestamp) -> bool {
     let mut changed = false;
     for (from, into_saved) in [(&guest.lines, false), (&guest.saved, true)] {
         for g in from {
@@ -61,19 +52,9 @@ pub fn merge(
     changed
 }
 
-fn merge_line(
-    user: &mut Cart,
-    g: &CartLine,
-    into_saved: bool,
-    policy: MergePolicy,
-    limits: &Limits,
-) -> bool {
+fn merge_line(user: &mut Cart, g: &CartLine, into_saved: bool, policy: MergePolicy, limits: &Limits) -> bool {
     let max = limits.max_line_quantity;
-    let list = if into_saved {
-        &mut user.saved
-    } else {
-        &mut user.lines
-    };
+    let list = if into_saved { &mut user.saved } else { &mut user.lines };
     if let Some(u) = list.iter_mut().find(|l| l.sku == g.sku) {
         let q = match policy {
             MergePolicy::Sum => u.quantity.saturating_add(g.quantity).min(max),
@@ -89,17 +70,7 @@ fn merge_line(
     }
     let price_at_add = g.price_at_add.filter(|p| p.currency() == user.currency);
     let seq = user.take_seq();
-    let list = if into_saved {
-        &mut user.saved
-    } else {
-        &mut user.lines
-    };
-    list.push(CartLine {
-        sku: g.sku.clone(),
-        quantity: g.quantity.min(max),
-        price_at_add,
-        added_at: g.added_at,
-        seq,
-    });
+    let list = if into_saved { &mut user.saved } else { &mut user.lines };
+    list.push(CartLine { sku: g.sku.clone(), quantity: g.quantity.min(max), price_at_add, added_at: g.added_at, seq });
     true
 }

@@ -9,17 +9,11 @@ pub struct OpId(String);
 
 impl OpId {
     pub fn parse(s: &str) -> Result<OpId, CartError> {
-        let ok = !s.is_empty()
-            && s.len() <= 64
-            && s.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'));
+        let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'));
         if ok {
             Ok(OpId(s.to_owned()))
         } else {
-            Err(CartError::new(
-                ErrorCode::InvalidOp,
-                "op_id must be 1 to 64 characters such as a UUID",
-            ))
+            Err(CartError::new(ErrorCode::InvalidOp, "op_id must be 1 to 64 characters such as a UUID"))
         }
     }
 

@@ -43,25 +43,14 @@ impl StoredCart {
                 if l.quantity == 0 || out.iter().any(|o| o.sku == l.sku) {
                     continue;
                 }
-                out.push(CartLine {
-                    sku: l.sku,
-                    quantity: l.quantity,
-                    price_at_add: l.price_at_add,
-                    added_at: l.added_at,
-                    seq: l.seq,
-                });
+                out.push(CartLine { sku: l.sku, quantity: l.quantity, price_at_add: l.price_at_add, added_at: l.added_at, seq: l.seq });
             }
             out.sort_by_key(|l| l.seq);
             out
         };
         let lines_v = lines(self.lines);
         let saved_v = lines(self.saved);
-        let max_seq = lines_v
-            .iter()
-            .chain(&saved_v)
-            .map(|l| l.seq + 1)
-            .max()
-            .unwrap_or(0);
+        let max_seq = lines_v.iter().chain(&saved_v).map(|l| l.seq + 1).max().unwrap_or(0);
         Some(Cart {
             currency: self.currency,
             version: self.version,

@@ -41,13 +41,7 @@ impl Timestamp {
         };
         let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
         let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if !(1..=12).contains(&mo)
-            || d < 1
-            || d > days_in_month(y, mo)
-            || h > 23
-            || mi > 59
-            || sec > 60
-        {
+        if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60 {
             return None;
         }
         let mut i = 19;
@@ -80,8 +74,7 @@ impl Timestamp {
             _ => return None,
         };
         let days = days_from_civil(y, mo, d);
-        let total =
-            days * MS_PER_DAY + (h * 3600 + mi * 60 + sec) * 1000 + ms - offset_min * 60_000;
+        let total = days * MS_PER_DAY + (h * 3600 + mi * 60 + sec) * 1000 + ms - offset_min * 60_000;
         Some(Timestamp(total))
     }
 }
@@ -94,13 +87,7 @@ impl fmt::Display for Timestamp {
         let (y, m, d) = civil_from_days(days);
         let secs = rem / 1000;
         let ms = rem % 1000;
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60
-        )?;
+        write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)?;
         if ms != 0 {
             write!(f, ".{ms:03}")?;
         }
@@ -117,8 +104,7 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Timestamp::parse_rfc3339(&s)
-            .ok_or_else(|| serde::de::Error::custom("expected an RFC 3339 timestamp"))
+        Timestamp::parse_rfc3339(&s).ok_or_else(|| serde::de::Error::custom("expected an RFC 3339 timestamp"))
     }
 }
 

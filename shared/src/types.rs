@@ -22,10 +22,7 @@ impl Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_line_quantity: 99,
-            max_lines: 200,
-        }
+        Limits { max_line_quantity: 99, max_lines: 200 }
     }
 }
 
@@ -39,15 +36,11 @@ impl Sku {
     pub fn parse(s: &str) -> Result<Sku, CartError> {
         let ok = !s.is_empty()
             && s.len() <= Self::MAX_LEN
-            && s.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'));
+            && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'));
         if ok {
             Ok(Sku(s.to_owned()))
         } else {
-            Err(CartError::new(
-                ErrorCode::InvalidSku,
-                "a SKU is 1 to 64 characters of letters, digits, '.', '_', ':' and '-'",
-            ))
+            Err(CartError::new(ErrorCode::InvalidSku, "a SKU is 1 to 64 characters of letters, digits, '.', '_', ':' and '-'"))
         }
     }
 
@@ -85,10 +78,7 @@ impl Quantity {
         if (1..=max).contains(&n) {
             Ok(Quantity(n as u32))
         } else {
-            Err(CartError::new(
-                ErrorCode::InvalidQuantity,
-                format!("quantity must be a whole number from 1 to {max}"),
-            ))
+            Err(CartError::new(ErrorCode::InvalidQuantity, format!("quantity must be a whole number from 1 to {max}")))
         }
     }
 
@@ -115,10 +105,7 @@ impl Currency {
     pub fn parse(s: &str) -> Result<Currency, CartError> {
         match s.as_bytes() {
             &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_uppercase) => Ok(Currency([a, b, c])),
-            _ => Err(CartError::new(
-                ErrorCode::InvalidMoney,
-                "currency must be an ISO 4217 code such as \"USD\"",
-            )),
+            _ => Err(CartError::new(ErrorCode::InvalidMoney, "currency must be an ISO 4217 code such as \"USD\"")),
         }
     }
 
@@ -179,38 +166,21 @@ impl Money {
         } else {
             Err(CartError::new(
                 ErrorCode::InvalidMoney,
-                format!(
-                    "amount must be a whole number of minor units from 0 to {}",
-                    Self::MAX_AMOUNT
-                ),
+                format!("amount must be a whole number of minor units from 0 to {}", Self::MAX_AMOUNT),
             ))
         }
     }
 
     pub const fn zero(currency: Currency) -> Money {
-        Money {
-            amount: 0,
-            currency,
-        }
+        Money { amount: 0, currency }
     }
 
     /// Parses `{"amount": <integer>, "currency": "<ISO 4217>"}` with the contract's error codes.
     pub fn from_json(v: &serde_json::Value) -> Result<Money, CartError> {
-        let bad = || {
-            CartError::new(
-                ErrorCode::InvalidMoney,
-                "money is {\"amount\": <integer minor units>, \"currency\": \"USD\"}",
-            )
-        };
+        let bad = || CartError::new(ErrorCode::InvalidMoney, "money is {\"amount\": <integer minor units>, \"currency\": \"USD\"}");
         let obj = v.as_object().ok_or_else(bad)?;
-        let amount = obj
-            .get("amount")
-            .and_then(serde_json::Value::as_i64)
-            .ok_or_else(bad)?;
-        let currency = obj
-            .get("currency")
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(bad)?;
+        let amount = obj.get("amount").and_then(serde_json::Value::as_i64).ok_or_else(bad)?;
+        let currency = obj.get("currency").and_then(serde_json::Value::as_str).ok_or_else(bad)?;
         Money::new(amount, Currency::parse(currency)?)
     }
 
@@ -224,24 +194,15 @@ impl Money {
 
     /// `self × n`, saturating at `i64::MAX` (unreachable within the limits above).
     pub fn times(&self, n: u32) -> Money {
-        Money {
-            amount: self.amount.saturating_mul(i64::from(n)),
-            currency: self.currency,
-        }
+        Money { amount: self.amount.saturating_mul(i64::from(n)), currency: self.currency }
     }
 
     /// Adds two amounts of the same currency; mixing currencies is an error, never a silent sum.
     pub fn checked_add(&self, other: &Money) -> Result<Money, CartError> {
         if self.currency != other.currency {
-            return Err(CartError::new(
-                ErrorCode::CurrencyMismatch,
-                format!("cannot add {} to {}", other.currency, self.currency),
-            ));
+            return Err(CartError::new(ErrorCode::CurrencyMismatch, format!("cannot add {} to {}", other.currency, self.currency)));
         }
-        Ok(Money {
-            amount: self.amount.saturating_add(other.amount),
-            currency: self.currency,
-        })
+        Ok(Money { amount: self.amount.saturating_add(other.amount), currency: self.currency })
     }
 }
 
@@ -252,16 +213,11 @@ pub struct GuestToken(String);
 
 impl GuestToken {
     pub fn parse(s: &str) -> Result<GuestToken, CartError> {
-        let ok = (22..=64).contains(&s.len())
-            && s.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+        let ok = (22..=64).contains(&s.len()) && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
         if ok {
             Ok(GuestToken(s.to_owned()))
         } else {
-            Err(CartError::new(
-                ErrorCode::InvalidCartToken,
-                "a cart token is 22 to 64 characters of base64url without padding",
-            ))
+            Err(CartError::new(ErrorCode::InvalidCartToken, "a cart token is 22 to 64 characters of base64url without padding"))
         }
     }
 
@@ -291,10 +247,7 @@ impl UserId {
         if !s.is_empty() && s.len() <= 255 && !s.chars().any(char::is_control) {
             Ok(UserId(s.to_owned()))
         } else {
-            Err(CartError::new(
-                ErrorCode::Unauthorized,
-                "the token's subject is not a valid user id",
-            ))
+            Err(CartError::new(ErrorCode::Unauthorized, "the token's subject is not a valid user id"))
         }
     }
 
@@ -307,10 +260,7 @@ fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
         for i in 0..=chunk.len() {
             out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
         }
@@ -328,11 +278,7 @@ mod tests {
         assert!(Sku::parse("a.b_c:d-9").is_ok());
         assert!(Sku::parse(&"x".repeat(64)).is_ok());
         for bad in ["", " ", "a b", "ü", "a/b", &"x".repeat(65)] {
-            assert_eq!(
-                Sku::parse(bad).unwrap_err().code,
-                ErrorCode::InvalidSku,
-                "{bad:?}"
-            );
+            assert_eq!(Sku::parse(bad).unwrap_err().code, ErrorCode::InvalidSku, "{bad:?}");
         }
     }
 
@@ -350,11 +296,7 @@ mod tests {
             serde_json::json!("2"),
             serde_json::Value::Null,
         ] {
-            assert_eq!(
-                Quantity::from_json(&bad, &l).unwrap_err().code,
-                ErrorCode::InvalidQuantity,
-                "{bad}"
-            );
+            assert_eq!(Quantity::from_json(&bad, &l).unwrap_err().code, ErrorCode::InvalidQuantity, "{bad}");
         }
     }
 
@@ -362,10 +304,7 @@ mod tests {
     fn money_refuses_mixed_currencies_and_negative_amounts() {
         let usd = Money::new(100, Currency::USD).unwrap();
         let eur = Money::new(100, Currency::parse("EUR").unwrap()).unwrap();
-        assert_eq!(
-            usd.checked_add(&eur).unwrap_err().code,
-            ErrorCode::CurrencyMismatch
-        );
+        assert_eq!(usd.checked_add(&eur).unwrap_err().code, ErrorCode::CurrencyMismatch);
         assert_eq!(usd.checked_add(&usd).unwrap().amount(), 200);
         assert!(Money::new(-1, Currency::USD).is_err());
         assert!(Currency::parse("usd").is_err());

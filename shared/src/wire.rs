@@ -68,14 +68,9 @@ pub struct CartView {
 impl CartView {
     /// Builds the resource. `subtotal` uses the current price where the catalog knows it and the
     /// price at add otherwise; a line with neither counts as zero.
-    pub fn new(
-        cart: &Cart,
-        owner: Owner,
-        expires_at: Timestamp,
-        annotate: impl Fn(&Sku) -> Option<Annotation>,
-    ) -> CartView {
+    pub fn new(cart: &Cart, owner: Owner, expires_at: Timestamp, annotate: impl Fn(&Sku, u32) -> Option<Annotation>) -> CartView {
         let view = |l: &CartLine| {
-            let a = annotate(&l.sku);
+            let a = annotate(&l.sku, l.quantity);
             let current_price = a.and_then(|a| a.current_price);
             LineView {
                 sku: l.sku.clone(),
@@ -95,9 +90,7 @@ impl CartView {
         for l in &lines {
             if let Some(p) = l.current_price.or(l.price_at_add) {
                 // A price in another currency cannot be summed; it is left out rather than guessed.
-                subtotal = subtotal
-                    .checked_add(&p.times(l.quantity))
-                    .unwrap_or(subtotal);
+                subtotal = subtotal.checked_add(&p.times(l.quantity)).unwrap_or(subtotal);
             }
         }
         CartView {
@@ -109,11 +102,7 @@ impl CartView {
             lines,
             saved: cart.saved.iter().map(view).collect(),
             // A cart that never changed reports when it was last seen rather than the epoch.
-            updated_at: if cart.version == 0 {
-                cart.updated_at.max(cart.accessed_at)
-            } else {
-                cart.updated_at
-            },
+            updated_at: if cart.version == 0 { cart.updated_at.max(cart.accessed_at) } else { cart.updated_at },
             expires_at,
         }
     }
@@ -135,11 +124,7 @@ pub struct ErrorEnvelope {
 
 impl From<&CartError> for ErrorBody {
     fn from(e: &CartError) -> Self {
-        ErrorBody {
-            code: e.code.as_str().to_owned(),
-            message: e.message.clone(),
-            details: Map::new(),
-        }
+        ErrorBody { code: e.code.as_str().to_owned(), message: e.message.clone(), details: Map::new() }
     }
 }
 
@@ -184,17 +169,13 @@ pub type ParsedOp = (OpId, Result<OpKind, CartError>);
 pub const MAX_OPS_PER_REQUEST: usize = 500;
 
 fn object(v: &Value) -> Result<&Map<String, Value>, CartError> {
-    v.as_object()
-        .ok_or_else(|| CartError::new(ErrorCode::InvalidRequest, "the body must be a JSON object"))
+    v.as_object().ok_or_else(|| CartError::new(ErrorCode::InvalidRequest, "the body must be a JSON object"))
 }
 
 fn sku_field(obj: &Map<String, Value>) -> Result<Sku, CartError> {
     match obj.get("sku") {
         Some(Value::String(s)) => Sku::parse(s),
-        _ => Err(CartError::new(
-            ErrorCode::InvalidSku,
-            "sku is required and must be a string",
-        )),
+        _ => Err(CartError::new(ErrorCode::InvalidSku, "sku is required and must be a string")),
     }
 }
 
@@ -212,45 +193,23 @@ fn price_field(obj: &Map<String, Value>) -> Result<Option<Money>, CartError> {
 /// `POST /v1/cart/items` body: `{"sku", "quantity", "price_at_add"?}`.
 pub fn parse_add_item(body: &Value, limits: &Limits) -> Result<OpKind, CartError> {
     let obj = object(body)?;
-    Ok(OpKind::Add {
-        sku: sku_field(obj)?,
-        quantity: quantity_field(obj, limits)?,
-        price_at_add: price_field(obj)?,
-    })
+    Ok(OpKind::Add { sku: sku_field(obj)?, quantity: quantity_field(obj, limits)?, price_at_add: price_field(obj)? })
 }
 
 /// `PUT /v1/cart/items/{sku}` body: `{"quantity"}`.
 pub fn parse_set_quantity(body: &Value, sku: Sku, limits: &Limits) -> Result<OpKind, CartError> {
-    Ok(OpKind::SetQuantity {
-        sku,
-        quantity: quantity_field(object(body)?, limits)?,
-    })
+    Ok(OpKind::SetQuantity { sku, quantity: quantity_field(object(body)?, limits)? })
 }
 
 fn parse_op_kind(obj: &Map<String, Value>, limits: &Limits) -> Result<OpKind, CartError> {
     let kind = obj.get("type").and_then(Value::as_str).unwrap_or("");
     Ok(match kind {
-        "add" => OpKind::Add {
-            sku: sku_field(obj)?,
-            quantity: quantity_field(obj, limits)?,
-            price_at_add: price_field(obj)?,
-        },
-        "set_quantity" => OpKind::SetQuantity {
-            sku: sku_field(obj)?,
-            quantity: quantity_field(obj, limits)?,
-        },
-        "remove" => OpKind::Remove {
-            sku: sku_field(obj)?,
-        },
-        "save_for_later" => OpKind::SaveForLater {
-            sku: sku_field(obj)?,
-        },
-        "move_to_cart" => OpKind::MoveToCart {
-            sku: sku_field(obj)?,
-        },
-        "remove_saved" => OpKind::RemoveSaved {
-            sku: sku_field(obj)?,
-        },
+        "add" => OpKind::Add { sku: sku_field(obj)?, quantity: quantity_field(obj, limits)?, price_at_add: price_field(obj)? },
+        "set_quantity" => OpKind::SetQuantity { sku: sku_field(obj)?, quantity: quantity_field(obj, limits)? },
+        "remove" => OpKind::Remove { sku: sku_field(obj)? },
+        "save_for_later" => OpKind::SaveForLater { sku: sku_field(obj)? },
+        "move_to_cart" => OpKind::MoveToCart { sku: sku_field(obj)? },
+        "remove_saved" => OpKind::RemoveSaved { sku: sku_field(obj)? },
         "clear" => OpKind::Clear,
         _ => {
             return Err(CartError::new(
@@ -268,30 +227,19 @@ pub fn parse_ops(v: Option<&Value>, limits: &Limits) -> Result<Vec<ParsedOp>, Ca
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(list)) => list,
         Some(_) => {
-            return Err(CartError::new(
-                ErrorCode::InvalidRequest,
-                "ops must be an array",
-            ));
+            return Err(CartError::new(ErrorCode::InvalidRequest, "ops must be an array"));
         }
     };
     if list.len() > MAX_OPS_PER_REQUEST {
-        return Err(CartError::new(
-            ErrorCode::TooManyOps,
-            format!("at most {MAX_OPS_PER_REQUEST} ops per request"),
-        ));
+        return Err(CartError::new(ErrorCode::TooManyOps, format!("at most {MAX_OPS_PER_REQUEST} ops per request")));
     }
     list.iter()
         .map(|op| {
-            let obj = op.as_object().ok_or_else(|| {
-                CartError::new(ErrorCode::InvalidOp, "each op must be a JSON object")
-            })?;
+            let obj = op.as_object().ok_or_else(|| CartError::new(ErrorCode::InvalidOp, "each op must be a JSON object"))?;
             let id = match obj.get("op_id") {
                 Some(Value::String(s)) => OpId::parse(s)?,
                 _ => {
-                    return Err(CartError::new(
-                        ErrorCode::InvalidOp,
-                        "each op needs an op_id string",
-                    ));
+                    return Err(CartError::new(ErrorCode::InvalidOp, "each op needs an op_id string"));
                 }
             };
             Ok((id, parse_op_kind(obj, limits)))
@@ -304,26 +252,17 @@ pub fn parse_ops_request(body: &Value, limits: &Limits) -> Result<Vec<ParsedOp>,
     let obj = object(body)?;
     match obj.get("ops") {
         Some(Value::Array(_)) => parse_ops(obj.get("ops"), limits),
-        _ => Err(CartError::new(
-            ErrorCode::InvalidRequest,
-            "ops is required and must be an array",
-        )),
+        _ => Err(CartError::new(ErrorCode::InvalidRequest, "ops is required and must be an array")),
     }
 }
 
 /// `POST /v1/cart/merge` body: `{"guest_token", "ops"?}`.
-pub fn parse_merge_request(
-    body: &Value,
-    limits: &Limits,
-) -> Result<(GuestToken, Vec<ParsedOp>), CartError> {
+pub fn parse_merge_request(body: &Value, limits: &Limits) -> Result<(GuestToken, Vec<ParsedOp>), CartError> {
     let obj = object(body)?;
     let token = match obj.get("guest_token") {
         Some(Value::String(s)) => GuestToken::parse(s)?,
         _ => {
-            return Err(CartError::new(
-                ErrorCode::InvalidCartToken,
-                "guest_token is required and must be a string",
-            ));
+            return Err(CartError::new(ErrorCode::InvalidCartToken, "guest_token is required and must be a string"));
         }
     };
     Ok((token, parse_ops(obj.get("ops"), limits)?))
@@ -337,11 +276,7 @@ pub fn op_to_json(op: &Op, at: Option<Timestamp>) -> Value {
         m.insert("sku".into(), json!(sku));
     }
     match &op.kind {
-        OpKind::Add {
-            quantity,
-            price_at_add,
-            ..
-        } => {
+        OpKind::Add { quantity, price_at_add, .. } => {
             m.insert("quantity".into(), json!(quantity.get()));
             if let Some(p) = price_at_add {
                 m.insert("price_at_add".into(), json!(p));
@@ -368,30 +303,12 @@ mod tests {
         let code = |v: Value| parse_add_item(&v, &l).unwrap_err().code;
         assert_eq!(code(json!([1])), ErrorCode::InvalidRequest);
         assert_eq!(code(json!({"quantity": 1})), ErrorCode::InvalidSku);
-        assert_eq!(
-            code(json!({"sku": 5, "quantity": 1})),
-            ErrorCode::InvalidSku
-        );
+        assert_eq!(code(json!({"sku": 5, "quantity": 1})), ErrorCode::InvalidSku);
         assert_eq!(code(json!({"sku": "A"})), ErrorCode::InvalidQuantity);
-        assert_eq!(
-            code(json!({"sku": "A", "quantity": "2"})),
-            ErrorCode::InvalidQuantity
-        );
-        assert_eq!(
-            code(json!({"sku": "A", "quantity": 1.5})),
-            ErrorCode::InvalidQuantity
-        );
-        assert_eq!(
-            code(json!({"sku": "A", "quantity": 1, "price_at_add": 5})),
-            ErrorCode::InvalidMoney
-        );
-        assert!(
-            parse_add_item(
-                &json!({"sku": "A", "quantity": 1, "price_at_add": null}),
-                &l
-            )
-            .is_ok()
-        );
+        assert_eq!(code(json!({"sku": "A", "quantity": "2"})), ErrorCode::InvalidQuantity);
+        assert_eq!(code(json!({"sku": "A", "quantity": 1.5})), ErrorCode::InvalidQuantity);
+        assert_eq!(code(json!({"sku": "A", "quantity": 1, "price_at_add": 5})), ErrorCode::InvalidMoney);
+        assert!(parse_add_item(&json!({"sku": "A", "quantity": 1, "price_at_add": null}), &l).is_ok());
     }
 
     #[test]
@@ -402,22 +319,12 @@ mod tests {
             &l,
         )
         .unwrap();
-        assert_eq!(
-            ops[0].1.as_ref().unwrap_err().code,
-            ErrorCode::InvalidQuantity
-        );
+        assert_eq!(ops[0].1.as_ref().unwrap_err().code, ErrorCode::InvalidQuantity);
         assert_eq!(ops[1].1, Ok(OpKind::Clear));
         let err = parse_ops_request(&json!({"ops": [{"type": "clear"}]}), &l).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidOp);
-        let too_many: Vec<Value> = (0..501)
-            .map(|i| json!({"op_id": format!("o{i}"), "type": "clear"}))
-            .collect();
-        assert_eq!(
-            parse_ops_request(&json!({ "ops": too_many }), &l)
-                .unwrap_err()
-                .code,
-            ErrorCode::TooManyOps
-        );
+        let too_many: Vec<Value> = (0..501).map(|i| json!({"op_id": format!("o{i}"), "type": "clear"})).collect();
+        assert_eq!(parse_ops_request(&json!({ "ops": too_many }), &l).unwrap_err().code, ErrorCode::TooManyOps);
     }
 
     #[test]
@@ -433,5 +340,70 @@ mod tests {
         };
         let parsed = parse_ops(Some(&json!([op_to_json(&op, None)])), &l).unwrap();
         assert_eq!(parsed, vec![(op.id.clone(), Ok(op.kind.clone()))]);
+    }
+}
+
+impl Availability {
+    /// What a shopper should be told of a line of `wanted` units when `available` are free.
+    pub fn of(available: i64, wanted: u32, low_threshold: i64) -> Availability {
+        if available <= 0 {
+            Availability::OutOfStock
+        } else if available < i64::from(wanted) || available <= low_threshold {
+            Availability::LowStock
+        } else {
+            Availability::InStock
+        }
+    }
+}
+
+/// A product as the storefront sees it (`GET /v1/products`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductView {
+    pub sku: Sku,
+    pub name: String,
+    pub price: Money,
+    /// Units free to buy now (on hand less reserved); 0 for a product not on sale.
+    pub available: i64,
+    pub availability: Availability,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductsResponse {
+    pub products: Vec<ProductView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLineView {
+    pub sku: Sku,
+    pub quantity: u32,
+    pub unit_price: Money,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_at_add: Option<Money>,
+    pub line_total: Money,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub id: String,
+    /// `pending_payment`, `paid`, `cancelled` or `expired`.
+    pub status: String,
+    pub lines: Vec<OrderLineView>,
+    pub total: Money,
+    pub reserved_until: Timestamp,
+    pub created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_ref: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutResponse {
+    pub order: OrderView,
+}
+
+/// `POST /v1/cart/checkout` body: `{"expected_total"?: Money}` (an empty body is `{}`).
+pub fn parse_checkout_request(body: &Value) -> Result<Option<Money>, CartError> {
+    match object(body)?.get("expected_total") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => Money::from_json(v).map(Some),
     }
 }

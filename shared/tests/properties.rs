@@ -2,18 +2,12 @@
 
 use proptest::prelude::*;
 use shared::wire::{CartView, Owner, op_to_json, parse_ops};
-use shared::{
-    Cart, CartState, Currency, Limits, MergePolicy, Money, Op, OpId, OpKind, OpOutcome, Quantity,
-    Sku, Timestamp, merge,
-};
+use shared::{Cart, CartState, Currency, Limits, MergePolicy, Money, Op, OpId, OpKind, OpOutcome, Quantity, Sku, Timestamp, merge};
 
 const SKUS: [&str; 6] = ["A", "B", "C", "D", "E", "F"];
 
 fn limits() -> Limits {
-    Limits {
-        max_line_quantity: 9,
-        max_lines: 4,
-    }
+    Limits { max_line_quantity: 9, max_lines: 4 }
 }
 
 fn op_kind() -> impl Strategy<Value = OpKind> {
@@ -141,7 +135,7 @@ proptest! {
         let back = parse_ops(Some(&serde_json::from_str(&text).unwrap()), &l).unwrap();
         prop_assert_eq!(back, ops.into_iter().map(|o| (o.id, Ok(o.kind))).collect::<Vec<_>>());
 
-        let view = CartView::new(&cart_from(&kinds), Owner::Guest, Timestamp::from_millis(7), |_| None);
+        let view = CartView::new(&cart_from(&kinds), Owner::Guest, Timestamp::from_millis(7), |_, _| None);
         let json = serde_json::to_string(&view).unwrap();
         prop_assert_eq!(serde_json::from_str::<CartView>(&json).unwrap(), view);
     }
@@ -156,11 +150,7 @@ fn the_seed_merge_example_sums_shared_skus() {
     let l = Limits::default();
     let add = |c: &mut Cart, s: &str, q: i64| {
         c.apply(
-            &OpKind::Add {
-                sku: Sku::parse(s).unwrap(),
-                quantity: Quantity::new(q, &l).unwrap(),
-                price_at_add: None,
-            },
+            &OpKind::Add { sku: Sku::parse(s).unwrap(), quantity: Quantity::new(q, &l).unwrap(), price_at_add: None },
             &l,
             Timestamp::default(),
         )
@@ -172,25 +162,8 @@ fn the_seed_merge_example_sums_shared_skus() {
     let mut user = Cart::new(Currency::USD);
     add(&mut user, "A", 1);
     add(&mut user, "C", 3);
-    assert!(merge(
-        &mut user,
-        &guest,
-        MergePolicy::Sum,
-        &l,
-        Timestamp::default()
-    ));
-    let got: Vec<(&str, u32)> = user
-        .lines
-        .iter()
-        .map(|x| (x.sku.as_str(), x.quantity))
-        .collect();
+    assert!(merge(&mut user, &guest, MergePolicy::Sum, &l, Timestamp::default()));
+    let got: Vec<(&str, u32)> = user.lines.iter().map(|x| (x.sku.as_str(), x.quantity)).collect();
     assert_eq!(got, [("A", 3), ("C", 3), ("B", 1)]);
-    assert_eq!(
-        (
-            line_qty(&user, "A"),
-            line_qty(&user, "B"),
-            line_qty(&user, "C")
-        ),
-        (Some(3), Some(1), Some(3))
-    );
+    assert_eq!((line_qty(&user, "A"), line_qty(&user, "B"), line_qty(&user, "C")), (Some(3), Some(1), Some(3)));
 }

@@ -1,6 +1,7 @@
 //! Start-up, state and the layer stack.
 
-use crate::config::Settings;
+use crate::catalog::CatalogCache;
+use crate::config::{Secret, Settings};
 use crate::durable::Durable;
 use crate::error::ApiError;
 use crate::hot::{HotStore, MemoryStore, RedisStore, Rules};
@@ -25,16 +26,18 @@ pub struct AppState {
     pub durable: Durable,
     pub auth: Auth,
     pub rules: Rules,
+    pub catalog: CatalogCache,
+    pub admin_token: Option<Secret>,
+    pub webhook_secret: Option<Secret>,
+    pub hold_ms: i64,
+    pub idempotency_wait_ms: u64,
 }
 
 pub type SharedState = Arc<AppState>;
 
 /// The wall clock, read once per request and passed down.
 pub fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     Timestamp::from_millis(ms)
 }
 
@@ -43,24 +46,18 @@ pub async fn connect(settings: &Settings) -> Result<AppState, String> {
     let auth = Auth::from_settings(settings)?;
     let hot = match &settings.redis_url {
         Some(url) => {
-            let store = tokio::time::timeout(
-                Duration::from_secs(10),
-                RedisStore::connect(url, &settings.redis_prefix),
-            )
-            .await
-            .map_err(|_| "CARTSYNC_REDIS_URL: timed out connecting to Redis".to_owned())?
-            .map_err(|e| format!("CARTSYNC_REDIS_URL: cannot use Redis: {e}"))?;
+            let store = tokio::time::timeout(Duration::from_secs(10), RedisStore::connect(url, &settings.redis_prefix))
+                .await
+                .map_err(|_| "CARTSYNC_REDIS_URL: timed out connecting to Redis".to_owned())?
+                .map_err(|e| format!("CARTSYNC_REDIS_URL: cannot use Redis: {e}"))?;
             HotStore::Redis(store)
         }
         None => HotStore::Memory(Arc::new(MemoryStore::default())),
     };
-    let durable = tokio::time::timeout(
-        Duration::from_secs(15),
-        Durable::connect(&settings.database_url),
-    )
-    .await
-    .map_err(|_| "CARTSYNC_DATABASE_URL: timed out connecting to the database".to_owned())?
-    .map_err(|e| format!("CARTSYNC_DATABASE_URL: {e}"))?;
+    let durable = tokio::time::timeout(Duration::from_secs(15), Durable::connect(&settings.database_url))
+        .await
+        .map_err(|_| "CARTSYNC_DATABASE_URL: timed out connecting to the database".to_owned())?
+        .map_err(|e| format!("CARTSYNC_DATABASE_URL: {e}"))?;
     let rules = Rules {
         limits: settings.limits(),
         currency: settings.currency,
@@ -68,11 +65,21 @@ pub async fn connect(settings: &Settings) -> Result<AppState, String> {
         user: settings.user_expiry(),
         merge: settings.merge_policy,
     };
+    let catalog = CatalogCache::new(
+        Duration::from_secs(settings.price_cache_seconds),
+        Duration::from_secs(settings.stock_cache_seconds),
+        settings.low_stock_threshold,
+    );
     Ok(AppState {
         hot,
         durable,
         auth,
         rules,
+        catalog,
+        admin_token: settings.admin_token.clone(),
+        webhook_secret: settings.webhook_secret.clone(),
+        hold_ms: i64::try_from(settings.hold_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
+        idempotency_wait_ms: settings.idempotency_wait_ms,
     })
 }
 
@@ -83,33 +90,16 @@ pub fn router(state: SharedState, settings: &Settings) -> Router {
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a request handler panicked");
-            axum::response::IntoResponse::into_response(ApiError::new(
-                ErrorCode::Internal,
-                "something went wrong on our side",
-            ))
+            axum::response::IntoResponse::into_response(ApiError::new(ErrorCode::Internal, "something went wrong on our side"))
         }))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let route = req
-                    .extensions()
-                    .get::<axum::extract::MatchedPath>()
-                    .map(|p| p.as_str().to_owned())
-                    .unwrap_or_default();
-                let id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                tracing::info_span!("request", method = %req.method(), route, request_id = id)
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            tracing::info_span!("request", method = %req.method(), route, request_id = id)
+        }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            header::AUTHORIZATION,
-            HeaderName::from_static("x-cart-token"),
-        ]))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, HeaderName::from_static("x-cart-token")]))
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains the write-behind queue.
@@ -129,12 +119,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = tokio::spawn(writebehind::run(
-        state.hot.clone(),
-        state.durable.clone(),
-        state.rules,
-        stop_rx.clone(),
-    ));
+    let worker = tokio::spawn(writebehind::run(state.hot.clone(), state.durable.clone(), state.rules, stop_rx.clone()));
     if let HotStore::Memory(m) = &state.hot {
         let m = m.clone();
         let mut stop = stop_rx.clone();
@@ -148,26 +133,50 @@ pub async fn serve(
             }
         });
     }
+    tokio::spawn(sweep_holds(state.clone(), Duration::from_millis(settings.sweep_interval_ms), stop_rx.clone()));
     let app = router(state, &settings);
     tracing::info!(addr = %listener.local_addr().map_err(|e| e.to_string())?, "serving");
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
-    if tokio::time::timeout(Duration::from_secs(20), worker)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(20), worker).await.is_err() {
         tracing::error!("the write-behind queue did not drain in time");
     }
     served.map_err(|e| format!("server error: {e}"))
 }
 
+/// Releases expired stock holds every `every`, and forgets idempotency keys after two days.
+/// Any number of instances may run this at once: each hold is released by exactly one.
+async fn sweep_holds(state: SharedState, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_key_sweep = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match state.durable.release_expired_holds(now()).await {
+            Ok(skus) if !skus.is_empty() => {
+                tracing::info!(skus = skus.len(), "released expired stock holds");
+                state.catalog.forget(&skus);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not release expired holds"),
+        }
+        if last_key_sweep.elapsed() > Duration::from_secs(3600) {
+            last_key_sweep = std::time::Instant::now();
+            let before = Timestamp::from_millis(now().millis() - 48 * 3600 * 1000);
+            if let Err(e) = state.durable.idempotency_sweep(before).await {
+                tracing::warn!(error = %e, "could not forget old idempotency keys");
+            }
+        }
+    }
+}
+
 /// Runs the server as the binary does: binds the configured address, stops on Ctrl-C or SIGTERM.
 pub async fn run(settings: Settings) -> Result<(), String> {
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|e| format!("CARTSYNC_LISTEN: cannot listen on {}: {e}", settings.listen))?;
+    let listener =
+        TcpListener::bind(settings.listen).await.map_err(|e| format!("CARTSYNC_LISTEN: cannot listen on {}: {e}", settings.listen))?;
     launch_with_listener(settings, listener, shutdown_signal()).await
 }
 
@@ -191,12 +200,7 @@ async fn shutdown_signal() {
 }
 
 pub fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = if format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
 }

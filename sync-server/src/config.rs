@@ -25,20 +25,12 @@ impl fmt::Debug for Secret {
 impl std::str::FromStr for Secret {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if s.is_empty() {
-            Err("must not be empty".into())
-        } else {
-            Ok(Secret(s.to_owned()))
-        }
+        if s.is_empty() { Err("must not be empty".into()) } else { Ok(Secret(s.to_owned())) }
     }
 }
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "sync-server",
-    version,
-    about = "cartsync: the shopping cart sync server"
-)]
+#[command(name = "sync-server", version, about = "cartsync: the shopping cart sync server")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -50,6 +42,12 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API (the default).
     Serve,
+    /// Load products and stock from a JSON array or a CSV file
+    /// (`sku,name,price_amount,currency,stock`) into CARTSYNC_DATABASE_URL, all or nothing.
+    Import {
+        /// The file to load (`.csv`, or JSON).
+        file: PathBuf,
+    },
 }
 
 fn parse_currency(s: &str) -> Result<Currency, String> {
@@ -76,11 +74,7 @@ pub struct Settings {
     pub redis_prefix: String,
 
     /// postgres://… or sqlite://…; unset: an SQLite file in the working directory.
-    #[arg(
-        long,
-        env = "CARTSYNC_DATABASE_URL",
-        default_value = "sqlite://cartsync.db"
-    )]
+    #[arg(long, env = "CARTSYNC_DATABASE_URL", default_value = "sqlite://cartsync.db")]
     pub database_url: String,
 
     /// HS256 secret of user tokens. Unset (and no public key): user tokens are refused.
@@ -148,6 +142,28 @@ pub struct Settings {
     #[arg(long, env = "CARTSYNC_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Cart annotations use catalog prices at most this old, in seconds.
+    #[arg(long, env = "CARTSYNC_PRICE_CACHE_SECONDS", default_value_t = 60)]
+    pub price_cache_seconds: u64,
+
+    /// Cart annotations use stock figures at most this old, in seconds.
+    #[arg(long, env = "CARTSYNC_STOCK_CACHE_SECONDS", default_value_t = 5)]
+    pub stock_cache_seconds: u64,
+
+    /// At or below this many free units a product shows as low_stock.
+    #[arg(long, env = "CARTSYNC_LOW_STOCK_THRESHOLD", default_value_t = 5)]
+    pub low_stock_threshold: i64,
+
+    /// How often expired stock holds are released, in milliseconds.
+    #[arg(long, env = "CARTSYNC_SWEEP_INTERVAL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub sweep_interval_ms: u64,
+
+    /// How long a checkout repeating a running one's Idempotency-Key waits for its answer before
+    /// it is told 409 request_in_progress, in milliseconds.
+    #[arg(long, env = "CARTSYNC_IDEMPOTENCY_WAIT_MS", default_value_t = 5000)]
+    pub idempotency_wait_ms: u64,
+
     /// Log format: text or json.
     #[arg(long, env = "CARTSYNC_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -160,23 +176,14 @@ impl Settings {
     }
 
     pub fn limits(&self) -> Limits {
-        Limits {
-            max_line_quantity: self.max_line_quantity,
-            max_lines: self.max_lines as usize,
-        }
+        Limits { max_line_quantity: self.max_line_quantity, max_lines: self.max_lines as usize }
     }
 
     pub fn guest_expiry(&self) -> Expiry {
-        Expiry {
-            cart_seconds: self.guest_ttl_seconds,
-            saved_seconds: self.saved_ttl_seconds,
-        }
+        Expiry { cart_seconds: self.guest_ttl_seconds, saved_seconds: self.saved_ttl_seconds }
     }
 
     pub fn user_expiry(&self) -> Expiry {
-        Expiry {
-            cart_seconds: self.user_ttl_seconds,
-            saved_seconds: self.saved_ttl_seconds,
-        }
+        Expiry { cart_seconds: self.user_ttl_seconds, saved_seconds: self.saved_ttl_seconds }
     }
 }

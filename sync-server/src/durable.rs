@@ -22,6 +22,29 @@ pub enum DurableError {
     Config(String),
 }
 
+/// Runs `$body` with `$pool` bound to whichever pool `$db` holds. The body is compiled once per
+/// backend, so one piece of SQL (written with `$1`-style parameters in order of first use, which
+/// both PostgreSQL and SQLite accept) serves both without a generic database layer.
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::durable::Durable::Postgres($pool) => $body,
+            $crate::durable::Durable::Sqlite($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_db;
+
+/// `$1, $2, …` from `$start`, `n` of them, for an `IN (…)` list.
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// A transaction that lost a deadlock or a serialization conflict can simply run again.
+pub(crate) fn is_retryable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40P01" | "40001" | "55P03")))
+}
+
 #[derive(Clone)]
 pub enum Durable {
     Postgres(PgPool),
@@ -33,11 +56,7 @@ impl Durable {
     pub async fn connect(url: &str) -> Result<Durable, DurableError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?;
-            let pool = PgPoolOptions::new()
-                .max_connections(10)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_with(opts)
-                .await?;
+            let pool = PgPoolOptions::new().max_connections(10).acquire_timeout(Duration::from_secs(5)).connect_with(opts).await?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
             Ok(Durable::Postgres(pool))
         } else if url.starts_with("sqlite:") {
@@ -46,16 +65,11 @@ impl Durable {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5));
-            let pool = SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(opts)
-                .await?;
+            let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
             Ok(Durable::Sqlite(pool))
         } else {
-            Err(DurableError::Config(
-                "the URL must start with postgres:// or sqlite:".into(),
-            ))
+            Err(DurableError::Config("the URL must start with postgres:// or sqlite:".into()))
         }
     }
 
@@ -63,50 +77,29 @@ impl Durable {
         let (doc, ops): (Option<String>, Vec<String>) = match self {
             Durable::Postgres(p) => {
                 let doc: Option<(String,)> =
-                    sqlx::query_as("SELECT cart::text FROM user_carts WHERE user_id = $1")
-                        .bind(user.as_str())
-                        .fetch_optional(p)
-                        .await?;
+                    sqlx::query_as("SELECT cart::text FROM user_carts WHERE user_id = $1").bind(user.as_str()).fetch_optional(p).await?;
                 let ops: Vec<(String,)> =
-                    sqlx::query_as("SELECT op_id FROM user_cart_ops WHERE user_id = $1")
-                        .bind(user.as_str())
-                        .fetch_all(p)
-                        .await?;
+                    sqlx::query_as("SELECT op_id FROM user_cart_ops WHERE user_id = $1").bind(user.as_str()).fetch_all(p).await?;
                 (doc.map(|d| d.0), ops.into_iter().map(|o| o.0).collect())
             }
             Durable::Sqlite(p) => {
                 let doc: Option<(String,)> =
-                    sqlx::query_as("SELECT cart FROM user_carts WHERE user_id = ?")
-                        .bind(user.as_str())
-                        .fetch_optional(p)
-                        .await?;
+                    sqlx::query_as("SELECT cart FROM user_carts WHERE user_id = ?").bind(user.as_str()).fetch_optional(p).await?;
                 let ops: Vec<(String,)> =
-                    sqlx::query_as("SELECT op_id FROM user_cart_ops WHERE user_id = ?")
-                        .bind(user.as_str())
-                        .fetch_all(p)
-                        .await?;
+                    sqlx::query_as("SELECT op_id FROM user_cart_ops WHERE user_id = ?").bind(user.as_str()).fetch_all(p).await?;
                 (doc.map(|d| d.0), ops.into_iter().map(|o| o.0).collect())
             }
         };
         let Some(doc) = doc else { return Ok(None) };
         let corrupt = |why: String| DurableError::Corrupt(user.as_str().to_owned(), why);
         let stored: StoredCart = serde_json::from_str(&doc).map_err(|e| corrupt(e.to_string()))?;
-        let cart = stored
-            .into_cart()
-            .ok_or_else(|| corrupt("unknown format".into()))?;
-        Ok(Some(CartState {
-            cart,
-            applied: ops.into_iter().collect(),
-        }))
+        let cart = stored.into_cart().ok_or_else(|| corrupt("unknown format".into()))?;
+        Ok(Some(CartState { cart, applied: ops.into_iter().collect() }))
     }
 
     /// Writes a user cart unless the stored one is as new or newer, together with its op ids.
     /// Idempotent: the same snapshot written twice changes nothing the second time.
-    pub async fn save_user_cart(
-        &self,
-        user: &UserId,
-        state: &CartState,
-    ) -> Result<bool, DurableError> {
+    pub async fn save_user_cart(&self, user: &UserId, state: &CartState) -> Result<bool, DurableError> {
         let doc = serde_json::to_string(&StoredCart::from(&state.cart))
             .map_err(|e| DurableError::Corrupt(user.as_str().to_owned(), e.to_string()))?;
         let version = i64::try_from(state.cart.version).unwrap_or(i64::MAX);
@@ -158,6 +151,14 @@ impl Durable {
                 tx.commit().await?;
                 Ok(written)
             }
+        }
+    }
+
+    /// `FOR UPDATE` where row locks exist (PostgreSQL); SQLite's single writer needs none.
+    pub(crate) fn lock_rows(&self) -> &'static str {
+        match self {
+            Durable::Postgres(_) => " FOR UPDATE",
+            Durable::Sqlite(_) => "",
         }
     }
 

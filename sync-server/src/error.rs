@@ -17,11 +17,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            message: message.into(),
-            details: Map::new(),
-        }
+        ApiError { code, message: message.into(), details: Map::new() }
     }
 
     pub fn with_detail(mut self, key: &str, value: Value) -> Self {
@@ -38,10 +34,7 @@ impl ApiError {
     /// A store that could not be reached.
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "store unavailable");
-        ApiError::new(
-            ErrorCode::Unavailable,
-            "the service is temporarily unavailable; try again shortly",
-        )
+        ApiError::new(ErrorCode::Unavailable, "the service is temporarily unavailable; try again shortly")
     }
 }
 
@@ -53,18 +46,10 @@ impl From<CartError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = ErrorEnvelope {
-            error: ErrorBody {
-                code: self.code.as_str().to_owned(),
-                message: self.message,
-                details: self.details,
-            },
-        };
+        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = ErrorEnvelope { error: ErrorBody { code: self.code.as_str().to_owned(), message: self.message, details: self.details } };
         let mut res = (status, axum::Json(body)).into_response();
-        res.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         res
     }
 }
@@ -81,29 +66,18 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
-                } else {
-                    ApiError::new(
-                        ErrorCode::InvalidJson,
-                        format!("could not read the request body: {rejection}"),
-                    )
-                }
-            })?;
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
+            } else {
+                ApiError::new(ErrorCode::InvalidJson, format!("could not read the request body: {rejection}"))
+            }
+        })?;
         if bytes.is_empty() {
-            return Err(ApiError::new(
-                ErrorCode::InvalidJson,
-                "the request body is empty; send a JSON object",
-            ));
+            return Err(ApiError::new(ErrorCode::InvalidJson, "the request body is empty; send a JSON object"));
         }
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidJson,
-                format!("the body is not valid JSON: {e}"),
-            )
-        })
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("the body is not valid JSON: {e}")))
     }
 }

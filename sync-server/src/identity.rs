@@ -27,27 +27,16 @@ impl Auth {
     pub fn from_settings(s: &Settings) -> Result<Auth, String> {
         let (key, alg) = match (&s.jwt_public_key, &s.jwt_secret) {
             (Some(path), _) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    format!(
-                        "CARTSYNC_JWT_PUBLIC_KEY: cannot read {}: {e}",
-                        path.display()
-                    )
-                })?;
+                let pem = std::fs::read(path).map_err(|e| format!("CARTSYNC_JWT_PUBLIC_KEY: cannot read {}: {e}", path.display()))?;
                 if let Ok(k) = DecodingKey::from_ed_pem(&pem) {
                     (k, Algorithm::EdDSA)
                 } else if let Ok(k) = DecodingKey::from_rsa_pem(&pem) {
                     (k, Algorithm::RS256)
                 } else {
-                    return Err(format!(
-                        "CARTSYNC_JWT_PUBLIC_KEY: {} is not an RSA or Ed25519 public key in PEM",
-                        path.display()
-                    ));
+                    return Err(format!("CARTSYNC_JWT_PUBLIC_KEY: {} is not an RSA or Ed25519 public key in PEM", path.display()));
                 }
             }
-            (None, Some(secret)) => (
-                DecodingKey::from_secret(secret.expose().as_bytes()),
-                Algorithm::HS256,
-            ),
+            (None, Some(secret)) => (DecodingKey::from_secret(secret.expose().as_bytes()), Algorithm::HS256),
             (None, None) => return Ok(Auth { key: None }),
         };
         let mut v = Validation::new(alg);
@@ -60,23 +49,16 @@ impl Auth {
             Some(aud) => v.set_audience(&[aud]),
             None => v.validate_aud = false,
         }
-        Ok(Auth {
-            key: Some((key, v)),
-        })
+        Ok(Auth { key: Some((key, v)) })
     }
 
     pub fn verify(&self, token: &str) -> Result<UserId, ApiError> {
         let unauthorized = |why: &str| ApiError::new(ErrorCode::Unauthorized, why.to_owned());
-        let (key, validation) = self
-            .key
-            .as_ref()
-            .ok_or_else(|| unauthorized("user tokens are not accepted by this server"))?;
+        let (key, validation) = self.key.as_ref().ok_or_else(|| unauthorized("user tokens are not accepted by this server"))?;
         let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| {
             tracing::debug!(error = %e, "rejected user token");
             match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                    unauthorized("the token has expired")
-                }
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => unauthorized("the token has expired"),
                 _ => unauthorized("the token is not valid"),
             }
         })?;
@@ -100,10 +82,7 @@ impl CartId {
             CartId::User(u) => ("u", u.as_str()),
         };
         let digest = Sha256::digest(raw.as_bytes());
-        format!(
-            "{prefix}{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
-        )
+        format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16]))
     }
 
     pub fn is_user(&self) -> bool {
@@ -168,13 +147,8 @@ pub fn identify(headers: &HeaderMap, auth: &Auth) -> Result<Identity, ApiError> 
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                ApiError::new(ErrorCode::Unauthorized, "use Authorization: Bearer <token>")
-            })?;
-        return Ok(Identity {
-            cart: CartId::User(auth.verify(token.trim())?),
-            issued_token: false,
-        });
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "use Authorization: Bearer <token>"))?;
+        return Ok(Identity { cart: CartId::User(auth.verify(token.trim())?), issued_token: false });
     }
     guest_identity(headers)
 }
@@ -183,14 +157,8 @@ pub fn guest_identity(headers: &HeaderMap) -> Result<Identity, ApiError> {
     match headers.get(CART_TOKEN_HEADER) {
         Some(v) => {
             let token = GuestToken::parse(v.to_str().unwrap_or(""))?;
-            Ok(Identity {
-                cart: CartId::Guest(token),
-                issued_token: false,
-            })
+            Ok(Identity { cart: CartId::Guest(token), issued_token: false })
         }
-        None => Ok(Identity {
-            cart: CartId::Guest(new_guest_token()),
-            issued_token: true,
-        }),
+        None => Ok(Identity { cart: CartId::Guest(new_guest_token()), issued_token: true }),
     }
 }

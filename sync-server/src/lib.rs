@@ -2,11 +2,14 @@
 //! start the same server on a port of their own with [`app::launch_with_listener`].
 
 pub mod app;
+pub mod catalog;
 pub mod config;
 pub mod durable;
 pub mod error;
 pub mod hot;
 pub mod identity;
+pub mod import;
+pub mod orders;
 mod routes;
 pub mod writebehind;
 

@@ -75,20 +75,12 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)))
 }
 
-async fn write_one(
-    hot: &HotStore,
-    durable: &Durable,
-    rules: &Rules,
-    user: &shared::UserId,
-) -> Result<(), String> {
+async fn write_one(hot: &HotStore, durable: &Durable, rules: &Rules, user: &shared::UserId) -> Result<(), String> {
     let id = CartKey::for_user(user);
     let Some(state) = hot.snapshot(&id, rules).await.map_err(|e| e.to_string())? else {
         // Gone from the hot store (expired or flushed): nothing newer than the durable copy.
         return Ok(());
     };
-    durable
-        .save_user_cart(user, &state)
-        .await
-        .map_err(|e| e.to_string())?;
+    durable.save_user_cart(user, &state).await.map_err(|e| e.to_string())?;
     Ok(())
 }

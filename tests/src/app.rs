@@ -38,34 +38,18 @@ impl Answer {
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
     }
 
     /// `(sku, quantity)` of each cart line, in order (for a cart body or `{"cart": ...}`).
     pub fn lines(&self) -> Vec<(String, u64)> {
-        let cart = if self.body.get("cart").is_some() {
-            &self.body["cart"]
-        } else {
-            &self.body
-        };
+        let cart = if self.body.get("cart").is_some() { &self.body["cart"] } else { &self.body };
         list(&cart["lines"])
     }
 }
 
 pub fn list(v: &Value) -> Vec<(String, u64)> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .map(|l| {
-            (
-                l["sku"].as_str().unwrap_or("").to_owned(),
-                l["quantity"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect()
+    v.as_array().into_iter().flatten().map(|l| (l["sku"].as_str().unwrap_or("").to_owned(), l["quantity"].as_u64().unwrap_or(0))).collect()
 }
 
 /// Who makes a request.
@@ -91,8 +75,7 @@ impl TestApp {
             }
             Mode::Embedded => {
                 s.redis_url = None;
-                let dir = std::env::temp_dir()
-                    .join(format!("cartsync-sqlite-{}", uuid::Uuid::new_v4().simple()));
+                let dir = std::env::temp_dir().join(format!("cartsync-sqlite-{}", uuid::Uuid::new_v4().simple()));
                 std::fs::create_dir_all(&dir).expect("create a directory for SQLite");
                 s.database_url = format!("sqlite://{}/cartsync.db", dir.display());
                 (s, Some(dir))
@@ -110,14 +93,8 @@ impl TestApp {
         Self::start(mode, settings, dir).await
     }
 
-    pub async fn start(
-        mode: Mode,
-        settings: Settings,
-        sqlite_dir: Option<std::path::PathBuf>,
-    ) -> TestApp {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a free port");
+    pub async fn start(mode: Mode, settings: Settings, sqlite_dir: Option<std::path::PathBuf>) -> TestApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
         let addr = listener.local_addr().expect("a local address");
         let (tx, rx) = oneshot::channel::<()>();
         let s = settings.clone();
@@ -131,10 +108,7 @@ impl TestApp {
             base: format!("http://{addr}"),
             mode,
             settings,
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(64)
-                .build()
-                .expect("an HTTP client"),
+            http: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("an HTTP client"),
             stop: Some(tx),
             task: Some(task),
             _sqlite_dir: sqlite_dir,
@@ -161,9 +135,7 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await
-                .expect("the server task")
-                .expect("the server stopped cleanly");
+            task.await.expect("the server task").expect("the server stopped cleanly");
         }
         (self.settings.clone(), self._sqlite_dir.take())
     }
@@ -186,14 +158,9 @@ impl TestApp {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        Answer { status, headers, body }
     }
 
     pub async fn call(&self, method: Method, path: &str, who: &As, body: Option<Value>) -> Answer {
@@ -209,33 +176,15 @@ impl TestApp {
     }
 
     pub async fn add(&self, who: &As, sku: &str, quantity: i64) -> Answer {
-        self.call(
-            Method::POST,
-            "/v1/cart/items",
-            who,
-            Some(serde_json::json!({"sku": sku, "quantity": quantity})),
-        )
-        .await
+        self.call(Method::POST, "/v1/cart/items", who, Some(serde_json::json!({"sku": sku, "quantity": quantity}))).await
     }
 
     pub async fn ops(&self, who: &As, ops: Value) -> Answer {
-        self.call(
-            Method::POST,
-            "/v1/cart/ops",
-            who,
-            Some(serde_json::json!({ "ops": ops })),
-        )
-        .await
+        self.call(Method::POST, "/v1/cart/ops", who, Some(serde_json::json!({ "ops": ops }))).await
     }
 
     pub async fn merge(&self, user: &str, guest_token: &str) -> Answer {
-        self.call(
-            Method::POST,
-            "/v1/cart/merge",
-            &As::User(user.to_owned()),
-            Some(serde_json::json!({ "guest_token": guest_token })),
-        )
-        .await
+        self.call(Method::POST, "/v1/cart/merge", &As::User(user.to_owned()), Some(serde_json::json!({ "guest_token": guest_token }))).await
     }
 }
 

@@ -17,38 +17,24 @@ pub mod app;
 pub use app::{Mode, TestApp};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on loopback")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port on loopback")
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "cartsync-{name}-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
+    let dir = std::env::temp_dir().join(format!("cartsync-{name}-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).expect("create a temporary directory");
     dir
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
 /// Starts `script` in the background; it runs `cleanup` once this test process has exited.
 // The watchdog must outlive this process, so it is deliberately never waited for.
 #[allow(clippy::zombie_processes)]
 fn watchdog(cleanup: &str) {
-    let script = format!(
-        "while kill -0 {} 2>/dev/null; do sleep 0.5; done; {cleanup}",
-        std::process::id()
-    );
+    let script = format!("while kill -0 {} 2>/dev/null; do sleep 0.5; done; {cleanup}", std::process::id());
     Command::new("setsid")
         .args(["bash", "-c", &script])
         .stdin(std::process::Stdio::null())
@@ -61,10 +47,7 @@ fn watchdog(cleanup: &str) {
 fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not start listening on port {port}"
-        );
+        assert!(Instant::now() < deadline, "{what} did not start listening on port {port}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -80,18 +63,7 @@ impl RedisServer {
         let dir = temp_dir("redis");
         let pidfile = dir.join("redis.pid");
         let status = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "yes",
-            ])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "yes"])
             .arg("--pidfile")
             .arg(&pidfile)
             .arg("--dir")
@@ -102,22 +74,13 @@ impl RedisServer {
             .expect("redis-server is installed (run scripts/test.sh, which installs it)");
         assert!(status.success(), "redis-server failed to start");
         wait_for_port(port, "redis-server");
-        watchdog(&format!(
-            "redis-cli -p {port} shutdown nosave; rm -rf '{}'",
-            dir.display()
-        ));
-        RedisServer {
-            port,
-            url: format!("redis://127.0.0.1:{port}"),
-        }
+        watchdog(&format!("redis-cli -p {port} shutdown nosave; rm -rf '{}'", dir.display()));
+        RedisServer { port, url: format!("redis://127.0.0.1:{port}") }
     }
 
     /// Flushes every key: what a Redis restart without persistence leaves behind.
     pub fn flush_all(&self) {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "FLUSHALL"])
-            .output()
-            .expect("redis-cli runs");
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string(), "FLUSHALL"]).output().expect("redis-cli runs");
         assert!(out.status.success(), "FLUSHALL failed");
     }
 }
@@ -128,12 +91,7 @@ pub struct PostgresServer {
 
 fn pg_bin(name: &str) -> PathBuf {
     let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin").join(name))
-                .filter(|p| p.exists())
-                .collect()
-        })
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin").join(name)).filter(|p| p.exists()).collect())
         .unwrap_or_default();
     candidates.sort();
     candidates.pop().unwrap_or_else(|| PathBuf::from(name))
@@ -153,60 +111,26 @@ impl PostgresServer {
             } else {
                 Command::new(bin)
             };
-            let out = cmd
-                .args(args)
-                .output()
-                .expect("PostgreSQL is installed (run scripts/test.sh, which installs it)");
-            assert!(
-                out.status.success(),
-                "{} failed: {}",
-                bin.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let out = cmd.args(args).output().expect("PostgreSQL is installed (run scripts/test.sh, which installs it)");
+            assert!(out.status.success(), "{} failed: {}", bin.display(), String::from_utf8_lossy(&out.stderr));
         };
         if root {
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&dir)
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
+            let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().map(|s| s.success()).unwrap_or(false);
             assert!(ok, "chown of the PostgreSQL directory failed");
         }
         let data_s = data.to_string_lossy().into_owned();
-        run(
-            &pg_bin("initdb"),
-            &[
-                "-D",
-                &data_s,
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ],
-        );
+        run(&pg_bin("initdb"), &["-D", &data_s, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"]);
         let opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400",
             dir.display()
         );
         let log = dir.join("pg.log").to_string_lossy().into_owned();
-        run(
-            &pg_bin("pg_ctl"),
-            &["-D", &data_s, "-l", &log, "-o", &opts, "-w", "start"],
-        );
+        run(&pg_bin("pg_ctl"), &["-D", &data_s, "-l", &log, "-o", &opts, "-w", "start"]);
         wait_for_port(port, "postgres");
         let stop = if root {
-            format!(
-                "runuser -u postgres -- {} -D '{data_s}' -m immediate stop",
-                pg_bin("pg_ctl").display()
-            )
+            format!("runuser -u postgres -- {} -D '{data_s}' -m immediate stop", pg_bin("pg_ctl").display())
         } else {
-            format!(
-                "{} -D '{data_s}' -m immediate stop",
-                pg_bin("pg_ctl").display()
-            )
+            format!("{} -D '{data_s}' -m immediate stop", pg_bin("pg_ctl").display())
         };
         watchdog(&format!("{stop}; rm -rf '{}'", dir.display()));
         PostgresServer { port }
@@ -220,13 +144,8 @@ impl PostgresServer {
     pub async fn create_database(&self) -> String {
         use sqlx::Connection;
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut c = sqlx::PgConnection::connect(&self.url("postgres"))
-            .await
-            .expect("connect to the test PostgreSQL");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut c)
-            .await
-            .expect("create a test database");
+        let mut c = sqlx::PgConnection::connect(&self.url("postgres")).await.expect("connect to the test PostgreSQL");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.expect("create a test database");
         self.url(&name)
     }
 }
@@ -251,10 +170,7 @@ struct Claims<'a> {
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// A valid HS256 user token for `sub`.
@@ -263,23 +179,15 @@ pub fn user_token(sub: &str) -> String {
 }
 
 pub fn token_with(sub: &str, exp: u64, secret: &str) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &Claims { sub, exp },
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("encode a token")
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &Claims { sub, exp }, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()))
+        .expect("encode a token")
 }
 
 /// A token with `alg: none` and no signature, as an attacker would send it.
 pub fn unsigned_token(sub: &str) -> String {
     use base64::Engine;
     let b64 = |s: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-    format!(
-        "{}.{}.",
-        b64(r#"{"alg":"none","typ":"JWT"}"#.into()),
-        b64(format!(r#"{{"sub":"{sub}","exp":{}}}"#, unix_now() + 3600))
-    )
+    format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#.into()), b64(format!(r#"{{"sub":"{sub}","exp":{}}}"#, unix_now() + 3600)))
 }
 
 /// A fresh guest token, as a client would make one.
@@ -292,20 +200,10 @@ pub async fn durable_rows(database_url: &str) -> Vec<(String, i64)> {
     use sqlx::Connection;
     let q = "SELECT user_id, version FROM user_carts ORDER BY user_id";
     if database_url.starts_with("postgres") {
-        let mut c = sqlx::PgConnection::connect(database_url)
-            .await
-            .expect("connect to the test database");
-        sqlx::query_as(q)
-            .fetch_all(&mut c)
-            .await
-            .expect("read user_carts")
+        let mut c = sqlx::PgConnection::connect(database_url).await.expect("connect to the test database");
+        sqlx::query_as(q).fetch_all(&mut c).await.expect("read user_carts")
     } else {
-        let mut c = sqlx::SqliteConnection::connect(database_url)
-            .await
-            .expect("open the test SQLite file");
-        sqlx::query_as(q)
-            .fetch_all(&mut c)
-            .await
-            .expect("read user_carts")
+        let mut c = sqlx::SqliteConnection::connect(database_url).await.expect("open the test SQLite file");
+        sqlx::query_as(q).fetch_all(&mut c).await.expect("read user_carts")
     }
 }

@@ -9,286 +9,140 @@ async fn cart_version(app: &TestApp, who: &As) -> Value {
     app.get_cart(who).await.body["version"].clone()
 }
 
-both_modes!(
-    bad_bodies_get_their_codes_and_change_nothing,
-    |app: TestApp| async move {
-        let who = As::Guest(guest_token());
-        app.add(&who, "A", 1).await;
-        let raw = |body: &'static str| {
-            app.send(
-                app.request(Method::POST, "/v1/cart/items", &who)
-                    .header("content-type", "application/json")
-                    .body(body),
-            )
-        };
-        for (body, status, code) in [
-            ("{bad json", 400, "invalid_json"),
-            ("", 400, "invalid_json"),
-            ("[1,2]", 422, "invalid_request"),
-            ("{}", 422, "invalid_sku"),
-            (r#"{"quantity": 1}"#, 422, "invalid_sku"),
-            (r#"{"sku": 12, "quantity": 1}"#, 422, "invalid_sku"),
-            (r#"{"sku": "has space", "quantity": 1}"#, 422, "invalid_sku"),
-            (r#"{"sku": "", "quantity": 1}"#, 422, "invalid_sku"),
-            (r#"{"sku": "A"}"#, 422, "invalid_quantity"),
-            (r#"{"sku": "A", "quantity": 0}"#, 422, "invalid_quantity"),
-            (r#"{"sku": "A", "quantity": -1}"#, 422, "invalid_quantity"),
-            (r#"{"sku": "A", "quantity": 1000}"#, 422, "invalid_quantity"),
-            (r#"{"sku": "A", "quantity": 1.5}"#, 422, "invalid_quantity"),
-            (r#"{"sku": "A", "quantity": "2"}"#, 422, "invalid_quantity"),
-            (
-                r#"{"sku": "A", "quantity": 99999999999999999999}"#,
-                422,
-                "invalid_quantity",
-            ),
-            (
-                r#"{"sku": "A", "quantity": 1, "price_at_add": 19.99}"#,
-                422,
-                "invalid_money",
-            ),
-            (
-                r#"{"sku": "A", "quantity": 1, "price_at_add": {"amount": -5, "currency": "USD"}}"#,
-                422,
-                "invalid_money",
-            ),
-            (
-                r#"{"sku": "A", "quantity": 1, "price_at_add": {"amount": 5, "currency": "usd"}}"#,
-                422,
-                "invalid_money",
-            ),
-            (
-                r#"{"sku": "A", "quantity": 1, "price_at_add": {"amount": 5, "currency": "EUR"}}"#,
-                422,
-                "currency_mismatch",
-            ),
-        ] {
-            let a = raw(body).await;
-            assert_eq!(
-                (a.status.as_u16(), a.code()),
-                (status, code),
-                "body {body:?}: {:?}",
-                a.body
-            );
-            assert!(
-                a.body["error"]["message"]
-                    .as_str()
-                    .is_some_and(|m| !m.is_empty())
-            );
-        }
-        assert_eq!(
-            cart_version(&app, &who).await,
-            1,
-            "nothing above changed the cart"
-        );
-        assert_eq!(app.get_cart(&who).await.lines(), vec![("A".into(), 1)]);
-
-        let long_sku = "X".repeat(65);
-        let bad_path = app
-            .call(
-                Method::PUT,
-                &format!("/v1/cart/items/{long_sku}"),
-                &who,
-                Some(json!({"quantity": 1})),
-            )
-            .await;
-        assert_eq!(
-            (bad_path.status.as_u16(), bad_path.code()),
-            (422, "invalid_sku")
-        );
-        let bad_qty = app
-            .call(
-                Method::PUT,
-                "/v1/cart/items/A",
-                &who,
-                Some(json!({"quantity": 0})),
-            )
-            .await;
-        assert_eq!(
-            (bad_qty.status.as_u16(), bad_qty.code()),
-            (422, "invalid_quantity")
-        );
+both_modes!(bad_bodies_get_their_codes_and_change_nothing, |app: TestApp| async move {
+    let who = As::Guest(guest_token());
+    app.add(&who, "A", 1).await;
+    let raw = |body: &'static str| {
+        app.send(app.request(Method::POST, "/v1/cart/items", &who).header("content-type", "application/json").body(body))
+    };
+    for (body, status, code) in [
+        ("{bad json", 400, "invalid_json"),
+        ("", 400, "invalid_json"),
+        ("[1,2]", 422, "invalid_request"),
+        ("{}", 422, "invalid_sku"),
+        (r#"{"quantity": 1}"#, 422, "invalid_sku"),
+        (r#"{"sku": 12, "quantity": 1}"#, 422, "invalid_sku"),
+        (r#"{"sku": "has space", "quantity": 1}"#, 422, "invalid_sku"),
+        (r#"{"sku": "", "quantity": 1}"#, 422, "invalid_sku"),
+        (r#"{"sku": "A"}"#, 422, "invalid_quantity"),
+        (r#"{"sku": "A", "quantity": 0}"#, 422, "invalid_quantity"),
+        (r#"{"sku": "A", "quantity": -1}"#, 422, "invalid_quantity"),
+        (r#"{"sku": "A", "quantity": 1000}"#, 422, "invalid_quantity"),
+        (r#"{"sku": "A", "quantity": 1.5}"#, 422, "invalid_quantity"),
+        (r#"{"sku": "A", "quantity": "2"}"#, 422, "invalid_quantity"),
+        (r#"{"sku": "A", "quantity": 99999999999999999999}"#, 422, "invalid_quantity"),
+        (r#"{"sku": "A", "quantity": 1, "price_at_add": 19.99}"#, 422, "invalid_money"),
+        (r#"{"sku": "A", "quantity": 1, "price_at_add": {"amount": -5, "currency": "USD"}}"#, 422, "invalid_money"),
+        (r#"{"sku": "A", "quantity": 1, "price_at_add": {"amount": 5, "currency": "usd"}}"#, 422, "invalid_money"),
+        (r#"{"sku": "A", "quantity": 1, "price_at_add": {"amount": 5, "currency": "EUR"}}"#, 422, "currency_mismatch"),
+    ] {
+        let a = raw(body).await;
+        assert_eq!((a.status.as_u16(), a.code()), (status, code), "body {body:?}: {:?}", a.body);
+        assert!(a.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
-);
+    assert_eq!(cart_version(&app, &who).await, 1, "nothing above changed the cart");
+    assert_eq!(app.get_cart(&who).await.lines(), vec![("A".into(), 1)]);
+
+    let long_sku = "X".repeat(65);
+    let bad_path = app.call(Method::PUT, &format!("/v1/cart/items/{long_sku}"), &who, Some(json!({"quantity": 1}))).await;
+    assert_eq!((bad_path.status.as_u16(), bad_path.code()), (422, "invalid_sku"));
+    let bad_qty = app.call(Method::PUT, "/v1/cart/items/A", &who, Some(json!({"quantity": 0}))).await;
+    assert_eq!((bad_qty.status.as_u16(), bad_qty.code()), (422, "invalid_quantity"));
+});
 
 both_modes!(a_body_over_the_limit_is_413, |app: TestApp| async move {
     let who = As::Guest(guest_token());
-    let huge = format!(
-        r#"{{"sku": "A", "quantity": 1, "pad": "{}"}}"#,
-        "x".repeat(app.settings.max_body_bytes + 1)
-    );
-    let a = app
-        .send(
-            app.request(Method::POST, "/v1/cart/items", &who)
-                .header("content-type", "application/json")
-                .body(huge),
-        )
-        .await;
+    let huge = format!(r#"{{"sku": "A", "quantity": 1, "pad": "{}"}}"#, "x".repeat(app.settings.max_body_bytes + 1));
+    let a = app.send(app.request(Method::POST, "/v1/cart/items", &who).header("content-type", "application/json").body(huge)).await;
     assert_eq!((a.status.as_u16(), a.code()), (413, "payload_too_large"));
     assert_eq!(cart_version(&app, &who).await, 0);
 });
 
 both_modes!(the_201st_line_is_refused, |app: TestApp| async move {
     let who = As::User(format!("u-{}", uuid::Uuid::new_v4()));
-    let ops: Vec<Value> = (0..200).map(|i| json!({"op_id": format!("o{i}"), "type": "add", "sku": format!("S{i}"), "quantity": 1})).collect();
+    let ops: Vec<Value> =
+        (0..200).map(|i| json!({"op_id": format!("o{i}"), "type": "add", "sku": format!("S{i}"), "quantity": 1})).collect();
     let filled = app.ops(&who, Value::Array(ops)).await;
     assert_eq!(filled.lines().len(), 200);
     let one_more = app.add(&who, "S200", 1).await;
-    assert_eq!(
-        (one_more.status.as_u16(), one_more.code()),
-        (422, "cart_full")
-    );
-    let in_batch = app.ops(&who, json!([{"op_id": "x", "type": "add", "sku": "S201", "quantity": 1}, {"op_id": "y", "type": "add", "sku": "S0", "quantity": 1}])).await;
+    assert_eq!((one_more.status.as_u16(), one_more.code()), (422, "cart_full"));
+    let in_batch = app
+        .ops(
+            &who,
+            json!([{"op_id": "x", "type": "add", "sku": "S201", "quantity": 1}, {"op_id": "y", "type": "add", "sku": "S0", "quantity": 1}]),
+        )
+        .await;
     assert_eq!(in_batch.body["results"][0]["error"]["code"], "cart_full");
-    assert_eq!(
-        in_batch.body["results"][1]["status"], "applied",
-        "a rejected op does not stop the others"
-    );
+    assert_eq!(in_batch.body["results"][1]["status"], "applied", "a rejected op does not stop the others");
     assert_eq!(in_batch.body["cart"]["version"], 201);
 });
 
-both_modes!(
-    ops_batches_are_checked_before_anything_applies,
-    |app: TestApp| async move {
-        let who = As::Guest(guest_token());
-        for (body, code) in [
-            (json!({}), "invalid_request"),
-            (json!({"ops": "x"}), "invalid_request"),
-            (json!({"ops": [{"type": "clear"}]}), "invalid_op"),
-            (
-                json!({"ops": [{"op_id": "a", "type": "add", "sku": "A", "quantity": 1}, 5]}),
-                "invalid_op",
-            ),
-            (
-                json!({"ops": (0..501).map(|i| json!({"op_id": format!("o{i}"), "type": "clear"})).collect::<Vec<_>>()}),
-                "too_many_ops",
-            ),
-        ] {
-            let a = app
-                .call(Method::POST, "/v1/cart/ops", &who, Some(body))
-                .await;
-            assert_eq!((a.status.as_u16(), a.code()), (422, code));
-        }
-        let unknown = app
-            .ops(&who, json!([{"op_id": "u", "type": "explode", "sku": "A"}]))
+both_modes!(ops_batches_are_checked_before_anything_applies, |app: TestApp| async move {
+    let who = As::Guest(guest_token());
+    for (body, code) in [
+        (json!({}), "invalid_request"),
+        (json!({"ops": "x"}), "invalid_request"),
+        (json!({"ops": [{"type": "clear"}]}), "invalid_op"),
+        (json!({"ops": [{"op_id": "a", "type": "add", "sku": "A", "quantity": 1}, 5]}), "invalid_op"),
+        (json!({"ops": (0..501).map(|i| json!({"op_id": format!("o{i}"), "type": "clear"})).collect::<Vec<_>>()}), "too_many_ops"),
+    ] {
+        let a = app.call(Method::POST, "/v1/cart/ops", &who, Some(body)).await;
+        assert_eq!((a.status.as_u16(), a.code()), (422, code));
+    }
+    let unknown = app.ops(&who, json!([{"op_id": "u", "type": "explode", "sku": "A"}])).await;
+    assert_eq!(unknown.body["results"][0]["error"]["code"], "invalid_op");
+    assert_eq!(cart_version(&app, &who).await, 0);
+});
+
+both_modes!(bad_identities_are_refused_never_downgraded, |app: TestApp| async move {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let guest = guest_token();
+    let cases = [
+        ("Bearer not-a-jwt".to_owned(), "garbage"),
+        (format!("Bearer {}", token_with("u1", now - 3600, JWT_SECRET)), "expired"),
+        (format!("Bearer {}", token_with("u1", now + 3600, "another-secret-of-the-same-length!!!!")), "forged"),
+        (format!("Bearer {}", unsigned_token("u1")), "alg none"),
+        ("Basic dTE6cHc=".to_owned(), "wrong scheme"),
+        (format!("Bearer {}", token_with("", now + 3600, JWT_SECRET)), "empty subject"),
+    ];
+    for (auth, what) in cases {
+        let a = app.send(app.request(Method::GET, "/v1/cart", &As::Guest(guest.clone())).header("authorization", auth.clone())).await;
+        assert_eq!((a.status.as_u16(), a.code()), (401, "unauthorized"), "{what}");
+        let w = app
+            .send(app.request(Method::POST, "/v1/cart/items", &As::Header("authorization", auth)).json(&json!({"sku": "A", "quantity": 1})))
             .await;
-        assert_eq!(unknown.body["results"][0]["error"]["code"], "invalid_op");
-        assert_eq!(cart_version(&app, &who).await, 0);
+        assert_eq!(w.status.as_u16(), 401, "{what}");
     }
-);
+    assert_eq!(cart_version(&app, &As::Guest(guest)).await, 0, "no fallback to the guest cart");
 
-both_modes!(
-    bad_identities_are_refused_never_downgraded,
-    |app: TestApp| async move {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let guest = guest_token();
-        let cases = [
-            ("Bearer not-a-jwt".to_owned(), "garbage"),
-            (
-                format!("Bearer {}", token_with("u1", now - 3600, JWT_SECRET)),
-                "expired",
-            ),
-            (
-                format!(
-                    "Bearer {}",
-                    token_with("u1", now + 3600, "another-secret-of-the-same-length!!!!")
-                ),
-                "forged",
-            ),
-            (format!("Bearer {}", unsigned_token("u1")), "alg none"),
-            ("Basic dTE6cHc=".to_owned(), "wrong scheme"),
-            (
-                format!("Bearer {}", token_with("", now + 3600, JWT_SECRET)),
-                "empty subject",
-            ),
-        ];
-        for (auth, what) in cases {
-            let a = app
-                .send(
-                    app.request(Method::GET, "/v1/cart", &As::Guest(guest.clone()))
-                        .header("authorization", auth.clone()),
-                )
-                .await;
-            assert_eq!(
-                (a.status.as_u16(), a.code()),
-                (401, "unauthorized"),
-                "{what}"
-            );
-            let w = app
-                .send(
-                    app.request(
-                        Method::POST,
-                        "/v1/cart/items",
-                        &As::Header("authorization", auth),
-                    )
-                    .json(&json!({"sku": "A", "quantity": 1})),
-                )
-                .await;
-            assert_eq!(w.status.as_u16(), 401, "{what}");
-        }
-        assert_eq!(
-            cart_version(&app, &As::Guest(guest)).await,
-            0,
-            "no fallback to the guest cart"
-        );
-
-        for bad in [
-            "short",
-            "has spaces in it but is long enough",
-            &"a".repeat(65),
-            "aaaaaaaaaaaaaaaaaaaaaaaaa=",
-        ] {
-            let a = app
-                .get_cart(&As::Header("x-cart-token", bad.to_owned()))
-                .await;
-            assert_eq!(
-                (a.status.as_u16(), a.code()),
-                (400, "invalid_cart_token"),
-                "{bad}"
-            );
-        }
+    for bad in ["short", "has spaces in it but is long enough", &"a".repeat(65), "aaaaaaaaaaaaaaaaaaaaaaaaa="] {
+        let a = app.get_cart(&As::Header("x-cart-token", bad.to_owned())).await;
+        assert_eq!((a.status.as_u16(), a.code()), (400, "invalid_cart_token"), "{bad}");
     }
-);
+});
 
-both_modes!(
-    unknown_routes_and_methods_answer_in_the_error_format,
-    |app: TestApp| async move {
-        let nf = app.call(Method::GET, "/v1/nope", &As::Nobody, None).await;
-        assert_eq!((nf.status, nf.code()), (StatusCode::NOT_FOUND, "not_found"));
-        let na = app.call(Method::PATCH, "/v1/cart", &As::Nobody, None).await;
-        assert_eq!(
-            (na.status, na.code()),
-            (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
-        );
-    }
-);
+both_modes!(unknown_routes_and_methods_answer_in_the_error_format, |app: TestApp| async move {
+    let nf = app.call(Method::GET, "/v1/nope", &As::Nobody, None).await;
+    assert_eq!((nf.status, nf.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let na = app.call(Method::PATCH, "/v1/cart", &As::Nobody, None).await;
+    assert_eq!((na.status, na.code()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+});
 
 #[tokio::test]
 async fn a_misconfigured_server_refuses_to_start_with_one_line_naming_the_variable() {
     let mut s = sync_server::Settings::defaults();
     s.redis_url = Some("redis://127.0.0.1:1".into());
-    let err = sync_server::app::connect(&s)
-        .await
-        .err()
-        .expect("an unreachable Redis is an error");
+    let err = sync_server::app::connect(&s).await.err().expect("an unreachable Redis is an error");
     assert!(err.starts_with("CARTSYNC_REDIS_URL:"), "{err}");
     assert!(!err.contains('\n'));
 
     let mut s = sync_server::Settings::defaults();
     s.database_url = "mysql://nope".into();
-    let err = sync_server::app::connect(&s)
-        .await
-        .err()
-        .expect("an unsupported database is an error");
+    let err = sync_server::app::connect(&s).await.err().expect("an unsupported database is an error");
     assert!(err.starts_with("CARTSYNC_DATABASE_URL:"), "{err}");
 
     let mut s = sync_server::Settings::defaults();
     s.jwt_public_key = Some("/nonexistent/key.pem".into());
-    let err = sync_server::app::connect(&s)
-        .await
-        .err()
-        .expect("a missing key file is an error");
+    let err = sync_server::app::connect(&s).await.err().expect("a missing key file is an error");
     assert!(err.starts_with("CARTSYNC_JWT_PUBLIC_KEY:"), "{err}");
 }

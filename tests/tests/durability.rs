@@ -11,19 +11,12 @@ use sync_server::durable::Durable;
 
 async fn wait_for_durable_version(url: &str, user: &str, version: i64) {
     for _ in 0..400 {
-        if durable_rows(url)
-            .await
-            .iter()
-            .any(|(u, v)| u == user && *v == version)
-        {
+        if durable_rows(url).await.iter().any(|(u, v)| u == user && *v == version) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!(
-        "the durable store never reached version {version} of {user}: {:?}",
-        durable_rows(url).await
-    );
+    panic!("the durable store never reached version {version} of {user}: {:?}", durable_rows(url).await);
 }
 
 /// Tests that flush Redis take turns, so one's flush cannot wipe another's queued writes.
@@ -56,16 +49,8 @@ async fn a_user_cart_comes_back_from_postgres_after_redis_is_flushed() {
     assert_eq!(after.body["saved"], before.body["cart"]["saved"]);
 
     let replay = app.ops(&who, batch()).await;
-    let statuses: Vec<_> = replay.body["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(
-        statuses, ["duplicate"; 3],
-        "applied op ids were restored with the cart"
-    );
+    let statuses: Vec<_> = replay.body["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(statuses, ["duplicate"; 3], "applied op ids were restored with the cart");
     assert_eq!(replay.body["cart"]["version"], 3);
 }
 
@@ -90,13 +75,8 @@ async fn a_user_cart_that_was_never_stored_starts_empty_after_a_flush() {
     let _turn = FLUSH.lock().await;
     let app = TestApp::spawn(Mode::Redis).await;
     redis().flush_all();
-    let fresh = app
-        .get_cart(&As::User(format!("new-{}", uuid::Uuid::new_v4())))
-        .await;
-    assert_eq!(
-        (fresh.status, fresh.body["version"].clone()),
-        (StatusCode::OK, json!(0))
-    );
+    let fresh = app.get_cart(&As::User(format!("new-{}", uuid::Uuid::new_v4()))).await;
+    assert_eq!((fresh.status, fresh.body["version"].clone()), (StatusCode::OK, json!(0)));
 }
 
 async fn never_moves_backwards(durable: Durable) {
@@ -112,20 +92,11 @@ async fn never_moves_backwards(durable: Durable) {
     older_state.applied.insert("op-3".into());
 
     assert!(durable.save_user_cart(&user, &newer_state).await.unwrap());
-    assert!(
-        !durable.save_user_cart(&user, &older_state).await.unwrap(),
-        "an older version is not written"
-    );
-    assert!(
-        !durable.save_user_cart(&user, &newer_state).await.unwrap(),
-        "the same version twice is a no-op"
-    );
+    assert!(!durable.save_user_cart(&user, &older_state).await.unwrap(), "an older version is not written");
+    assert!(!durable.save_user_cart(&user, &newer_state).await.unwrap(), "the same version twice is a no-op");
     let loaded = durable.load_user_cart(&user).await.unwrap().unwrap();
     assert_eq!(loaded.cart, newer);
-    assert!(
-        loaded.applied.contains("op-5") && loaded.applied.contains("op-3"),
-        "op ids only accumulate"
-    );
+    assert!(loaded.applied.contains("op-5") && loaded.applied.contains("op-3"), "op ids only accumulate");
 }
 
 #[tokio::test]
@@ -136,14 +107,8 @@ async fn postgres_never_moves_a_cart_backwards() {
 
 #[tokio::test]
 async fn sqlite_never_moves_a_cart_backwards() {
-    let dir =
-        std::env::temp_dir().join(format!("cartsync-order-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!("cartsync-order-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    never_moves_backwards(
-        Durable::connect(&format!("sqlite://{}/c.db", dir.display()))
-            .await
-            .unwrap(),
-    )
-    .await;
+    never_moves_backwards(Durable::connect(&format!("sqlite://{}/c.db", dir.display())).await.unwrap()).await;
     std::fs::remove_dir_all(dir).unwrap();
 }

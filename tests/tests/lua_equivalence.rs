@@ -4,10 +4,7 @@
 //! sequence number and op outcome must match.
 
 use proptest::prelude::*;
-use shared::{
-    Currency, Expiry, Limits, MergePolicy, Money, Op, OpId, OpKind, OpOutcome, Quantity, Sku,
-    Timestamp,
-};
+use shared::{Currency, Expiry, Limits, MergePolicy, Money, Op, OpId, OpKind, OpOutcome, Quantity, Sku, Timestamp};
 use std::sync::Arc;
 use sync_server::hot::{ApplyResult, HotStore, MemoryStore, MergeResult, RedisStore, Rules};
 use sync_server::identity::{CartId, CartKey};
@@ -15,27 +12,12 @@ use sync_server::identity::{CartId, CartKey};
 const SKUS: [&str; 5] = ["A", "B", "C", "D", "E"];
 
 fn rules(policy: MergePolicy) -> Rules {
-    let long = Expiry {
-        cart_seconds: 86_400,
-        saved_seconds: 86_400 * 3,
-    };
-    Rules {
-        limits: Limits {
-            max_line_quantity: 6,
-            max_lines: 3,
-        },
-        currency: Currency::USD,
-        guest: long,
-        user: long,
-        merge: policy,
-    }
+    let long = Expiry { cart_seconds: 86_400, saved_seconds: 86_400 * 3 };
+    Rules { limits: Limits { max_line_quantity: 6, max_lines: 3 }, currency: Currency::USD, guest: long, user: long, merge: policy }
 }
 
 fn op_kind() -> impl Strategy<Value = OpKind> {
-    let l = Limits {
-        max_line_quantity: 6,
-        max_lines: 3,
-    };
+    let l = Limits { max_line_quantity: 6, max_lines: 3 };
     let sku = prop::sample::select(&SKUS[..]).prop_map(|s| Sku::parse(s).unwrap());
     let qty = (1i64..=6).prop_map(move |q| Quantity::new(q, &l).unwrap());
     let cur = prop_oneof![4 => Just(Currency::USD), 1 => Just(Currency::parse("EUR").unwrap())];
@@ -57,13 +39,7 @@ fn batches() -> impl Strategy<Value = Vec<Vec<(u8, OpKind)>>> {
 }
 
 fn ops_of(batch: &[(u8, OpKind)]) -> Vec<Op> {
-    batch
-        .iter()
-        .map(|(id, kind)| Op {
-            id: OpId::parse(&format!("op-{id}")).unwrap(),
-            kind: kind.clone(),
-        })
-        .collect()
+    batch.iter().map(|(id, kind)| Op { id: OpId::parse(&format!("op-{id}")).unwrap(), kind: kind.clone() }).collect()
 }
 
 struct Pair {
@@ -73,18 +49,11 @@ struct Pair {
 }
 
 fn pair() -> Pair {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let url = cartsync_tests::redis().url.clone();
     let prefix = format!("eq{}", uuid::Uuid::new_v4().simple());
     let redis = rt.block_on(RedisStore::connect(&url, &prefix)).unwrap();
-    Pair {
-        redis: HotStore::Redis(redis),
-        memory: HotStore::Memory(Arc::new(MemoryStore::default())),
-        rt,
-    }
+    Pair { redis: HotStore::Redis(redis), memory: HotStore::Memory(Arc::new(MemoryStore::default())), rt }
 }
 
 fn same_outcomes(a: &[OpOutcome], b: &[OpOutcome]) -> bool {
@@ -95,37 +64,13 @@ fn same_outcomes(a: &[OpOutcome], b: &[OpOutcome]) -> bool {
         })
 }
 
-fn apply_both(
-    p: &Pair,
-    id: &CartKey,
-    ops: &[Op],
-    rules: &Rules,
-    now: Timestamp,
-) -> Result<(), TestCaseError> {
-    let r =
-        p.rt.block_on(p.redis.apply(id, ops, None, rules, now))
-            .unwrap();
-    let m =
-        p.rt.block_on(p.memory.apply(id, ops, None, rules, now))
-            .unwrap();
+fn apply_both(p: &Pair, id: &CartKey, ops: &[Op], rules: &Rules, now: Timestamp) -> Result<(), TestCaseError> {
+    let r = p.rt.block_on(p.redis.apply(id, ops, None, rules, now)).unwrap();
+    let m = p.rt.block_on(p.memory.apply(id, ops, None, rules, now)).unwrap();
     match (r, m) {
-        (
-            ApplyResult::Done {
-                cart: rc,
-                outcomes: ro,
-            },
-            ApplyResult::Done {
-                cart: mc,
-                outcomes: mo,
-            },
-        ) => {
+        (ApplyResult::Done { cart: rc, outcomes: ro }, ApplyResult::Done { cart: mc, outcomes: mo }) => {
             prop_assert_eq!(rc, mc);
-            prop_assert!(
-                same_outcomes(&ro, &mo),
-                "outcomes differ: {:?} vs {:?}",
-                ro,
-                mo
-            );
+            prop_assert!(same_outcomes(&ro, &mo), "outcomes differ: {:?} vs {:?}", ro, mo);
         }
         (ApplyResult::NeedsRestore, ApplyResult::NeedsRestore) => {}
         _ => prop_assert!(false, "the stores disagree on the kind of result"),
@@ -193,49 +138,20 @@ proptest! {
 fn lua_expiry_drops_lines_but_keeps_a_longer_lived_saved_list_like_shared() {
     let p = pair();
     let mut rules = rules(MergePolicy::Sum);
-    rules.guest = Expiry {
-        cart_seconds: 10,
-        saved_seconds: 86_400,
-    };
+    rules.guest = Expiry { cart_seconds: 10, saved_seconds: 86_400 };
     let id = CartId::Guest(shared::GuestToken::parse(&cartsync_tests::guest_token()).unwrap()).key();
     let l = rules.limits;
     let add = |s: &str, i: u8| Op {
         id: OpId::parse(&format!("x{i}")).unwrap(),
-        kind: OpKind::Add {
-            sku: Sku::parse(s).unwrap(),
-            quantity: Quantity::new(1, &l).unwrap(),
-            price_at_add: None,
-        },
+        kind: OpKind::Add { sku: Sku::parse(s).unwrap(), quantity: Quantity::new(1, &l).unwrap(), price_at_add: None },
     };
-    let save = Op {
-        id: OpId::parse("s").unwrap(),
-        kind: OpKind::SaveForLater {
-            sku: Sku::parse("B").unwrap(),
-        },
-    };
+    let save = Op { id: OpId::parse("s").unwrap(), kind: OpKind::SaveForLater { sku: Sku::parse("B").unwrap() } };
     let t0 = 1_800_000_000_000i64;
-    apply_both(
-        &p,
-        &id,
-        &[add("A", 1), add("B", 2), save],
-        &rules,
-        Timestamp::from_millis(t0),
-    )
-    .unwrap();
+    apply_both(&p, &id, &[add("A", 1), add("B", 2), save], &rules, Timestamp::from_millis(t0)).unwrap();
     apply_both(&p, &id, &[], &rules, Timestamp::from_millis(t0 + 60_000)).unwrap();
-    let after =
-        p.rt.block_on(
-            p.redis
-                .apply(&id, &[], None, &rules, Timestamp::from_millis(t0 + 61_000)),
-        )
-        .unwrap();
-    let ApplyResult::Done { cart, .. } = after else {
-        panic!("a guest cart reads")
-    };
-    assert!(
-        cart.lines.is_empty(),
-        "lines idle past their expiry are gone"
-    );
+    let after = p.rt.block_on(p.redis.apply(&id, &[], None, &rules, Timestamp::from_millis(t0 + 61_000))).unwrap();
+    let ApplyResult::Done { cart, .. } = after else { panic!("a guest cart reads") };
+    assert!(cart.lines.is_empty(), "lines idle past their expiry are gone");
     assert_eq!(cart.saved.len(), 1, "the saved list lives longer");
     assert_eq!(cart.version, 4, "three changes and one expiry");
 }

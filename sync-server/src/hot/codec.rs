@@ -21,25 +21,12 @@ fn decode_line(sku: &str, value: &str) -> Result<CartLine, StoreError> {
         let c = Currency::parse(currency).map_err(|_| bad())?;
         Some(Money::new(amount.parse().map_err(|_| bad())?, c).map_err(|_| bad())?)
     };
-    Ok(CartLine {
-        sku: Sku::parse(sku).map_err(|_| bad())?,
-        quantity,
-        price_at_add,
-        added_at: Timestamp::from_millis(added),
-        seq,
-    })
+    Ok(CartLine { sku: Sku::parse(sku).map_err(|_| bad())?, quantity, price_at_add, added_at: Timestamp::from_millis(added), seq })
 }
 
 fn encode_line(l: &CartLine) -> String {
     match l.price_at_add {
-        Some(p) => format!(
-            "{}|{}|{}|{}|{}",
-            l.quantity,
-            l.seq,
-            l.added_at.millis(),
-            p.amount(),
-            p.currency()
-        ),
+        Some(p) => format!("{}|{}|{}|{}|{}", l.quantity, l.seq, l.added_at.millis(), p.amount(), p.currency()),
         None => format!("{}|{}|{}||", l.quantity, l.seq, l.added_at.millis()),
     }
 }
@@ -47,10 +34,7 @@ fn encode_line(l: &CartLine) -> String {
 /// Reads a flat field/value list. Unknown fields are ignored.
 pub fn cart_from_fields(items: &[String], default_currency: Currency) -> Result<Cart, StoreError> {
     let mut cart = Cart::new(default_currency);
-    let num = |f: &str, v: &str| {
-        v.parse::<i64>()
-            .map_err(|_| corrupt(format!("field {f} = {v:?}")))
-    };
+    let num = |f: &str, v: &str| v.parse::<i64>().map_err(|_| corrupt(format!("field {f} = {v:?}")));
     for pair in items.chunks_exact(2) {
         let (f, v) = (pair[0].as_str(), pair[1].as_str());
         if let Some(sku) = f.strip_prefix("l:") {
@@ -63,10 +47,7 @@ pub fn cart_from_fields(items: &[String], default_currency: Currency) -> Result<
                 "n" => cart.next_seq = num(f, v)? as u64,
                 "u" => cart.updated_at = Timestamp::from_millis(num(f, v)?),
                 "a" => cart.accessed_at = Timestamp::from_millis(num(f, v)?),
-                "c" => {
-                    cart.currency =
-                        Currency::parse(v).map_err(|_| corrupt(format!("currency {v:?}")))?
-                }
+                "c" => cart.currency = Currency::parse(v).map_err(|_| corrupt(format!("currency {v:?}")))?,
                 _ => {}
             }
         }
@@ -119,26 +100,14 @@ mod tests {
         )
         .unwrap();
         c.apply(
-            &OpKind::Add {
-                sku: sku("B:1"),
-                quantity: Quantity::new(1, &l).unwrap(),
-                price_at_add: None,
-            },
+            &OpKind::Add { sku: sku("B:1"), quantity: Quantity::new(1, &l).unwrap(), price_at_add: None },
             &l,
             Timestamp::from_millis(6),
         )
         .unwrap();
-        c.apply(
-            &OpKind::SaveForLater { sku: sku("A") },
-            &l,
-            Timestamp::from_millis(7),
-        )
-        .unwrap();
+        c.apply(&OpKind::SaveForLater { sku: sku("A") }, &l, Timestamp::from_millis(7)).unwrap();
         c.accessed_at = Timestamp::from_millis(8);
-        assert_eq!(
-            cart_from_fields(&cart_to_fields(&c), Currency::USD).unwrap(),
-            c
-        );
+        assert_eq!(cart_from_fields(&cart_to_fields(&c), Currency::USD).unwrap(), c);
         assert!(cart_from_fields(&["l:A".into(), "x".into()], Currency::USD).is_err());
     }
 }

@@ -25,9 +25,7 @@ struct Inner {
 }
 
 fn take_live<T>(map: &mut HashMap<String, Expiring<T>>, key: &str, now: Timestamp) -> Option<T> {
-    map.remove(key)
-        .filter(|e| e.expires_at > now)
-        .map(|e| e.value)
+    map.remove(key).filter(|e| e.expires_at > now).map(|e| e.value)
 }
 
 #[derive(Default)]
@@ -43,14 +41,7 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn apply(
-        &self,
-        id: &CartKey,
-        ops: &[Op],
-        if_match: Option<u64>,
-        rules: &Rules,
-        now: Timestamp,
-    ) -> ApplyResult {
+    pub fn apply(&self, id: &CartKey, ops: &[Op], if_match: Option<u64>, rules: &Rules, now: Timestamp) -> ApplyResult {
         let key = id.tag();
         let expiry = rules.expiry(id);
         let mut inner = self.lock();
@@ -61,33 +52,16 @@ impl MemoryStore {
         let exists = existing.is_some();
         let before = existing.clone();
         let applied = take_live(&mut inner.applied, &key, now).unwrap_or_default();
-        let mut state = CartState {
-            cart: existing.unwrap_or_else(|| Cart::new(rules.currency)),
-            applied,
-        };
+        let mut state = CartState { cart: existing.unwrap_or_else(|| Cart::new(rules.currency)), applied };
         state.cart.touch(now, &expiry);
         let put_back = |inner: &mut Inner, cart: Option<Cart>, applied: BTreeSet<String>| {
-            let ttl = cart.as_ref().map_or(expiry.cart_seconds * 1000, |c| {
-                Rules::key_ttl_ms(&expiry, c)
-            });
+            let ttl = cart.as_ref().map_or(expiry.cart_seconds * 1000, |c| Rules::key_ttl_ms(&expiry, c));
             let expires_at = Timestamp::from_millis(now.millis() + ttl);
             if let Some(c) = cart {
-                inner.carts.insert(
-                    key.clone(),
-                    Expiring {
-                        value: c,
-                        expires_at,
-                    },
-                );
+                inner.carts.insert(key.clone(), Expiring { value: c, expires_at });
             }
             if !applied.is_empty() {
-                inner.applied.insert(
-                    key.clone(),
-                    Expiring {
-                        value: applied,
-                        expires_at,
-                    },
-                );
+                inner.applied.insert(key.clone(), Expiring { value: applied, expires_at });
             }
         };
         if let Some(expected) = if_match
@@ -97,10 +71,7 @@ impl MemoryStore {
             put_back(&mut inner, before, state.applied);
             return ApplyResult::VersionMismatch(version);
         }
-        let outcomes: Vec<OpOutcome> = ops
-            .iter()
-            .map(|op| state.apply_op(op, &rules.limits, now))
-            .collect();
+        let outcomes: Vec<OpOutcome> = ops.iter().map(|op| state.apply_op(op, &rules.limits, now)).collect();
         let any_applied = outcomes.contains(&OpOutcome::Applied);
         if exists || any_applied {
             put_back(&mut inner, Some(state.cart.clone()), state.applied);
@@ -111,10 +82,7 @@ impl MemoryStore {
         } else {
             put_back(&mut inner, None, state.applied);
         }
-        ApplyResult::Done {
-            cart: state.cart,
-            outcomes,
-        }
+        ApplyResult::Done { cart: state.cart, outcomes }
     }
 
     pub fn restore(&self, id: &CartKey, state: &CartState, rules: &Rules, now: Timestamp) {
@@ -125,21 +93,9 @@ impl MemoryStore {
         }
         let ttl = Rules::key_ttl_ms(&rules.expiry(id), &state.cart);
         let expires_at = Timestamp::from_millis(now.millis() + ttl);
-        inner.carts.insert(
-            key.clone(),
-            Expiring {
-                value: state.cart.clone(),
-                expires_at,
-            },
-        );
+        inner.carts.insert(key.clone(), Expiring { value: state.cart.clone(), expires_at });
         if !state.applied.is_empty() {
-            inner.applied.insert(
-                key,
-                Expiring {
-                    value: state.applied.clone(),
-                    expires_at,
-                },
-            );
+            inner.applied.insert(key, Expiring { value: state.applied.clone(), expires_at });
         }
     }
 
@@ -151,40 +107,15 @@ impl MemoryStore {
             cart.touch(now, &rules.expiry(guest));
             let expires_at = Timestamp::from_millis(now.millis() + snapshot_ttl);
             let generation = take_live(&mut inner.generations, &key, now).unwrap_or(0) + 1;
-            inner.generations.insert(
-                key.clone(),
-                Expiring {
-                    value: generation,
-                    expires_at,
-                },
-            );
-            inner.frozen.insert(
-                key,
-                Expiring {
-                    value: Frozen {
-                        generation,
-                        cart: cart.clone(),
-                    },
-                    expires_at,
-                },
-            );
+            inner.generations.insert(key.clone(), Expiring { value: generation, expires_at });
+            inner.frozen.insert(key, Expiring { value: Frozen { generation, cart: cart.clone() }, expires_at });
             return Some(Frozen { generation, cart });
         }
         let f = inner.frozen.get(&key).filter(|e| e.expires_at > now)?;
-        Some(Frozen {
-            generation: f.value.generation,
-            cart: f.value.cart.clone(),
-        })
+        Some(Frozen { generation: f.value.generation, cart: f.value.cart.clone() })
     }
 
-    pub fn merge_into(
-        &self,
-        user: &CartKey,
-        op_id: &str,
-        guest: &Cart,
-        rules: &Rules,
-        now: Timestamp,
-    ) -> MergeResult {
+    pub fn merge_into(&self, user: &CartKey, op_id: &str, guest: &Cart, rules: &Rules, now: Timestamp) -> MergeResult {
         let key = user.tag();
         let expiry = rules.expiry(user);
         let mut inner = self.lock();
@@ -198,28 +129,13 @@ impl MemoryStore {
             merge(&mut cart, guest, rules.merge, &rules.limits, now);
         }
         let expires_at = Timestamp::from_millis(now.millis() + Rules::key_ttl_ms(&expiry, &cart));
-        inner.carts.insert(
-            key.clone(),
-            Expiring {
-                value: cart.clone(),
-                expires_at,
-            },
-        );
-        inner.applied.insert(
-            key,
-            Expiring {
-                value: applied,
-                expires_at,
-            },
-        );
+        inner.carts.insert(key.clone(), Expiring { value: cart.clone(), expires_at });
+        inner.applied.insert(key, Expiring { value: applied, expires_at });
         if fresh && let Some(u) = user.user() {
             enqueue(&mut inner, u);
             self.queued.notify_one();
         }
-        MergeResult::Done {
-            cart,
-            applied: fresh,
-        }
+        MergeResult::Done { cart, applied: fresh }
     }
 
     pub fn finish_merge(&self, guest: &CartKey) {
@@ -230,11 +146,7 @@ impl MemoryStore {
         let key = id.tag();
         let inner = self.lock();
         let cart = inner.carts.get(&key)?.value.clone();
-        let applied = inner
-            .applied
-            .get(&key)
-            .map(|e| e.value.clone())
-            .unwrap_or_default();
+        let applied = inner.applied.get(&key).map(|e| e.value.clone()).unwrap_or_default();
         Some(CartState { cart, applied })
     }
 
@@ -245,28 +157,15 @@ impl MemoryStore {
             let batch: Vec<_> = inner.queue.drain(..n).collect();
             inner.in_flight = batch;
         }
-        inner
-            .in_flight
-            .iter()
-            .map(|(id, user)| WriteBehindEntry {
-                id: id.to_string(),
-                user: user.clone(),
-            })
-            .collect()
+        inner.in_flight.iter().map(|(id, user)| WriteBehindEntry { id: id.to_string(), user: user.clone() }).collect()
     }
 
     pub fn write_behind_ack(&self, ids: &[String]) {
-        self.lock()
-            .in_flight
-            .retain(|(id, _)| !ids.contains(&id.to_string()));
+        self.lock().in_flight.retain(|(id, _)| !ids.contains(&id.to_string()));
     }
 
     pub async fn write_behind_wait(&self) {
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_millis(250),
-            self.queued.notified(),
-        )
-        .await;
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(250), self.queued.notified()).await;
     }
 
     /// Drops everything that has expired; called now and then so idle carts do not pile up.

@@ -15,9 +15,7 @@ pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 
 use crate::identity::CartKey;
-use shared::{
-    Cart, CartState, Currency, Expiry, Limits, MergePolicy, Op, OpOutcome, Timestamp, UserId,
-};
+use shared::{Cart, CartState, Currency, Expiry, Limits, MergePolicy, Op, OpOutcome, Timestamp, UserId};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,11 +43,7 @@ impl Rules {
 
     /// How long a cart key lives untouched: its saved list may outlive its lines.
     pub fn key_ttl_ms(expiry: &Expiry, cart: &Cart) -> i64 {
-        let secs = if cart.saved.is_empty() {
-            expiry.cart_seconds
-        } else {
-            expiry.cart_seconds.max(expiry.saved_seconds)
-        };
+        let secs = if cart.saved.is_empty() { expiry.cart_seconds } else { expiry.cart_seconds.max(expiry.saved_seconds) };
         secs.saturating_mul(1000)
     }
 }
@@ -110,13 +104,7 @@ impl HotStore {
     }
 
     /// Puts back a cart from the durable store unless it reappeared meanwhile.
-    pub async fn restore(
-        &self,
-        id: &CartKey,
-        state: &CartState,
-        rules: &Rules,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+    pub async fn restore(&self, id: &CartKey, state: &CartState, rules: &Rules, now: Timestamp) -> Result<(), StoreError> {
         match self {
             HotStore::Memory(m) => {
                 m.restore(id, state, rules, now);
@@ -127,12 +115,7 @@ impl HotStore {
     }
 
     /// First half of a merge: takes the guest cart out of use (see `freeze.lua`).
-    pub async fn freeze_guest(
-        &self,
-        guest: &CartKey,
-        rules: &Rules,
-        now: Timestamp,
-    ) -> Result<Option<Frozen>, StoreError> {
+    pub async fn freeze_guest(&self, guest: &CartKey, rules: &Rules, now: Timestamp) -> Result<Option<Frozen>, StoreError> {
         match self {
             HotStore::Memory(m) => Ok(m.freeze_guest(guest, rules, now)),
             HotStore::Redis(r) => r.freeze_guest(guest, rules, now).await,
@@ -166,11 +149,7 @@ impl HotStore {
     }
 
     /// The cart and its applied op ids at one instant, for the durable store.
-    pub async fn snapshot(
-        &self,
-        id: &CartKey,
-        rules: &Rules,
-    ) -> Result<Option<CartState>, StoreError> {
+    pub async fn snapshot(&self, id: &CartKey, rules: &Rules) -> Result<Option<CartState>, StoreError> {
         match self {
             HotStore::Memory(m) => Ok(m.snapshot(id)),
             HotStore::Redis(r) => r.snapshot(id, rules).await,
@@ -178,10 +157,7 @@ impl HotStore {
     }
 
     /// Up to `max` queued user carts, starting with any fetched before but not acknowledged.
-    pub async fn write_behind_fetch(
-        &self,
-        max: usize,
-    ) -> Result<Vec<WriteBehindEntry>, StoreError> {
+    pub async fn write_behind_fetch(&self, max: usize) -> Result<Vec<WriteBehindEntry>, StoreError> {
         match self {
             HotStore::Memory(m) => Ok(m.write_behind_fetch(max)),
             HotStore::Redis(r) => r.write_behind_fetch(max).await,

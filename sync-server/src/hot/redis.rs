@@ -44,12 +44,7 @@ impl ConnectionLike for Conn {
         }
     }
 
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
+    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
@@ -80,11 +75,7 @@ impl RedisStore {
     /// Connects to one node, or to a cluster when several URLs are given or the one node reports
     /// that it is part of a cluster.
     pub async fn connect(urls: &str, prefix: &str) -> Result<RedisStore, StoreError> {
-        let urls: Vec<&str> = urls
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .collect();
+        let urls: Vec<&str> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
         let conn = if urls.len() > 1 {
             connect_cluster(&urls).await?
         } else {
@@ -94,15 +85,8 @@ impl RedisStore {
                 .set_connection_timeout(Some(Duration::from_secs(3)))
                 .set_response_timeout(Some(Duration::from_secs(5)));
             let mut single = client.get_connection_manager_with_config(config).await?;
-            let info: String = redis::cmd("INFO")
-                .arg("cluster")
-                .query_async(&mut single)
-                .await?;
-            if info.contains("cluster_enabled:1") {
-                connect_cluster(&urls).await?
-            } else {
-                Conn::Single(single)
-            }
+            let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut single).await?;
+            if info.contains("cluster_enabled:1") { connect_cluster(&urls).await? } else { Conn::Single(single) }
         };
         let store = RedisStore {
             conn,
@@ -130,14 +114,8 @@ impl RedisStore {
 
     async fn ensure_group(&self) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        let r: Result<(), _> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(self.stream())
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut c)
-            .await;
+        let r: Result<(), _> =
+            redis::cmd("XGROUP").arg("CREATE").arg(self.stream()).arg(GROUP).arg("0").arg("MKSTREAM").query_async(&mut c).await;
         match r {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             other => other.map_err(StoreError::from),
@@ -146,22 +124,12 @@ impl RedisStore {
 
     fn enqueue_cmd(&self, user: &UserId) -> Cmd {
         let mut cmd = redis::cmd("XADD");
-        cmd.arg(self.stream())
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(1_000_000)
-            .arg("*")
-            .arg("u")
-            .arg(user.as_str());
+        cmd.arg(self.stream()).arg("MAXLEN").arg("~").arg(1_000_000).arg("*").arg("u").arg(user.as_str());
         cmd
     }
 
     /// Runs a script invocation, with the write-behind `XADD` sent alongside when `user` is set.
-    async fn invoke(
-        &self,
-        inv: redis::ScriptInvocation<'_>,
-        user: Option<&UserId>,
-    ) -> Result<Value, StoreError> {
+    async fn invoke(&self, inv: redis::ScriptInvocation<'_>, user: Option<&UserId>) -> Result<Value, StoreError> {
         let mut c = self.conn.clone();
         let script_call = inv.invoke_async::<Value>(&mut c);
         match user {
@@ -201,65 +169,33 @@ impl RedisStore {
             .arg(if_match.map(|v| v.to_string()).unwrap_or_default());
         for op in ops {
             let (sku, qty, price) = match &op.kind {
-                OpKind::Add {
-                    sku,
-                    quantity,
-                    price_at_add,
-                } => (
-                    sku.as_str(),
-                    quantity.get(),
-                    price_at_add
-                        .map(|p| format!("{}|{}", p.amount(), p.currency()))
-                        .unwrap_or_default(),
-                ),
-                OpKind::SetQuantity { sku, quantity } => {
-                    (sku.as_str(), quantity.get(), String::new())
+                OpKind::Add { sku, quantity, price_at_add } => {
+                    (sku.as_str(), quantity.get(), price_at_add.map(|p| format!("{}|{}", p.amount(), p.currency())).unwrap_or_default())
                 }
+                OpKind::SetQuantity { sku, quantity } => (sku.as_str(), quantity.get(), String::new()),
                 other => (other.sku().map_or("", |s| s.as_str()), 0, String::new()),
             };
-            inv.arg(op.id.as_str())
-                .arg(op.kind.type_name())
-                .arg(sku)
-                .arg(qty)
-                .arg(price);
+            inv.arg(op.id.as_str()).arg(op.kind.type_name()).arg(sku).arg(qty).arg(price);
         }
         let user = id.user().filter(|_| !ops.is_empty());
         let reply = strings_or_arrays(self.invoke(inv, user).await?)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(ApplyResult::NeedsRestore),
-            Some("mismatch") => Ok(ApplyResult::VersionMismatch(
-                reply.get(1).map(|v| v.int()).unwrap_or(0) as u64,
-            )),
+            Some("mismatch") => Ok(ApplyResult::VersionMismatch(reply.get(1).map(|v| v.int()).unwrap_or(0) as u64)),
             Some("ok") if reply.len() == 3 => {
-                let outcomes = reply[1]
-                    .list()
-                    .iter()
-                    .map(|r| parse_outcome(r.as_str()))
-                    .collect::<Result<_, _>>()?;
+                let outcomes = reply[1].list().iter().map(|r| parse_outcome(r.as_str())).collect::<Result<_, _>>()?;
                 let cart = cart_from_fields(&reply[2].strings(), rules.currency)?;
                 Ok(ApplyResult::Done { cart, outcomes })
             }
-            _ => Err(StoreError::Corrupt(
-                "unexpected reply from apply.lua".into(),
-            )),
+            _ => Err(StoreError::Corrupt("unexpected reply from apply.lua".into())),
         }
     }
 
-    pub async fn restore(
-        &self,
-        id: &CartKey,
-        state: &CartState,
-        rules: &Rules,
-        _now: Timestamp,
-    ) -> Result<(), StoreError> {
+    pub async fn restore(&self, id: &CartKey, state: &CartState, rules: &Rules, _now: Timestamp) -> Result<(), StoreError> {
         let fields = cart_to_fields(&state.cart);
         let ttl = Rules::key_ttl_ms(&rules.expiry(id), &state.cart);
         let mut inv = self.scripts.restore.prepare_invoke();
-        inv.key(self.key(id, ""))
-            .key(self.key(id, ":ops"))
-            .arg(ttl)
-            .arg(fields.len())
-            .arg(&fields);
+        inv.key(self.key(id, "")).key(self.key(id, ":ops")).arg(ttl).arg(fields.len()).arg(&fields);
         for op in &state.applied {
             inv.arg(op);
         }
@@ -267,12 +203,7 @@ impl RedisStore {
         Ok(())
     }
 
-    pub async fn freeze_guest(
-        &self,
-        guest: &CartKey,
-        rules: &Rules,
-        now: Timestamp,
-    ) -> Result<Option<Frozen>, StoreError> {
+    pub async fn freeze_guest(&self, guest: &CartKey, rules: &Rules, now: Timestamp) -> Result<Option<Frozen>, StoreError> {
         let expiry = rules.expiry(guest);
         let snapshot_ttl = expiry.cart_seconds.max(expiry.saved_seconds) * 1000;
         let mut inv = self.scripts.freeze.prepare_invoke();
@@ -290,10 +221,7 @@ impl RedisStore {
             return Ok(None);
         }
         let cart = cart_from_fields(&reply[1].strings(), rules.currency)?;
-        Ok(Some(Frozen {
-            generation: generation as u64,
-            cart,
-        }))
+        Ok(Some(Frozen { generation: generation as u64, cart }))
     }
 
     pub async fn merge_into(
@@ -323,31 +251,19 @@ impl RedisStore {
             Some("restore") => Ok(MergeResult::NeedsRestore),
             Some(status @ ("applied" | "duplicate")) if reply.len() == 2 => {
                 let cart = cart_from_fields(&reply[1].strings(), rules.currency)?;
-                Ok(MergeResult::Done {
-                    cart,
-                    applied: status == "applied",
-                })
+                Ok(MergeResult::Done { cart, applied: status == "applied" })
             }
-            _ => Err(StoreError::Corrupt(
-                "unexpected reply from merge.lua".into(),
-            )),
+            _ => Err(StoreError::Corrupt("unexpected reply from merge.lua".into())),
         }
     }
 
     pub async fn finish_merge(&self, guest: &CartKey) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        redis::cmd("DEL")
-            .arg(self.key(guest, ":frozen"))
-            .query_async::<()>(&mut c)
-            .await?;
+        redis::cmd("DEL").arg(self.key(guest, ":frozen")).query_async::<()>(&mut c).await?;
         Ok(())
     }
 
-    pub async fn snapshot(
-        &self,
-        id: &CartKey,
-        rules: &Rules,
-    ) -> Result<Option<CartState>, StoreError> {
+    pub async fn snapshot(&self, id: &CartKey, rules: &Rules) -> Result<Option<CartState>, StoreError> {
         let mut inv = self.scripts.snapshot.prepare_invoke();
         inv.key(self.key(id, "")).key(self.key(id, ":ops"));
         let reply = strings_or_arrays(self.invoke(inv, None).await?)?;
@@ -355,16 +271,10 @@ impl RedisStore {
             return Ok(None);
         }
         let cart = cart_from_fields(&reply[0].strings(), rules.currency)?;
-        Ok(Some(CartState {
-            cart,
-            applied: reply[1].strings().into_iter().collect(),
-        }))
+        Ok(Some(CartState { cart, applied: reply[1].strings().into_iter().collect() }))
     }
 
-    pub async fn write_behind_fetch(
-        &self,
-        max: usize,
-    ) -> Result<Vec<WriteBehindEntry>, StoreError> {
+    pub async fn write_behind_fetch(&self, max: usize) -> Result<Vec<WriteBehindEntry>, StoreError> {
         match self.fetch_entries(max).await {
             // Redis lost the stream and its group (a restart without persistence, a flush):
             // recreate them; whatever was queued before is gone with the carts themselves.
@@ -419,17 +329,8 @@ impl RedisStore {
             return Ok(());
         }
         let mut c = self.conn.clone();
-        redis::cmd("XACK")
-            .arg(self.stream())
-            .arg(GROUP)
-            .arg(ids)
-            .query_async::<()>(&mut c)
-            .await?;
-        redis::cmd("XDEL")
-            .arg(self.stream())
-            .arg(ids)
-            .query_async::<()>(&mut c)
-            .await?;
+        redis::cmd("XACK").arg(self.stream()).arg(GROUP).arg(ids).query_async::<()>(&mut c).await?;
+        redis::cmd("XDEL").arg(self.stream()).arg(ids).query_async::<()>(&mut c).await?;
         Ok(())
     }
 
@@ -451,13 +352,8 @@ fn parse_outcome(s: &str) -> Result<OpOutcome, StoreError> {
         "d" => Ok(OpOutcome::Duplicate),
         _ => {
             let mut parts = s.splitn(3, '|');
-            let (_, code, message) = (
-                parts.next(),
-                parts.next().unwrap_or(""),
-                parts.next().unwrap_or(""),
-            );
-            let code = ErrorCode::parse(code)
-                .ok_or_else(|| StoreError::Corrupt(format!("op result {s:?}")))?;
+            let (_, code, message) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let code = ErrorCode::parse(code).ok_or_else(|| StoreError::Corrupt(format!("op result {s:?}")))?;
             Ok(OpOutcome::Rejected(CartError::new(code, message)))
         }
     }
@@ -511,9 +407,7 @@ fn to_reply(v: Value) -> Reply {
         Value::SimpleString(s) => Reply::Str(s),
         Value::Okay => Reply::Str("OK".into()),
         Value::Int(i) => Reply::Int(i),
-        Value::Array(items) | Value::Set(items) => {
-            Reply::List(items.into_iter().map(to_reply).collect())
-        }
+        Value::Array(items) | Value::Set(items) => Reply::List(items.into_iter().map(to_reply).collect()),
         _ => Reply::List(Vec::new()),
     }
 }
@@ -548,14 +442,8 @@ fn entries_of(v: &Value) -> Vec<WriteBehindEntry> {
             let Value::Array(fields) = pair.get(1)? else {
                 return None;
             };
-            let user = fields
-                .chunks_exact(2)
-                .find(|kv| bulk(&kv[0]).as_deref() == Some("u"))
-                .and_then(|kv| bulk(&kv[1]))?;
-            Some(WriteBehindEntry {
-                id,
-                user: UserId::parse(&user).ok()?,
-            })
+            let user = fields.chunks_exact(2).find(|kv| bulk(&kv[0]).as_deref() == Some("u")).and_then(|kv| bulk(&kv[1]))?;
+            Some(WriteBehindEntry { id, user: UserId::parse(&user).ok()? })
         })
         .collect()
 }

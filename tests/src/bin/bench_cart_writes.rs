@@ -28,7 +28,13 @@ async fn main() {
     .await;
     // Half the carts are users' (their writes also feed the write-behind), half are guests'.
     let identities: Vec<(&'static str, String)> = (0..carts)
-        .map(|i| if i % 2 == 0 { ("authorization", format!("Bearer {}", user_token(&format!("bench-{i}")))) } else { ("x-cart-token", guest_token()) })
+        .map(|i| {
+            if i % 2 == 0 {
+                ("authorization", format!("Bearer {}", user_token(&format!("bench-{i}"))))
+            } else {
+                ("x-cart-token", guest_token())
+            }
+        })
         .collect();
     let url = format!("{}/v1/cart/ops", app.base);
     let calls_before = redis_calls(mode);
@@ -41,7 +47,8 @@ async fn main() {
         let due = start + interval * n as u32;
         tokio::time::sleep_until(due.into()).await;
         let (header, value) = identities[n as usize % carts].clone();
-        let body = serde_json::json!({"ops": [{"op_id": format!("b-{n}"), "type": "add", "sku": format!("SKU-{}", n % 20), "quantity": 1}]});
+        let body =
+            serde_json::json!({"ops": [{"op_id": format!("b-{n}"), "type": "add", "sku": format!("SKU-{}", n % 20), "quantity": 1}]});
         let http = app.http.clone();
         let url = url.clone();
         tasks.push(tokio::spawn(async move {
@@ -65,7 +72,12 @@ async fn main() {
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!("mode: {mode:?}, target {rate} writes/s for {seconds} s over {carts} carts");
-    println!("sent {} writes in {:.2} s: {:.0} writes/s, {errors} errors", latencies.len(), elapsed.as_secs_f64(), latencies.len() as f64 / elapsed.as_secs_f64());
+    println!(
+        "sent {} writes in {:.2} s: {:.0} writes/s, {errors} errors",
+        latencies.len(),
+        elapsed.as_secs_f64(),
+        latencies.len() as f64 / elapsed.as_secs_f64()
+    );
     println!(
         "latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         ms(pct(0.50)),

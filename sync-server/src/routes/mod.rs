@@ -1,4 +1,8 @@
-//! The HTTP routes of the v1 cart API.
+//! The HTTP routes of the v1 API: the cart here, checkout and orders in `checkout`, the
+//! catalog admin in `admin`.
+
+mod admin;
+mod checkout;
 
 use crate::app::{SharedState, now};
 use crate::error::{ApiError, ApiResult, JsonBody};
@@ -18,15 +22,18 @@ pub fn router() -> Router<SharedState> {
     Router::new()
         .route("/v1/cart", get(get_cart))
         .route("/v1/cart/items", post(add_item))
-        .route(
-            "/v1/cart/items/{sku}",
-            put(set_quantity).delete(remove_item),
-        )
+        .route("/v1/cart/items/{sku}", put(set_quantity).delete(remove_item))
         .route("/v1/cart/items/{sku}/save-for-later", post(save_for_later))
         .route("/v1/cart/saved/{sku}/move-to-cart", post(move_to_cart))
         .route("/v1/cart/saved/{sku}", delete(remove_saved))
         .route("/v1/cart/ops", post(push_ops))
         .route("/v1/cart/merge", post(merge))
+        .route("/v1/products", get(checkout::products))
+        .route("/v1/cart/checkout", post(checkout::checkout))
+        .route("/v1/orders/{id}", get(checkout::get_order))
+        .route("/v1/orders/{id}/payment", post(checkout::payment))
+        .route("/v1/admin/products", post(admin::bulk_load))
+        .route("/v1/admin/products/{sku}", put(admin::put_product).get(admin::get_product))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
@@ -38,29 +45,20 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        ErrorCode::MethodNotAllowed,
-        "this method is not allowed on this resource",
-    )
+    ApiError::new(ErrorCode::MethodNotAllowed, "this method is not allowed on this resource")
 }
 
-fn store_error(e: StoreError) -> ApiError {
+pub(crate) fn store_error(e: StoreError) -> ApiError {
     match &e {
-        StoreError::Redis(r)
-            if r.is_io_error()
-                || r.is_timeout()
-                || r.is_connection_dropped()
-                || r.is_connection_refusal() =>
-        {
+        StoreError::Redis(r) if r.is_io_error() || r.is_timeout() || r.is_connection_dropped() || r.is_connection_refusal() => {
             ApiError::unavailable(e)
         }
         _ => ApiError::internal(e),
     }
 }
 
-fn path_sku(p: Result<Path<String>, PathRejection>) -> ApiResult<Sku> {
-    let Path(raw) =
-        p.map_err(|_| ApiError::new(ErrorCode::InvalidSku, "the SKU in the path is not valid"))?;
+pub(crate) fn path_sku(p: Result<Path<String>, PathRejection>) -> ApiResult<Sku> {
+    let Path(raw) = p.map_err(|_| ApiError::new(ErrorCode::InvalidSku, "the SKU in the path is not valid"))?;
     Ok(Sku::parse(&raw)?)
 }
 
@@ -97,16 +95,21 @@ fn decorate(res: &mut Response, identity: &Identity, version: u64) {
     }
 }
 
-fn view(state: &SharedState, id: &CartKey, cart: &Cart) -> CartView {
-    let owner = if id.is_user() {
-        Owner::User
-    } else {
-        Owner::Guest
+/// The cart resource, annotated with live prices and availability from the catalog cache. The
+/// annotations are a display aid: if the catalog cannot be read they are left out, and the cart
+/// is still served.
+async fn view(state: &SharedState, id: &CartKey, cart: &Cart) -> CartView {
+    let owner = if id.is_user() { Owner::User } else { Owner::Guest };
+    let expires_at = cart.accessed_at.plus_seconds(state.rules.expiry(id).cart_seconds);
+    let skus: Vec<Sku> = cart.lines.iter().chain(&cart.saved).map(|l| l.sku.clone()).collect();
+    let facts = match state.catalog.lookup(&state.durable, &skus).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, "cart served without catalog annotations");
+            Default::default()
+        }
     };
-    let expires_at = cart
-        .accessed_at
-        .plus_seconds(state.rules.expiry(id).cart_seconds);
-    CartView::new(cart, owner, expires_at, |_| None)
+    CartView::new(cart, owner, expires_at, |sku, q| state.catalog.annotate(&facts, sku, q))
 }
 
 /// Restores a user cart from the durable store into the hot store (an empty one if there is none).
@@ -114,54 +117,30 @@ async fn restore(state: &SharedState, id: &CartKey, now: Timestamp) -> ApiResult
     let Some(user) = id.user() else {
         return Ok(());
     };
-    let stored = state
-        .durable
-        .load_user_cart(user)
-        .await
-        .map_err(ApiError::unavailable)?;
+    let stored = state.durable.load_user_cart(user).await.map_err(ApiError::unavailable)?;
     let restored = stored.is_some();
     let snapshot = stored.unwrap_or_else(|| {
         let mut cart = Cart::new(state.rules.currency);
         cart.accessed_at = now;
         shared::CartState::new(cart)
     });
-    state
-        .hot
-        .restore(id, &snapshot, &state.rules, now)
-        .await
-        .map_err(store_error)?;
+    state.hot.restore(id, &snapshot, &state.rules, now).await.map_err(store_error)?;
     if restored {
-        tracing::info!(
-            version = snapshot.cart.version,
-            "restored a user cart from the durable store"
-        );
+        tracing::info!(version = snapshot.cart.version, "restored a user cart from the durable store");
     }
     Ok(())
 }
 
 /// Applies ops to the identified cart, restoring a user cart first if the hot store lost it.
-async fn run_ops(
-    state: &SharedState,
-    id: &CartKey,
-    ops: &[Op],
-    expected: Option<u64>,
-) -> ApiResult<(Cart, Vec<OpOutcome>)> {
+async fn run_ops(state: &SharedState, id: &CartKey, ops: &[Op], expected: Option<u64>) -> ApiResult<(Cart, Vec<OpOutcome>)> {
     let now = now();
     for _ in 0..3 {
-        match state
-            .hot
-            .apply(id, ops, expected, &state.rules, now)
-            .await
-            .map_err(store_error)?
-        {
+        match state.hot.apply(id, ops, expected, &state.rules, now).await.map_err(store_error)? {
             ApplyResult::Done { cart, outcomes } => return Ok((cart, outcomes)),
             ApplyResult::NeedsRestore => restore(state, id, now).await?,
             ApplyResult::VersionMismatch(current) => {
-                return Err(ApiError::new(
-                    ErrorCode::VersionMismatch,
-                    format!("the cart is at version {current}"),
-                )
-                .with_detail("current_version", json!(current)));
+                return Err(ApiError::new(ErrorCode::VersionMismatch, format!("the cart is at version {current}"))
+                    .with_detail("current_version", json!(current)));
             }
         }
     }
@@ -169,61 +148,39 @@ async fn run_ops(
 }
 
 fn server_op(kind: OpKind) -> Op {
-    let id =
-        OpId::parse(&format!("srv-{}", uuid::Uuid::new_v4())).expect("a uuid is a valid op id");
+    let id = OpId::parse(&format!("srv-{}", uuid::Uuid::new_v4())).expect("a uuid is a valid op id");
     Op { id, kind }
 }
 
 /// Applies one op made from a REST call; a rejection becomes the response's error.
 async fn single(state: SharedState, headers: HeaderMap, kind: OpKind) -> ApiResult<Response> {
     let identity = identify(&headers, &state.auth)?;
-    let (cart, outcomes) = run_ops(
-        &state,
-        &identity.cart.key(),
-        &[server_op(kind)],
-        if_match(&headers),
-    )
-    .await?;
+    let (cart, outcomes) = run_ops(&state, &identity.cart.key(), &[server_op(kind)], if_match(&headers)).await?;
     if let Some(OpOutcome::Rejected(e)) = outcomes.into_iter().next() {
         return Err(e.into());
     }
-    Ok(cart_response(
-        &identity,
-        cart.version,
-        &view(&state, &identity.cart.key(), &cart),
-    ))
+    Ok(cart_response(&identity, cart.version, &view(&state, &identity.cart.key(), &cart).await))
 }
 
 async fn get_cart(State(state): State<SharedState>, headers: HeaderMap) -> ApiResult<Response> {
     let identity = identify(&headers, &state.auth)?;
     let (cart, _) = run_ops(&state, &identity.cart.key(), &[], None).await?;
     let tag = etag(cart.version);
-    let not_modified = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',').any(|t| {
-                let t = t.trim();
-                t == "*" || t.trim_start_matches("W/").as_bytes() == tag.as_bytes()
-            })
-        });
+    let not_modified = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(',').any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/").as_bytes() == tag.as_bytes()
+        })
+    });
     if not_modified {
         let mut res = StatusCode::NOT_MODIFIED.into_response();
         decorate(&mut res, &identity, cart.version);
         return Ok(res);
     }
-    Ok(cart_response(
-        &identity,
-        cart.version,
-        &view(&state, &identity.cart.key(), &cart),
-    ))
+    Ok(cart_response(&identity, cart.version, &view(&state, &identity.cart.key(), &cart).await))
 }
 
-async fn add_item(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Response> {
+async fn add_item(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
     let kind = wire::parse_add_item(&body, &state.rules.limits)?;
     single(state, headers, kind).await
 }
@@ -243,14 +200,7 @@ async fn remove_item(
     headers: HeaderMap,
     sku: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
-    single(
-        state,
-        headers,
-        OpKind::Remove {
-            sku: path_sku(sku)?,
-        },
-    )
-    .await
+    single(state, headers, OpKind::Remove { sku: path_sku(sku)? }).await
 }
 
 async fn save_for_later(
@@ -258,14 +208,7 @@ async fn save_for_later(
     headers: HeaderMap,
     sku: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
-    single(
-        state,
-        headers,
-        OpKind::SaveForLater {
-            sku: path_sku(sku)?,
-        },
-    )
-    .await
+    single(state, headers, OpKind::SaveForLater { sku: path_sku(sku)? }).await
 }
 
 async fn move_to_cart(
@@ -273,14 +216,7 @@ async fn move_to_cart(
     headers: HeaderMap,
     sku: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
-    single(
-        state,
-        headers,
-        OpKind::MoveToCart {
-            sku: path_sku(sku)?,
-        },
-    )
-    .await
+    single(state, headers, OpKind::MoveToCart { sku: path_sku(sku)? }).await
 }
 
 async fn remove_saved(
@@ -288,14 +224,7 @@ async fn remove_saved(
     headers: HeaderMap,
     sku: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
-    single(
-        state,
-        headers,
-        OpKind::RemoveSaved {
-            sku: path_sku(sku)?,
-        },
-    )
-    .await
+    single(state, headers, OpKind::RemoveSaved { sku: path_sku(sku)? }).await
 }
 
 /// Applies the valid ops of a parsed batch, and reports every op's outcome in request order.
@@ -305,15 +234,8 @@ async fn apply_parsed(
     parsed: Vec<wire::ParsedOp>,
     expected: Option<u64>,
 ) -> ApiResult<(Cart, Vec<OpResult>)> {
-    let valid: Vec<Op> = parsed
-        .iter()
-        .filter_map(|(id, k)| {
-            k.as_ref().ok().map(|kind| Op {
-                id: id.clone(),
-                kind: kind.clone(),
-            })
-        })
-        .collect();
+    let valid: Vec<Op> =
+        parsed.iter().filter_map(|(id, k)| k.as_ref().ok().map(|kind| Op { id: id.clone(), kind: kind.clone() })).collect();
     let (cart, outcomes) = run_ops(state, id, &valid, expected).await?;
     let mut applied = outcomes.into_iter();
     let results = parsed
@@ -326,35 +248,21 @@ async fn apply_parsed(
     Ok((cart, results))
 }
 
-async fn push_ops(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Response> {
+async fn push_ops(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
     let identity = identify(&headers, &state.auth)?;
     let parsed = wire::parse_ops_request(&body, &state.rules.limits)?;
     let (cart, results) = apply_parsed(&state, &identity.cart.key(), parsed, if_match(&headers)).await?;
-    let body = OpsResponse {
-        cart: view(&state, &identity.cart.key(), &cart),
-        results,
-    };
+    let body = OpsResponse { cart: view(&state, &identity.cart.key(), &cart).await, results };
     Ok(cart_response(&identity, cart.version, &body))
 }
 
 /// Merges a guest cart into the caller's user cart: exactly once per guest cart, however many
 /// times, from however many tabs, it is called (see ARCHITECTURE.md, "Merge on login").
-async fn merge(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Response> {
+async fn merge(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
     let identity = identify(&headers, &state.auth)?;
     let user = identity.cart.key();
     if !user.is_user() {
-        return Err(ApiError::new(
-            ErrorCode::Unauthorized,
-            "merging needs Authorization: Bearer <user token>",
-        ));
+        return Err(ApiError::new(ErrorCode::Unauthorized, "merging needs Authorization: Bearer <user token>"));
     }
     let (token, parsed) = wire::parse_merge_request(&body, &state.rules.limits)?;
     let guest = CartId::Guest(token).key();
@@ -363,55 +271,25 @@ async fn merge(
         apply_parsed(&state, &guest, parsed, None).await?;
     }
     let now = now();
-    let Some(frozen) = state
-        .hot
-        .freeze_guest(&guest, &state.rules, now)
-        .await
-        .map_err(store_error)?
-    else {
+    let Some(frozen) = state.hot.freeze_guest(&guest, &state.rules, now).await.map_err(store_error)? else {
         let (cart, _) = run_ops(&state, &user, &[], None).await?;
-        return Ok(cart_response(
-            &identity,
-            cart.version,
-            &MergeResponse {
-                cart: view(&state, &user, &cart),
-                merged: false,
-            },
-        ));
+        return Ok(cart_response(&identity, cart.version, &MergeResponse { cart: view(&state, &user, &cart).await, merged: false }));
     };
     let op_id = format!("merge:{}:{}", guest.tag(), frozen.generation);
     for _ in 0..3 {
-        match state
-            .hot
-            .merge_into(&user, &op_id, &frozen.cart, &state.rules, now)
-            .await
-            .map_err(store_error)?
-        {
+        match state.hot.merge_into(&user, &op_id, &frozen.cart, &state.rules, now).await.map_err(store_error)? {
             MergeResult::NeedsRestore => restore(&state, &user, now).await?,
             MergeResult::Done { cart, applied } => {
                 state.hot.finish_merge(&guest).await.map_err(store_error)?;
                 let merged = applied && !frozen.cart.is_empty();
                 if merged {
-                    tracing::info!(
-                        lines = frozen.cart.lines.len(),
-                        saved = frozen.cart.saved.len(),
-                        "merged a guest cart"
-                    );
+                    tracing::info!(lines = frozen.cart.lines.len(), saved = frozen.cart.saved.len(), "merged a guest cart");
                 }
-                return Ok(cart_response(
-                    &identity,
-                    cart.version,
-                    &MergeResponse {
-                        cart: view(&state, &user, &cart),
-                        merged,
-                    },
-                ));
+                return Ok(cart_response(&identity, cart.version, &MergeResponse { cart: view(&state, &user, &cart).await, merged }));
             }
         }
     }
-    Err(ApiError::internal(
-        "a user cart could not be restored for a merge",
-    ))
+    Err(ApiError::internal("a user cart could not be restored for a merge"))
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -421,11 +299,7 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(state): State<SharedState>) -> Response {
     let hot = state.hot.ping().await.map_err(|e| e.to_string());
     let durable = state.durable.ping().await.map_err(|e| e.to_string());
-    let status = if hot.is_ok() && durable.is_ok() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if hot.is_ok() && durable.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let show = |r: &Result<(), String>| match r {
         Ok(()) => json!("ok"),
         Err(e) => {

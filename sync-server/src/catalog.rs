@@ -1,0 +1,331 @@
+//! The catalog: products with their live price and stock, the admin's changes to them, bulk
+//! loads, and a short-lived cache for the annotations of cart reads.
+
+use crate::durable::{Durable, DurableError, on_db, placeholders};
+use serde_json::{Value, json};
+use shared::wire::{Annotation, Availability, ProductView};
+use shared::{CartError, Currency, ErrorCode, Money, Sku, Timestamp};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Product {
+    pub sku: Sku,
+    pub name: String,
+    pub price: Money,
+    pub active: bool,
+    pub on_hand: i64,
+    pub reserved: i64,
+}
+
+impl Product {
+    pub fn available(&self) -> i64 {
+        if self.active { (self.on_hand - self.reserved).max(0) } else { 0 }
+    }
+
+    pub fn view(&self, low_threshold: i64) -> ProductView {
+        ProductView {
+            sku: self.sku.clone(),
+            name: self.name.clone(),
+            price: self.price,
+            available: self.available(),
+            availability: Availability::of(self.available(), 1, low_threshold),
+        }
+    }
+
+    /// The admin's view: the public one plus the stock figures.
+    pub fn admin_json(&self) -> Value {
+        json!({
+            "sku": self.sku, "name": self.name, "price": self.price, "active": self.active,
+            "stock": self.on_hand, "reserved": self.reserved, "available": self.available(),
+        })
+    }
+}
+
+pub(crate) type ProductRow = (String, String, i64, String, bool, i64, i64);
+
+pub(crate) fn product_of_row(row: ProductRow) -> Result<Product, DurableError> {
+    let (sku, name, amount, currency, active, on_hand, reserved) = row;
+    let bad = |e: CartError| DurableError::Corrupt(sku.clone(), e.message);
+    Ok(Product {
+        sku: Sku::parse(&sku).map_err(bad)?,
+        price: Money::new(amount, Currency::parse(&currency).map_err(bad)?).map_err(bad)?,
+        name,
+        active,
+        on_hand,
+        reserved,
+    })
+}
+
+pub(crate) const PRODUCT_COLUMNS: &str = "sku, name, price_amount, currency, active, on_hand, reserved";
+
+/// A product to create or change; on update every field is optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProductChange {
+    pub name: Option<String>,
+    pub price: Option<Money>,
+    pub stock: Option<i64>,
+    pub active: Option<bool>,
+}
+
+/// Most units of one SKU the catalog holds; keeps every sum far from overflow.
+pub const MAX_STOCK: i64 = 1_000_000_000;
+
+impl ProductChange {
+    /// Parses `{"name"?, "price"?: Money, "stock"?: n, "active"?: bool}`; prices must be in the
+    /// store's currency.
+    pub fn parse(v: &Value, currency: Currency) -> Result<ProductChange, CartError> {
+        let obj = v.as_object().ok_or_else(|| CartError::new(ErrorCode::InvalidRequest, "a product is a JSON object"))?;
+        let name = match obj.get("name") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 200 => Some(s.trim().to_owned()),
+            Some(_) => return Err(CartError::new(ErrorCode::InvalidRequest, "name is 1 to 200 characters")),
+        };
+        let price = match obj.get("price") {
+            None | Some(Value::Null) => None,
+            Some(p) => {
+                let m = Money::from_json(p)?;
+                if m.currency() != currency {
+                    return Err(CartError::new(ErrorCode::CurrencyMismatch, format!("prices are in {currency}")));
+                }
+                Some(m)
+            }
+        };
+        let stock = match obj.get("stock") {
+            None | Some(Value::Null) => None,
+            Some(s) => match s.as_i64() {
+                Some(n) if (0..=MAX_STOCK).contains(&n) => Some(n),
+                _ => return Err(CartError::new(ErrorCode::InvalidRequest, format!("stock is a whole number from 0 to {MAX_STOCK}"))),
+            },
+        };
+        let active = match obj.get("active") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => return Err(CartError::new(ErrorCode::InvalidRequest, "active is true or false")),
+        };
+        Ok(ProductChange { name, price, stock, active })
+    }
+}
+
+/// A complete product row for a bulk load.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewProduct {
+    pub sku: Sku,
+    pub name: String,
+    pub price: Money,
+    pub stock: i64,
+}
+
+impl NewProduct {
+    pub fn from_change(sku: Sku, c: ProductChange) -> Result<NewProduct, CartError> {
+        match (c.name, c.price) {
+            (Some(name), Some(price)) => Ok(NewProduct { sku, name, price, stock: c.stock.unwrap_or(0) }),
+            _ => Err(CartError::new(ErrorCode::InvalidRequest, "a new product needs a name and a price")),
+        }
+    }
+}
+
+pub enum UpsertError {
+    Invalid(CartError),
+    Db(DurableError),
+}
+
+impl From<sqlx::Error> for UpsertError {
+    fn from(e: sqlx::Error) -> Self {
+        UpsertError::Db(e.into())
+    }
+}
+
+impl Durable {
+    /// The products among `skus` that the catalog knows, in one query.
+    pub async fn products(&self, skus: &[Sku]) -> Result<Vec<Product>, DurableError> {
+        if skus.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE sku IN ({})", placeholders(1, skus.len()));
+        let rows: Vec<ProductRow> = on_db!(self, pool => {
+            let mut q = sqlx::query_as(&sql);
+            for s in skus {
+                q = q.bind(s.as_str());
+            }
+            q.fetch_all(pool).await?
+        });
+        rows.into_iter().map(product_of_row).collect()
+    }
+
+    pub async fn product(&self, sku: &Sku) -> Result<Option<Product>, DurableError> {
+        Ok(self.products(std::slice::from_ref(sku)).await?.pop())
+    }
+
+    /// Creates or changes one product. Stock can never be set below what is reserved.
+    pub async fn upsert_product(&self, sku: &Sku, change: ProductChange, now: Timestamp) -> Result<Product, UpsertError> {
+        let lock = self.lock_rows();
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE sku = $1{lock}");
+            let row: Option<ProductRow> = sqlx::query_as(&sql).bind(sku.as_str()).fetch_optional(&mut *tx).await?;
+            let current = row.map(product_of_row).transpose().map_err(UpsertError::Db)?;
+            let product = match current {
+                None => {
+                    let p = NewProduct::from_change(sku.clone(), change.clone()).map_err(UpsertError::Invalid)?;
+                    sqlx::query("INSERT INTO products (sku, name, price_amount, currency, active, on_hand, reserved, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7)")
+                        .bind(sku.as_str()).bind(&p.name).bind(p.price.amount()).bind(p.price.currency().as_str())
+                        .bind(change.active.unwrap_or(true)).bind(p.stock).bind(now.millis())
+                        .execute(&mut *tx).await?;
+                    Product { sku: sku.clone(), name: p.name, price: p.price, active: change.active.unwrap_or(true), on_hand: p.stock, reserved: 0 }
+                }
+                Some(cur) => {
+                    let next = Product {
+                        sku: sku.clone(),
+                        name: change.name.unwrap_or(cur.name),
+                        price: change.price.unwrap_or(cur.price),
+                        active: change.active.unwrap_or(cur.active),
+                        on_hand: change.stock.unwrap_or(cur.on_hand),
+                        reserved: cur.reserved,
+                    };
+                    if next.on_hand < next.reserved {
+                        return Err(UpsertError::Invalid(CartError::new(
+                            ErrorCode::StockBelowReserved,
+                            format!("{} units are reserved by pending orders; stock cannot go below that", next.reserved),
+                        )));
+                    }
+                    sqlx::query("UPDATE products SET name = $1, price_amount = $2, currency = $3, active = $4, on_hand = $5, updated_at = $6 WHERE sku = $7")
+                        .bind(&next.name).bind(next.price.amount()).bind(next.price.currency().as_str())
+                        .bind(next.active).bind(next.on_hand).bind(now.millis()).bind(sku.as_str())
+                        .execute(&mut *tx).await?;
+                    next
+                }
+            };
+            tx.commit().await?;
+            Ok(product)
+        })
+    }
+
+    /// Loads products all or nothing, in one transaction. Existing SKUs get the new name, price
+    /// and stock; a stock below what is reserved fails the whole load. `progress` is called
+    /// with the number of rows written so far.
+    pub async fn import_products(&self, rows: &[NewProduct], now: Timestamp, progress: impl Fn(usize)) -> Result<usize, DurableError> {
+        const CHUNK: usize = 500;
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for (i, chunk) in rows.chunks(CHUNK).enumerate() {
+                let values = (0..chunk.len()).map(|j| format!("({})", placeholders(j * 6 + 1, 6))).collect::<Vec<_>>().join(", ");
+                let sql = format!(
+                    "INSERT INTO products (sku, name, price_amount, currency, on_hand, updated_at) VALUES {values}
+                     ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_amount = EXCLUDED.price_amount,
+                        currency = EXCLUDED.currency, on_hand = EXCLUDED.on_hand, updated_at = EXCLUDED.updated_at"
+                );
+                let mut q = sqlx::query(&sql);
+                for p in chunk {
+                    q = q.bind(p.sku.as_str()).bind(&p.name).bind(p.price.amount()).bind(p.price.currency().to_string()).bind(p.stock).bind(now.millis());
+                }
+                q.execute(&mut *tx).await.map_err(|e| match e {
+                    sqlx::Error::Database(d) if d.message().contains("check") || d.message().contains("CHECK") => DurableError::Config(
+                        "a row sets stock below the units already reserved by pending orders; nothing was loaded".into(),
+                    ),
+                    other => other.into(),
+                })?;
+                progress((i * CHUNK + chunk.len()).min(rows.len()));
+            }
+            tx.commit().await?;
+            Ok(rows.len())
+        })
+    }
+}
+
+/// Parses a JSON array of products (the admin bulk endpoint and `import`). Every row is checked
+/// before anything is loaded; `locate(i)` names row `i` in errors (an index or a line number).
+pub fn parse_product_list(items: &[Value], currency: Currency, locate: impl Fn(usize) -> String) -> Result<Vec<NewProduct>, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut out = Vec::with_capacity(items.len());
+    let mut seen = std::collections::HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let parsed = (|| {
+            let sku = Sku::parse(item.get("sku").and_then(Value::as_str).unwrap_or(""))?;
+            let p = NewProduct::from_change(sku, ProductChange::parse(item, currency)?)?;
+            if !seen.insert(p.sku.clone()) {
+                return Err(CartError::new(ErrorCode::InvalidRequest, format!("{} appears twice", p.sku)));
+            }
+            Ok(p)
+        })();
+        match parsed {
+            Ok(p) => out.push(p),
+            Err(e) => errors.push(format!("{}: {} ({})", locate(i), e.message, e.code)),
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
+}
+
+struct Cached<T> {
+    value: T,
+    at: Instant,
+}
+
+/// Recent catalog facts for cart annotations: prices kept up to `price_ttl`, stock up to
+/// `stock_ttl`. A miss of either is refreshed for all missing SKUs with one query.
+pub struct CatalogCache {
+    prices: Mutex<HashMap<Sku, Cached<Option<Money>>>>,
+    stock: Mutex<HashMap<Sku, Cached<Option<i64>>>>,
+    price_ttl: Duration,
+    stock_ttl: Duration,
+    pub low_stock_threshold: i64,
+}
+
+impl CatalogCache {
+    pub fn new(price_ttl: Duration, stock_ttl: Duration, low_stock_threshold: i64) -> Self {
+        CatalogCache { prices: Mutex::default(), stock: Mutex::default(), price_ttl, stock_ttl, low_stock_threshold }
+    }
+
+    /// Forgets what it knows of these SKUs (after this instance changed them).
+    pub fn forget(&self, skus: &[Sku]) {
+        let mut p = self.prices.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.stock.lock().unwrap_or_else(|e| e.into_inner());
+        for sku in skus {
+            p.remove(sku);
+            s.remove(sku);
+        }
+    }
+
+    /// Live price and free stock of each SKU the catalog sells (absent: unknown to it).
+    pub async fn lookup(&self, db: &Durable, skus: &[Sku]) -> Result<HashMap<Sku, (Option<Money>, i64)>, DurableError> {
+        let now = Instant::now();
+        let stale: Vec<Sku> = {
+            let p = self.prices.lock().unwrap_or_else(|e| e.into_inner());
+            let s = self.stock.lock().unwrap_or_else(|e| e.into_inner());
+            skus.iter()
+                .filter(|k| {
+                    p.get(*k).is_none_or(|c| now.duration_since(c.at) > self.price_ttl)
+                        || s.get(*k).is_none_or(|c| now.duration_since(c.at) > self.stock_ttl)
+                })
+                .cloned()
+                .collect()
+        };
+        if !stale.is_empty() {
+            let fresh = db.products(&stale).await?;
+            let by_sku: HashMap<&Sku, &Product> = fresh.iter().map(|p| (&p.sku, p)).collect();
+            let mut p = self.prices.lock().unwrap_or_else(|e| e.into_inner());
+            let mut s = self.stock.lock().unwrap_or_else(|e| e.into_inner());
+            for sku in &stale {
+                let found = by_sku.get(sku);
+                p.insert(sku.clone(), Cached { value: found.filter(|x| x.active).map(|x| x.price), at: now });
+                s.insert(sku.clone(), Cached { value: found.map(|x| x.available()), at: now });
+            }
+        }
+        let p = self.prices.lock().unwrap_or_else(|e| e.into_inner());
+        let s = self.stock.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(skus
+            .iter()
+            .filter_map(|k| {
+                let available = s.get(k).and_then(|c| c.value)?;
+                Some((k.clone(), (p.get(k).and_then(|c| c.value), available)))
+            })
+            .collect())
+    }
+
+    /// The annotation of one cart line from a lookup.
+    pub fn annotate(&self, facts: &HashMap<Sku, (Option<Money>, i64)>, sku: &Sku, quantity: u32) -> Option<Annotation> {
+        let (price, available) = facts.get(sku)?;
+        Some(Annotation { current_price: *price, availability: Availability::of(*available, quantity, self.low_stock_threshold) })
+    }
+}
