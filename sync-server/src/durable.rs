@@ -65,7 +65,9 @@ impl Durable {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5));
-            let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+            // One connection: SQLite has one writer anyway, and a single connection makes every
+            // transaction serializable, with no lock upgrades that fail with SQLITE_BUSY.
+            let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
             Ok(Durable::Sqlite(pool))
         } else {

@@ -6,8 +6,8 @@ use crate::catalog::{NewProduct, parse_product_list};
 use crate::config::Settings;
 use crate::durable::Durable;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
 use serde_json::value::RawValue;
+use serde_json::{Value, json};
 use std::path::Path;
 
 /// Shows at most this many bad rows; the count of the rest follows.
@@ -19,7 +19,10 @@ pub async fn run(settings: &Settings, file: &Path) -> Result<String, String> {
     let rows = if is_csv { parse_csv(&text, settings) } else { parse_json(&text, settings) }.map_err(|errors| report(&errors))?;
     let durable = Durable::connect(&settings.database_url).await.map_err(|e| format!("CARTSYNC_DATABASE_URL: {e}"))?;
     let bar = if rows.len() >= 1000 { ProgressBar::new(rows.len() as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} products ({per_sec}, {eta} left)").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} products ({per_sec}, {eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     let n = durable.import_products(&rows, crate::app::now(), |done| bar.set_position(done as u64)).await.map_err(|e| e.to_string())?;
     bar.finish_and_clear();
     Ok(format!("imported {n} products from {}", file.display()))
@@ -45,7 +48,8 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// A JSON array of `{"sku", "name", "price": Money, "stock"}`; rows are located by the line on
 /// which each object starts.
 pub fn parse_json(text: &str, settings: &Settings) -> Result<Vec<NewProduct>, Vec<String>> {
-    let raws: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| vec![format!("line {}: not a JSON array of products: {e}", e.line())])?;
+    let raws: Vec<&RawValue> =
+        serde_json::from_str(text).map_err(|e| vec![format!("line {}: not a JSON array of products: {e}", e.line())])?;
     let mut lines = Vec::with_capacity(raws.len());
     let mut values = Vec::with_capacity(raws.len());
     for raw in &raws {
@@ -61,7 +65,9 @@ pub fn parse_csv(text: &str, settings: &Settings) -> Result<Vec<NewProduct>, Vec
     let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(text.as_bytes());
     let headers = reader.headers().map_err(|e| vec![format!("line 1: {e}")])?.clone();
     let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
-    let (Some(sku), Some(name), Some(amount), Some(currency), Some(stock)) = (col("sku"), col("name"), col("price_amount"), col("currency"), col("stock")) else {
+    let (Some(sku), Some(name), Some(amount), Some(currency), Some(stock)) =
+        (col("sku"), col("name"), col("price_amount"), col("currency"), col("stock"))
+    else {
         return Err(vec!["line 1: the header must name sku,name,price_amount,currency,stock".into()]);
     };
     let number = |s: &str| s.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(s.to_owned()));
@@ -112,7 +118,8 @@ mod tests {
         let ok = parse_csv("sku,name,price_amount,currency,stock\nA,Tee,1999,USD,10\nB,Mug,500,USD,0\n", &s).unwrap();
         assert_eq!(ok.len(), 2);
         assert_eq!((ok[0].price.amount(), ok[0].stock), (1999, 10));
-        let errors = parse_csv("sku,name,price_amount,currency,stock\nA,Tee,19.99,USD,10\nB,Mug,500,USD,-1\nC,Cap,5,EUR,1\n", &s).unwrap_err();
+        let errors =
+            parse_csv("sku,name,price_amount,currency,stock\nA,Tee,19.99,USD,10\nB,Mug,500,USD,-1\nC,Cap,5,EUR,1\n", &s).unwrap_err();
         assert_eq!(errors.len(), 3, "{errors:?}");
         assert!(errors[0].starts_with("line 2:") && errors[1].starts_with("line 3:") && errors[2].starts_with("line 4:"), "{errors:?}");
         assert!(parse_csv("sku,name\nA,b\n", &s).is_err());

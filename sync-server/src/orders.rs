@@ -36,6 +36,9 @@ impl Order {
 
 type OrderRow = (String, String, Option<String>, String, String, i64, String, i64, i64, Option<String>);
 
+/// `(request_hash, state, status, body, created_at)` of an idempotency key.
+type KeyRow = (String, String, Option<i32>, Option<String>, i64);
+
 const ORDER_COLUMNS: &str = "id, owner, user_id, status, currency, total_amount, lines, reserved_until, created_at, payment_ref";
 
 fn order_of(row: OrderRow) -> Result<Order, DurableError> {
@@ -325,7 +328,7 @@ impl Durable {
             if inserted == 1 {
                 return Ok(IdempotencyStart::Fresh);
             }
-            let row: Option<(String, String, Option<i32>, Option<String>, i64)> = sqlx::query_as(
+            let row: Option<KeyRow> = sqlx::query_as(
                 "SELECT request_hash, state, status, body, created_at FROM idempotency_keys WHERE owner = $1 AND key = $2",
             ).bind(owner).bind(key).fetch_optional(pool).await?;
             let Some((hash, state, status, body, created_at)) = row else {

@@ -67,6 +67,8 @@ impl TestApp {
         let mut s = Settings::defaults();
         s.jwt_secret = Some(crate::JWT_SECRET.parse().expect("a secret"));
         s.redis_prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+        s.admin_token = Some(crate::ADMIN_TOKEN.parse().expect("a token"));
+        s.webhook_secret = Some(crate::WEBHOOK_SECRET.parse().expect("a secret"));
         match mode {
             Mode::Redis => {
                 s.redis_url = Some(crate::redis().url.clone());
@@ -94,6 +96,9 @@ impl TestApp {
     }
 
     pub async fn start(mode: Mode, settings: Settings, sqlite_dir: Option<std::path::PathBuf>) -> TestApp {
+        if std::env::var_os("CARTSYNC_TEST_LOG").is_some() {
+            sync_server::app::init_tracing("text");
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
         let addr = listener.local_addr().expect("a local address");
         let (tx, rx) = oneshot::channel::<()>();
@@ -181,6 +186,59 @@ impl TestApp {
 
     pub async fn ops(&self, who: &As, ops: Value) -> Answer {
         self.call(Method::POST, "/v1/cart/ops", who, Some(serde_json::json!({ "ops": ops }))).await
+    }
+
+    /// Creates or changes a product through the admin API.
+    pub async fn put_product(&self, sku: &str, body: Value) -> Answer {
+        let a = self
+            .call(
+                Method::PUT,
+                &format!("/v1/admin/products/{sku}"),
+                &As::Header("authorization", format!("Bearer {}", crate::ADMIN_TOKEN)),
+                Some(body),
+            )
+            .await;
+        a
+    }
+
+    /// A product with `price` cents and `stock` units.
+    pub async fn product(&self, sku: &str, price: i64, stock: i64) {
+        let a = self
+            .put_product(
+                sku,
+                serde_json::json!({"name": format!("Product {sku}"), "price": {"amount": price, "currency": "USD"}, "stock": stock}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    }
+
+    pub async fn admin_product(&self, sku: &str) -> Value {
+        self.call(
+            Method::GET,
+            &format!("/v1/admin/products/{sku}"),
+            &As::Header("authorization", format!("Bearer {}", crate::ADMIN_TOKEN)),
+            None,
+        )
+        .await
+        .body
+    }
+
+    pub async fn checkout(&self, who: &As, key: impl AsRef<str>, body: Value) -> Answer {
+        self.send(self.request(Method::POST, "/v1/cart/checkout", who).header("idempotency-key", key.as_ref()).json(&body)).await
+    }
+
+    /// The payment provider's webhook, signed as the provider signs it.
+    pub async fn pay(&self, order_id: &str, status: &str, payment_ref: &str) -> Answer {
+        let body = serde_json::json!({"status": status, "payment_ref": payment_ref}).to_string();
+        let sig = crate::sign_webhook(&body);
+        self.send(
+            self.http
+                .post(format!("{}/v1/orders/{order_id}/payment", self.base))
+                .header("x-signature", sig)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
     }
 
     pub async fn merge(&self, user: &str, guest_token: &str) -> Answer {

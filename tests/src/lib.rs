@@ -160,6 +160,42 @@ pub fn postgres() -> &'static PostgresServer {
     P.get_or_init(PostgresServer::start)
 }
 
+/// The admin token of the test servers.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The payment webhook secret of the test servers.
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+
+/// `sha256=<hex HMAC-SHA256(body)>`, as the payment provider signs a webhook.
+pub fn sign_webhook(body: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).expect("any key length");
+    mac.update(body.as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Per SKU: `(on_hand, reserved, sum of live holds)`, read straight from the database.
+pub async fn stock_ledger(database_url: &str) -> Vec<(String, i64, i64, i64)> {
+    use sqlx::Connection;
+    let q = "SELECT p.sku, p.on_hand, p.reserved, CAST(COALESCE(SUM(h.quantity), 0) AS BIGINT)
+             FROM products p LEFT JOIN holds h ON h.sku = p.sku AND h.state = 'live'
+             GROUP BY p.sku, p.on_hand, p.reserved ORDER BY p.sku";
+    if database_url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(database_url).await.expect("connect to the test database");
+        sqlx::query_as(q).fetch_all(&mut c).await.expect("read the stock ledger")
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(database_url).await.expect("open the test SQLite file");
+        sqlx::query_as(q).fetch_all(&mut c).await.expect("read the stock ledger")
+    }
+}
+
+/// The stock invariants: nothing negative, and reserved equal to the sum of live holds.
+pub async fn assert_stock_invariants(database_url: &str) {
+    for (sku, on_hand, reserved, held) in stock_ledger(database_url).await {
+        assert!(on_hand >= 0 && reserved >= 0 && reserved <= on_hand, "{sku}: on hand {on_hand}, reserved {reserved}");
+        assert_eq!(reserved, held, "{sku}: reserved must equal the live holds");
+    }
+}
+
 /// The secret the test servers verify user tokens with.
 pub const JWT_SECRET: &str = "test-secret-of-at-least-32-bytes-long";
 

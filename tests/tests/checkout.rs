@@ -1,0 +1,390 @@
+//! Checkout end to end: live pricing, all-or-nothing stock holds, idempotency, orders, the
+//! payment webhook and the hold sweeper, against real stores in both modes.
+
+use cartsync_tests::app::As;
+use cartsync_tests::{Mode, TestApp, assert_stock_invariants, both_modes, guest_token, stock_ledger};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use std::time::Duration;
+
+fn guest() -> As {
+    As::Guest(guest_token())
+}
+
+fn key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+async fn ledger_of(app: &TestApp, sku: &str) -> (i64, i64) {
+    let l = stock_ledger(&app.settings.database_url).await;
+    let (_, on_hand, reserved, _) = l.into_iter().find(|r| r.0 == sku).expect("the product exists");
+    (on_hand, reserved)
+}
+
+both_modes!(the_last_ten_units_sell_to_exactly_ten_of_two_hundred_buyers, |app: TestApp| async move {
+    app.product("HOT", 1500, 10).await;
+    let buyers: Vec<As> = (0..200).map(|_| guest()).collect();
+    for b in &buyers {
+        assert_eq!(app.add(b, "HOT", 1).await.status, StatusCode::OK);
+    }
+    let answers = futures::future::join_all(buyers.iter().map(|b| app.checkout(b, key(), json!({})))).await;
+    let created = answers.iter().filter(|a| a.status == StatusCode::CREATED).count();
+    let sold_out = answers.iter().filter(|a| a.status == StatusCode::CONFLICT && a.code() == "out_of_stock").count();
+    assert_eq!(
+        (created, sold_out),
+        (10, 190),
+        "{:?}",
+        answers.iter().find(|a| a.status != StatusCode::CREATED && a.code() != "out_of_stock")
+    );
+    for a in answers.iter().filter(|a| a.status == StatusCode::CONFLICT) {
+        assert_eq!(a.body["error"]["items"], json!([{"sku": "HOT", "requested": 1, "available": 0}]));
+    }
+    assert_eq!(ledger_of(&app, "HOT").await, (10, 10));
+    assert_stock_invariants(&app.settings.database_url).await;
+});
+
+both_modes!(fifty_checkouts_with_one_key_make_one_order_and_answer_alike, |app: TestApp| async move {
+    app.product("A", 1000, 5).await;
+    let who = As::User(format!("u-{}", uuid::Uuid::new_v4()));
+    app.add(&who, "A", 2).await;
+    let k = key();
+    let answers = futures::future::join_all((0..50).map(|_| app.checkout(&who, &k, json!({})))).await;
+    let first = &answers[0];
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    for a in &answers {
+        assert_eq!((a.status, &a.body), (first.status, &first.body), "every answer is the first one");
+    }
+    assert_eq!(ledger_of(&app, "A").await, (5, 2), "one order's worth reserved");
+
+    let other_body = app.checkout(&who, &k, json!({"expected_total": {"amount": 2000, "currency": "USD"}})).await;
+    assert_eq!((other_body.status.as_u16(), other_body.code()), (422, "idempotency_key_reused"));
+    let replay = app.checkout(&who, &k, json!({})).await;
+    assert_eq!((replay.status, replay.body.clone()), (first.status, first.body.clone()), "the key still replays afterwards");
+
+    // Keys belong to their owner: another shopper's identical key is their own.
+    let stranger = guest();
+    app.add(&stranger, "A", 1).await;
+    let theirs = app.checkout(&stranger, &k, json!({})).await;
+    assert_eq!(theirs.status, StatusCode::CREATED);
+    assert_ne!(theirs.body["order"]["id"], first.body["order"]["id"]);
+});
+
+both_modes!(one_short_line_reserves_nothing_at_all, |app: TestApp| async move {
+    app.product("A", 100, 5).await;
+    app.product("B", 200, 5).await;
+    app.product("C", 300, 1).await;
+    let who = guest();
+    app.add(&who, "A", 2).await;
+    app.add(&who, "B", 3).await;
+    app.add(&who, "C", 2).await;
+    let a = app.checkout(&who, &key(), json!({})).await;
+    assert_eq!((a.status, a.code()), (StatusCode::CONFLICT, "out_of_stock"));
+    assert_eq!(a.body["error"]["items"], json!([{"sku": "C", "requested": 2, "available": 1}]));
+    for sku in ["A", "B", "C"] {
+        assert_eq!(ledger_of(&app, sku).await.1, 0, "{sku} has nothing reserved");
+    }
+    let unknown = guest();
+    app.add(&unknown, "NOT-SOLD", 1).await;
+    let u = app.checkout(&unknown, &key(), json!({})).await;
+    assert_eq!(u.body["error"]["items"], json!([{"sku": "NOT-SOLD", "requested": 1, "available": 0}]));
+});
+
+both_modes!(a_raised_price_is_caught_before_anything_is_reserved, |app: TestApp| async move {
+    app.product("TEE", 1999, 10).await;
+    let who = guest();
+    let added = app
+        .call(
+            Method::POST,
+            "/v1/cart/items",
+            &who,
+            Some(json!({"sku": "TEE", "quantity": 2, "price_at_add": {"amount": 1999, "currency": "USD"}})),
+        )
+        .await;
+    assert_eq!(added.body["lines"][0]["current_price"], json!({"amount": 1999, "currency": "USD"}));
+    assert_eq!(added.body["lines"][0]["price_changed"], false);
+    assert_eq!(added.body["lines"][0]["availability"], "in_stock");
+
+    app.put_product("TEE", json!({"price": {"amount": 2499, "currency": "USD"}})).await;
+    let cart = app.get_cart(&who).await;
+    assert_eq!(cart.body["lines"][0]["current_price"], json!({"amount": 2499, "currency": "USD"}));
+    assert_eq!(cart.body["lines"][0]["price_changed"], true);
+    assert_eq!(cart.body["subtotal"]["amount"], 4998, "the subtotal uses current prices");
+
+    let stale = app.checkout(&who, &key(), json!({"expected_total": {"amount": 3998, "currency": "USD"}})).await;
+    assert_eq!((stale.status, stale.code()), (StatusCode::CONFLICT, "price_changed"));
+    assert_eq!(
+        stale.body["error"]["changes"],
+        json!([{"sku": "TEE", "price_at_add": {"amount": 1999, "currency": "USD"}, "current_price": {"amount": 2499, "currency": "USD"}}])
+    );
+    assert_eq!(stale.body["error"]["total"], json!({"amount": 4998, "currency": "USD"}));
+    assert_eq!(ledger_of(&app, "TEE").await.1, 0, "nothing reserved");
+
+    let ok = app.checkout(&who, &key(), json!({"expected_total": {"amount": 4998, "currency": "USD"}})).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{:?}", ok.body);
+    let order = &ok.body["order"];
+    assert_eq!(order["status"], "pending_payment");
+    assert_eq!(
+        order["lines"],
+        json!([{"sku": "TEE", "quantity": 2, "unit_price": {"amount": 2499, "currency": "USD"}, "price_at_add": {"amount": 1999, "currency": "USD"}, "line_total": {"amount": 4998, "currency": "USD"}}])
+    );
+    assert_eq!(order["total"], json!({"amount": 4998, "currency": "USD"}));
+    assert!(order["reserved_until"].as_str().is_some() && order["created_at"].as_str().is_some());
+});
+
+both_modes!(payment_deducts_stock_once_and_clears_the_cart, |app: TestApp| async move {
+    app.product("A", 700, 10).await;
+    let who = As::User(format!("u-{}", uuid::Uuid::new_v4()));
+    app.add(&who, "A", 2).await;
+    let order = app.checkout(&who, &key(), json!({})).await.body["order"].clone();
+    let id = order["id"].as_str().unwrap();
+
+    let unsigned = app
+        .send(app.http.post(format!("{}/v1/orders/{id}/payment", app.base)).json(&json!({"status": "succeeded", "payment_ref": "p1"})))
+        .await;
+    assert_eq!((unsigned.status.as_u16(), unsigned.code()), (401, "unauthorized"));
+    let forged = app
+        .send(
+            app.http
+                .post(format!("{}/v1/orders/{id}/payment", app.base))
+                .header("x-signature", "sha256=00ff")
+                .json(&json!({"status": "succeeded", "payment_ref": "p1"})),
+        )
+        .await;
+    assert_eq!(forged.status.as_u16(), 401);
+    assert_eq!(ledger_of(&app, "A").await, (10, 2), "a refused webhook changes nothing");
+
+    let paid = app.pay(id, "succeeded", "pay_1").await;
+    assert_eq!(paid.status, StatusCode::OK, "{:?}", paid.body);
+    assert_eq!(paid.body["status"], "paid");
+    let again = app.pay(id, "succeeded", "pay_1").await;
+    assert_eq!((again.status, again.body.clone()), (paid.status, paid.body.clone()), "a replay answers the same");
+    assert_eq!(ledger_of(&app, "A").await, (8, 0), "stock deducted once, hold gone");
+    assert_eq!(app.get_cart(&who).await.lines(), vec![], "the cart is cleared");
+    let late_failure = app.pay(id, "failed", "pay_1").await;
+    assert_eq!((late_failure.status.as_u16(), late_failure.code()), (409, "order_not_pending"));
+    assert_eq!(app.pay("ord_nope", "succeeded", "x").await.status.as_u16(), 404);
+    assert_stock_invariants(&app.settings.database_url).await;
+});
+
+both_modes!(a_failed_payment_cancels_and_releases, |app: TestApp| async move {
+    app.product("A", 700, 3).await;
+    let who = guest();
+    app.add(&who, "A", 3).await;
+    let id = app.checkout(&who, &key(), json!({})).await.body["order"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(ledger_of(&app, "A").await, (3, 3));
+    let failed = app.pay(&id, "failed", "pay_x").await;
+    assert_eq!(failed.body["status"], "cancelled");
+    assert_eq!(ledger_of(&app, "A").await, (3, 0));
+    assert_eq!(app.pay(&id, "failed", "pay_x").await.body["status"], "cancelled", "replay");
+    assert_eq!(app.get_cart(&who).await.lines(), vec![("A".into(), 3)], "the cart stays for another try");
+});
+
+both_modes!(orders_are_visible_to_their_owner_only, |app: TestApp| async move {
+    app.product("A", 100, 10).await;
+    let owner = As::User(format!("u-{}", uuid::Uuid::new_v4()));
+    app.add(&owner, "A", 1).await;
+    let id = app.checkout(&owner, &key(), json!({})).await.body["order"]["id"].as_str().unwrap().to_owned();
+    let mine = app.call(Method::GET, &format!("/v1/orders/{id}"), &owner, None).await;
+    assert_eq!((mine.status, mine.body["id"].as_str()), (StatusCode::OK, Some(id.as_str())));
+    for stranger in [As::User("someone-else".into()), guest(), As::Nobody] {
+        let a = app.call(Method::GET, &format!("/v1/orders/{id}"), &stranger, None).await;
+        assert_eq!((a.status, a.code()), (StatusCode::NOT_FOUND, "not_found"), "{stranger:?}");
+    }
+    let g = guest();
+    app.add(&g, "A", 1).await;
+    let gid = app.checkout(&g, &key(), json!({})).await.body["order"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.call(Method::GET, &format!("/v1/orders/{gid}"), &g, None).await.status, StatusCode::OK);
+    assert_eq!(app.call(Method::GET, &format!("/v1/orders/{gid}"), &owner, None).await.status, StatusCode::NOT_FOUND);
+});
+
+both_modes!(a_new_checkout_replaces_the_shoppers_own_hold, |app: TestApp| async move {
+    app.product("LAST", 100, 1).await;
+    let who = guest();
+    app.add(&who, "LAST", 1).await;
+    let first = app.checkout(&who, &key(), json!({})).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let second = app.checkout(&who, &key(), json!({})).await;
+    assert_eq!(second.status, StatusCode::CREATED, "never blocked by their own hold: {:?}", second.body);
+    assert_eq!(ledger_of(&app, "LAST").await, (1, 1));
+    let old = app.call(Method::GET, &format!("/v1/orders/{}", first.body["order"]["id"].as_str().unwrap()), &who, None).await;
+    assert_eq!(old.body["status"], "cancelled");
+    let late = app.pay(first.body["order"]["id"].as_str().unwrap(), "succeeded", "p").await;
+    assert_eq!((late.status.as_u16(), late.code()), (409, "order_not_pending"));
+    assert_stock_invariants(&app.settings.database_url).await;
+});
+
+both_modes!(checkout_refuses_bad_requests_cleanly, |app: TestApp| async move {
+    let who = guest();
+    let empty = app.checkout(&who, &key(), json!({})).await;
+    assert_eq!((empty.status.as_u16(), empty.code()), (422, "cart_empty"));
+    let no_key = app.call(Method::POST, "/v1/cart/checkout", &who, Some(json!({}))).await;
+    assert_eq!((no_key.status.as_u16(), no_key.code()), (400, "invalid_idempotency_key"));
+    let long_key = app.checkout(&who, &"k".repeat(256), json!({})).await;
+    assert_eq!(long_key.code(), "invalid_idempotency_key");
+    let bad_total = app.checkout(&who, &key(), json!({"expected_total": 10})).await;
+    assert_eq!((bad_total.status.as_u16(), bad_total.code()), (422, "invalid_money"));
+    let bad_json = app.send(app.request(Method::POST, "/v1/cart/checkout", &who).header("idempotency-key", "k1").body("{nope")).await;
+    assert_eq!((bad_json.status.as_u16(), bad_json.code()), (400, "invalid_json"));
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_holds_come_back_and_late_payments_are_refused() {
+    let app = TestApp::spawn_with(Mode::Redis, |s| {
+        s.hold_seconds = 1;
+        s.sweep_interval_ms = 100;
+    })
+    .await;
+    app.product("A", 100, 4).await;
+    let who = guest();
+    app.add(&who, "A", 3).await;
+    let id = app.checkout(&who, &key(), json!({})).await.body["order"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(ledger_of(&app, "A").await, (4, 3));
+    let mut released = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if ledger_of(&app, "A").await == (4, 0) {
+            released = true;
+            break;
+        }
+    }
+    assert!(released, "the sweeper released the expired hold");
+    let late = app.pay(&id, "succeeded", "late").await;
+    assert_eq!((late.status.as_u16(), late.code()), (409, "reservation_expired"));
+    assert_eq!(ledger_of(&app, "A").await, (4, 0), "nothing deducted");
+    let order = app.call(Method::GET, &format!("/v1/orders/{id}"), &who, None).await;
+    assert_eq!(order.body["status"], "expired");
+    assert_stock_invariants(&app.settings.database_url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_sweepers_release_each_hold_once() {
+    let a = TestApp::spawn_with(Mode::Redis, |s| {
+        s.hold_seconds = 1;
+        s.sweep_interval_ms = 20;
+    })
+    .await;
+    let mut settings = a.settings.clone();
+    settings.redis_prefix = format!("{}b", settings.redis_prefix);
+    let b = TestApp::start(Mode::Redis, settings, None).await;
+    a.product("S", 10, 100).await;
+    for _ in 0..30 {
+        let who = guest();
+        a.add(&who, "S", 2).await;
+        assert_eq!(a.checkout(&who, &key(), json!({})).await.status, StatusCode::CREATED);
+    }
+    assert_eq!(ledger_of(&a, "S").await, (100, 60));
+    let mut done = false;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        assert_stock_invariants(&a.settings.database_url).await;
+        if ledger_of(&a, "S").await == (100, 0) {
+            done = true;
+            break;
+        }
+    }
+    assert!(done, "every hold was released");
+    drop(b);
+}
+
+both_modes!(the_catalog_is_administered_behind_its_token, |app: TestApp| async move {
+    let anon = app
+        .call(Method::PUT, "/v1/admin/products/A", &As::Nobody, Some(json!({"name": "a", "price": {"amount": 1, "currency": "USD"}})))
+        .await;
+    assert_eq!((anon.status.as_u16(), anon.code()), (401, "unauthorized"));
+    let wrong = app
+        .call(
+            Method::PUT,
+            "/v1/admin/products/A",
+            &As::Header("authorization", "Bearer nope".into()),
+            Some(json!({"name": "a", "price": {"amount": 1, "currency": "USD"}})),
+        )
+        .await;
+    assert_eq!(wrong.status.as_u16(), 401);
+    let incomplete = app.put_product("A", json!({"stock": 3})).await;
+    assert_eq!((incomplete.status.as_u16(), incomplete.code()), (422, "invalid_request"));
+    let euro = app.put_product("A", json!({"name": "a", "price": {"amount": 1, "currency": "EUR"}})).await;
+    assert_eq!(euro.code(), "currency_mismatch");
+    let negative = app.put_product("A", json!({"name": "a", "price": {"amount": 1, "currency": "USD"}, "stock": -1})).await;
+    assert_eq!(negative.status.as_u16(), 422);
+
+    let created = app.put_product("A", json!({"name": "Tee", "price": {"amount": 1500, "currency": "USD"}, "stock": 3})).await;
+    assert_eq!(
+        created.body,
+        json!({"sku": "A", "name": "Tee", "price": {"amount": 1500, "currency": "USD"}, "active": true, "stock": 3, "reserved": 0, "available": 3})
+    );
+    let renamed = app.put_product("A", json!({"name": "Tee 2"})).await;
+    assert_eq!((renamed.body["name"].clone(), renamed.body["stock"].clone()), (json!("Tee 2"), json!(3)), "only named fields change");
+    assert_eq!(app.admin_product("A").await["name"], "Tee 2");
+    let unknown = app
+        .call(Method::GET, "/v1/admin/products/ZZZ", &As::Header("authorization", format!("Bearer {}", cartsync_tests::ADMIN_TOKEN)), None)
+        .await;
+    assert_eq!((unknown.status.as_u16(), unknown.code()), (404, "unknown_product"));
+
+    let who = guest();
+    app.add(&who, "A", 2).await;
+    app.checkout(&who, &key(), json!({})).await;
+    let below = app.put_product("A", json!({"stock": 1})).await;
+    assert_eq!((below.status.as_u16(), below.code()), (409, "stock_below_reserved"));
+
+    let admin = As::Header("authorization", format!("Bearer {}", cartsync_tests::ADMIN_TOKEN));
+    let bulk_bad = app
+        .call(
+            Method::POST,
+            "/v1/admin/products",
+            &admin,
+            Some(json!([{"sku": "B1", "name": "b", "price": {"amount": 1, "currency": "USD"}}, {"sku": "bad sku", "name": "c", "price": {"amount": 1, "currency": "USD"}}])),
+        )
+        .await;
+    assert_eq!((bulk_bad.status.as_u16(), bulk_bad.code()), (422, "invalid_request"));
+    assert!(bulk_bad.body["error"]["errors"][0].as_str().unwrap().starts_with("item 1:"));
+    assert_eq!(app.admin_product("B1").await["error"]["code"], "unknown_product", "nothing of a bad load is loaded");
+    let bulk = app
+        .call(
+            Method::POST,
+            "/v1/admin/products",
+            &admin,
+            Some(json!([{"sku": "B1", "name": "b", "price": {"amount": 1, "currency": "USD"}, "stock": 4}])),
+        )
+        .await;
+    assert_eq!(bulk.body, json!({"loaded": 1}));
+
+    let products = app.call(Method::GET, "/v1/products?skus=B1,A,UNKNOWN", &As::Nobody, None).await;
+    assert_eq!(
+        products.body,
+        json!({"products": [
+            {"sku": "B1", "name": "b", "price": {"amount": 1, "currency": "USD"}, "available": 4, "availability": "low_stock"},
+            {"sku": "A", "name": "Tee 2", "price": {"amount": 1500, "currency": "USD"}, "available": 1, "availability": "low_stock"},
+        ]})
+    );
+    let bad = app.call(Method::GET, "/v1/products?skus=a%20b", &As::Nobody, None).await;
+    assert_eq!(bad.code(), "invalid_sku");
+    let none = app.call(Method::GET, "/v1/products", &As::Nobody, None).await;
+    assert_eq!(none.code(), "invalid_request");
+});
+
+#[tokio::test]
+async fn the_import_command_loads_all_or_nothing_and_names_bad_lines() {
+    let (mut settings, _) = TestApp::base_settings(Mode::Redis).await;
+    settings.redis_url = None;
+    sync_server::durable::Durable::connect(&settings.database_url).await.expect("the schema is created");
+    let dir = std::env::temp_dir().join(format!("cartsync-import-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "sku,name,price_amount,currency,stock\nA,Tee,1999,USD,10\nB,Mug,abc,USD,1\nC,Cap,5,USD,-2\n").unwrap();
+    let err = sync_server::import::run(&settings, &bad).await.unwrap_err();
+    assert!(err.contains("line 3:") && err.contains("line 4:") && !err.contains("line 2:"), "{err}");
+    assert!(stock_ledger(&settings.database_url).await.is_empty(), "nothing loaded from a bad file");
+
+    let rows: String = (0..2500).map(|i| format!("SKU-{i},Product {i},{},USD,{}\n", 100 + i, i % 7)).collect();
+    let good = dir.join("good.csv");
+    std::fs::write(&good, format!("sku,name,price_amount,currency,stock\n{rows}")).unwrap();
+    let summary = sync_server::import::run(&settings, &good).await.unwrap();
+    assert!(summary.starts_with("imported 2500 products"), "{summary}");
+    let json_file = dir.join("more.json");
+    std::fs::write(&json_file, r#"[{"sku": "SKU-1", "name": "Renamed", "price": {"amount": 5, "currency": "USD"}, "stock": 9}]"#).unwrap();
+    sync_server::import::run(&settings, &json_file).await.unwrap();
+    let ledger = stock_ledger(&settings.database_url).await;
+    assert_eq!(ledger.len(), 2500);
+    assert_eq!(ledger.iter().find(|r| r.0 == "SKU-1").map(|r| r.1), Some(9));
+    std::fs::remove_dir_all(dir).unwrap();
+}
