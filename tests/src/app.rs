@@ -190,15 +190,12 @@ impl TestApp {
 
     /// Creates or changes a product through the admin API.
     pub async fn put_product(&self, sku: &str, body: Value) -> Answer {
-        let a = self
-            .call(
-                Method::PUT,
-                &format!("/v1/admin/products/{sku}"),
-                &As::Header("authorization", format!("Bearer {}", crate::ADMIN_TOKEN)),
-                Some(body),
-            )
-            .await;
-        a
+        self.call(Method::PUT, &format!("/v1/admin/products/{sku}"), &Self::admin(), Some(body)).await
+    }
+
+    /// The admin's identity.
+    pub fn admin() -> As {
+        As::Header("authorization", format!("Bearer {}", crate::ADMIN_TOKEN))
     }
 
     /// A product with `price` cents and `stock` units.
