@@ -43,11 +43,24 @@ async fn main() {
     hot.sort();
     quiet.sort();
     let count = |s: u16| results.iter().filter(|r| r.2 == s).count();
-    let pct = |v: &[Duration], p: f64| v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    let pct = |v: &[Duration], p: f64| {
+        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
     println!("mode: {mode:?}; {buyers} buyers at once (9 in 10 want FLASH with stock {stock}, 1 in 10 want QUIET)");
-    println!("{} checkouts in {:.2} s: {:.0} checkouts/s", results.len(), elapsed.as_secs_f64(), results.len() as f64 / elapsed.as_secs_f64());
+    println!(
+        "{} checkouts in {:.2} s: {:.0} checkouts/s",
+        results.len(),
+        elapsed.as_secs_f64(),
+        results.len() as f64 / elapsed.as_secs_f64()
+    );
     println!("answers: {} created, {} out of stock, {} other", count(201), count(409), results.len() - count(201) - count(409));
-    println!("FLASH latency p50 {:.1} ms, p99 {:.1} ms; QUIET latency p50 {:.1} ms, p99 {:.1} ms", pct(&hot, 0.5), pct(&hot, 0.99), pct(&quiet, 0.5), pct(&quiet, 0.99));
+    println!(
+        "FLASH latency p50 {:.1} ms, p99 {:.1} ms; QUIET latency p50 {:.1} ms, p99 {:.1} ms",
+        pct(&hot, 0.5),
+        pct(&hot, 0.99),
+        pct(&quiet, 0.5),
+        pct(&quiet, 0.99)
+    );
     for (sku, on_hand, reserved, held) in stock_ledger(&app.settings.database_url).await {
         println!("final {sku}: on hand {on_hand}, reserved {reserved}, live holds {held}");
     }
