@@ -57,7 +57,7 @@ impl Durable {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new().max_connections(10).acquire_timeout(Duration::from_secs(5)).connect_with(opts).await?;
-            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            sqlx::migrate!("./migrations").run(&pool).await?;
             Ok(Durable::Postgres(pool))
         } else if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)?
@@ -68,7 +68,7 @@ impl Durable {
             // One connection: SQLite has one writer anyway, and a single connection makes every
             // transaction serializable, with no lock upgrades that fail with SQLITE_BUSY.
             let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
-            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            sqlx::migrate!("./migrations").run(&pool).await?;
             Ok(Durable::Sqlite(pool))
         } else {
             Err(DurableError::Config("the URL must start with postgres:// or sqlite:".into()))
@@ -76,84 +76,51 @@ impl Durable {
     }
 
     pub async fn load_user_cart(&self, user: &UserId) -> Result<Option<CartState>, DurableError> {
-        let (doc, ops): (Option<String>, Vec<String>) = match self {
-            Durable::Postgres(p) => {
-                let doc: Option<(String,)> =
-                    sqlx::query_as("SELECT cart::text FROM user_carts WHERE user_id = $1").bind(user.as_str()).fetch_optional(p).await?;
-                let ops: Vec<(String,)> =
-                    sqlx::query_as("SELECT op_id FROM user_cart_ops WHERE user_id = $1").bind(user.as_str()).fetch_all(p).await?;
-                (doc.map(|d| d.0), ops.into_iter().map(|o| o.0).collect())
-            }
-            Durable::Sqlite(p) => {
-                let doc: Option<(String,)> =
-                    sqlx::query_as("SELECT cart FROM user_carts WHERE user_id = ?").bind(user.as_str()).fetch_optional(p).await?;
-                let ops: Vec<(String,)> =
-                    sqlx::query_as("SELECT op_id FROM user_cart_ops WHERE user_id = ?").bind(user.as_str()).fetch_all(p).await?;
-                (doc.map(|d| d.0), ops.into_iter().map(|o| o.0).collect())
-            }
-        };
-        let Some(doc) = doc else { return Ok(None) };
+        let (doc, ops): (Option<(String,)>, Vec<(String,)>) = on_db!(self, pool => (
+            sqlx::query_as("SELECT cart FROM user_carts WHERE user_id = $1").bind(user.as_str()).fetch_optional(pool).await?,
+            sqlx::query_as("SELECT op_id FROM user_cart_ops WHERE user_id = $1").bind(user.as_str()).fetch_all(pool).await?,
+        ));
+        let Some((doc,)) = doc else { return Ok(None) };
         let corrupt = |why: String| DurableError::Corrupt(user.as_str().to_owned(), why);
         let stored: StoredCart = serde_json::from_str(&doc).map_err(|e| corrupt(e.to_string()))?;
         let cart = stored.into_cart().ok_or_else(|| corrupt("unknown format".into()))?;
-        Ok(Some(CartState { cart, applied: ops.into_iter().collect() }))
+        Ok(Some(CartState { cart, applied: ops.into_iter().map(|o| o.0).collect() }))
     }
 
     /// Writes a user cart unless the stored one is as new or newer, together with its op ids.
     /// Idempotent: the same snapshot written twice changes nothing the second time.
     pub async fn save_user_cart(&self, user: &UserId, state: &CartState) -> Result<bool, DurableError> {
-        let doc = serde_json::to_string(&StoredCart::from(&state.cart))
-            .map_err(|e| DurableError::Corrupt(user.as_str().to_owned(), e.to_string()))?;
+        let corrupt = |e: serde_json::Error| DurableError::Corrupt(user.as_str().to_owned(), e.to_string());
+        let doc = serde_json::to_string(&StoredCart::from(&state.cart)).map_err(corrupt)?;
         let version = i64::try_from(state.cart.version).unwrap_or(i64::MAX);
-        let ops: Vec<String> = state.applied.iter().cloned().collect();
-        match self {
-            Durable::Postgres(p) => {
-                let mut tx = p.begin().await?;
-                let written = sqlx::query(
-                    "INSERT INTO user_carts (user_id, version, cart) VALUES ($1, $2, $3::jsonb)
-                     ON CONFLICT (user_id) DO UPDATE SET version = EXCLUDED.version, cart = EXCLUDED.cart, written_at = now()
-                     WHERE user_carts.version < EXCLUDED.version",
-                )
-                .bind(user.as_str())
-                .bind(version)
-                .bind(&doc)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    > 0;
-                sqlx::query("INSERT INTO user_cart_ops (user_id, op_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING")
-                    .bind(user.as_str())
-                    .bind(&ops)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(written)
+        let ops = serde_json::to_string(&state.applied).map_err(corrupt)?;
+        let now = crate::app::now().millis();
+        // The op ids travel as one JSON array, unpacked by each database's own JSON function.
+        let insert_ops = match self {
+            Durable::Postgres(_) => {
+                "INSERT INTO user_cart_ops (user_id, op_id) SELECT $1, json_array_elements_text($2::json) ON CONFLICT DO NOTHING"
             }
-            Durable::Sqlite(p) => {
-                let mut tx = p.begin().await?;
-                let written = sqlx::query(
-                    "INSERT INTO user_carts (user_id, version, cart) VALUES (?, ?, ?)
-                     ON CONFLICT (user_id) DO UPDATE SET version = excluded.version, cart = excluded.cart,
-                        written_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-                     WHERE user_carts.version < excluded.version",
-                )
-                .bind(user.as_str())
-                .bind(version)
-                .bind(&doc)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    > 0;
-                let ops_json = serde_json::to_string(&ops).unwrap_or_else(|_| "[]".into());
-                sqlx::query("INSERT OR IGNORE INTO user_cart_ops (user_id, op_id) SELECT ?, value FROM json_each(?)")
-                    .bind(user.as_str())
-                    .bind(ops_json)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(written)
-            }
-        }
+            Durable::Sqlite(_) => "INSERT OR IGNORE INTO user_cart_ops (user_id, op_id) SELECT $1, value FROM json_each($2)",
+        };
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let written = sqlx::query(
+                "INSERT INTO user_carts (user_id, version, cart, written_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (user_id) DO UPDATE SET version = EXCLUDED.version, cart = EXCLUDED.cart, written_at = EXCLUDED.written_at
+                 WHERE user_carts.version < EXCLUDED.version",
+            )
+            .bind(user.as_str())
+            .bind(version)
+            .bind(&doc)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
+            sqlx::query(insert_ops).bind(user.as_str()).bind(&ops).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(written)
+        })
     }
 
     /// `FOR UPDATE` where row locks exist (PostgreSQL); SQLite's single writer needs none.
@@ -165,10 +132,7 @@ impl Durable {
     }
 
     pub async fn ping(&self) -> Result<(), DurableError> {
-        match self {
-            Durable::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(drop)?,
-            Durable::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(drop)?,
-        }
+        on_db!(self, pool => { sqlx::query("SELECT 1").execute(pool).await?; });
         Ok(())
     }
 }

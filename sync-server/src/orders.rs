@@ -104,13 +104,7 @@ impl Durable {
         hold_ms: i64,
         now: Timestamp,
     ) -> Result<CheckoutResult, DurableError> {
-        let mut attempt = 0;
-        loop {
-            match self.checkout_once(owner, cart, expected, hold_ms, now).await {
-                Err(DurableError::Sql(e)) if is_retryable(&e) && attempt < 5 => attempt += 1,
-                other => return other,
-            }
-        }
+        retrying(|| self.checkout_once(owner, cart, expected, hold_ms, now)).await
     }
 
     async fn checkout_once(
@@ -231,13 +225,7 @@ impl Durable {
         payment_ref: &str,
         now: Timestamp,
     ) -> Result<PaymentResult, DurableError> {
-        let mut attempt = 0;
-        loop {
-            match self.record_payment_once(id, succeeded, payment_ref, now).await {
-                Err(DurableError::Sql(e)) if is_retryable(&e) && attempt < 5 => attempt += 1,
-                other => return other,
-            }
-        }
+        retrying(|| self.record_payment_once(id, succeeded, payment_ref, now)).await
     }
 
     async fn record_payment_once(
@@ -373,6 +361,17 @@ impl Durable {
         Ok(on_db!(self, pool => {
             sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1").bind(before.millis()).execute(pool).await?.rows_affected()
         }))
+    }
+}
+
+/// Runs a transaction again (up to five times) when it lost a deadlock or a serialization conflict.
+async fn retrying<T, F: Future<Output = Result<T, DurableError>>>(mut run: impl FnMut() -> F) -> Result<T, DurableError> {
+    let mut attempt = 0;
+    loop {
+        match run().await {
+            Err(DurableError::Sql(e)) if is_retryable(&e) && attempt < 5 => attempt += 1,
+            other => return other,
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 -- The catalog with its stock, orders, stock holds and idempotency keys.
--- Times are milliseconds since the Unix epoch (the server's clock), the same in PostgreSQL and SQLite.
+-- Portable SQL for PostgreSQL and SQLite alike (see 0001).
 
 CREATE TABLE products (
     sku          TEXT PRIMARY KEY,
