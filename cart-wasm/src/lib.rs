@@ -1,2 +1,13 @@
-//! The browser binding of cartsync: built out in its own issue. It delegates all cart logic to `shared`.
+//! The browser cart of cartsync.
+//!
+//! `engine` is the client's state machine in plain Rust (it runs natively in tests); `storage`
+//! is the small storage trait it persists through; `browser` (WebAssembly only) is the thin
+//! `CartClient` binding that owns fetch, timers, events and localStorage and delegates every
+//! cart decision to `engine` and, through it, to `shared`.
+
+#[cfg(target_arch = "wasm32")]
+mod browser;
+pub mod engine;
+pub mod storage;
+
 pub use shared;

@@ -1,0 +1,684 @@
+//! The `CartClient` class of the npm package: a thin layer over `engine` that owns the browser
+//! (localStorage, fetch, timers, the `storage` and `online` events) and nothing else.
+
+use crate::engine::{Engine, Failure, Identity, NETWORK_ERROR, Push, failure_of};
+use crate::storage::{MemoryStorage, Storage, StorageError};
+use js_sys::{Function, JSON, Promise, Reflect};
+use serde::Serialize;
+use serde_json::Value;
+use shared::wire::{CartView, MergeResponse, OpsResponse, OrderView};
+use shared::{CartError, Currency, ErrorCode, Limits, Money, OpKind, Quantity, Sku, Timestamp};
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+#[wasm_bindgen(module = "/js/cart-error.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = CartError)]
+    type JsCartError;
+    #[wasm_bindgen(constructor, js_class = "CartError")]
+    fn new(code: &str, message: &str, details: JsValue) -> JsCartError;
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(f: &Function, ms: i32) -> JsValue;
+    #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues)]
+    fn get_random_values(buf: &mut [u8]);
+    #[wasm_bindgen(js_name = fetch)]
+    fn fetch_request(req: &web_sys::Request) -> Promise;
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** An amount in the currency's minor units (cents), never a float. */
+export type Money = { amount: number; currency: string };
+export type Availability = "in_stock" | "low_stock" | "out_of_stock" | "unknown";
+export type Line = {
+  sku: string; quantity: number; priceAtAdd?: Money; addedAt: string;
+  currentPrice?: Money; priceChanged?: boolean; availability?: Availability;
+};
+export type CartSnapshot = {
+  owner: "guest" | "user";
+  /** Last server version seen (0 if never synced). */
+  version: number;
+  /** With pending ops already applied. */
+  lines: Line[];
+  saved: Line[];
+  itemCount: number;
+  subtotal: Money;
+  /** Ops not yet acknowledged by the server. */
+  pendingOps: number;
+  syncing: boolean;
+  lastError?: { code: string; message: string };
+};
+export type OrderLine = { sku: string; quantity: number; unitPrice: Money; priceAtAdd?: Money; lineTotal: Money };
+export type Order = { id: string; status: string; lines: OrderLine[]; total: Money; reservedUntil: string; createdAt: string };
+export type CartClientOptions = {
+  /** Base URL of the sync server (".../api" serves "/v1/..." below it). Without it the cart is local-only. */
+  endpoint?: string;
+  /** localStorage key of the cart (default "cartsync"). */
+  storageKey?: string;
+  /** Currency of a new cart (default "USD"). */
+  currency?: string;
+  /** Must match the server's CARTSYNC_MAX_LINE_QUANTITY (default 99). */
+  maxLineQuantity?: number;
+  /** Must match the server's CARTSYNC_MAX_LINES (default 200). */
+  maxLines?: number;
+};
+export type CheckoutOptions = { idempotencyKey?: string; expectedTotal?: Money };
+"#;
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(js_sys::Date::now() as i64)
+}
+
+fn random(buf: &mut [u8]) {
+    get_random_values(buf);
+}
+
+fn js_error(code: &str, message: &str, details: JsValue) -> JsValue {
+    JsCartError::new(code, message, details).into()
+}
+
+fn cart_error(e: CartError) -> JsValue {
+    js_error(e.code.as_str(), &e.message, JsValue::UNDEFINED)
+}
+
+fn to_js<T: Serialize>(v: &T) -> JsValue {
+    serde_json::to_string(v).ok().and_then(|s| JSON::parse(&s).ok()).unwrap_or(JsValue::NULL)
+}
+
+fn from_js(v: &JsValue) -> Option<Value> {
+    JSON::stringify(v).ok()?.as_string().and_then(|s| serde_json::from_str(&s).ok())
+}
+
+/// localStorage, through the storage trait.
+struct LocalStorage(web_sys::Storage);
+
+impl Storage for LocalStorage {
+    fn get(&self, key: &str) -> Option<String> {
+        self.0.get_item(key).ok().flatten()
+    }
+
+    fn set(&self, key: &str, value: &str) -> Result<(), StorageError> {
+        self.0.set_item(key, value).map_err(|e| {
+            let name = Reflect::get(&e, &"name".into()).ok().and_then(|n| n.as_string()).unwrap_or_default();
+            if name == "QuotaExceededError" || name == "NS_ERROR_DOM_QUOTA_REACHED" { StorageError::Full } else { StorageError::Unavailable(name) }
+        })
+    }
+
+    fn remove(&self, key: &str) {
+        let _ = self.0.remove_item(key);
+    }
+}
+
+struct Inner {
+    engine: Engine,
+    endpoint: Option<String>,
+    storage: Rc<dyn Storage>,
+    listeners: Vec<(u32, Function)>,
+    next_listener: u32,
+    syncing: bool,
+    timer_armed: bool,
+    tab: String,
+    window: Option<web_sys::Window>,
+    events: Vec<(&'static str, Closure<dyn FnMut(web_sys::Event)>)>,
+}
+
+/// Shares one storage object between the engine and the lease.
+struct Shared(Rc<dyn Storage>);
+
+impl Storage for Shared {
+    fn get(&self, key: &str) -> Option<String> {
+        self.0.get(key)
+    }
+    fn set(&self, key: &str, value: &str) -> Result<(), StorageError> {
+        self.0.set(key, value)
+    }
+    fn remove(&self, key: &str) {
+        self.0.remove(key)
+    }
+}
+
+const LEASE_MS: f64 = 5_000.0;
+
+impl Inner {
+    fn snapshot(&self) -> JsValue {
+        to_js(&self.engine.snapshot(self.syncing))
+    }
+
+    fn notify(&self) {
+        if self.listeners.is_empty() {
+            return;
+        }
+        let snap = self.snapshot();
+        for (_, f) in &self.listeners {
+            // A listener that throws must not stop the others, nor the cart.
+            let _ = f.call1(&JsValue::NULL, &snap);
+        }
+    }
+
+    fn lease_key(&self) -> String {
+        format!("{}:push-lease", self.engine.key())
+    }
+
+    /// One tab of the origin pushes at a time; the lease lapses if its tab goes away. (Were two
+    /// tabs to push the same ops anyway, op ids make the second push a no-op.)
+    fn take_lease(&self) -> bool {
+        let now = js_sys::Date::now();
+        if let Some(v) = self.storage.get(&self.lease_key()) {
+            let mut parts = v.splitn(2, '|');
+            let (tab, until) = (parts.next().unwrap_or(""), parts.next().and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0));
+            if tab != self.tab && until > now {
+                return false;
+            }
+        }
+        let _ = self.storage.set(&self.lease_key(), &format!("{}|{}", self.tab, now + LEASE_MS));
+        true
+    }
+
+    fn drop_lease(&self) {
+        if self.storage.get(&self.lease_key()).is_some_and(|v| v.starts_with(&format!("{}|", self.tab))) {
+            self.storage.remove(&self.lease_key());
+        }
+    }
+}
+
+/// An offline-first shopping cart: every change applies at once and is saved locally, then
+/// pushed to the sync server (if an `endpoint` is given) when the network allows.
+#[wasm_bindgen]
+pub struct CartClient {
+    inner: Rc<RefCell<Inner>>,
+}
+
+impl Drop for CartClient {
+    fn drop(&mut self) {
+        let inner = self.inner.borrow();
+        if let Some(w) = &inner.window {
+            for (name, c) in &inner.events {
+                let _ = w.remove_event_listener_with_callback(name, c.as_ref().unchecked_ref());
+            }
+        }
+        inner.drop_lease();
+    }
+}
+
+fn option<T>(opts: &JsValue, name: &str, f: impl Fn(&JsValue) -> Option<T>) -> Option<T> {
+    if !opts.is_object() {
+        return None;
+    }
+    Reflect::get(opts, &name.into()).ok().filter(|v| !v.is_undefined() && !v.is_null()).and_then(|v| f(&v))
+}
+
+fn parse_sku(v: &JsValue) -> Result<Sku, JsValue> {
+    let s = v.as_string().ok_or_else(|| cart_error(CartError::new(ErrorCode::InvalidSku, "sku must be a string")))?;
+    Sku::parse(&s).map_err(cart_error)
+}
+
+fn parse_quantity(v: &JsValue, limits: &Limits) -> Result<Quantity, JsValue> {
+    let n = v.as_f64().filter(|n| n.is_finite() && n.fract() == 0.0 && n.abs() < 1e15).map_or(0, |n| n as i64);
+    Quantity::new(n, limits).map_err(cart_error)
+}
+
+fn parse_money(v: &JsValue) -> Result<Option<Money>, JsValue> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    let json = from_js(v).unwrap_or(Value::Null);
+    Money::from_json(&json).map(Some).map_err(cart_error)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderLineJs {
+    sku: String,
+    quantity: u32,
+    unit_price: Money,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    price_at_add: Option<Money>,
+    line_total: Money,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderJs {
+    id: String,
+    status: String,
+    lines: Vec<OrderLineJs>,
+    total: Money,
+    reserved_until: Timestamp,
+    created_at: Timestamp,
+}
+
+impl From<OrderView> for OrderJs {
+    fn from(o: OrderView) -> Self {
+        OrderJs {
+            id: o.id,
+            status: o.status,
+            lines: o
+                .lines
+                .into_iter()
+                .map(|l| OrderLineJs { sku: l.sku.as_str().to_owned(), quantity: l.quantity, unit_price: l.unit_price, price_at_add: l.price_at_add, line_total: l.line_total })
+                .collect(),
+            total: o.total,
+            reserved_until: o.reserved_until,
+            created_at: o.created_at,
+        }
+    }
+}
+
+/// One HTTP exchange: `Ok((status, body))`, or `Err` when no answer came.
+async fn http(endpoint: &str, method: &str, path: &str, identity: Option<&Identity>, body: Option<&Value>, extra: &[(&str, &str)]) -> Result<(u16, String), String> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    let headers = web_sys::Headers::new().map_err(|_| "no Headers".to_owned())?;
+    match identity {
+        Some(Identity::Guest { token }) => headers.append("X-Cart-Token", token).map_err(|_| "bad header".to_owned())?,
+        Some(Identity::User { jwt }) => headers.append("Authorization", &format!("Bearer {jwt}")).map_err(|_| "bad header".to_owned())?,
+        None => {}
+    }
+    for (k, v) in extra {
+        headers.append(k, v).map_err(|_| "bad header".to_owned())?;
+    }
+    if let Some(b) = body {
+        headers.append("Content-Type", "application/json").map_err(|_| "bad header".to_owned())?;
+        init.set_body(&JsValue::from_str(&b.to_string()));
+    }
+    init.set_headers(&headers);
+    let url = format!("{endpoint}{path}");
+    let req = web_sys::Request::new_with_str_and_init(&url, &init).map_err(|e| format!("{e:?}"))?;
+    let res = JsFuture::from(fetch_request(&req)).await.map_err(|_| format!("could not reach {endpoint}"))?;
+    let res: web_sys::Response = res.dyn_into().map_err(|_| "not a Response".to_owned())?;
+    let text = JsFuture::from(res.text().map_err(|_| "no body".to_owned())?).await.map_err(|_| "the answer broke off".to_owned())?;
+    Ok((res.status(), text.as_string().unwrap_or_default()))
+}
+
+/// Turns an error answer into a rejected `CartError`, with the server's details.
+fn answer_error(status: u16, body: &str) -> JsValue {
+    match serde_json::from_str::<Value>(body) {
+        Ok(v) if v["error"]["code"].is_string() => {
+            let e = &v["error"];
+            let mut details = e.clone();
+            if let Some(m) = details.as_object_mut() {
+                m.remove("code");
+                m.remove("message");
+            }
+            let details = if details.as_object().is_some_and(|m| m.is_empty()) { JsValue::UNDEFINED } else { to_js(&details) };
+            js_error(e["code"].as_str().unwrap_or(""), e["message"].as_str().unwrap_or(""), details)
+        }
+        _ => js_error(if status >= 500 { "unavailable" } else { "invalid_request" }, &format!("HTTP {status}"), JsValue::UNDEFINED),
+    }
+}
+
+fn schedule(rc: &Rc<RefCell<Inner>>, ms: i32) {
+    {
+        let mut inner = rc.borrow_mut();
+        if inner.endpoint.is_none() || inner.timer_armed {
+            return;
+        }
+        inner.timer_armed = true;
+    }
+    let weak = Rc::downgrade(rc);
+    let f = Closure::once_into_js(move || {
+        if let Some(rc) = weak.upgrade() {
+            rc.borrow_mut().timer_armed = false;
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = push_all(&rc).await;
+            });
+        }
+    });
+    set_timeout(f.unchecked_ref(), ms);
+}
+
+/// Pushes pending ops until none are left. On a failure worth retrying, schedules the next try
+/// with backoff and returns the failure.
+async fn push_all(rc: &Rc<RefCell<Inner>>) -> Result<(), Failure> {
+    loop {
+        let (push, endpoint): (Push, String) = {
+            let mut inner = rc.borrow_mut();
+            let Some(endpoint) = inner.endpoint.clone() else { return Ok(()) };
+            if inner.syncing || inner.engine.push_in_flight() {
+                return Ok(());
+            }
+            if !inner.take_lease() {
+                drop(inner);
+                schedule(rc, 1_000);
+                return Ok(());
+            }
+            match inner.engine.begin_push() {
+                None => {
+                    inner.drop_lease();
+                    return Ok(());
+                }
+                Some(p) => {
+                    inner.syncing = true;
+                    inner.notify();
+                    (p, endpoint)
+                }
+            }
+        };
+        let answer = match http(&endpoint, "POST", "/v1/cart/ops", Some(&push.identity), Some(&push.body), &[]).await {
+            Ok((200, text)) => serde_json::from_str::<OpsResponse>(&text).map_err(|e| Failure::Retry(format!("unreadable answer: {e}"))),
+            Ok((status, text)) => Err(failure_of(status, &text)),
+            Err(why) => Err(Failure::Retry(why)),
+        };
+        let retry = match &answer {
+            Err(Failure::Retry(why)) => Some(why.clone()),
+            _ => None,
+        };
+        let delay = {
+            let mut inner = rc.borrow_mut();
+            inner.engine.finish_push(&push, answer);
+            inner.syncing = false;
+            inner.notify();
+            if retry.is_some() {
+                inner.drop_lease();
+            }
+            inner.engine.backoff_ms(js_sys::Math::random())
+        };
+        if let Some(why) = retry {
+            schedule(rc, delay as i32);
+            return Err(Failure::Retry(why));
+        }
+    }
+}
+
+async fn pull(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
+    let (endpoint, identity) = {
+        let inner = rc.borrow();
+        match &inner.endpoint {
+            Some(e) => (e.clone(), inner.engine.identity().clone()),
+            None => return Ok(()),
+        }
+    };
+    match http(&endpoint, "GET", "/v1/cart", Some(&identity), None, &[]).await {
+        Ok((200, text)) => {
+            let view: CartView = serde_json::from_str(&text).map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?;
+            let mut inner = rc.borrow_mut();
+            inner.engine.finish_pull(&identity, &view);
+            inner.notify();
+            Ok(())
+        }
+        Ok((status, text)) => Err(answer_error(status, &text)),
+        Err(why) => Err(js_error(NETWORK_ERROR, &why, JsValue::UNDEFINED)),
+    }
+}
+
+async fn sync_now(rc: &Rc<RefCell<Inner>>) -> Result<JsValue, JsValue> {
+    if rc.borrow().endpoint.is_none() {
+        return Ok(rc.borrow().snapshot());
+    }
+    if let Err(f) = push_all(rc).await {
+        let msg = match f {
+            Failure::Retry(m) => m,
+            Failure::Refused { message, .. } => message,
+        };
+        return Err(js_error(NETWORK_ERROR, &msg, JsValue::UNDEFINED));
+    }
+    pull(rc).await?;
+    Ok(rc.borrow().snapshot())
+}
+
+#[wasm_bindgen]
+impl CartClient {
+    /// Opens the cart kept under `storageKey` (or starts one). Corrupt or foreign data there
+    /// starts a clean cart and is reported in `lastError`; it never throws for that.
+    #[wasm_bindgen(constructor)]
+    pub fn new(#[wasm_bindgen(unchecked_param_type = "CartClientOptions | undefined")] options: JsValue) -> Result<CartClient, JsValue> {
+        let endpoint = option(&options, "endpoint", |v| v.as_string()).map(|s| s.trim_end_matches('/').to_owned()).filter(|s| !s.is_empty());
+        let key = option(&options, "storageKey", |v| v.as_string()).unwrap_or_else(|| "cartsync".to_owned());
+        let currency = match option(&options, "currency", |v| v.as_string()) {
+            Some(c) => Currency::parse(&c).map_err(cart_error)?,
+            None => Currency::USD,
+        };
+        let mut limits = Limits::default();
+        if let Some(q) = option(&options, "maxLineQuantity", |v| v.as_f64()) {
+            limits.max_line_quantity = (q as u32).clamp(1, Limits::ABSOLUTE_MAX_QUANTITY);
+        }
+        if let Some(n) = option(&options, "maxLines", |v| v.as_f64()) {
+            limits.max_lines = (n as usize).clamp(1, Limits::ABSOLUTE_MAX_LINES);
+        }
+        // Touch `window` only when it exists: importing and even constructing in Node (server-side
+        // rendering) works, with the cart kept in memory.
+        let window = js_sys::global().dyn_into::<web_sys::Window>().ok();
+        let local = window.as_ref().and_then(|w| w.local_storage().ok().flatten());
+        let storage: Rc<dyn Storage> = match local {
+            Some(s) => Rc::new(LocalStorage(s)),
+            None => Rc::new(MemoryStorage::default()),
+        };
+        let engine = Engine::new(Box::new(Shared(storage.clone())), &key, limits, currency, Box::new(random));
+        let mut tab = [0u8; 8];
+        random(&mut tab);
+        let inner = Inner {
+            engine,
+            endpoint,
+            storage,
+            listeners: Vec::new(),
+            next_listener: 0,
+            syncing: false,
+            timer_armed: false,
+            tab: tab.iter().map(|b| format!("{b:02x}")).collect(),
+            window: window.clone(),
+            events: Vec::new(),
+        };
+        let rc = Rc::new(RefCell::new(inner));
+        if let Some(w) = window {
+            let weak: Weak<RefCell<Inner>> = Rc::downgrade(&rc);
+            let on_storage = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
+                let Some(rc) = weak.upgrade() else { return };
+                let key = e.dyn_ref::<web_sys::StorageEvent>().and_then(|s| s.key());
+                let ours = rc.borrow().engine.key().to_owned();
+                if key.as_deref().is_some_and(|k| k == ours) {
+                    let changed = rc.borrow_mut().engine.reload();
+                    if changed {
+                        rc.borrow().notify();
+                    }
+                }
+            });
+            let weak: Weak<RefCell<Inner>> = Rc::downgrade(&rc);
+            let on_online = Closure::<dyn FnMut(web_sys::Event)>::new(move |_e: web_sys::Event| {
+                if let Some(rc) = weak.upgrade() {
+                    schedule(&rc, 0);
+                }
+            });
+            let _ = w.add_event_listener_with_callback("storage", on_storage.as_ref().unchecked_ref());
+            let _ = w.add_event_listener_with_callback("online", on_online.as_ref().unchecked_ref());
+            rc.borrow_mut().events = vec![("storage", on_storage), ("online", on_online)];
+        }
+        // Push whatever an earlier page left pending and fetch the server's view, in the background.
+        if rc.borrow().endpoint.is_some() {
+            let bg = rc.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = sync_now(&bg).await;
+            });
+        }
+        Ok(CartClient { inner: rc })
+    }
+
+    fn mutate(&self, kind: OpKind) -> Result<JsValue, JsValue> {
+        self.inner.borrow_mut().engine.mutate(kind, now()).map_err(cart_error)?;
+        let snap = {
+            let inner = self.inner.borrow();
+            inner.notify();
+            inner.snapshot()
+        };
+        // A short delay gathers a burst of changes into one push.
+        schedule(&self.inner, 25);
+        Ok(snap)
+    }
+
+    fn limits(&self) -> Limits {
+        *self.inner.borrow().engine.limits()
+    }
+
+    /// Adds `quantity` of `sku` (creating the line if absent). Optimistic and synchronous.
+    #[wasm_bindgen(unchecked_return_type = "CartSnapshot")]
+    pub fn add(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] sku: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number")] quantity: JsValue,
+        #[wasm_bindgen(js_name = priceAtAdd, unchecked_param_type = "Money | undefined")] price_at_add: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let kind = OpKind::Add { sku: parse_sku(&sku)?, quantity: parse_quantity(&quantity, &self.limits())?, price_at_add: parse_money(&price_at_add)? };
+        self.mutate(kind)
+    }
+
+    /// Sets the quantity of a line already in the cart.
+    #[wasm_bindgen(js_name = setQuantity, unchecked_return_type = "CartSnapshot")]
+    pub fn set_quantity(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] sku: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "number")] quantity: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let kind = OpKind::SetQuantity { sku: parse_sku(&sku)?, quantity: parse_quantity(&quantity, &self.limits())? };
+        self.mutate(kind)
+    }
+
+    /// Removes a line; removing an absent line is not an error.
+    #[wasm_bindgen(unchecked_return_type = "CartSnapshot")]
+    pub fn remove(&self, #[wasm_bindgen(unchecked_param_type = "string")] sku: JsValue) -> Result<JsValue, JsValue> {
+        self.mutate(OpKind::Remove { sku: parse_sku(&sku)? })
+    }
+
+    /// Moves a line to the save-for-later list.
+    #[wasm_bindgen(js_name = saveForLater, unchecked_return_type = "CartSnapshot")]
+    pub fn save_for_later(&self, #[wasm_bindgen(unchecked_param_type = "string")] sku: JsValue) -> Result<JsValue, JsValue> {
+        self.mutate(OpKind::SaveForLater { sku: parse_sku(&sku)? })
+    }
+
+    /// Moves a saved line back into the cart.
+    #[wasm_bindgen(js_name = moveToCart, unchecked_return_type = "CartSnapshot")]
+    pub fn move_to_cart(&self, #[wasm_bindgen(unchecked_param_type = "string")] sku: JsValue) -> Result<JsValue, JsValue> {
+        self.mutate(OpKind::MoveToCart { sku: parse_sku(&sku)? })
+    }
+
+    /// Removes a line from the saved list.
+    #[wasm_bindgen(js_name = removeSaved, unchecked_return_type = "CartSnapshot")]
+    pub fn remove_saved(&self, #[wasm_bindgen(unchecked_param_type = "string")] sku: JsValue) -> Result<JsValue, JsValue> {
+        self.mutate(OpKind::RemoveSaved { sku: parse_sku(&sku)? })
+    }
+
+    /// Empties the cart (the saved list stays).
+    #[wasm_bindgen(unchecked_return_type = "CartSnapshot")]
+    pub fn clear(&self) -> Result<JsValue, JsValue> {
+        self.mutate(OpKind::Clear)
+    }
+
+    /// The current state, with pending ops applied.
+    #[wasm_bindgen(unchecked_return_type = "CartSnapshot")]
+    pub fn snapshot(&self) -> JsValue {
+        self.inner.borrow_mut().engine.reload();
+        self.inner.borrow().snapshot()
+    }
+
+    /// Calls `listener` with every new state (from this tab, other tabs, or the server). Returns
+    /// the function that unsubscribes it.
+    #[wasm_bindgen(unchecked_return_type = "() => void")]
+    pub fn subscribe(&self, #[wasm_bindgen(unchecked_param_type = "(s: CartSnapshot) => void")] listener: Function) -> JsValue {
+        let id = {
+            let mut inner = self.inner.borrow_mut();
+            inner.next_listener += 1;
+            let id = inner.next_listener;
+            inner.listeners.push((id, listener));
+            id
+        };
+        let weak = Rc::downgrade(&self.inner);
+        Closure::<dyn FnMut()>::new(move || {
+            if let Some(rc) = weak.upgrade() {
+                rc.borrow_mut().listeners.retain(|(i, _)| *i != id);
+            }
+        })
+        .into_js_value()
+    }
+
+    /// Pushes pending ops and reads the server's cart. Rejects with a `CartError`
+    /// (`network_error`, …) when the server cannot be reached; the ops stay pending and are
+    /// retried with backoff.
+    #[wasm_bindgen(unchecked_return_type = "Promise<CartSnapshot>")]
+    pub fn sync(&self) -> Promise {
+        let rc = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move { sync_now(&rc).await })
+    }
+
+    /// Logs in: the guest cart (with its pending ops) is merged into the user's cart on the
+    /// server, exactly once, and this client switches to the user's cart.
+    #[wasm_bindgen(unchecked_return_type = "Promise<CartSnapshot>")]
+    pub fn login(&self, token: String) -> Promise {
+        let rc = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let Some(endpoint) = rc.borrow().endpoint.clone() else {
+                return Err(js_error("no_endpoint", "login needs an endpoint", JsValue::UNDEFINED));
+            };
+            let user = Identity::User { jwt: token.clone() };
+            let request = rc.borrow_mut().engine.login_request();
+            let view = match request {
+                Some(body) => match http(&endpoint, "POST", "/v1/cart/merge", Some(&user), Some(&body), &[]).await {
+                    Ok((200, text)) => serde_json::from_str::<MergeResponse>(&text).map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?.cart,
+                    Ok((status, text)) => return Err(answer_error(status, &text)),
+                    Err(why) => return Err(js_error(NETWORK_ERROR, &why, JsValue::UNDEFINED)),
+                },
+                // Already a user (another tab logged in): read the cart with the new token.
+                None => match http(&endpoint, "GET", "/v1/cart", Some(&user), None, &[]).await {
+                    Ok((200, text)) => serde_json::from_str::<CartView>(&text).map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?,
+                    Ok((status, text)) => return Err(answer_error(status, &text)),
+                    Err(why) => return Err(js_error(NETWORK_ERROR, &why, JsValue::UNDEFINED)),
+                },
+            };
+            let snap = {
+                let mut inner = rc.borrow_mut();
+                inner.engine.finish_login(&token, &view);
+                inner.notify();
+                inner.snapshot()
+            };
+            Ok(snap)
+        })
+    }
+
+    /// Back to a fresh, empty guest cart; nothing of the user's cart stays in storage.
+    #[wasm_bindgen(unchecked_return_type = "CartSnapshot")]
+    pub fn logout(&self) -> JsValue {
+        let mut inner = self.inner.borrow_mut();
+        inner.engine.logout();
+        inner.notify();
+        inner.snapshot()
+    }
+
+    /// Pushes pending ops, then checks out on the server: live prices, stock reserved for the
+    /// hold time. Rejects with `price_changed` (with `details.changes`, `details.total`) or
+    /// `out_of_stock` (with `details.items`) when the order cannot be placed as is.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Order>")]
+    pub fn checkout(&self, #[wasm_bindgen(unchecked_param_type = "CheckoutOptions | undefined")] options: JsValue) -> Promise {
+        let rc = self.inner.clone();
+        let key = option(&options, "idempotencyKey", |v| v.as_string());
+        let expected = option(&options, "expectedTotal", |v| Some(v.clone()));
+        wasm_bindgen_futures::future_to_promise(async move {
+            let Some(endpoint) = rc.borrow().endpoint.clone() else {
+                return Err(js_error("no_endpoint", "checkout needs an endpoint", JsValue::UNDEFINED));
+            };
+            let expected = match expected {
+                Some(v) => parse_money(&v)?,
+                None => None,
+            };
+            sync_now(&rc).await?;
+            let key = key.unwrap_or_else(|| rc.borrow_mut().engine.new_key());
+            let identity = rc.borrow().engine.identity().clone();
+            let body = match expected {
+                Some(m) => serde_json::json!({ "expected_total": m }),
+                None => serde_json::json!({}),
+            };
+            match http(&endpoint, "POST", "/v1/cart/checkout", Some(&identity), Some(&body), &[("Idempotency-Key", &key)]).await {
+                Ok((201, text)) => {
+                    let v: Value = serde_json::from_str(&text).map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?;
+                    let order: OrderView = serde_json::from_value(v["order"].clone()).map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?;
+                    Ok(to_js(&OrderJs::from(order)))
+                }
+                Ok((status, text)) => Err(answer_error(status, &text)),
+                Err(why) => Err(js_error(NETWORK_ERROR, &why, JsValue::UNDEFINED)),
+            }
+        })
+    }
+}

@@ -1,0 +1,517 @@
+//! The client's state machine, in plain Rust with no browser types: the last server-confirmed
+//! cart, the queue of ops the server has not acknowledged, and the bookkeeping of pushing them
+//! exactly once. The browser binding (`lib.rs`) only moves bytes between this and fetch, timers,
+//! events and localStorage; the simulation test drives it natively against the server's logic.
+//!
+//! The optimistic cart is always `confirmed` with the pending ops applied by `shared`'s own
+//! `apply`, so it is exactly what the server will compute unless another device changed the cart
+//! meanwhile, and "rebasing" onto a new server cart is nothing more than replacing `confirmed`.
+
+use crate::storage::{Storage, StorageError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use shared::stored::StoredCart;
+use shared::wire::{self, Availability, CartView, OpsResponse, Owner};
+use shared::{Cart, CartError, CartLine, Currency, ErrorCode, GuestToken, Limits, Money, Op, OpId, OpKind, Sku, Timestamp};
+use std::collections::BTreeMap;
+
+/// The stored format of the client's state; anything else under the key starts a clean cart.
+pub const FORMAT: u32 = 1;
+
+/// Client-side codes of `lastError` (the server's codes are used for everything else).
+pub const STORAGE_CORRUPT: &str = "storage_corrupt";
+pub const STORAGE_OUTDATED: &str = "storage_outdated";
+pub const STORAGE_FULL: &str = "storage_full";
+pub const NETWORK_ERROR: &str = "network_error";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    Guest { token: String },
+    User { jwt: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastError {
+    pub code: String,
+    pub message: String,
+}
+
+impl LastError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        LastError { code: code.to_owned(), message: message.into() }
+    }
+}
+
+/// What the server last said about a line beyond the cart itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Annotation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_price: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<Availability>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingOp {
+    pub op: Op,
+    pub at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientState {
+    pub identity: Identity,
+    pub confirmed: Cart,
+    pub annotations: BTreeMap<Sku, Annotation>,
+    pub pending: Vec<PendingOp>,
+    pub last_error: Option<LastError>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    format: u32,
+    owner: Owner,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    guest_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_token: Option<String>,
+    cart: StoredCart,
+    #[serde(default)]
+    annotations: BTreeMap<Sku, Annotation>,
+    pending: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_error: Option<LastError>,
+}
+
+/// A push of pending ops to `POST /v1/cart/ops`.
+#[derive(Clone, Debug)]
+pub struct Push {
+    pub body: Value,
+    pub ids: Vec<String>,
+    pub identity: Identity,
+    epoch: u64,
+}
+
+/// How a request ended, as far as the engine cares.
+#[derive(Clone, Debug)]
+pub enum Failure {
+    /// No answer, a 5xx or a 429: try again later.
+    Retry(String),
+    /// A 4xx for the whole request: trying again cannot help.
+    Refused { code: String, message: String, status: u16 },
+}
+
+/// The state a UI renders (the JavaScript `CartSnapshot`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    pub owner: Owner,
+    pub version: u64,
+    pub lines: Vec<LineSnapshot>,
+    pub saved: Vec<LineSnapshot>,
+    pub item_count: u64,
+    pub subtotal: Money,
+    pub pending_ops: usize,
+    pub syncing: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineSnapshot {
+    pub sku: Sku,
+    pub quantity: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_at_add: Option<Money>,
+    pub added_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_price: Option<Money>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_changed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability: Option<Availability>,
+}
+
+/// Most ops one push carries.
+pub const BATCH: usize = 100;
+
+pub struct Engine {
+    storage: Box<dyn Storage>,
+    key: String,
+    limits: Limits,
+    currency: Currency,
+    random: Box<dyn FnMut(&mut [u8])>,
+    pub state: ClientState,
+    /// The stored text this client last read or wrote, to skip re-reading an unchanged store.
+    seen: Option<String>,
+    /// Ids of the ops of the push under way, if any (per client, never stored).
+    in_flight: Vec<String>,
+    /// Grows with each identity change, so an answer to an older identity is ignored.
+    epoch: u64,
+    failures: u32,
+}
+
+fn uuid_v4(random: &mut dyn FnMut(&mut [u8])) -> String {
+    let mut b = [0u8; 16];
+    random(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+fn new_guest_token(random: &mut dyn FnMut(&mut [u8])) -> String {
+    let mut b = [0u8; 24];
+    random(&mut b);
+    GuestToken::from_random_bytes(&b).as_str().to_owned()
+}
+
+/// A cart from the server's view. Only the order of lines matters to `apply` (new lines go
+/// last), so sequence numbers are taken from the view's order.
+pub fn cart_from_view(view: &CartView) -> Cart {
+    let mut cart = Cart::new(view.currency);
+    cart.version = view.version;
+    cart.updated_at = view.updated_at;
+    let mut seq = 0;
+    for (list, into) in [(&view.lines, &mut cart.lines), (&view.saved, &mut cart.saved)] {
+        for l in list {
+            into.push(CartLine { sku: l.sku.clone(), quantity: l.quantity, price_at_add: l.price_at_add, added_at: l.added_at, seq });
+            seq += 1;
+        }
+    }
+    cart.next_seq = seq;
+    cart
+}
+
+fn annotations_of(view: &CartView) -> BTreeMap<Sku, Annotation> {
+    view.lines
+        .iter()
+        .chain(&view.saved)
+        .filter(|l| l.current_price.is_some() || l.availability.is_some())
+        .map(|l| (l.sku.clone(), Annotation { current_price: l.current_price, availability: l.availability }))
+        .collect()
+}
+
+impl Engine {
+    pub fn new(storage: Box<dyn Storage>, key: &str, limits: Limits, currency: Currency, mut random: Box<dyn FnMut(&mut [u8])>) -> Engine {
+        let token = new_guest_token(&mut *random);
+        let state = ClientState {
+            identity: Identity::Guest { token },
+            confirmed: Cart::new(currency),
+            annotations: BTreeMap::new(),
+            pending: Vec::new(),
+            last_error: None,
+        };
+        let mut e = Engine { storage, key: key.to_owned(), limits, currency, random, state, seen: None, in_flight: Vec::new(), epoch: 0, failures: 0 };
+        e.reload();
+        if e.seen.is_none() {
+            e.persist();
+        }
+        e
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn fresh_state(&mut self, last_error: Option<LastError>) -> ClientState {
+        ClientState {
+            identity: Identity::Guest { token: new_guest_token(&mut *self.random) },
+            confirmed: Cart::new(self.currency),
+            annotations: BTreeMap::new(),
+            pending: Vec::new(),
+            last_error,
+        }
+    }
+
+    /// Reads the stored state if it changed since this client last saw it (another tab wrote).
+    /// Returns whether anything changed. Unreadable data starts a clean cart and says why.
+    pub fn reload(&mut self) -> bool {
+        let raw = self.storage.get(&self.key);
+        if raw.is_some() && raw == self.seen {
+            return false;
+        }
+        let Some(text) = raw else {
+            return false;
+        };
+        let before = self.state.identity.clone();
+        self.state = match self.parse(&text) {
+            Ok(state) => state,
+            Err(problem) => {
+                let fresh = self.fresh_state(Some(problem));
+                self.state = fresh;
+                self.persist();
+                return true;
+            }
+        };
+        self.seen = Some(text);
+        if self.state.identity != before {
+            self.epoch += 1;
+            self.in_flight.clear();
+        }
+        true
+    }
+
+    fn parse(&self, text: &str) -> Result<ClientState, LastError> {
+        let corrupt = |why: String| LastError::new(STORAGE_CORRUPT, format!("the stored cart could not be read ({why}); starting a new cart"));
+        let value: Value = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+        match value.get("format").and_then(Value::as_u64) {
+            Some(f) if f == u64::from(FORMAT) => {}
+            Some(f) if f < u64::from(FORMAT) => {
+                return Err(LastError::new(STORAGE_OUTDATED, format!("the stored cart is in an older format ({f}); starting a new cart")));
+            }
+            _ => return Err(corrupt("not a cart of this library".into())),
+        }
+        let stored: Stored = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+        let identity = match (stored.owner, stored.guest_token, stored.user_token) {
+            (Owner::Guest, Some(t), _) if GuestToken::parse(&t).is_ok() => Identity::Guest { token: t },
+            (Owner::User, _, Some(jwt)) if !jwt.is_empty() => Identity::User { jwt },
+            _ => return Err(corrupt("no valid identity".into())),
+        };
+        let confirmed = stored.cart.into_cart().ok_or_else(|| corrupt("unknown cart format".into()))?;
+        let times: Vec<Timestamp> = stored
+            .pending
+            .iter()
+            .map(|v| v.get("at").and_then(Value::as_str).and_then(Timestamp::parse_rfc3339).unwrap_or(confirmed.updated_at))
+            .collect();
+        let pending = wire::parse_ops(Some(&Value::Array(stored.pending)), &self.limits)
+            .map_err(|e| corrupt(e.message))?
+            .into_iter()
+            .zip(times)
+            .filter_map(|((id, kind), at)| kind.ok().map(|kind| PendingOp { op: Op { id, kind }, at }))
+            .collect();
+        Ok(ClientState { identity, confirmed, annotations: stored.annotations, pending, last_error: stored.last_error })
+    }
+
+    /// Writes the state. A full or refused storage keeps the state in memory and says so.
+    pub fn persist(&mut self) {
+        let (owner, guest_token, user_token) = match &self.state.identity {
+            Identity::Guest { token } => (Owner::Guest, Some(token.clone()), None),
+            Identity::User { jwt } => (Owner::User, None, Some(jwt.clone())),
+        };
+        let stored = Stored {
+            format: FORMAT,
+            owner,
+            guest_token,
+            user_token,
+            cart: StoredCart::from(&self.state.confirmed),
+            annotations: self.state.annotations.clone(),
+            pending: self.state.pending.iter().map(|p| wire::op_to_json(&p.op, Some(p.at))).collect(),
+            last_error: self.state.last_error.clone(),
+        };
+        let text = serde_json::to_string(&stored).unwrap_or_default();
+        match self.storage.set(&self.key, &text) {
+            Ok(()) => {
+                if self.state.last_error.as_ref().is_some_and(|e| e.code == STORAGE_FULL) {
+                    self.state.last_error = None;
+                }
+                self.seen = Some(text);
+            }
+            Err(e) => {
+                let message = match e {
+                    StorageError::Full => "browser storage is full; the cart is kept in memory until it can be saved".to_owned(),
+                    StorageError::Unavailable(why) => format!("browser storage refused the cart ({why}); it is kept in memory"),
+                };
+                self.state.last_error = Some(LastError::new(STORAGE_FULL, message));
+                self.seen = None;
+            }
+        }
+    }
+
+    /// The confirmed cart with every pending op applied.
+    pub fn optimistic(&self) -> Cart {
+        let mut cart = self.state.confirmed.clone();
+        for p in &self.state.pending {
+            let _ = cart.apply(&p.op.kind, &self.limits, p.at);
+        }
+        cart
+    }
+
+    pub fn snapshot(&self, syncing: bool) -> Snapshot {
+        let cart = self.optimistic();
+        let line = |l: &CartLine| {
+            let a = self.state.annotations.get(&l.sku);
+            let current_price = a.and_then(|a| a.current_price);
+            LineSnapshot {
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+                price_at_add: l.price_at_add,
+                added_at: l.added_at,
+                current_price,
+                price_changed: match (l.price_at_add, current_price) {
+                    (Some(a), Some(b)) => Some(a != b),
+                    _ => None,
+                },
+                availability: a.and_then(|a| a.availability),
+            }
+        };
+        let lines: Vec<LineSnapshot> = cart.lines.iter().map(line).collect();
+        let mut subtotal = Money::zero(cart.currency);
+        for l in &lines {
+            if let Some(p) = l.current_price.or(l.price_at_add) {
+                subtotal = subtotal.checked_add(&p.times(l.quantity)).unwrap_or(subtotal);
+            }
+        }
+        Snapshot {
+            owner: match self.state.identity {
+                Identity::Guest { .. } => Owner::Guest,
+                Identity::User { .. } => Owner::User,
+            },
+            version: self.state.confirmed.version,
+            item_count: cart.item_count(),
+            subtotal,
+            lines,
+            saved: cart.saved.iter().map(line).collect(),
+            pending_ops: self.state.pending.len(),
+            syncing,
+            last_error: self.state.last_error.clone(),
+        }
+    }
+
+    /// Applies a change locally and queues it for the server. An op the cart would reject
+    /// (bad input, a missing line, a full cart) is refused here and changes nothing.
+    pub fn mutate(&mut self, kind: OpKind, now: Timestamp) -> Result<(), CartError> {
+        self.reload();
+        let mut cart = self.optimistic();
+        cart.apply(&kind, &self.limits, now)?;
+        let id = OpId::parse(&uuid_v4(&mut *self.random)).expect("a uuid is a valid op id");
+        self.state.pending.push(PendingOp { op: Op { id, kind }, at: now });
+        self.persist();
+        Ok(())
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The next push, if there are pending ops and none is under way. Resending ops that were
+    /// sent before (their answer was lost) is safe: the server applies each op id once.
+    pub fn begin_push(&mut self) -> Option<Push> {
+        self.reload();
+        if !self.in_flight.is_empty() || self.state.pending.is_empty() {
+            return None;
+        }
+        let batch: Vec<&PendingOp> = self.state.pending.iter().take(BATCH).collect();
+        self.in_flight = batch.iter().map(|p| p.op.id.as_str().to_owned()).collect();
+        let ops: Vec<Value> = batch.iter().map(|p| wire::op_to_json(&p.op, Some(p.at))).collect();
+        Some(Push { body: serde_json::json!({ "ops": ops }), ids: self.in_flight.clone(), identity: self.state.identity.clone(), epoch: self.epoch })
+    }
+
+    pub fn push_in_flight(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    /// The server's answer to a push: every op it reported on leaves the queue, the rejected ones
+    /// with a `lastError`; the server's cart becomes the confirmed cart unless a newer one is
+    /// already known.
+    pub fn finish_push(&mut self, push: &Push, answer: Result<OpsResponse, Failure>) {
+        self.reload();
+        if push.epoch != self.epoch {
+            return;
+        }
+        self.in_flight.clear();
+        match answer {
+            Ok(res) => {
+                self.failures = 0;
+                let reported: Vec<&str> = res.results.iter().map(|r| r.op_id.as_str()).collect();
+                self.state.pending.retain(|p| !reported.contains(&p.op.id.as_str()));
+                if let Some(r) = res.results.iter().rev().find(|r| r.status == "rejected") {
+                    let (code, message) = r.error.as_ref().map_or(("invalid_op".into(), String::new()), |e| (e.code.clone(), e.message.clone()));
+                    self.state.last_error = Some(LastError { code, message });
+                } else if self.state.last_error.as_ref().is_some_and(|e| e.code == NETWORK_ERROR) {
+                    self.state.last_error = None;
+                }
+                self.accept_cart(&res.cart);
+            }
+            Err(Failure::Retry(why)) => {
+                self.failures += 1;
+                self.state.last_error = Some(LastError::new(NETWORK_ERROR, why));
+            }
+            Err(Failure::Refused { code, message, status }) => {
+                self.failures = 0;
+                // Our own ops were refused as a whole: sending them again would only fail again,
+                // except for an identity problem (the token may be renewed by a new login).
+                if status != 401 {
+                    self.state.pending.retain(|p| !push.ids.contains(&p.op.id.as_str().to_owned()));
+                }
+                self.state.last_error = Some(LastError { code, message });
+            }
+        }
+        self.persist();
+    }
+
+    /// A cart read from the server (`GET /v1/cart`).
+    pub fn finish_pull(&mut self, identity: &Identity, view: &CartView) {
+        self.reload();
+        if *identity != self.state.identity {
+            return;
+        }
+        self.accept_cart(view);
+        self.persist();
+    }
+
+    fn accept_cart(&mut self, view: &CartView) {
+        if view.version >= self.state.confirmed.version {
+            self.state.confirmed = cart_from_view(view);
+            self.state.annotations = annotations_of(view);
+        }
+    }
+
+    /// The body of `POST /v1/cart/merge` for a login, with every pending guest op.
+    pub fn login_request(&mut self) -> Option<Value> {
+        self.reload();
+        let Identity::Guest { token } = &self.state.identity else { return None };
+        let ops: Vec<Value> = self.state.pending.iter().map(|p| wire::op_to_json(&p.op, Some(p.at))).collect();
+        Some(serde_json::json!({ "guest_token": token, "ops": ops }))
+    }
+
+    /// Switches to the user's cart after a merge (or, with no guest cart to merge, a read).
+    pub fn finish_login(&mut self, jwt: &str, cart: &CartView) {
+        self.reload();
+        self.state.identity = Identity::User { jwt: jwt.to_owned() };
+        self.state.pending.clear();
+        self.state.confirmed = cart_from_view(cart);
+        self.state.annotations = annotations_of(cart);
+        self.state.last_error = None;
+        self.epoch += 1;
+        self.in_flight.clear();
+        self.persist();
+    }
+
+    /// Back to a fresh guest cart; nothing of the user's cart stays in storage.
+    pub fn logout(&mut self) {
+        self.state = self.fresh_state(None);
+        self.epoch += 1;
+        self.in_flight.clear();
+        self.persist();
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.state.identity
+    }
+
+    /// Milliseconds to wait before the next try after `failures` failed pushes: exponential from
+    /// half a second to 30 seconds, with full jitter in its upper half (`jitter` in 0..1).
+    pub fn backoff_ms(&self, jitter: f64) -> u64 {
+        let base = 500u64.saturating_mul(1 << self.failures.min(6)).min(30_000);
+        (base as f64 * (0.5 + 0.5 * jitter.clamp(0.0, 1.0))) as u64
+    }
+
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// A new id for a checkout's `Idempotency-Key` when the caller gave none.
+    pub fn new_key(&mut self) -> String {
+        uuid_v4(&mut *self.random)
+    }
+}
+
+/// Maps an HTTP error answer to a failure: 5xx and 429 are retried, other 4xx are not.
+pub fn failure_of(status: u16, body: &str) -> Failure {
+    let (code, message) = match serde_json::from_str::<wire::ErrorEnvelope>(body) {
+        Ok(env) => (env.error.code, env.error.message),
+        Err(_) => (if status >= 500 { ErrorCode::Unavailable } else { ErrorCode::InvalidRequest }.as_str().to_owned(), format!("HTTP {status}")),
+    };
+    if status >= 500 || status == 429 { Failure::Retry(message) } else { Failure::Refused { code, message, status } }
+}

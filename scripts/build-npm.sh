@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds the npm package @cartsync/cart into cart-wasm/pkg/ (and a tarball beside it), installing
+# what it needs when missing: the wasm32 target, wasm-bindgen-cli (pinned to the crate's
+# version) and the npm tools (wasm-opt from the npm binaryen package; Debian's is broken).
+# Prints the size of the .wasm and the JS glue, raw and gzip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+WASM_BINDGEN_VERSION=$(sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' cart-wasm/Cargo.toml)
+
+if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown
+fi
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+  echo "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes, once)"
+  cargo install -q wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+if [ ! -x tools/node_modules/.bin/wasm-opt ]; then
+  (cd tools && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+cargo build -q -p cart-wasm --target wasm32-unknown-unknown --profile wasm-release
+wasm=target/wasm32-unknown-unknown/wasm-release/cart_wasm.wasm
+
+pkg=cart-wasm/pkg
+rm -rf "$pkg"
+mkdir -p "$pkg"
+for target in bundler web; do
+  wasm-bindgen "$wasm" --target "$target" --out-dir "$pkg/$target" --out-name cartsync
+  tools/node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
+    --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+    --enable-reference-types --enable-multivalue \
+    "$pkg/$target/cartsync_bg.wasm" -o "$pkg/$target/cartsync_bg.wasm"
+done
+
+snippet=$(cd "$pkg/web" && find snippets -name cart-error.js | head -n 1)
+[ -n "$snippet" ] || { echo "the CartError snippet is missing from the wasm-bindgen output" >&2; exit 1; }
+cp cart-wasm/package/package.json cart-wasm/package/README.md "$pkg/"
+for entry in index.js web.js node.js; do
+  sed "s|__SNIPPET__|$snippet|" "cart-wasm/package/$entry" > "$pkg/$entry"
+done
+{ echo 'export * from "./bundler/cartsync.js";'; cat cart-wasm/package/cart-error.d.ts; } > "$pkg/index.d.ts"
+{ echo 'export * from "./web/cartsync.js";'; echo 'export { default } from "./web/cartsync.js";'; cat cart-wasm/package/cart-error.d.ts; } > "$pkg/web.d.ts"
+
+(cd "$pkg" && npm pack --silent --pack-destination .. >/dev/null)
+tarball=$(ls -t cart-wasm/cartsync-cart-*.tgz | head -n 1)
+
+size() { printf '%-34s %7d bytes raw %7d bytes gzip\n' "$1" "$(wc -c < "$2")" "$(gzip -9c "$2" | wc -c)"; }
+echo "package: $tarball"
+size "bundler/cartsync_bg.wasm" "$pkg/bundler/cartsync_bg.wasm"
+size "bundler JS glue (cartsync_bg.js)" "$pkg/bundler/cartsync_bg.js"
+size "web JS glue (cartsync.js)" "$pkg/web/cartsync.js"
