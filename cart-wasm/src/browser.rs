@@ -107,7 +107,11 @@ impl Storage for LocalStorage {
     fn set(&self, key: &str, value: &str) -> Result<(), StorageError> {
         self.0.set_item(key, value).map_err(|e| {
             let name = Reflect::get(&e, &"name".into()).ok().and_then(|n| n.as_string()).unwrap_or_default();
-            if name == "QuotaExceededError" || name == "NS_ERROR_DOM_QUOTA_REACHED" { StorageError::Full } else { StorageError::Unavailable(name) }
+            if name == "QuotaExceededError" || name == "NS_ERROR_DOM_QUOTA_REACHED" {
+                StorageError::Full
+            } else {
+                StorageError::Unavailable(name)
+            }
         })
     }
 
@@ -115,6 +119,8 @@ impl Storage for LocalStorage {
         let _ = self.0.remove_item(key);
     }
 }
+
+type EventHandler = Closure<dyn FnMut(web_sys::Event)>;
 
 struct Inner {
     engine: Engine,
@@ -126,7 +132,7 @@ struct Inner {
     timer_armed: bool,
     tab: String,
     window: Option<web_sys::Window>,
-    events: Vec<(&'static str, Closure<dyn FnMut(web_sys::Event)>)>,
+    events: Vec<(&'static str, EventHandler)>,
 }
 
 /// Shares one storage object between the engine and the lease.
@@ -262,7 +268,13 @@ impl From<OrderView> for OrderJs {
             lines: o
                 .lines
                 .into_iter()
-                .map(|l| OrderLineJs { sku: l.sku.as_str().to_owned(), quantity: l.quantity, unit_price: l.unit_price, price_at_add: l.price_at_add, line_total: l.line_total })
+                .map(|l| OrderLineJs {
+                    sku: l.sku.as_str().to_owned(),
+                    quantity: l.quantity,
+                    unit_price: l.unit_price,
+                    price_at_add: l.price_at_add,
+                    line_total: l.line_total,
+                })
                 .collect(),
             total: o.total,
             reserved_until: o.reserved_until,
@@ -272,7 +284,14 @@ impl From<OrderView> for OrderJs {
 }
 
 /// One HTTP exchange: `Ok((status, body))`, or `Err` when no answer came.
-async fn http(endpoint: &str, method: &str, path: &str, identity: Option<&Identity>, body: Option<&Value>, extra: &[(&str, &str)]) -> Result<(u16, String), String> {
+async fn http(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    identity: Option<&Identity>,
+    body: Option<&Value>,
+    extra: &[(&str, &str)],
+) -> Result<(u16, String), String> {
     let init = web_sys::RequestInit::new();
     init.set_method(method);
     let headers = web_sys::Headers::new().map_err(|_| "no Headers".to_owned())?;
@@ -429,7 +448,8 @@ impl CartClient {
     /// starts a clean cart and is reported in `lastError`; it never throws for that.
     #[wasm_bindgen(constructor)]
     pub fn new(#[wasm_bindgen(unchecked_param_type = "CartClientOptions | undefined")] options: JsValue) -> Result<CartClient, JsValue> {
-        let endpoint = option(&options, "endpoint", |v| v.as_string()).map(|s| s.trim_end_matches('/').to_owned()).filter(|s| !s.is_empty());
+        let endpoint =
+            option(&options, "endpoint", |v| v.as_string()).map(|s| s.trim_end_matches('/').to_owned()).filter(|s| !s.is_empty());
         let key = option(&options, "storageKey", |v| v.as_string()).unwrap_or_else(|| "cartsync".to_owned());
         let currency = match option(&options, "currency", |v| v.as_string()) {
             Some(c) => Currency::parse(&c).map_err(cart_error)?,
@@ -523,7 +543,11 @@ impl CartClient {
         #[wasm_bindgen(unchecked_param_type = "number")] quantity: JsValue,
         #[wasm_bindgen(js_name = priceAtAdd, unchecked_param_type = "Money | undefined")] price_at_add: JsValue,
     ) -> Result<JsValue, JsValue> {
-        let kind = OpKind::Add { sku: parse_sku(&sku)?, quantity: parse_quantity(&quantity, &self.limits())?, price_at_add: parse_money(&price_at_add)? };
+        let kind = OpKind::Add {
+            sku: parse_sku(&sku)?,
+            quantity: parse_quantity(&quantity, &self.limits())?,
+            price_at_add: parse_money(&price_at_add)?,
+        };
         self.mutate(kind)
     }
 
@@ -615,22 +639,29 @@ impl CartClient {
             };
             let user = Identity::User { jwt: token.clone() };
             let request = rc.borrow_mut().engine.login_request();
-            let view = match request {
+            let sent = request.as_ref().map(|r| r.1.clone()).unwrap_or_default();
+            let view = match request.map(|r| r.0) {
                 Some(body) => match http(&endpoint, "POST", "/v1/cart/merge", Some(&user), Some(&body), &[]).await {
-                    Ok((200, text)) => serde_json::from_str::<MergeResponse>(&text).map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?.cart,
+                    Ok((200, text)) => {
+                        serde_json::from_str::<MergeResponse>(&text)
+                            .map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?
+                            .cart
+                    }
                     Ok((status, text)) => return Err(answer_error(status, &text)),
                     Err(why) => return Err(js_error(NETWORK_ERROR, &why, JsValue::UNDEFINED)),
                 },
                 // Already a user (another tab logged in): read the cart with the new token.
                 None => match http(&endpoint, "GET", "/v1/cart", Some(&user), None, &[]).await {
-                    Ok((200, text)) => serde_json::from_str::<CartView>(&text).map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?,
+                    Ok((200, text)) => {
+                        serde_json::from_str::<CartView>(&text).map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?
+                    }
                     Ok((status, text)) => return Err(answer_error(status, &text)),
                     Err(why) => return Err(js_error(NETWORK_ERROR, &why, JsValue::UNDEFINED)),
                 },
             };
             let snap = {
                 let mut inner = rc.borrow_mut();
-                inner.engine.finish_login(&token, &view);
+                inner.engine.finish_login(&token, &view, &sent);
                 inner.notify();
                 inner.snapshot()
             };
@@ -673,7 +704,8 @@ impl CartClient {
             match http(&endpoint, "POST", "/v1/cart/checkout", Some(&identity), Some(&body), &[("Idempotency-Key", &key)]).await {
                 Ok((201, text)) => {
                     let v: Value = serde_json::from_str(&text).map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?;
-                    let order: OrderView = serde_json::from_value(v["order"].clone()).map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?;
+                    let order: OrderView = serde_json::from_value(v["order"].clone())
+                        .map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?;
                     Ok(to_js(&OrderJs::from(order)))
                 }
                 Ok((status, text)) => Err(answer_error(status, &text)),

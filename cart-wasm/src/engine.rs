@@ -132,6 +132,10 @@ pub struct LineSnapshot {
     pub availability: Option<Availability>,
 }
 
+/// The source of randomness (op ids, guest tokens): `crypto.getRandomValues` in a browser, a
+/// seeded generator in simulations.
+pub type Random = Box<dyn FnMut(&mut [u8])>;
+
 /// Most ops one push carries.
 pub const BATCH: usize = 100;
 
@@ -140,7 +144,7 @@ pub struct Engine {
     key: String,
     limits: Limits,
     currency: Currency,
-    random: Box<dyn FnMut(&mut [u8])>,
+    random: Random,
     pub state: ClientState,
     /// The stored text this client last read or wrote, to skip re-reading an unchanged store.
     seen: Option<String>,
@@ -193,7 +197,7 @@ fn annotations_of(view: &CartView) -> BTreeMap<Sku, Annotation> {
 }
 
 impl Engine {
-    pub fn new(storage: Box<dyn Storage>, key: &str, limits: Limits, currency: Currency, mut random: Box<dyn FnMut(&mut [u8])>) -> Engine {
+    pub fn new(storage: Box<dyn Storage>, key: &str, limits: Limits, currency: Currency, mut random: Random) -> Engine {
         let token = new_guest_token(&mut *random);
         let state = ClientState {
             identity: Identity::Guest { token },
@@ -202,7 +206,18 @@ impl Engine {
             pending: Vec::new(),
             last_error: None,
         };
-        let mut e = Engine { storage, key: key.to_owned(), limits, currency, random, state, seen: None, in_flight: Vec::new(), epoch: 0, failures: 0 };
+        let mut e = Engine {
+            storage,
+            key: key.to_owned(),
+            limits,
+            currency,
+            random,
+            state,
+            seen: None,
+            in_flight: Vec::new(),
+            epoch: 0,
+            failures: 0,
+        };
         e.reload();
         if e.seen.is_none() {
             e.persist();
@@ -253,7 +268,8 @@ impl Engine {
     }
 
     fn parse(&self, text: &str) -> Result<ClientState, LastError> {
-        let corrupt = |why: String| LastError::new(STORAGE_CORRUPT, format!("the stored cart could not be read ({why}); starting a new cart"));
+        let corrupt =
+            |why: String| LastError::new(STORAGE_CORRUPT, format!("the stored cart could not be read ({why}); starting a new cart"));
         let value: Value = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
         match value.get("format").and_then(Value::as_u64) {
             Some(f) if f == u64::from(FORMAT) => {}
@@ -394,7 +410,12 @@ impl Engine {
         let batch: Vec<&PendingOp> = self.state.pending.iter().take(BATCH).collect();
         self.in_flight = batch.iter().map(|p| p.op.id.as_str().to_owned()).collect();
         let ops: Vec<Value> = batch.iter().map(|p| wire::op_to_json(&p.op, Some(p.at))).collect();
-        Some(Push { body: serde_json::json!({ "ops": ops }), ids: self.in_flight.clone(), identity: self.state.identity.clone(), epoch: self.epoch })
+        Some(Push {
+            body: serde_json::json!({ "ops": ops }),
+            ids: self.in_flight.clone(),
+            identity: self.state.identity.clone(),
+            epoch: self.epoch,
+        })
     }
 
     pub fn push_in_flight(&self) -> bool {
@@ -416,7 +437,8 @@ impl Engine {
                 let reported: Vec<&str> = res.results.iter().map(|r| r.op_id.as_str()).collect();
                 self.state.pending.retain(|p| !reported.contains(&p.op.id.as_str()));
                 if let Some(r) = res.results.iter().rev().find(|r| r.status == "rejected") {
-                    let (code, message) = r.error.as_ref().map_or(("invalid_op".into(), String::new()), |e| (e.code.clone(), e.message.clone()));
+                    let (code, message) =
+                        r.error.as_ref().map_or(("invalid_op".into(), String::new()), |e| (e.code.clone(), e.message.clone()));
                     self.state.last_error = Some(LastError { code, message });
                 } else if self.state.last_error.as_ref().is_some_and(|e| e.code == NETWORK_ERROR) {
                     self.state.last_error = None;
@@ -430,8 +452,9 @@ impl Engine {
             Err(Failure::Refused { code, message, status }) => {
                 self.failures = 0;
                 // Our own ops were refused as a whole: sending them again would only fail again,
-                // except for an identity problem (the token may be renewed by a new login).
-                if status != 401 {
+                // except for an identity problem: an expired token (renewed by a new login), or a
+                // guest cart merged at a login in another tab (the ops go to the user's cart).
+                if status != 401 && code != "cart_merged" {
                     self.state.pending.retain(|p| !push.ids.contains(&p.op.id.as_str().to_owned()));
                 }
                 self.state.last_error = Some(LastError { code, message });
@@ -457,19 +480,23 @@ impl Engine {
         }
     }
 
-    /// The body of `POST /v1/cart/merge` for a login, with every pending guest op.
-    pub fn login_request(&mut self) -> Option<Value> {
+    /// The body of `POST /v1/cart/merge` for a login, with every pending guest op, and the ids
+    /// of those ops; `None` if this client is no guest (another tab logged in already).
+    pub fn login_request(&mut self) -> Option<(Value, Vec<String>)> {
         self.reload();
         let Identity::Guest { token } = &self.state.identity else { return None };
         let ops: Vec<Value> = self.state.pending.iter().map(|p| wire::op_to_json(&p.op, Some(p.at))).collect();
-        Some(serde_json::json!({ "guest_token": token, "ops": ops }))
+        let ids = self.state.pending.iter().map(|p| p.op.id.as_str().to_owned()).collect();
+        Some((serde_json::json!({ "guest_token": token, "ops": ops }), ids))
     }
 
-    /// Switches to the user's cart after a merge (or, with no guest cart to merge, a read).
-    pub fn finish_login(&mut self, jwt: &str, cart: &CartView) {
+    /// Switches to the user's cart after a merge (or, with no guest cart to merge, a read). The
+    /// ops the merge carried (`sent`) are done; ops made while the login was under way stay
+    /// pending and go to the user's cart.
+    pub fn finish_login(&mut self, jwt: &str, cart: &CartView, sent: &[String]) {
         self.reload();
         self.state.identity = Identity::User { jwt: jwt.to_owned() };
-        self.state.pending.clear();
+        self.state.pending.retain(|p| !sent.iter().any(|id| id == p.op.id.as_str()));
         self.state.confirmed = cart_from_view(cart);
         self.state.annotations = annotations_of(cart);
         self.state.last_error = None;
@@ -511,7 +538,9 @@ impl Engine {
 pub fn failure_of(status: u16, body: &str) -> Failure {
     let (code, message) = match serde_json::from_str::<wire::ErrorEnvelope>(body) {
         Ok(env) => (env.error.code, env.error.message),
-        Err(_) => (if status >= 500 { ErrorCode::Unavailable } else { ErrorCode::InvalidRequest }.as_str().to_owned(), format!("HTTP {status}")),
+        Err(_) => {
+            (if status >= 500 { ErrorCode::Unavailable } else { ErrorCode::InvalidRequest }.as_str().to_owned(), format!("HTTP {status}"))
+        }
     };
     if status >= 500 || status == 429 { Failure::Retry(message) } else { Failure::Refused { code, message, status } }
 }

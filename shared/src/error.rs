@@ -37,10 +37,11 @@ pub enum ErrorCode {
     OrderNotPending,
     StockBelowReserved,
     UnknownProduct,
+    CartMerged,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidCartToken,
@@ -72,6 +73,7 @@ impl ErrorCode {
         ErrorCode::OrderNotPending,
         ErrorCode::StockBelowReserved,
         ErrorCode::UnknownProduct,
+        ErrorCode::CartMerged,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -107,6 +109,7 @@ impl ErrorCode {
             ErrorCode::OrderNotPending => "order_not_pending",
             ErrorCode::StockBelowReserved => "stock_below_reserved",
             ErrorCode::UnknownProduct => "unknown_product",
+            ErrorCode::CartMerged => "cart_merged",
         }
     }
 
@@ -126,7 +129,8 @@ impl ErrorCode {
             | ErrorCode::OutOfStock
             | ErrorCode::ReservationExpired
             | ErrorCode::OrderNotPending
-            | ErrorCode::StockBelowReserved => 409,
+            | ErrorCode::StockBelowReserved
+            | ErrorCode::CartMerged => 409,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::VersionMismatch => 412,
             ErrorCode::PayloadTooLarge => 413,

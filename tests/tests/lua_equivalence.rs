@@ -116,19 +116,36 @@ proptest! {
         let later = Timestamp::from_millis(now.millis() + 10);
         let rf = p.rt.block_on(p.redis.freeze_guest(&guest, &rules, later)).unwrap();
         let mf = p.rt.block_on(p.memory.freeze_guest(&guest, &rules, later)).unwrap();
-        prop_assert_eq!(rf.as_ref().map(|f| (f.generation, &f.cart)), mf.as_ref().map(|f| (f.generation, &f.cart)));
-        if let (Some(rf), Some(_)) = (rf, mf) {
-            for attempt in 0..2 {
-                let r = p.rt.block_on(p.redis.merge_into(&user, "merge-1", &rf.cart, &rules, later)).unwrap();
-                let m = p.rt.block_on(p.memory.merge_into(&user, "merge-1", &rf.cart, &rules, later)).unwrap();
-                match (r, m) {
-                    (MergeResult::Done { cart: rc, applied: ra }, MergeResult::Done { cart: mc, applied: ma }) => {
-                        prop_assert_eq!(rc, mc);
-                        prop_assert_eq!(ra, ma);
-                        prop_assert_eq!(ra, attempt == 0, "a merge op id applies once");
-                    }
-                    _ => prop_assert!(false, "the stores disagree on the merge result"),
+        prop_assert_eq!((rf.generation, &rf.cart), (mf.generation, &mf.cart));
+        let (mut ra, mut ma) = (rf.applied.clone(), mf.applied.clone());
+        ra.sort();
+        ma.sort();
+        prop_assert_eq!(ra, ma);
+        for attempt in 0..2 {
+            let r = p.rt.block_on(p.redis.merge_into(&user, "merge-1", &rf, &rules, later)).unwrap();
+            let m = p.rt.block_on(p.memory.merge_into(&user, "merge-1", &mf, &rules, later)).unwrap();
+            match (r, m) {
+                (MergeResult::Done { cart: rc, applied: ra }, MergeResult::Done { cart: mc, applied: ma }) => {
+                    prop_assert_eq!(rc, mc);
+                    prop_assert_eq!(ra, ma);
+                    prop_assert_eq!(ra, attempt == 0, "a merge op id applies once");
                 }
+                _ => prop_assert!(false, "the stores disagree on the merge result"),
+            }
+        }
+        // The guest cart is merged: reads still work (and agree), writes are refused.
+        apply_both(&p, &guest, &[], &rules, later)?;
+        for store in [&p.redis, &p.memory] {
+            let refused = p.rt.block_on(store.apply(&guest, &ops_of(&[(99, OpKind::Clear)]), None, &rules, later)).unwrap();
+            prop_assert!(matches!(refused, ApplyResult::Merged));
+        }
+        // The user cart took over the guest's op ids: sending a guest op again as the user is a duplicate.
+        if let Some(id) = rf.applied.first() {
+            let again = Op { id: OpId::parse(id).unwrap(), kind: OpKind::Clear };
+            for store in [&p.redis, &p.memory] {
+                let r = p.rt.block_on(store.apply(&user, std::slice::from_ref(&again), None, &rules, later)).unwrap();
+                let ApplyResult::Done { outcomes, .. } = r else { panic!("a user cart applies") };
+                prop_assert_eq!(&outcomes[0], &OpOutcome::Duplicate);
             }
         }
     }

@@ -17,7 +17,8 @@ struct Expiring<T> {
 struct Inner {
     carts: HashMap<String, Expiring<Cart>>,
     applied: HashMap<String, Expiring<BTreeSet<String>>>,
-    frozen: HashMap<String, Expiring<Frozen>>,
+    frozen: HashMap<String, Expiring<(u64, Cart)>>,
+    merged: HashMap<String, Expiring<()>>,
     generations: HashMap<String, Expiring<u64>>,
     queue: VecDeque<(u64, UserId)>,
     in_flight: Vec<(u64, UserId)>,
@@ -45,6 +46,9 @@ impl MemoryStore {
         let key = id.tag();
         let expiry = rules.expiry(id);
         let mut inner = self.lock();
+        if !ops.is_empty() && inner.merged.get(&key).is_some_and(|e| e.expires_at > now) {
+            return ApplyResult::Merged;
+        }
         let existing = take_live(&mut inner.carts, &key, now);
         if existing.is_none() && id.is_user() {
             return ApplyResult::NeedsRestore;
@@ -99,23 +103,38 @@ impl MemoryStore {
         }
     }
 
-    pub fn freeze_guest(&self, guest: &CartKey, rules: &Rules, now: Timestamp) -> Option<Frozen> {
+    pub fn freeze_guest(&self, guest: &CartKey, rules: &Rules, now: Timestamp) -> Frozen {
         let key = guest.tag();
-        let snapshot_ttl = rules.guest.cart_seconds.max(rules.guest.saved_seconds) * 1000;
+        let expiry = rules.expiry(guest);
+        let snapshot_expires = Timestamp::from_millis(now.millis() + expiry.cart_seconds.max(expiry.saved_seconds) * 1000);
         let mut inner = self.lock();
-        if let Some(mut cart) = take_live(&mut inner.carts, &key, now) {
-            cart.touch(now, &rules.expiry(guest));
-            let expires_at = Timestamp::from_millis(now.millis() + snapshot_ttl);
-            let generation = take_live(&mut inner.generations, &key, now).unwrap_or(0) + 1;
-            inner.generations.insert(key.clone(), Expiring { value: generation, expires_at });
-            inner.frozen.insert(key, Expiring { value: Frozen { generation, cart: cart.clone() }, expires_at });
-            return Some(Frozen { generation, cart });
+        let applied: Vec<String> =
+            inner.applied.get(&key).filter(|e| e.expires_at > now).map(|e| e.value.iter().cloned().collect()).unwrap_or_default();
+        if let Some(f) = inner.frozen.get(&key).filter(|e| e.expires_at > now) {
+            return Frozen { generation: f.value.0, cart: f.value.1.clone(), applied };
         }
-        let f = inner.frozen.get(&key).filter(|e| e.expires_at > now)?;
-        Some(Frozen { generation: f.value.generation, cart: f.value.cart.clone() })
+        let mut cart = take_live(&mut inner.carts, &key, now).unwrap_or_else(|| Cart::new(rules.currency));
+        cart.touch(now, &expiry);
+        inner.merged.insert(key.clone(), Expiring { value: (), expires_at: snapshot_expires });
+        let mut frozen = Frozen { generation: 0, cart: Cart::new(rules.currency), applied };
+        if !cart.is_empty() {
+            let generation = take_live(&mut inner.generations, &key, now).unwrap_or(0) + 1;
+            inner.generations.insert(key.clone(), Expiring { value: generation, expires_at: snapshot_expires });
+            inner.frozen.insert(key.clone(), Expiring { value: (generation, cart.clone()), expires_at: snapshot_expires });
+            frozen.generation = generation;
+            frozen.cart = cart.clone();
+            // Emptied, not deleted: its version goes on growing (see freeze.lua).
+            cart.lines.clear();
+            cart.saved.clear();
+            cart.version += 1;
+            cart.updated_at = now;
+        }
+        let expires_at = Timestamp::from_millis(now.millis() + Rules::key_ttl_ms(&expiry, &cart));
+        inner.carts.insert(key, Expiring { value: cart, expires_at });
+        frozen
     }
 
-    pub fn merge_into(&self, user: &CartKey, op_id: &str, guest: &Cart, rules: &Rules, now: Timestamp) -> MergeResult {
+    pub fn merge_into(&self, user: &CartKey, op_id: &str, guest: &Frozen, rules: &Rules, now: Timestamp) -> MergeResult {
         let key = user.tag();
         let expiry = rules.expiry(user);
         let mut inner = self.lock();
@@ -126,7 +145,8 @@ impl MemoryStore {
         cart.touch(now, &expiry);
         let fresh = applied.insert(op_id.to_owned());
         if fresh {
-            merge(&mut cart, guest, rules.merge, &rules.limits, now);
+            merge(&mut cart, &guest.cart, rules.merge, &rules.limits, now);
+            applied.extend(guest.applied.iter().cloned());
         }
         let expires_at = Timestamp::from_millis(now.millis() + Rules::key_ttl_ms(&expiry, &cart));
         inner.carts.insert(key.clone(), Expiring { value: cart.clone(), expires_at });
@@ -175,6 +195,7 @@ impl MemoryStore {
         inner.carts.retain(|_, e| e.expires_at > now);
         inner.applied.retain(|_, e| e.expires_at > now);
         inner.frozen.retain(|_, e| e.expires_at > now);
+        inner.merged.retain(|_, e| e.expires_at > now);
         inner.generations.retain(|_, e| e.expires_at > now);
         before - inner.carts.len()
     }

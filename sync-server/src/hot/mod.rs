@@ -57,6 +57,8 @@ pub enum ApplyResult {
     NeedsRestore,
     /// `If-Match` named another version; nothing was applied.
     VersionMismatch(u64),
+    /// A guest cart merged into a user's cart at login takes no more ops.
+    Merged,
 }
 
 pub enum MergeResult {
@@ -68,10 +70,12 @@ pub enum MergeResult {
     NeedsRestore,
 }
 
-/// A guest cart taken out of use for a merge, under its merge generation.
+/// A guest cart taken out of use for a merge: its lines under a merge generation (0 when it had
+/// none), and the ids of the ops it applied, which the user's cart takes over.
 pub struct Frozen {
     pub generation: u64,
     pub cart: Cart,
+    pub applied: Vec<String>,
 }
 
 /// One user cart the durable store must catch up with.
@@ -115,19 +119,20 @@ impl HotStore {
     }
 
     /// First half of a merge: takes the guest cart out of use (see `freeze.lua`).
-    pub async fn freeze_guest(&self, guest: &CartKey, rules: &Rules, now: Timestamp) -> Result<Option<Frozen>, StoreError> {
+    pub async fn freeze_guest(&self, guest: &CartKey, rules: &Rules, now: Timestamp) -> Result<Frozen, StoreError> {
         match self {
             HotStore::Memory(m) => Ok(m.freeze_guest(guest, rules, now)),
             HotStore::Redis(r) => r.freeze_guest(guest, rules, now).await,
         }
     }
 
-    /// Second half of a merge: folds the frozen guest cart into the user's, once per `op_id`.
+    /// Second half of a merge: folds the frozen guest cart into the user's, once per `op_id`,
+    /// and takes over the guest cart's applied op ids.
     pub async fn merge_into(
         &self,
         user: &CartKey,
         op_id: &str,
-        guest: &Cart,
+        guest: &Frozen,
         rules: &Rules,
         now: Timestamp,
     ) -> Result<MergeResult, StoreError> {

@@ -10,8 +10,8 @@ use crate::identity::CartKey;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
-use shared::{Cart, CartState, Op, OpKind, OpOutcome, Timestamp, UserId};
 use shared::{CartError, ErrorCode};
+use shared::{CartState, Op, OpKind, OpOutcome, Timestamp, UserId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -181,6 +181,7 @@ impl RedisStore {
         let reply = strings_or_arrays(self.invoke(inv, user).await?)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(ApplyResult::NeedsRestore),
+            Some("merged") => Ok(ApplyResult::Merged),
             Some("mismatch") => Ok(ApplyResult::VersionMismatch(reply.get(1).map(|v| v.int()).unwrap_or(0) as u64)),
             Some("ok") if reply.len() == 3 => {
                 let outcomes = reply[1].list().iter().map(|r| parse_outcome(r.as_str())).collect::<Result<_, _>>()?;
@@ -203,7 +204,7 @@ impl RedisStore {
         Ok(())
     }
 
-    pub async fn freeze_guest(&self, guest: &CartKey, rules: &Rules, now: Timestamp) -> Result<Option<Frozen>, StoreError> {
+    pub async fn freeze_guest(&self, guest: &CartKey, rules: &Rules, now: Timestamp) -> Result<Frozen, StoreError> {
         let expiry = rules.expiry(guest);
         let snapshot_ttl = expiry.cart_seconds.max(expiry.saved_seconds) * 1000;
         let mut inv = self.scripts.freeze.prepare_invoke();
@@ -214,25 +215,27 @@ impl RedisStore {
             .arg(now.millis())
             .arg(expiry.cart_seconds * 1000)
             .arg(expiry.saved_seconds * 1000)
-            .arg(snapshot_ttl);
+            .arg(snapshot_ttl)
+            .arg(rules.currency.as_str());
         let reply = strings_or_arrays(self.invoke(inv, None).await?)?;
-        let generation = reply.first().map(|v| v.int()).unwrap_or(0);
-        if generation <= 0 || reply.len() < 2 {
-            return Ok(None);
+        if reply.len() != 3 {
+            return Err(StoreError::Corrupt("unexpected reply from freeze.lua".into()));
         }
+        let generation = reply[0].int().max(0) as u64;
         let cart = cart_from_fields(&reply[1].strings(), rules.currency)?;
-        Ok(Some(Frozen { generation: generation as u64, cart }))
+        Ok(Frozen { generation, cart, applied: reply[2].strings() })
     }
 
     pub async fn merge_into(
         &self,
         user: &CartKey,
         op_id: &str,
-        guest: &Cart,
+        guest: &Frozen,
         rules: &Rules,
         now: Timestamp,
     ) -> Result<MergeResult, StoreError> {
         let expiry = rules.expiry(user);
+        let fields = cart_to_fields(&guest.cart);
         let mut inv = self.scripts.merge.prepare_invoke();
         inv.key(self.key(user, ""))
             .key(self.key(user, ":ops"))
@@ -244,9 +247,10 @@ impl RedisStore {
             .arg(rules.currency.as_str())
             .arg(op_id)
             .arg(rules.merge.as_str())
-            .arg(cart_to_fields(guest));
-        let queue_for = user.user();
-        let reply = strings_or_arrays(self.invoke(inv, queue_for).await?)?;
+            .arg(fields.len())
+            .arg(&fields)
+            .arg(&guest.applied);
+        let reply = strings_or_arrays(self.invoke(inv, user.user()).await?)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(MergeResult::NeedsRestore),
             Some(status @ ("applied" | "duplicate")) if reply.len() == 2 => {

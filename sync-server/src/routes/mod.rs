@@ -138,6 +138,12 @@ async fn run_ops(state: &SharedState, id: &CartKey, ops: &[Op], expected: Option
         match state.hot.apply(id, ops, expected, &state.rules, now).await.map_err(store_error)? {
             ApplyResult::Done { cart, outcomes } => return Ok((cart, outcomes)),
             ApplyResult::NeedsRestore => restore(state, id, now).await?,
+            ApplyResult::Merged => {
+                return Err(ApiError::new(
+                    ErrorCode::CartMerged,
+                    "this guest cart was merged into a user's cart at login; send its changes as that user",
+                ));
+            }
             ApplyResult::VersionMismatch(current) => {
                 return Err(ApiError::new(ErrorCode::VersionMismatch, format!("the cart is at version {current}"))
                     .with_detail("current_version", json!(current)));
@@ -266,30 +272,42 @@ async fn merge(State(state): State<SharedState>, headers: HeaderMap, JsonBody(bo
     }
     let (token, parsed) = wire::parse_merge_request(&body, &state.rules.limits)?;
     let guest = CartId::Guest(token).key();
+    // The guest's still-pending ops land in the guest cart first, exactly once each. If the
+    // guest cart was merged already (a login retried after a lost answer), they go to the user's
+    // cart instead, which by then knows every op id the guest cart applied.
+    let mut for_user = Vec::new();
     if !parsed.is_empty() {
-        // The guest's still-pending ops land in the guest cart first, exactly once each.
-        apply_parsed(&state, &guest, parsed, None).await?;
+        match apply_parsed(&state, &guest, parsed.clone(), None).await {
+            Ok(_) => {}
+            Err(e) if e.code == ErrorCode::CartMerged => for_user = parsed,
+            Err(e) => return Err(e),
+        }
     }
     let now = now();
-    let Some(frozen) = state.hot.freeze_guest(&guest, &state.rules, now).await.map_err(store_error)? else {
-        let (cart, _) = run_ops(&state, &user, &[], None).await?;
-        return Ok(cart_response(&identity, cart.version, &MergeResponse { cart: view(&state, &user, &cart).await, merged: false }));
-    };
-    let op_id = format!("merge:{}:{}", guest.tag(), frozen.generation);
+    let frozen = state.hot.freeze_guest(&guest, &state.rules, now).await.map_err(store_error)?;
+    let op_id = format!("merge:{}:{}", guest.tag, frozen.generation);
+    let mut result = None;
     for _ in 0..3 {
-        match state.hot.merge_into(&user, &op_id, &frozen.cart, &state.rules, now).await.map_err(store_error)? {
+        match state.hot.merge_into(&user, &op_id, &frozen, &state.rules, now).await.map_err(store_error)? {
             MergeResult::NeedsRestore => restore(&state, &user, now).await?,
             MergeResult::Done { cart, applied } => {
-                state.hot.finish_merge(&guest).await.map_err(store_error)?;
-                let merged = applied && !frozen.cart.is_empty();
-                if merged {
-                    tracing::info!(lines = frozen.cart.lines.len(), saved = frozen.cart.saved.len(), "merged a guest cart");
-                }
-                return Ok(cart_response(&identity, cart.version, &MergeResponse { cart: view(&state, &user, &cart).await, merged }));
+                result = Some((cart, applied));
+                break;
             }
         }
     }
-    Err(ApiError::internal("a user cart could not be restored for a merge"))
+    let Some((mut cart, applied)) = result else {
+        return Err(ApiError::internal("a user cart could not be restored for a merge"));
+    };
+    state.hot.finish_merge(&guest).await.map_err(store_error)?;
+    if !for_user.is_empty() {
+        cart = apply_parsed(&state, &user, for_user, None).await?.0;
+    }
+    let merged = applied && !frozen.cart.is_empty();
+    if merged {
+        tracing::info!(lines = frozen.cart.lines.len(), saved = frozen.cart.saved.len(), "merged a guest cart");
+    }
+    Ok(cart_response(&identity, cart.version, &MergeResponse { cart: view(&state, &user, &cart).await, merged }))
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -1,7 +1,7 @@
 -- Shared prelude of every cart script (prepended when the server loads them).
 --
 -- A cart is one hash. Meta fields: v (version), n (next seq), c (currency), u (updated at, ms),
--- a (accessed at, ms). Lines: "l:<sku>" in the cart, "s:<sku>" in the saved list, each valued
+-- a (accessed at, ms), z ("1" once a guest cart was merged into a user's at login). Lines: "l:<sku>" in the cart, "s:<sku>" in the saved list, each valued
 -- "quantity|seq|added_at_ms|price_amount|price_currency" (the price parts empty when unknown).
 --
 -- These functions mirror shared::Cart::{apply, touch} and shared::merge exactly; a property test
@@ -35,6 +35,7 @@ local function from_flat(raw, from, to, currency)
     elseif f == 'u' then m.u = num(val)
     elseif f == 'a' then m.a = num(val)
     elseif f == 'c' then m.c = val
+    elseif f == 'z' then m.z = val
     end
   end
   table.sort(m.lines, by_seq)
@@ -48,7 +49,7 @@ local function load(key, currency)
 end
 
 local function fields(m)
-  local f = {v = fmt(m.v), n = fmt(m.n), c = m.c, u = fmt(m.u), a = fmt(m.a)}
+  local f = {v = fmt(m.v), n = fmt(m.n), c = m.c, u = fmt(m.u), a = fmt(m.a), z = m.z}
   for _, l in ipairs(m.lines) do f['l:' .. l.sku] = encode(l) end
   for _, l in ipairs(m.saved) do f['s:' .. l.sku] = encode(l) end
   return f
