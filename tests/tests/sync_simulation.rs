@@ -196,7 +196,10 @@ fn random_op(rng: &mut Rng) -> OpKind {
     }
 }
 
-fn lines(cart: &Cart) -> (Vec<(String, u32)>, Vec<(String, u32)>) {
+/// `(sku, quantity)` of the cart's lines and of its saved list.
+type Lists = (Vec<(String, u32)>, Vec<(String, u32)>);
+
+fn lines(cart: &Cart) -> Lists {
     let f = |v: &[shared::CartLine]| v.iter().map(|l| (l.sku.as_str().to_owned(), l.quantity)).collect();
     (f(&cart.lines), f(&cart.saved))
 }
