@@ -7,6 +7,8 @@
 
 #[cfg(target_arch = "wasm32")]
 mod browser;
+#[cfg(target_arch = "wasm32")]
+pub use browser::CartClient;
 pub mod engine;
 pub mod storage;
 

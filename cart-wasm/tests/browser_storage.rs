@@ -1,0 +1,134 @@
+//! The storage layer in a real browser (headless Chromium through wasm-bindgen-test): corrupt,
+//! foreign and old-format data, a full quota, and a reload that must lose nothing.
+#![cfg(target_arch = "wasm32")]
+
+use cart_wasm::CartClient;
+use js_sys::Reflect;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn storage() -> web_sys::Storage {
+    web_sys::window().unwrap().local_storage().unwrap().unwrap()
+}
+
+fn options(key: &str) -> JsValue {
+    let o = js_sys::Object::new();
+    Reflect::set(&o, &"storageKey".into(), &key.into()).unwrap();
+    o.into()
+}
+
+fn get(v: &JsValue, path: &[&str]) -> JsValue {
+    path.iter().fold(v.clone(), |v, k| Reflect::get(&v, &(*k).into()).unwrap_or(JsValue::UNDEFINED))
+}
+
+fn last_error_code(client: &CartClient) -> Option<String> {
+    get(&client.snapshot(), &["lastError", "code"]).as_string()
+}
+
+fn line_count(client: &CartClient) -> u32 {
+    js_sys::Array::from(&get(&client.snapshot(), &["lines"])).length()
+}
+
+#[wasm_bindgen_test]
+fn corrupt_data_starts_a_clean_cart_and_says_so() {
+    for (key, junk) in [("c1", "{not json"), ("c2", r#"{"foo": 1}"#), ("c3", "[]"), ("c4", r#"{"format": 1, "owner": "guest"}"#)] {
+        storage().set_item(key, junk).unwrap();
+        let client = CartClient::new(options(key)).expect("no throw on corrupt data");
+        assert_eq!(last_error_code(&client).as_deref(), Some("storage_corrupt"), "{junk}");
+        assert_eq!(line_count(&client), 0);
+        client.add("A".into(), 1.into(), JsValue::UNDEFINED).unwrap();
+        let stored = storage().get_item(key).unwrap().unwrap();
+        assert!(stored.contains("\"format\":1"), "a clean cart replaced the junk: {stored}");
+    }
+}
+
+#[wasm_bindgen_test]
+fn an_older_format_is_reported_as_outdated() {
+    storage().set_item("old", r#"{"format": 0, "items": [{"id": "A", "qty": 2}]}"#).unwrap();
+    let client = CartClient::new(options("old")).unwrap();
+    assert_eq!(last_error_code(&client).as_deref(), Some("storage_outdated"));
+    assert_eq!(line_count(&client), 0);
+}
+
+#[wasm_bindgen_test]
+fn a_reload_loses_nothing() {
+    let _ = storage().remove_item("reload");
+    let first = CartClient::new(options("reload")).unwrap();
+    first.add("A".into(), 2.into(), JsValue::UNDEFINED).unwrap();
+    first.add("B".into(), 1.into(), JsValue::UNDEFINED).unwrap();
+    first.save_for_later("B".into()).unwrap();
+    drop(first);
+    let second = CartClient::new(options("reload")).unwrap();
+    let snap = second.snapshot();
+    assert_eq!(get(&snap, &["itemCount"]).as_f64(), Some(2.0));
+    assert_eq!(get(&snap, &["pendingOps"]).as_f64(), Some(3.0), "the pending ops survive too");
+    assert_eq!(js_sys::Array::from(&get(&snap, &["saved"])).length(), 1);
+    assert_eq!(last_error_code(&second), None);
+}
+
+#[wasm_bindgen_test]
+fn a_full_quota_keeps_the_cart_working_in_memory() {
+    let s = storage();
+    let _ = s.remove_item("full");
+    let client = CartClient::new(options("full")).unwrap();
+    // Fill the origin's quota with junk.
+    let chunk = "x".repeat(256 * 1024);
+    let mut filled = Vec::new();
+    for i in 0..200 {
+        let k = format!("junk{i}");
+        if s.set_item(&k, &chunk).is_err() {
+            break;
+        }
+        filled.push(k);
+    }
+    let small = "y".repeat(1024);
+    for i in 0..2000 {
+        if s.set_item(&format!("pad{i}"), &small).is_err() {
+            break;
+        }
+        filled.push(format!("pad{i}"));
+    }
+    let big_sku = |i: u32| format!("SKU-{i:0>60}");
+    let mut full = false;
+    for i in 0..150 {
+        let snap = client.add(big_sku(i).into(), 1.into(), JsValue::UNDEFINED).expect("adding never throws for a full storage");
+        if get(&snap, &["lastError", "code"]).as_string().as_deref() == Some("storage_full") {
+            full = true;
+            break;
+        }
+    }
+    assert!(full, "the quota was reached and reported");
+    let lines_in_memory = line_count(&client);
+    assert!(lines_in_memory > 0, "the cart keeps working in memory");
+    for k in &filled {
+        s.remove_item(k).unwrap();
+    }
+    client.add("AFTER".into(), 1.into(), JsValue::UNDEFINED).unwrap();
+    assert_eq!(last_error_code(&client), None, "saving again clears the error");
+    let reopened = CartClient::new(options("full")).unwrap();
+    assert_eq!(line_count(&reopened), lines_in_memory + 1, "everything reached storage once there was room");
+}
+
+#[wasm_bindgen_test]
+fn bad_input_throws_a_typed_error_and_changes_nothing() {
+    let _ = storage().remove_item("bad");
+    let client = CartClient::new(options("bad")).unwrap();
+    client.add("A".into(), 1.into(), JsValue::UNDEFINED).unwrap();
+    for (sku, qty, code) in [
+        ("A", JsValue::from(0), "invalid_quantity"),
+        ("A", 1000.into(), "invalid_quantity"),
+        ("A", 1.5.into(), "invalid_quantity"),
+        ("", 1.into(), "invalid_sku"),
+    ] {
+        let err = client.add(sku.into(), qty, JsValue::UNDEFINED).expect_err("bad input throws");
+        assert_eq!(get(&err, &["code"]).as_string().as_deref(), Some(code));
+        assert_eq!(get(&err, &["name"]).as_string().as_deref(), Some("CartError"));
+        assert!(err.is_instance_of::<js_sys::Error>());
+    }
+    let missing = client.set_quantity("NOPE".into(), 2.into()).expect_err("no such line");
+    assert_eq!(get(&missing, &["code"]).as_string().as_deref(), Some("line_not_found"));
+    assert_eq!(get(&client.snapshot(), &["itemCount"]).as_f64(), Some(1.0));
+    assert_eq!(get(&client.snapshot(), &["pendingOps"]).as_f64(), Some(1.0));
+}
