@@ -246,7 +246,7 @@ fn run(seed: u64, stats: &mut Stats) -> Result<(), String> {
         // While healing, a tab whose guest cart was merged by a login whose answer it never
         // saw logs in again, as a storefront does when told `cart_merged`.
         let stuck = tabs[t].engine.state.last_error.as_ref().is_some_and(|e| e.code == "cart_merged");
-        let action = if healing && stuck {
+        let action = if healing && stuck && !tabs[t].busy {
             9
         } else if healing {
             3 + rng.below(3)
@@ -347,7 +347,13 @@ fn run(seed: u64, stats: &mut Stats) -> Result<(), String> {
         }
     }
     if !network.is_empty() || tabs.iter().any(|t| !t.engine.state.pending.is_empty()) {
-        return Err("the network never settled".into());
+        let stuck: Vec<String> = tabs
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !t.engine.state.pending.is_empty() || t.busy)
+            .map(|(i, t)| format!("tab {i}: {} pending, busy {}, {:?}, {:?}", t.engine.state.pending.len(), t.busy, t.engine.identity(), t.engine.state.last_error))
+            .collect();
+        return Err(format!("the network never settled ({} messages in flight): {stuck:?}", network.len()));
     }
 
     // Every client now reads the server and must show exactly its cart.
