@@ -44,6 +44,9 @@ done
 { echo 'export * from "./web/cartsync.js";'; echo 'export { default } from "./web/cartsync.js";'; cat cart-wasm/package/cart-error.d.ts; } > "$pkg/web.d.ts"
 
 (cd "$pkg" && npm pack --silent --pack-destination .. >/dev/null)
+# The demo storefront loads the package from beside itself.
+rm -rf www/pkg
+cp -r "$pkg" www/pkg
 tarball=$(ls -t cart-wasm/cartsync-cart-*.tgz | head -n 1)
 
 size() { printf '%-34s %7d bytes raw %7d bytes gzip\n' "$1" "$(wc -c < "$2")" "$(gzip -9c "$2" | wc -c)"; }

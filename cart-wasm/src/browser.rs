@@ -24,6 +24,9 @@ extern "C" {
 
 #[wasm_bindgen]
 extern "C" {
+    /// `globalThis`, read without touching `window` (in a browser they are the same object).
+    #[wasm_bindgen(thread_local_v2, js_name = globalThis)]
+    static GLOBAL: js_sys::Object;
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout(f: &Function, ms: i32) -> JsValue;
     #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues)]
@@ -131,7 +134,7 @@ struct Inner {
     syncing: bool,
     timer_armed: bool,
     tab: String,
-    window: Option<web_sys::Window>,
+    events_target: Option<web_sys::EventTarget>,
     events: Vec<(&'static str, EventHandler)>,
 }
 
@@ -152,20 +155,26 @@ impl Storage for Shared {
 
 const LEASE_MS: f64 = 5_000.0;
 
+/// Calls every listener with the current state. Must be called with no borrow of `rc` held.
+fn notify(rc: &Rc<RefCell<Inner>>) {
+    let notice = rc.borrow().pending_notice();
+    if let Some((listeners, snap)) = notice {
+        for f in listeners {
+            // A listener that throws must not stop the others, nor the cart.
+            let _ = f.call1(&JsValue::NULL, &snap);
+        }
+    }
+}
+
 impl Inner {
     fn snapshot(&self) -> JsValue {
         to_js(&self.engine.snapshot(self.syncing))
     }
 
-    fn notify(&self) {
-        if self.listeners.is_empty() {
-            return;
-        }
-        let snap = self.snapshot();
-        for (_, f) in &self.listeners {
-            // A listener that throws must not stop the others, nor the cart.
-            let _ = f.call1(&JsValue::NULL, &snap);
-        }
+    /// What to call the listeners with; they are called by [`notify`] once no borrow is held,
+    /// so a listener may call back into the client.
+    fn pending_notice(&self) -> Option<(Vec<Function>, JsValue)> {
+        (!self.listeners.is_empty()).then(|| (self.listeners.iter().map(|(_, f)| f.clone()).collect(), self.snapshot()))
     }
 
     fn lease_key(&self) -> String {
@@ -204,7 +213,7 @@ pub struct CartClient {
 impl Drop for CartClient {
     fn drop(&mut self) {
         let inner = self.inner.borrow();
-        if let Some(w) = &inner.window {
+        if let Some(w) = &inner.events_target {
             for (name, c) in &inner.events {
                 let _ = w.remove_event_listener_with_callback(name, c.as_ref().unchecked_ref());
             }
@@ -375,11 +384,11 @@ async fn push_all(rc: &Rc<RefCell<Inner>>) -> Result<(), Failure> {
                 }
                 Some(p) => {
                     inner.syncing = true;
-                    inner.notify();
                     (p, endpoint)
                 }
             }
         };
+        notify(rc);
         let answer = match http(&endpoint, "POST", "/v1/cart/ops", Some(&push.identity), Some(&push.body), &[]).await {
             Ok((200, text)) => serde_json::from_str::<OpsResponse>(&text).map_err(|e| Failure::Retry(format!("unreadable answer: {e}"))),
             Ok((status, text)) => Err(failure_of(status, &text)),
@@ -393,12 +402,12 @@ async fn push_all(rc: &Rc<RefCell<Inner>>) -> Result<(), Failure> {
             let mut inner = rc.borrow_mut();
             inner.engine.finish_push(&push, answer);
             inner.syncing = false;
-            inner.notify();
             if retry.is_some() {
                 inner.drop_lease();
             }
             inner.engine.backoff_ms(js_sys::Math::random())
         };
+        notify(rc);
         if let Some(why) = retry {
             schedule(rc, delay as i32);
             return Err(Failure::Retry(why));
@@ -417,9 +426,8 @@ async fn pull(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
     match http(&endpoint, "GET", "/v1/cart", Some(&identity), None, &[]).await {
         Ok((200, text)) => {
             let view: CartView = serde_json::from_str(&text).map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?;
-            let mut inner = rc.borrow_mut();
-            inner.engine.finish_pull(&identity, &view);
-            inner.notify();
+            rc.borrow_mut().engine.finish_pull(&identity, &view);
+            notify(rc);
             Ok(())
         }
         Ok((status, text)) => Err(answer_error(status, &text)),
@@ -462,10 +470,14 @@ impl CartClient {
         if let Some(n) = option(&options, "maxLines", |v| v.as_f64()) {
             limits.max_lines = (n as usize).clamp(1, Limits::ABSOLUTE_MAX_LINES);
         }
-        // Touch `window` only when it exists: importing and even constructing in Node (server-side
-        // rendering) works, with the cart kept in memory.
-        let window = js_sys::global().dyn_into::<web_sys::Window>().ok();
-        let local = window.as_ref().and_then(|w| w.local_storage().ok().flatten());
+        // `window` is never read: `globalThis` has what a browser offers, and in Node (server-side
+        // rendering) it lacks it, so the cart is kept in memory there and no events are heard.
+        let global: JsValue = GLOBAL.with(|g| g.clone().into());
+        let has_fn = |name: &str| Reflect::get(&global, &name.into()).is_ok_and(|f| f.is_function());
+        let window = has_fn("addEventListener").then(|| global.clone().unchecked_into::<web_sys::EventTarget>());
+        // Reading `localStorage` throws where storage is disabled; the cart then lives in memory.
+        let local =
+            Reflect::get(&global, &"localStorage".into()).ok().filter(|s| s.is_object()).map(|s| s.unchecked_into::<web_sys::Storage>());
         let storage: Rc<dyn Storage> = match local {
             Some(s) => Rc::new(LocalStorage(s)),
             None => Rc::new(MemoryStorage::default()),
@@ -482,7 +494,7 @@ impl CartClient {
             syncing: false,
             timer_armed: false,
             tab: tab.iter().map(|b| format!("{b:02x}")).collect(),
-            window: window.clone(),
+            events_target: window.clone(),
             events: Vec::new(),
         };
         let rc = Rc::new(RefCell::new(inner));
@@ -495,7 +507,7 @@ impl CartClient {
                 if key.as_deref().is_some_and(|k| k == ours) {
                     let changed = rc.borrow_mut().engine.reload();
                     if changed {
-                        rc.borrow().notify();
+                        notify(&rc);
                     }
                 }
             });
@@ -521,11 +533,8 @@ impl CartClient {
 
     fn mutate(&self, kind: OpKind) -> Result<JsValue, JsValue> {
         self.inner.borrow_mut().engine.mutate(kind, now()).map_err(cart_error)?;
-        let snap = {
-            let inner = self.inner.borrow();
-            inner.notify();
-            inner.snapshot()
-        };
+        notify(&self.inner);
+        let snap = self.inner.borrow().snapshot();
         // A short delay gathers a burst of changes into one push.
         schedule(&self.inner, 25);
         Ok(snap)
@@ -659,12 +668,9 @@ impl CartClient {
                     Err(why) => return Err(js_error(NETWORK_ERROR, &why, JsValue::UNDEFINED)),
                 },
             };
-            let snap = {
-                let mut inner = rc.borrow_mut();
-                inner.engine.finish_login(&token, &view, &sent);
-                inner.notify();
-                inner.snapshot()
-            };
+            rc.borrow_mut().engine.finish_login(&token, &view, &sent);
+            notify(&rc);
+            let snap = rc.borrow().snapshot();
             Ok(snap)
         })
     }
@@ -672,10 +678,9 @@ impl CartClient {
     /// Back to a fresh, empty guest cart; nothing of the user's cart stays in storage.
     #[wasm_bindgen(unchecked_return_type = "CartSnapshot")]
     pub fn logout(&self) -> JsValue {
-        let mut inner = self.inner.borrow_mut();
-        inner.engine.logout();
-        inner.notify();
-        inner.snapshot()
+        self.inner.borrow_mut().engine.logout();
+        notify(&self.inner);
+        self.inner.borrow().snapshot()
     }
 
     /// Pushes pending ops, then checks out on the server: live prices, stock reserved for the

@@ -148,6 +148,8 @@ pub struct Engine {
     pub state: ClientState,
     /// The stored text this client last read or wrote, to skip re-reading an unchanged store.
     seen: Option<String>,
+    /// The state in memory is newer than the store (a write failed: quota, disabled storage).
+    unsaved: bool,
     /// Ids of the ops of the push under way, if any (per client, never stored).
     in_flight: Vec<String>,
     /// Grows with each identity change, so an answer to an older identity is ignored.
@@ -214,6 +216,7 @@ impl Engine {
             random,
             state,
             seen: None,
+            unsaved: false,
             in_flight: Vec::new(),
             epoch: 0,
             failures: 0,
@@ -251,6 +254,12 @@ impl Engine {
         };
         let before = self.state.identity.clone();
         self.state = match self.parse(&text) {
+            // Changes that could not be saved yet are merged with the other tab's, not dropped.
+            Ok(theirs) if self.unsaved => {
+                self.absorb(theirs);
+                self.seen = Some(text);
+                return true;
+            }
             Ok(state) => state,
             Err(problem) => {
                 let fresh = self.fresh_state(Some(problem));
@@ -300,7 +309,18 @@ impl Engine {
     }
 
     /// Writes the state. A full or refused storage keeps the state in memory and says so.
+    ///
+    /// Tabs share the store without a lock, so another tab may have written since this one last
+    /// read. Rather than overwrite that, the two are merged: the newer confirmed cart wins and
+    /// the pending ops are the union of both queues (by op id). A resurrected op that was already
+    /// acknowledged is only sent again, and the server answers it as a duplicate.
     pub fn persist(&mut self) {
+        if let Some(text) = self.storage.get(&self.key)
+            && Some(&text) != self.seen.as_ref()
+            && let Ok(theirs) = self.parse(&text)
+        {
+            self.absorb(theirs);
+        }
         let (owner, guest_token, user_token) = match &self.state.identity {
             Identity::Guest { token } => (Owner::Guest, Some(token.clone()), None),
             Identity::User { jwt } => (Owner::User, None, Some(jwt.clone())),
@@ -320,8 +340,11 @@ impl Engine {
             Ok(()) => {
                 if self.state.last_error.as_ref().is_some_and(|e| e.code == STORAGE_FULL) {
                     self.state.last_error = None;
+                    // Written again with the error cleared, so other tabs do not show it either.
+                    return self.persist();
                 }
                 self.seen = Some(text);
+                self.unsaved = false;
             }
             Err(e) => {
                 let message = match e {
@@ -329,7 +352,27 @@ impl Engine {
                     StorageError::Unavailable(why) => format!("browser storage refused the cart ({why}); it is kept in memory"),
                 };
                 self.state.last_error = Some(LastError::new(STORAGE_FULL, message));
-                self.seen = None;
+                self.unsaved = true;
+            }
+        }
+    }
+
+    fn absorb(&mut self, theirs: ClientState) {
+        if theirs.identity != self.state.identity {
+            // The other tab logged in or out meanwhile: its identity and cart stand, and this
+            // tab's queued changes follow them.
+            self.state.identity = theirs.identity;
+            self.state.confirmed = theirs.confirmed;
+            self.state.annotations = theirs.annotations;
+            self.epoch += 1;
+            self.in_flight.clear();
+        } else if theirs.confirmed.version > self.state.confirmed.version {
+            self.state.confirmed = theirs.confirmed;
+            self.state.annotations = theirs.annotations;
+        }
+        for p in theirs.pending {
+            if !self.state.pending.iter().any(|q| q.op.id == p.op.id) {
+                self.state.pending.push(p);
             }
         }
     }
@@ -543,4 +586,73 @@ pub fn failure_of(status: u16, body: &str) -> Failure {
         }
     };
     if status >= 500 || status == 429 { Failure::Retry(message) } else { Failure::Refused { code, message, status } }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+    use shared::Quantity;
+
+    fn engine(storage: &MemoryStorage, seed: u8) -> Engine {
+        let mut n = seed;
+        Engine::new(
+            Box::new(storage.clone()),
+            "cart",
+            Limits::default(),
+            Currency::USD,
+            Box::new(move |b: &mut [u8]| {
+                for x in b {
+                    n = n.wrapping_mul(31).wrapping_add(7);
+                    *x = n;
+                }
+            }),
+        )
+    }
+
+    fn add(sku: &str) -> OpKind {
+        OpKind::Add { sku: Sku::parse(sku).unwrap(), quantity: Quantity::new(1, &Limits::default()).unwrap(), price_at_add: None }
+    }
+
+    #[test]
+    fn a_stale_tab_writing_keeps_the_other_tabs_ops() {
+        let storage = MemoryStorage::default();
+        let mut a = engine(&storage, 1);
+        let mut b = engine(&storage, 2);
+        assert_eq!(a.identity(), b.identity(), "tabs share one guest cart");
+        b.mutate(add("B"), Timestamp::default()).unwrap();
+        // `a` has not read since; its write must not erase B's op.
+        a.state.last_error = None;
+        a.persist();
+        let mut c = engine(&storage, 3);
+        c.reload();
+        assert_eq!(c.state.pending.len(), 1, "the op of the other tab survived");
+        a.mutate(add("A"), Timestamp::default()).unwrap();
+        c.reload();
+        let skus: Vec<&str> = c.optimistic().lines.iter().map(|l| l.sku.as_str()).map(|s| if s == "A" { "A" } else { "B" }).collect();
+        assert_eq!(skus, ["B", "A"]);
+    }
+
+    #[test]
+    fn a_full_storage_keeps_changes_in_memory_and_says_so() {
+        let storage = MemoryStorage::with_quota(1200);
+        let mut e = engine(&storage, 9);
+        for i in 0..40 {
+            e.mutate(add(&format!("SKU-{i:04}")), Timestamp::default()).unwrap();
+        }
+        assert_eq!(e.state.last_error.as_ref().map(|x| x.code.as_str()), Some(STORAGE_FULL));
+        assert_eq!(e.optimistic().lines.len(), 40, "nothing lost in memory");
+    }
+
+    #[test]
+    fn backoff_grows_to_thirty_seconds_with_jitter() {
+        let storage = MemoryStorage::default();
+        let mut e = engine(&storage, 5);
+        assert_eq!(e.backoff_ms(1.0), 500);
+        e.failures = 3;
+        assert_eq!(e.backoff_ms(1.0), 4000);
+        assert_eq!(e.backoff_ms(0.0), 2000);
+        e.failures = 20;
+        assert_eq!(e.backoff_ms(1.0), 30_000);
+    }
 }

@@ -92,16 +92,21 @@ fn a_full_quota_keeps_the_cart_working_in_memory() {
     }
     let big_sku = |i: u32| format!("SKU-{i:0>60}");
     let mut full = false;
+    let mut added = 0;
     for i in 0..150 {
         let snap = client.add(big_sku(i).into(), 1.into(), JsValue::UNDEFINED).expect("adding never throws for a full storage");
+        added += 1;
         if get(&snap, &["lastError", "code"]).as_string().as_deref() == Some("storage_full") {
             full = true;
-            break;
+            // Keep going a little: changes made while full must not be lost either.
+            if added > 3 {
+                break;
+            }
         }
     }
     assert!(full, "the quota was reached and reported");
     let lines_in_memory = line_count(&client);
-    assert!(lines_in_memory > 0, "the cart keeps working in memory");
+    assert_eq!(lines_in_memory, added, "the cart keeps every change in memory");
     for k in &filled {
         s.remove_item(k).unwrap();
     }
@@ -109,6 +114,24 @@ fn a_full_quota_keeps_the_cart_working_in_memory() {
     assert_eq!(last_error_code(&client), None, "saving again clears the error");
     let reopened = CartClient::new(options("full")).unwrap();
     assert_eq!(line_count(&reopened), lines_in_memory + 1, "everything reached storage once there was room");
+}
+
+#[wasm_bindgen_test]
+fn a_listener_may_call_back_into_the_client() {
+    let _ = storage().remove_item("reentrant");
+    let client = std::rc::Rc::new(CartClient::new(options("reentrant")).unwrap());
+    let seen = std::rc::Rc::new(std::cell::Cell::new(0.0));
+    let (c, s) = (client.clone(), seen.clone());
+    let listener = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |_snap: JsValue| {
+        // Reading the state from inside a notification must work.
+        s.set(get(&c.snapshot(), &["itemCount"]).as_f64().unwrap_or(-1.0));
+    });
+    let unsubscribe = client.subscribe(listener.as_ref().unchecked_ref::<js_sys::Function>().clone());
+    client.add("A".into(), 2.into(), JsValue::UNDEFINED).unwrap();
+    assert_eq!(seen.get(), 2.0);
+    unsubscribe.unchecked_ref::<js_sys::Function>().call0(&JsValue::NULL).unwrap();
+    client.add("A".into(), 1.into(), JsValue::UNDEFINED).unwrap();
+    assert_eq!(seen.get(), 2.0, "unsubscribed");
 }
 
 #[wasm_bindgen_test]

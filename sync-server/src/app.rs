@@ -31,6 +31,8 @@ pub struct AppState {
     pub webhook_secret: Option<Secret>,
     pub hold_ms: i64,
     pub idempotency_wait_ms: u64,
+    /// Set when development logins are enabled: the HS256 secret to sign them with.
+    pub dev_login_secret: Option<Secret>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -80,13 +82,36 @@ pub async fn connect(settings: &Settings) -> Result<AppState, String> {
         webhook_secret: settings.webhook_secret.clone(),
         hold_ms: i64::try_from(settings.hold_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
         idempotency_wait_ms: settings.idempotency_wait_ms,
+        dev_login_secret: match (settings.dev_login, &settings.jwt_secret) {
+            (false, _) => None,
+            (true, Some(secret)) => {
+                tracing::warn!("development logins are enabled: anyone can get a user token");
+                Some(secret.clone())
+            }
+            (true, None) => return Err("CARTSYNC_DEV_LOGIN: needs CARTSYNC_JWT_SECRET to sign the tokens it hands out".into()),
+        },
     })
 }
 
 pub fn router(state: SharedState, settings: &Settings) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    routes::router()
-        .with_state(state)
+    let mut app = routes::router();
+    if let Some(root) = settings.static_root() {
+        // Files answer GET and HEAD only; anything else that matches no route is the API's 404.
+        let files = tower_http::services::ServeDir::new(root)
+            .not_found_service(axum::handler::HandlerWithoutStateExt::into_service(routes::not_found));
+        app = app.fallback(move |req: axum::extract::Request| async move {
+            use axum::response::IntoResponse;
+            use tower::ServiceExt;
+            if matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD) {
+                files.oneshot(req).await.into_response()
+            } else {
+                routes::not_found().await.into_response()
+            }
+        });
+    }
+    app.with_state(state)
+        .layer(cors(settings))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a request handler panicked");
@@ -100,6 +125,32 @@ pub fn router(state: SharedState, settings: &Settings) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, HeaderName::from_static("x-cart-token")]))
+}
+
+/// CORS for storefronts on other origins: the identity headers may be sent, and the version and
+/// the issued guest token may be read.
+fn cors(settings: &Settings) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<&str> = settings.cors_origins.split(',').map(str::trim).filter(|o| !o.is_empty()).collect();
+    let allow = if origins.contains(&"*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            HeaderName::from_static("x-cart-token"),
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([header::ETAG, HeaderName::from_static("x-cart-token")])
+        .max_age(Duration::from_secs(600))
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains the write-behind queue.

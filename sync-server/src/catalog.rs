@@ -154,6 +154,13 @@ impl Durable {
         rows.into_iter().map(product_of_row).collect()
     }
 
+    /// Up to `limit` products on sale, by SKU.
+    pub async fn list_products(&self, limit: usize) -> Result<Vec<Product>, DurableError> {
+        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE active ORDER BY sku LIMIT $1");
+        let rows: Vec<ProductRow> = on_db!(self, pool => sqlx::query_as(&sql).bind(limit as i64).fetch_all(pool).await?);
+        rows.into_iter().map(product_of_row).collect()
+    }
+
     pub async fn product(&self, sku: &Sku) -> Result<Option<Product>, DurableError> {
         Ok(self.products(std::slice::from_ref(sku)).await?.pop())
     }

@@ -164,6 +164,20 @@ pub struct Settings {
     #[arg(long, env = "CARTSYNC_IDEMPOTENCY_WAIT_MS", default_value_t = 5000)]
     pub idempotency_wait_ms: u64,
 
+    /// Directory of static files served at `/` (the demo storefront). Default: the repository's
+    /// `www/` when it exists.
+    #[arg(long, env = "CARTSYNC_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Origins allowed to call the API from a browser (CORS), comma-separated, or `*`.
+    #[arg(long, env = "CARTSYNC_CORS_ORIGINS", default_value = "")]
+    pub cors_origins: String,
+
+    /// Development only: `POST /v1/dev/login {"user"}` hands out user tokens signed with
+    /// CARTSYNC_JWT_SECRET. Never enable it in production.
+    #[arg(long, env = "CARTSYNC_DEV_LOGIN", default_value_t = false)]
+    pub dev_login: bool,
+
     /// Log format: text or json.
     #[arg(long, env = "CARTSYNC_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -181,6 +195,14 @@ impl Settings {
 
     pub fn guest_expiry(&self) -> Expiry {
         Expiry { cart_seconds: self.guest_ttl_seconds, saved_seconds: self.saved_ttl_seconds }
+    }
+
+    /// The static directory to serve, if any: the configured one, or the repository's `www/`.
+    pub fn static_root(&self) -> Option<PathBuf> {
+        self.static_dir.clone().or_else(|| {
+            let www = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../www");
+            www.join("index.html").exists().then_some(www)
+        })
     }
 
     pub fn user_expiry(&self) -> Expiry {

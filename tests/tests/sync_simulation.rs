@@ -351,7 +351,15 @@ fn run(seed: u64, stats: &mut Stats) -> Result<(), String> {
             .iter()
             .enumerate()
             .filter(|(_, t)| !t.engine.state.pending.is_empty() || t.busy)
-            .map(|(i, t)| format!("tab {i}: {} pending, busy {}, {:?}, {:?}", t.engine.state.pending.len(), t.busy, t.engine.identity(), t.engine.state.last_error))
+            .map(|(i, t)| {
+                format!(
+                    "tab {i}: {} pending, busy {}, {:?}, {:?}",
+                    t.engine.state.pending.len(),
+                    t.busy,
+                    t.engine.identity(),
+                    t.engine.state.last_error
+                )
+            })
             .collect();
         return Err(format!("the network never settled ({} messages in flight): {stuck:?}", network.len()));
     }

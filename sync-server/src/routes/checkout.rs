@@ -22,7 +22,12 @@ const MAX_SKUS_PER_LOOKUP: usize = 100;
 
 /// `GET /v1/products?skus=A,B`: prices and free stock, in one query; unknown SKUs are left out.
 pub async fn products(State(state): State<SharedState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
-    let raw = q.get("skus").ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "name the products: ?skus=A,B"))?;
+    let Some(raw) = q.get("skus") else {
+        // Without a list: the catalog's first products on sale, for a storefront's grid.
+        let found = state.durable.list_products(MAX_SKUS_PER_LOOKUP).await.map_err(ApiError::unavailable)?;
+        let products = found.iter().map(|p| p.view(state.catalog.low_stock_threshold)).collect();
+        return Ok(axum::Json(ProductsResponse { products }).into_response());
+    };
     let mut skus: Vec<Sku> = Vec::new();
     for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let sku = Sku::parse(part)?;

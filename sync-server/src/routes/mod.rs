@@ -34,13 +34,14 @@ pub fn router() -> Router<SharedState> {
         .route("/v1/orders/{id}/payment", post(checkout::payment))
         .route("/v1/admin/products", post(admin::bulk_load))
         .route("/v1/admin/products/{sku}", put(admin::put_product).get(admin::get_product))
+        .route("/v1/dev/login", post(dev_login))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
 
-async fn not_found() -> ApiError {
+pub(crate) async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such resource")
 }
 
@@ -308,6 +309,23 @@ async fn merge(State(state): State<SharedState>, headers: HeaderMap, JsonBody(bo
         tracing::info!(lines = frozen.cart.lines.len(), saved = frozen.cart.saved.len(), "merged a guest cart");
     }
     Ok(cart_response(&identity, cart.version, &MergeResponse { cart: view(&state, &user, &cart).await, merged }))
+}
+
+/// `POST /v1/dev/login {"user": "alice"}`: a user token for the demo storefront, when
+/// `CARTSYNC_DEV_LOGIN` is on (otherwise this route does not exist).
+async fn dev_login(State(state): State<SharedState>, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    let secret = state.dev_login_secret.as_ref().ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such resource"))?;
+    let user = body.get("user").and_then(serde_json::Value::as_str).map(str::trim).unwrap_or("");
+    let user = shared::UserId::parse(user).map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "user is 1 to 255 characters"))?;
+    let exp = now().millis() / 1000 + 24 * 3600;
+    let claims = json!({"sub": user.as_str(), "exp": exp});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.expose().as_bytes()),
+    )
+    .map_err(ApiError::internal)?;
+    Ok(axum::Json(json!({ "token": token, "user": user.as_str() })).into_response())
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -1,0 +1,87 @@
+// The npm package as users get it: imported in Node without touching `window`, installed from
+// `npm pack` into a fresh Vite project and bundled, and loaded with no bundler at all.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { env, staticServer, launch, waitFor } from "./harness.mjs";
+
+test("importing the package in Node touches no window and keeps a cart in memory", () => {
+  const dir = mkdtempSync(join(tmpdir(), "cartsync-node-"));
+  try {
+    writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "node-consumer", private: true, type: "module" }));
+    execFileSync("npm", ["install", "--no-audit", "--no-fund", "--offline", env.tarball], { cwd: dir, stdio: "pipe" });
+    const script = `
+      Object.defineProperty(globalThis, "window", { get() { throw new Error("window was touched"); } });
+      const { CartClient, CartError } = await import("@cartsync/cart");
+      const cart = new CartClient();
+      const s = cart.add("A", 2, { amount: 100, currency: "USD" });
+      let code;
+      try { cart.add("A", 0); } catch (e) { code = e instanceof CartError && e.code; }
+      console.log(JSON.stringify({ items: s.itemCount, subtotal: s.subtotal.amount, code }));
+    `;
+    const out = execFileSync("node", ["--input-type=module", "-e", script], { cwd: dir, encoding: "utf8" });
+    assert.deepEqual(JSON.parse(out.trim()), { items: 2, subtotal: 200, code: "invalid_quantity" });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("npm pack installs into a fresh Vite project that bundles and runs it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "cartsync-vite-"));
+  let site, browser;
+  try {
+    writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "vite-consumer", private: true, type: "module" }));
+    execFileSync("npm", ["install", "--no-audit", "--no-fund", "--offline", env.tarball], { cwd: dir, stdio: "pipe" });
+    writeFileSync(join(dir, "index.html"), `<!doctype html><html><body><pre id="out">loading</pre><script type="module" src="/main.js"></script></body></html>`);
+    writeFileSync(
+      join(dir, "main.js"),
+      `import { CartClient, CartError } from "@cartsync/cart";
+       const cart = new CartClient({ storageKey: "vite-test" });
+       cart.add("TEE", 3);
+       let code = "none";
+       try { cart.setQuantity("TEE", 1000); } catch (e) { code = e instanceof CartError ? e.code : "untyped"; }
+       document.getElementById("out").textContent = JSON.stringify({ items: cart.snapshot().itemCount, code });`,
+    );
+    execFileSync("node", [join(env.tools, "node_modules/vite/bin/vite.js"), "build", "--logLevel", "warn"], { cwd: dir, stdio: "pipe" });
+    site = await staticServer(join(dir, "dist"));
+    browser = await launch();
+    const page = await browser.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${site.url}/`);
+    const out = await waitFor("the bundled page", async () => {
+      const t = await page.textContent("#out");
+      return t !== "loading" && t;
+    });
+    assert.deepEqual(JSON.parse(out), { items: 3, code: "invalid_quantity" }, errors.join("; "));
+  } finally {
+    await browser?.close();
+    await site?.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the web entry works from a plain module script with no bundler", async () => {
+  const site = await staticServer(env.pkg);
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${site.url}/package.json`);
+    const out = await page.evaluate(async () => {
+      const { default: init, CartClient, CartError } = await import("/web.js");
+      await init();
+      const cart = new CartClient({ storageKey: "plain" });
+      cart.add("X", 2);
+      let code;
+      try { cart.add("X", -1); } catch (e) { code = e instanceof CartError && e.code; }
+      return { items: cart.snapshot().itemCount, code };
+    });
+    assert.deepEqual(out, { items: 2, code: "invalid_quantity" });
+  } finally {
+    await browser.close();
+    await site.close();
+  }
+});

@@ -1,0 +1,155 @@
+// The demo storefront on the npm package, in headless Chromium, against a real sync-server with
+// Redis and PostgreSQL: offline edits, reloads, login merges, two tabs, typed errors.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { mkdirSync } from "node:fs";
+import { env, SyncServer, staticServer, launch, freePort, waitFor, pairs } from "./harness.mjs";
+
+let server, site, browser;
+
+before(async () => {
+  server = new SyncServer(await freePort());
+  await server.start();
+  await server.seedCatalog();
+  site = await staticServer(env.www);
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await site?.close();
+  await server?.stop();
+});
+
+async function openShop(context) {
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.error("page error:", e.message));
+  await page.goto(`${site.url}/?api=${encodeURIComponent(server.url)}`);
+  await page.waitForSelector("body[data-ready=true]");
+  return page;
+}
+
+const snapshot = (page) => page.evaluate(() => window.cart.snapshot());
+const stored = (page) => page.evaluate(() => JSON.parse(localStorage.getItem("cartsync-demo")));
+const addProduct = (page, sku) => page.click(`article[data-sku="${sku}"] [data-testid=add]`);
+
+test("changes made while the server is down survive a reload and reach the server once it is back", async () => {
+  const context = await browser.newContext();
+  const page = await openShop(context);
+  await server.stop();
+  await addProduct(page, "TEE-RED-M");
+  await addProduct(page, "TEE-RED-M");
+  await addProduct(page, "CAP-BLK");
+  let s = await snapshot(page);
+  assert.deepEqual(pairs(s.lines), [["CAP-BLK", 1], ["TEE-RED-M", 2]]);
+  assert.ok(s.pendingOps >= 3, `pending ops: ${s.pendingOps}`);
+
+  await page.reload();
+  await page.waitForSelector("body[data-ready=true]");
+  s = await snapshot(page);
+  assert.deepEqual(pairs(s.lines), [["CAP-BLK", 1], ["TEE-RED-M", 2]], "nothing lost in the reload");
+  assert.ok(s.pendingOps >= 3);
+  assert.equal(await page.textContent("[data-testid=count]"), "3");
+
+  await server.start();
+  await waitFor("the pending ops to drain", async () => (await snapshot(page)).pendingOps === 0, 60_000);
+  const token = (await stored(page)).guest_token;
+  const onServer = await server.api("GET", "/v1/cart", { guest: token });
+  assert.deepEqual(pairs(onServer.body.lines), [["CAP-BLK", 1], ["TEE-RED-M", 2]], "the server has exactly the offline edits");
+  assert.equal(onServer.body.version, 3, "three ops, each applied once");
+  await context.close();
+});
+
+test("logging in merges the guest cart once, even when another tab logs in again", async () => {
+  const alice = `alice-${Date.now()}`;
+  const token = await server.userToken(alice);
+  await server.api("POST", "/v1/cart/items", { token, body: { sku: "TEE-RED-M", quantity: 1 } });
+  await server.api("POST", "/v1/cart/items", { token, body: { sku: "SOCKS-3P", quantity: 3 } });
+
+  const context = await browser.newContext();
+  const page = await openShop(context);
+  await addProduct(page, "TEE-RED-M");
+  await addProduct(page, "TEE-RED-M");
+  await addProduct(page, "CAP-BLK");
+  const other = await openShop(context);
+
+  await page.fill("#user", alice);
+  await page.click("[data-testid=login]");
+  await waitFor("the login", async () => (await snapshot(page)).owner === "user");
+  const merged = await snapshot(page);
+  assert.deepEqual(pairs(merged.lines), [["CAP-BLK", 1], ["SOCKS-3P", 3], ["TEE-RED-M", 3]]);
+  assert.equal(merged.pendingOps, 0);
+
+  // The other tab follows, and logging in there again changes nothing.
+  await waitFor("the other tab to follow", async () => (await snapshot(other)).owner === "user");
+  await other.evaluate((t) => window.cart.login(t), token);
+  const again = await snapshot(other);
+  assert.deepEqual(pairs(again.lines), pairs(merged.lines), "no second merge");
+  const onServer = await server.api("GET", "/v1/cart", { token });
+  assert.deepEqual(pairs(onServer.body.lines), [["CAP-BLK", 1], ["SOCKS-3P", 3], ["TEE-RED-M", 3]]);
+
+  await page.click("[data-testid=logout]");
+  const out = await snapshot(page);
+  assert.equal(out.owner, "guest");
+  assert.equal(out.lines.length, 0);
+  const kept = JSON.stringify(await stored(page));
+  assert.ok(!kept.includes("SOCKS-3P") && !kept.includes("user_token"), "nothing of the user's cart stays in storage");
+  await context.close();
+});
+
+test("two tabs see each other's changes", async () => {
+  const context = await browser.newContext();
+  const one = await openShop(context);
+  const two = await openShop(context);
+  await addProduct(one, "MUG-CSY");
+  await waitFor("tab two to show the mug", async () => (await two.textContent("[data-testid=count]")) === "1", 5_000);
+  await two.click(`#lines li[data-sku="MUG-CSY"] [data-testid=save]`);
+  await waitFor("tab one to show it saved", async () => (await snapshot(one)).saved.length === 1, 5_000);
+  assert.equal((await snapshot(one)).lines.length, 0);
+  await context.close();
+});
+
+test("invalid input shows a typed error and changes nothing", async () => {
+  const context = await browser.newContext();
+  const page = await openShop(context);
+  await addProduct(page, "SOCKS-3P");
+  // The drawer re-renders as the cart syncs, so the edit is retried until it lands on the input.
+  await waitFor("the error toast", async () => {
+    const qty = page.locator(`#lines li[data-sku="SOCKS-3P"] input`);
+    await qty.fill("1000");
+    await qty.dispatchEvent("change");
+    return (await page.getAttribute("[data-testid=toast]", "data-code")) === "invalid_quantity";
+  }, 10_000);
+  assert.equal((await snapshot(page)).lines[0].quantity, 1);
+  const thrown = await page.evaluate(async () => {
+    const { CartError } = await import("./pkg/web.js");
+    const out = [];
+    for (const [sku, q] of [["", 1], ["SOCKS-3P", 0], ["SOCKS-3P", 1.5], [42, 1]]) {
+      try {
+        window.cart.add(sku, q);
+        out.push("no error");
+      } catch (e) {
+        out.push(`${e instanceof CartError}:${e.code}`);
+      }
+    }
+    return out;
+  });
+  assert.deepEqual(thrown, ["true:invalid_sku", "true:invalid_quantity", "true:invalid_quantity", "true:invalid_sku"]);
+  await context.close();
+});
+
+test("the storefront with a filled cart (screenshot)", async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await openShop(context);
+  for (const sku of ["TEE-RED-M", "TEE-RED-M", "CAP-BLK", "SOCKS-3P", "MUG-CSY"]) await addProduct(page, sku);
+  await page.click(`#lines li[data-sku="MUG-CSY"] [data-testid=save]`);
+  await waitFor("the sync", async () => (await snapshot(page)).pendingOps === 0, 15_000);
+  await page.evaluate(() => window.cart.sync());
+  mkdirSync(env.artifacts, { recursive: true });
+  await page.screenshot({ path: join(env.artifacts, "storefront.png"), fullPage: true });
+  const s = await snapshot(page);
+  assert.equal(s.itemCount, 4);
+  assert.equal(s.lines.find((l) => l.sku === "TEE-RED-M").availability, "in_stock");
+  await context.close();
+});
