@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of cartsync. Installs what the tests need when it is missing:
-# redis-server and PostgreSQL (Debian packages) and the wasm32 target.
+# Runs every test of cartsync. Installs what the tests need when it is missing: redis-server,
+# PostgreSQL, Chromium and ChromeDriver (Debian packages), the wasm32 target, wasm-bindgen-cli
+# and the npm tools (through scripts/build-npm.sh).
 # Usage: scripts/test.sh            (from anywhere inside the checkout)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,10 +16,11 @@ as_root() {
 
 have_pg() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
 
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null || ! have_pg; then
-  step "installing redis-server and postgresql (Debian packages)"
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null || ! have_pg \
+   || ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  step "installing redis-server, postgresql, chromium and chromium-driver (Debian packages)"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server postgresql >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server postgresql chromium chromium-driver >/dev/null
 fi
 
 if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
@@ -40,14 +42,22 @@ cargo build -q -p cartsync-shared --target wasm32-unknown-unknown
 
 step "clippy"
 cargo clippy -q --workspace --all-targets -- -D warnings
+cargo clippy -q -p cart-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
+
+step "the npm package (wasm-bindgen, wasm-opt)"
+scripts/build-npm.sh
+
+step "browser tests of the storage layer (wasm-bindgen-test in headless Chromium)"
+wasm_log=$(mktemp)
+cargo test -p cart-wasm --target wasm32-unknown-unknown 2>&1 | tee "$wasm_log"
 
 step "tests (real redis-server and PostgreSQL, started by the harness)"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" "$wasm_log"' EXIT
 set +e
 cargo test --workspace 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "\ntotal: %d passed, %d failed\n", p, f }' "$log"
+     END { printf "\ntotal: %d passed, %d failed\n", p, f }' "$wasm_log" "$log"
 exit "$status"

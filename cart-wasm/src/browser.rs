@@ -482,7 +482,8 @@ impl CartClient {
             Some(s) => Rc::new(LocalStorage(s)),
             None => Rc::new(MemoryStorage::default()),
         };
-        let engine = Engine::new(Box::new(Shared(storage.clone())), &key, limits, currency, Box::new(random));
+        let mut engine = Engine::new(Box::new(Shared(storage.clone())), &key, limits, currency, Box::new(random));
+        engine.set_local_only(endpoint.is_none());
         let mut tab = [0u8; 8];
         random(&mut tab);
         let inner = Inner {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::stored::StoredCart;
 use shared::wire::{self, Availability, CartView, OpsResponse, Owner};
-use shared::{Cart, CartError, CartLine, Currency, ErrorCode, GuestToken, Limits, Money, Op, OpId, OpKind, Sku, Timestamp};
+use shared::{Cart, CartError, CartLine, Currency, ErrorCode, GuestToken, Limits, Money, Op, OpId, OpKind, Quantity, Sku, Timestamp};
 use std::collections::BTreeMap;
 
 /// The stored format of the client's state; anything else under the key starts a clean cart.
@@ -55,6 +55,8 @@ pub struct Annotation {
 pub struct PendingOp {
     pub op: Op,
     pub at: Timestamp,
+    /// Some push (from any tab) has carried it: it may no longer be coalesced with later changes.
+    pub sent: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +152,8 @@ pub struct Engine {
     seen: Option<String>,
     /// The state in memory is newer than the store (a write failed: quota, disabled storage).
     unsaved: bool,
+    /// No server: changes apply to the confirmed cart directly.
+    local_only: bool,
     /// Ids of the ops of the push under way, if any (per client, never stored).
     in_flight: Vec<String>,
     /// Grows with each identity change, so an answer to an older identity is ignored.
@@ -217,6 +221,7 @@ impl Engine {
             state,
             seen: None,
             unsaved: false,
+            local_only: false,
             in_flight: Vec::new(),
             epoch: 0,
             failures: 0,
@@ -294,16 +299,19 @@ impl Engine {
             _ => return Err(corrupt("no valid identity".into())),
         };
         let confirmed = stored.cart.into_cart().ok_or_else(|| corrupt("unknown cart format".into()))?;
-        let times: Vec<Timestamp> = stored
+        let times: Vec<(Timestamp, bool)> = stored
             .pending
             .iter()
-            .map(|v| v.get("at").and_then(Value::as_str).and_then(Timestamp::parse_rfc3339).unwrap_or(confirmed.updated_at))
+            .map(|v| {
+                let at = v.get("at").and_then(Value::as_str).and_then(Timestamp::parse_rfc3339).unwrap_or(confirmed.updated_at);
+                (at, v.get("sent").and_then(Value::as_bool).unwrap_or(true))
+            })
             .collect();
         let pending = wire::parse_ops(Some(&Value::Array(stored.pending)), &self.limits)
             .map_err(|e| corrupt(e.message))?
             .into_iter()
             .zip(times)
-            .filter_map(|((id, kind), at)| kind.ok().map(|kind| PendingOp { op: Op { id, kind }, at }))
+            .filter_map(|((id, kind), (at, sent))| kind.ok().map(|kind| PendingOp { op: Op { id, kind }, at, sent }))
             .collect();
         Ok(ClientState { identity, confirmed, annotations: stored.annotations, pending, last_error: stored.last_error })
     }
@@ -332,7 +340,16 @@ impl Engine {
             user_token,
             cart: StoredCart::from(&self.state.confirmed),
             annotations: self.state.annotations.clone(),
-            pending: self.state.pending.iter().map(|p| wire::op_to_json(&p.op, Some(p.at))).collect(),
+            pending: self
+                .state
+                .pending
+                .iter()
+                .map(|p| {
+                    let mut v = wire::op_to_json(&p.op, Some(p.at));
+                    v["sent"] = Value::Bool(p.sent);
+                    v
+                })
+                .collect(),
             last_error: self.state.last_error.clone(),
         };
         let text = serde_json::to_string(&stored).unwrap_or_default();
@@ -431,12 +448,58 @@ impl Engine {
     /// (bad input, a missing line, a full cart) is refused here and changes nothing.
     pub fn mutate(&mut self, kind: OpKind, now: Timestamp) -> Result<(), CartError> {
         self.reload();
+        if self.local_only {
+            // No server to tell: the change is the new confirmed state (its version stays the
+            // last server version seen, none).
+            let version = self.state.confirmed.version;
+            self.state.confirmed.apply(&kind, &self.limits, now)?;
+            self.state.confirmed.version = version;
+            self.persist();
+            return Ok(());
+        }
         let mut cart = self.optimistic();
         cart.apply(&kind, &self.limits, now)?;
-        let id = OpId::parse(&uuid_v4(&mut *self.random)).expect("a uuid is a valid op id");
-        self.state.pending.push(PendingOp { op: Op { id, kind }, at: now });
+        if !self.coalesce(&kind) {
+            let id = OpId::parse(&uuid_v4(&mut *self.random)).expect("a uuid is a valid op id");
+            self.state.pending.push(PendingOp { op: Op { id, kind }, at: now, sent: false });
+        }
         self.persist();
         Ok(())
+    }
+
+    /// Folds a change into the last pending op when both touch one line the same way and that op
+    /// has not been sent: rapid clicks on a quantity become one op. The result is the same cart.
+    fn coalesce(&mut self, kind: &OpKind) -> bool {
+        let Some(last) = self.state.pending.last_mut().filter(|p| !p.sent) else { return false };
+        match (&mut last.op.kind, kind) {
+            (OpKind::SetQuantity { sku: a, quantity: qa }, OpKind::SetQuantity { sku: b, quantity: qb }) if a == b => {
+                *qa = *qb;
+                true
+            }
+            (OpKind::Add { sku: a, quantity: qa, price_at_add: pa }, OpKind::Add { sku: b, quantity: qb, price_at_add: pb })
+                if a == b && pa == pb =>
+            {
+                match Quantity::new(i64::from(qa.get()) + i64::from(qb.get()), &self.limits) {
+                    Ok(sum) => {
+                        *qa = sum;
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// Makes this a local-only cart (no endpoint): changes apply to the confirmed cart at once
+    /// and nothing is queued.
+    pub fn set_local_only(&mut self, local: bool) {
+        self.local_only = local;
+        if local && !self.state.pending.is_empty() {
+            self.state.confirmed = self.optimistic();
+            self.state.pending.clear();
+            self.persist();
+        }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -450,9 +513,15 @@ impl Engine {
         if !self.in_flight.is_empty() || self.state.pending.is_empty() {
             return None;
         }
-        let batch: Vec<&PendingOp> = self.state.pending.iter().take(BATCH).collect();
+        let n = self.state.pending.len().min(BATCH);
+        let batch = &mut self.state.pending[..n];
+        for p in batch.iter_mut() {
+            p.sent = true;
+        }
         self.in_flight = batch.iter().map(|p| p.op.id.as_str().to_owned()).collect();
         let ops: Vec<Value> = batch.iter().map(|p| wire::op_to_json(&p.op, Some(p.at))).collect();
+        // Other tabs must see them as sent before they could fold a change into one of them.
+        self.persist();
         Some(Push {
             body: serde_json::json!({ "ops": ops }),
             ids: self.in_flight.clone(),
@@ -592,7 +661,6 @@ pub fn failure_of(status: u16, body: &str) -> Failure {
 mod tests {
     use super::*;
     use crate::storage::MemoryStorage;
-    use shared::Quantity;
 
     fn engine(storage: &MemoryStorage, seed: u8) -> Engine {
         let mut n = seed;

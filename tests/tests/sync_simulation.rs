@@ -257,11 +257,9 @@ fn run(seed: u64, stats: &mut Stats) -> Result<(), String> {
             // A shopper changes the cart.
             0..=2 => {
                 let tab = &mut tabs[t];
-                tab.engine.reload();
-                let before = tab.engine.state.pending.len();
                 if tab.engine.mutate(random_op(&mut rng), Timestamp::from_millis(1_800_000_000_000 + clock)).is_ok() {
+                    // A new op, or one the change was folded into: either way it must reach the server.
                     let op = tab.engine.state.pending.last().expect("a queued op");
-                    assert_eq!(tab.engine.state.pending.len(), before + 1);
                     created.insert(op.op.id.as_str().to_owned());
                 }
             }
