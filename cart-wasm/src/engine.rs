@@ -403,41 +403,35 @@ impl Engine {
         cart
     }
 
+    /// The state a UI renders. The lines, their price annotations and the subtotal come from
+    /// `shared`'s `CartView`, exactly as the server computes them.
     pub fn snapshot(&self, syncing: bool) -> Snapshot {
-        let cart = self.optimistic();
-        let line = |l: &CartLine| {
-            let a = self.state.annotations.get(&l.sku);
-            let current_price = a.and_then(|a| a.current_price);
-            LineSnapshot {
-                sku: l.sku.clone(),
-                quantity: l.quantity,
-                price_at_add: l.price_at_add,
-                added_at: l.added_at,
-                current_price,
-                price_changed: match (l.price_at_add, current_price) {
-                    (Some(a), Some(b)) => Some(a != b),
-                    _ => None,
-                },
-                availability: a.and_then(|a| a.availability),
-            }
+        let owner = match self.state.identity {
+            Identity::Guest { .. } => Owner::Guest,
+            Identity::User { .. } => Owner::User,
         };
-        let lines: Vec<LineSnapshot> = cart.lines.iter().map(line).collect();
-        let mut subtotal = Money::zero(cart.currency);
-        for l in &lines {
-            if let Some(p) = l.current_price.or(l.price_at_add) {
-                subtotal = subtotal.checked_add(&p.times(l.quantity)).unwrap_or(subtotal);
-            }
-        }
+        let view = CartView::new(&self.optimistic(), owner, Timestamp::default(), |sku, _| {
+            self.state
+                .annotations
+                .get(sku)
+                .map(|a| wire::Annotation { current_price: a.current_price, availability: a.availability.unwrap_or(Availability::Unknown) })
+        });
+        let line = |l: &wire::LineView| LineSnapshot {
+            sku: l.sku.clone(),
+            quantity: l.quantity,
+            price_at_add: l.price_at_add,
+            added_at: l.added_at,
+            current_price: l.current_price,
+            price_changed: l.price_changed,
+            availability: l.availability,
+        };
         Snapshot {
-            owner: match self.state.identity {
-                Identity::Guest { .. } => Owner::Guest,
-                Identity::User { .. } => Owner::User,
-            },
+            owner,
             version: self.state.confirmed.version,
-            item_count: cart.item_count(),
-            subtotal,
-            lines,
-            saved: cart.saved.iter().map(line).collect(),
+            item_count: view.item_count,
+            subtotal: view.subtotal,
+            lines: view.lines.iter().map(line).collect(),
+            saved: view.saved.iter().map(line).collect(),
             pending_ops: self.state.pending.len(),
             syncing,
             last_error: self.state.last_error.clone(),
