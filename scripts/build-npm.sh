@@ -32,6 +32,11 @@ for target in bundler web; do
     --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
     --enable-reference-types --enable-multivalue \
     "$pkg/$target/cartsync_bg.wasm" -o "$pkg/$target/cartsync_bg.wasm"
+  # Optional arguments read as optional in TypeScript (wasm-bindgen writes `T | undefined`), and
+  # the declarations compile without `lib: esnext` (`Symbol.dispose` is still there at run time).
+  sed -i -e '/\[Symbol.dispose\]/d' -e 's/priceAtAdd: Money | undefined/priceAtAdd?: Money/' \
+    -e 's/options: CartClientOptions | undefined/options?: CartClientOptions/' \
+    -e 's/options: CheckoutOptions | undefined/options?: CheckoutOptions/' "$pkg/$target/cartsync.d.ts"
 done
 
 snippet=$(cd "$pkg/web" && find snippets -name cart-error.js | head -n 1)

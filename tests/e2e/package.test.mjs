@@ -85,3 +85,50 @@ test("the web entry works from a plain module script with no bundler", async () 
     await site.close();
   }
 });
+
+test("the TypeScript declarations cover the API (tsc --strict)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "cartsync-ts-"));
+  try {
+    writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "ts-consumer", private: true, type: "module" }));
+    execFileSync("npm", ["install", "--no-audit", "--no-fund", "--offline", env.tarball], { cwd: dir, stdio: "pipe" });
+    writeFileSync(
+      join(dir, "main.ts"),
+      `import { CartClient, CartError, type CartSnapshot, type Money, type Order, type Line } from "@cartsync/cart";
+       import init, { CartClient as WebClient } from "@cartsync/cart/web";
+       const price: Money = { amount: 1999, currency: "USD" };
+       const cart = new CartClient({ endpoint: "https://shop.example/api", storageKey: "k", currency: "USD" });
+       const local = new CartClient();
+       const s: CartSnapshot = cart.add("TEE", 2, price);
+       cart.add("MUG", 1);
+       const lines: Line[] = s.lines;
+       const count: number = s.itemCount + s.pendingOps + s.version + s.subtotal.amount;
+       const owner: "guest" | "user" = s.owner;
+       const error: string | undefined = s.lastError?.code;
+       cart.setQuantity("TEE", 3); cart.remove("TEE"); cart.saveForLater("MUG"); cart.moveToCart("MUG"); cart.removeSaved("MUG"); cart.clear();
+       const unsubscribe: () => void = cart.subscribe((snap: CartSnapshot) => { void snap.syncing; });
+       unsubscribe();
+       async function flow(): Promise<void> {
+         await init();
+         new WebClient().snapshot();
+         const synced: CartSnapshot = await cart.sync();
+         const user: CartSnapshot = await cart.login("jwt");
+         const order: Order = await cart.checkout({ idempotencyKey: "k1", expectedTotal: price });
+         const again: Order = await cart.checkout();
+         void [synced, user, order.id, order.total.amount, order.reservedUntil, again.lines];
+         try { cart.add("", 0); } catch (e) { if (e instanceof CartError) { const c: string = e.code; void c; } }
+       }
+       const guest: CartSnapshot = cart.logout();
+       void [lines, count, owner, error, flow, guest, local];
+       cart.free();`,
+    );
+    execFileSync(
+      "node",
+      [join(env.tools, "node_modules/typescript/bin/tsc"), "--noEmit", "--strict", "--target", "es2022", "--module", "esnext", "--moduleResolution", "bundler", "--lib", "es2022,dom", "main.ts"],
+      { cwd: dir, stdio: "pipe" },
+    );
+  } catch (e) {
+    assert.fail(`tsc: ${e.stdout?.toString() || e.message}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
