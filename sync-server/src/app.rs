@@ -110,7 +110,9 @@ pub fn router(state: SharedState, settings: &Settings) -> Router {
             }
         });
     }
+    crate::metrics::handle();
     app.with_state(state)
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(cors(settings))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| {
@@ -209,6 +211,7 @@ async fn sweep_holds(state: SharedState, every: Duration, mut stop: watch::Recei
         match state.durable.release_expired_holds(now()).await {
             Ok(skus) if !skus.is_empty() => {
                 tracing::info!(skus = skus.len(), "released expired stock holds");
+                crate::metrics::event("cartsync_hold_sweeps_total", "released");
                 state.catalog.forget(&skus);
             }
             Ok(_) => {}

@@ -9,6 +9,8 @@ pub mod error;
 pub mod hot;
 pub mod identity;
 pub mod import;
+pub mod metrics;
+mod openapi;
 pub mod orders;
 mod routes;
 pub mod writebehind;

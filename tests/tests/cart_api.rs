@@ -248,3 +248,39 @@ both_modes!(guest_carts_never_reach_the_durable_store, |app: TestApp| async move
     assert_eq!(rows, vec![("durable-check".to_owned(), 1)], "only the user cart, drained on shutdown");
     drop(dir);
 });
+
+both_modes!(the_spec_and_the_metrics_are_served, |app: TestApp| async move {
+    let spec = app.call(Method::GET, "/openapi.json", &As::Nobody, None).await;
+    assert_eq!(spec.status, StatusCode::OK);
+    assert_eq!(spec.body["openapi"], "3.1.0");
+    for path in [
+        "/v1/cart",
+        "/v1/cart/items",
+        "/v1/cart/items/{sku}",
+        "/v1/cart/items/{sku}/save-for-later",
+        "/v1/cart/saved/{sku}/move-to-cart",
+        "/v1/cart/saved/{sku}",
+        "/v1/cart/ops",
+        "/v1/cart/merge",
+        "/v1/products",
+        "/v1/cart/checkout",
+        "/v1/orders/{id}",
+        "/v1/orders/{id}/payment",
+        "/v1/admin/products",
+        "/v1/admin/products/{sku}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(spec.body["paths"][path].is_object(), "{path} is described");
+    }
+    let codes = spec.body["components"]["schemas"]["ErrorBody"]["properties"]["code"]["enum"].as_array().unwrap().len();
+    assert_eq!(codes, shared::ErrorCode::ALL.len(), "every error code is listed");
+
+    app.get_cart(&guest()).await;
+    let metrics = app.send(app.request(Method::GET, "/metrics", &As::Nobody)).await;
+    let text = metrics.body.as_str().unwrap_or_default().to_owned();
+    assert!(text.contains("cartsync_http_requests_total{method=\"GET\",route=\"/v1/cart\",status=\"200\"}"), "{text}");
+    assert!(text.contains("cartsync_http_request_duration_seconds_bucket"));
+});

@@ -93,6 +93,13 @@ pub async fn checkout(State(state): State<SharedState>, headers: HeaderMap, body
     }
 
     let outcome = run_checkout(&state, &owner, expected).await;
+    crate::metrics::event(
+        "cartsync_checkouts_total",
+        match &outcome {
+            Ok(_) => "created",
+            Err(e) => e.code.as_str(),
+        },
+    );
     let (status, text) = match &outcome {
         Ok((status, value)) => (*status, value.to_string()),
         Err(e) => (StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), error_json(e)),

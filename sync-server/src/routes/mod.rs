@@ -37,6 +37,8 @@ pub fn router() -> Router<SharedState> {
         .route("/v1/dev/login", post(dev_login))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(|| async { crate::metrics::handle().render() }))
+        .route("/openapi.json", get(|| async { axum::Json(crate::openapi::document()) }))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -137,7 +139,12 @@ async fn run_ops(state: &SharedState, id: &CartKey, ops: &[Op], expected: Option
     let now = now();
     for _ in 0..3 {
         match state.hot.apply(id, ops, expected, &state.rules, now).await.map_err(store_error)? {
-            ApplyResult::Done { cart, outcomes } => return Ok((cart, outcomes)),
+            ApplyResult::Done { cart, outcomes } => {
+                for o in &outcomes {
+                    crate::metrics::op(o.status());
+                }
+                return Ok((cart, outcomes));
+            }
             ApplyResult::NeedsRestore => restore(state, id, now).await?,
             ApplyResult::Merged => {
                 return Err(ApiError::new(
@@ -305,6 +312,7 @@ async fn merge(State(state): State<SharedState>, headers: HeaderMap, JsonBody(bo
         cart = apply_parsed(&state, &user, for_user, None).await?.0;
     }
     let merged = applied && !frozen.cart.is_empty();
+    crate::metrics::event("cartsync_merges_total", if merged { "merged" } else { "nothing_to_merge" });
     if merged {
         tracing::info!(lines = frozen.cart.lines.len(), saved = frozen.cart.saved.len(), "merged a guest cart");
     }

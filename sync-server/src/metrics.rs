@@ -1,0 +1,49 @@
+//! Prometheus metrics: request counts and latencies by route (the matched route, never the raw
+//! path, so label cardinality stays fixed), plus the cart's own events.
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The process-wide recorder (several servers in one test process share it).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("cartsync_http_request_duration_seconds".into()),
+                &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+            )
+            .expect("the buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Only fails if another recorder was installed first, which this process never does.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+pub async fn track(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    metrics::counter!("cartsync_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("cartsync_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    res
+}
+
+/// Counts one cart op by what became of it (`applied`, `duplicate`, `rejected`).
+pub fn op(outcome: &'static str) {
+    metrics::counter!("cartsync_cart_ops_total", "outcome" => outcome).increment(1);
+}
+
+pub fn event(name: &'static str, result: &'static str) {
+    metrics::counter!(name, "result" => result).increment(1);
+}
