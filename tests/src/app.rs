@@ -12,6 +12,8 @@ pub enum Mode {
     Redis,
     /// The embedded default: in-process hot store and an SQLite file.
     Embedded,
+    /// A three-node Redis Cluster and PostgreSQL.
+    RedisCluster,
 }
 
 pub struct TestApp {
@@ -72,6 +74,11 @@ impl TestApp {
         match mode {
             Mode::Redis => {
                 s.redis_url = Some(crate::redis().url.clone());
+                s.database_url = crate::postgres().create_database().await;
+                (s, None)
+            }
+            Mode::RedisCluster => {
+                s.redis_url = Some(crate::redis_cluster().url.clone());
                 s.database_url = crate::postgres().create_database().await;
                 (s, None)
             }

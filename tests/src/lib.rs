@@ -150,6 +150,80 @@ impl PostgresServer {
     }
 }
 
+/// A local three-node Redis Cluster (no replicas).
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    pub url: String,
+}
+
+impl RedisCluster {
+    fn start() -> RedisCluster {
+        let dir = temp_dir("redis-cluster");
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        for port in &ports {
+            let node = dir.join(port.to_string());
+            std::fs::create_dir_all(&node).expect("a node directory");
+            let status = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "yes"])
+                .arg("--dir")
+                .arg(&node)
+                .arg("--logfile")
+                .arg(node.join("redis.log"))
+                .status()
+                .expect("redis-server is installed");
+            assert!(status.success(), "a cluster node failed to start");
+            wait_for_port(*port, "a cluster node");
+        }
+        let shutdown: Vec<String> = ports.iter().map(|p| format!("redis-cli -p {p} shutdown nosave")).collect();
+        watchdog(&format!("{}; rm -rf '{}'", shutdown.join("; "), dir.display()));
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        // Wait until every node agrees the cluster is up.
+        for port in &ports {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let info = Command::new("redis-cli").args(["-p", &port.to_string(), "cluster", "info"]).output().expect("redis-cli runs");
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the cluster did not come up");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let url = ports.iter().map(|p| format!("redis://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        RedisCluster { ports, url }
+    }
+
+    /// Flushes every node.
+    pub fn flush_all(&self) {
+        for p in &self.ports {
+            let out = Command::new("redis-cli").args(["-p", &p.to_string(), "FLUSHALL"]).output().expect("redis-cli runs");
+            assert!(out.status.success(), "FLUSHALL failed");
+        }
+    }
+}
+
+pub fn redis_cluster() -> &'static RedisCluster {
+    static C: OnceLock<RedisCluster> = OnceLock::new();
+    C.get_or_init(RedisCluster::start)
+}
+
 pub fn redis() -> &'static RedisServer {
     static R: OnceLock<RedisServer> = OnceLock::new();
     R.get_or_init(RedisServer::start)
