@@ -146,3 +146,28 @@ async fn a_misconfigured_server_refuses_to_start_with_one_line_naming_the_variab
     let err = sync_server::app::connect(&s).await.err().expect("a missing key file is an error");
     assert!(err.starts_with("CARTSYNC_JWT_PUBLIC_KEY:"), "{err}");
 }
+
+#[test]
+fn a_bad_setting_stops_the_binary_with_one_line_naming_its_variable() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let built = std::process::Command::new(env!("CARGO")).args(["build", "-q", "-p", "sync-server"]).current_dir(&root).status().unwrap();
+    assert!(built.success());
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| root.join("target"));
+    for (var, value) in [
+        ("CARTSYNC_MAX_LINE_QUANTITY", "0"),
+        ("CARTSYNC_LISTEN", "nope"),
+        ("CARTSYNC_MERGE_POLICY", "avg"),
+        ("CARTSYNC_REDIS_URL", "redis://127.0.0.1:1"),
+    ] {
+        let out = std::process::Command::new(target.join("debug/sync-server"))
+            .env(var, value)
+            .env("CARTSYNC_LISTEN", if var == "CARTSYNC_LISTEN" { value } else { "127.0.0.1:0" })
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty() && !l.contains(" WARN ")).collect();
+        assert!(!out.status.success(), "{var}={value} must stop the server");
+        assert_eq!(lines.len(), 1, "one line: {stderr}");
+        assert!(lines[0].starts_with(&format!("error: {var}:")), "{stderr}");
+    }
+}
