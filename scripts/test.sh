@@ -17,10 +17,10 @@ as_root() {
 have_pg() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
 
 if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null || ! have_pg \
-   || ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+   || ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v openssl >/dev/null; then
   step "installing redis-server, postgresql, chromium and chromium-driver (Debian packages)"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server postgresql chromium chromium-driver >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server postgresql chromium chromium-driver openssl >/dev/null
 fi
 
 if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then

@@ -171,3 +171,54 @@ fn a_bad_setting_stops_the_binary_with_one_line_naming_its_variable() {
         assert!(lines[0].starts_with(&format!("error: {var}:")), "{stderr}");
     }
 }
+
+/// Generates a key pair with the openssl command line: `(private PEM, public key file)`.
+fn key_pair(dir: &std::path::Path, algorithm: &[&str]) -> (Vec<u8>, std::path::PathBuf) {
+    let private = dir.join("private.pem");
+    let public = dir.join("public.pem");
+    let ok = std::process::Command::new("openssl").args(["genpkey"]).args(algorithm).arg("-out").arg(&private).status().unwrap().success()
+        && std::process::Command::new("openssl")
+            .args(["pkey", "-in"])
+            .arg(&private)
+            .args(["-pubout", "-out"])
+            .arg(&public)
+            .status()
+            .unwrap()
+            .success();
+    assert!(ok, "openssl made a key pair");
+    (std::fs::read(&private).unwrap(), public)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_key_tokens_verify_and_the_algorithm_is_pinned() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = serde_json::json!({"sub": "pk-user", "exp": now + 600});
+    for (alg, args) in [
+        (Algorithm::EdDSA, vec!["-algorithm", "ed25519"]),
+        (Algorithm::RS256, vec!["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]),
+    ] {
+        let dir = std::env::temp_dir().join(format!("cartsync-keys-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (private, public) = key_pair(&dir, &args);
+        let key = if alg == Algorithm::EdDSA {
+            EncodingKey::from_ed_pem(&private).unwrap()
+        } else {
+            EncodingKey::from_rsa_pem(&private).unwrap()
+        };
+        let app = TestApp::spawn_with(cartsync_tests::Mode::Embedded, |s| {
+            s.jwt_secret = None;
+            s.jwt_public_key = Some(public.clone());
+        })
+        .await;
+        let good = encode(&Header::new(alg), &claims, &key).unwrap();
+        let a = app.send(app.request(Method::GET, "/v1/cart", &As::Header("authorization", format!("Bearer {good}")))).await;
+        assert_eq!((a.status.as_u16(), a.body["owner"].clone()), (200, json!("user")), "{alg:?}");
+        // The classic confusion: an HS256 token keyed with the public key must not pass.
+        let confused =
+            encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&std::fs::read(&public).unwrap())).unwrap();
+        let b = app.send(app.request(Method::GET, "/v1/cart", &As::Header("authorization", format!("Bearer {confused}")))).await;
+        assert_eq!(b.status.as_u16(), 401, "{alg:?}: the algorithm is pinned");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
