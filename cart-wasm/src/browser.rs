@@ -153,7 +153,7 @@ impl Storage for Shared {
     }
 }
 
-const LEASE_MS: f64 = 5_000.0;
+const LEASE_MS: i64 = 5_000;
 
 /// Calls every listener with the current state. Must be called with no borrow of `rc` held.
 fn notify(rc: &Rc<RefCell<Inner>>) {
@@ -184,10 +184,11 @@ impl Inner {
     /// One tab of the origin pushes at a time; the lease lapses if its tab goes away. (Were two
     /// tabs to push the same ops anyway, op ids make the second push a no-op.)
     fn take_lease(&self) -> bool {
-        let now = js_sys::Date::now();
+        // Whole milliseconds: formatting a float would pull float printing into the module.
+        let now = js_sys::Date::now() as i64;
         if let Some(v) = self.storage.get(&self.lease_key()) {
             let mut parts = v.splitn(2, '|');
-            let (tab, until) = (parts.next().unwrap_or(""), parts.next().and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0));
+            let (tab, until) = (parts.next().unwrap_or(""), parts.next().and_then(|u| u.parse::<i64>().ok()).unwrap_or(0));
             if tab != self.tab && until > now {
                 return false;
             }

@@ -648,11 +648,13 @@ impl Engine {
 
 /// Maps an HTTP error answer to a failure: 5xx and 429 are retried, other 4xx are not.
 pub fn failure_of(status: u16, body: &str) -> Failure {
-    let (code, message) = match serde_json::from_str::<wire::ErrorEnvelope>(body) {
-        Ok(env) => (env.error.code, env.error.message),
-        Err(_) => {
-            (if status >= 500 { ErrorCode::Unavailable } else { ErrorCode::InvalidRequest }.as_str().to_owned(), format!("HTTP {status}"))
-        }
+    // Read through a `Value` rather than `ErrorEnvelope`, whose flattened details would pull
+    // serde's buffering deserializer into the WebAssembly module.
+    let parsed = serde_json::from_str::<Value>(body).ok();
+    let field = |name: &str| parsed.as_ref().and_then(|v| v["error"][name].as_str()).map(str::to_owned);
+    let (code, message) = match (field("code"), field("message")) {
+        (Some(code), message) => (code, message.unwrap_or_default()),
+        _ => (if status >= 500 { ErrorCode::Unavailable } else { ErrorCode::InvalidRequest }.as_str().to_owned(), format!("HTTP {status}")),
     };
     if status >= 500 || status == 429 { Failure::Retry(message) } else { Failure::Refused { code, message, status } }
 }

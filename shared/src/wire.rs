@@ -108,12 +108,27 @@ impl CartView {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
     #[serde(flatten)]
     pub details: Map<String, Value>,
+}
+
+/// Read through a JSON object rather than derived: a derived `flatten` would bring serde's
+/// buffering deserializer into the WebAssembly client for no gain.
+impl<'de> Deserialize<'de> for ErrorBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut details = Map::deserialize(d)?;
+        let mut take = |k: &str| match details.remove(k) {
+            Some(Value::String(s)) => Ok(s),
+            _ => Err(serde::de::Error::custom(format!("an error needs a string `{k}`"))),
+        };
+        let code = take("code")?;
+        let message = take("message")?;
+        Ok(ErrorBody { code, message, details })
+    }
 }
 
 /// `{"error": {"code", "message", ...details}}`: the one error shape of the API.
