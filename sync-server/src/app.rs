@@ -56,10 +56,11 @@ pub async fn connect(settings: &Settings) -> Result<AppState, String> {
         }
         None => HotStore::Memory(Arc::new(MemoryStore::default())),
     };
-    let durable = tokio::time::timeout(Duration::from_secs(15), Durable::connect(&settings.database_url))
-        .await
-        .map_err(|_| "CARTSYNC_DATABASE_URL: timed out connecting to the database".to_owned())?
-        .map_err(|e| format!("CARTSYNC_DATABASE_URL: {e}"))?;
+    let durable =
+        tokio::time::timeout(Duration::from_secs(15), Durable::connect_with_pool(&settings.database_url, settings.database_pool_size))
+            .await
+            .map_err(|_| "CARTSYNC_DATABASE_URL: timed out connecting to the database".to_owned())?
+            .map_err(|e| format!("CARTSYNC_DATABASE_URL: {e}"))?;
     let rules = Rules {
         limits: settings.limits(),
         currency: settings.currency,

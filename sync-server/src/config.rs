@@ -77,6 +77,10 @@ pub struct Settings {
     #[arg(long, env = "CARTSYNC_DATABASE_URL", default_value = "sqlite://cartsync.db")]
     pub database_url: String,
 
+    /// Most connections to PostgreSQL (SQLite always uses one).
+    #[arg(long, env = "CARTSYNC_DATABASE_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_pool_size: u32,
+
     /// HS256 secret of user tokens. Unset (and no public key): user tokens are refused.
     #[arg(long, env = "CARTSYNC_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,

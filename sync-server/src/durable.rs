@@ -54,9 +54,14 @@ pub enum Durable {
 impl Durable {
     /// Connects and applies the migrations in `migrations/`.
     pub async fn connect(url: &str) -> Result<Durable, DurableError> {
+        Self::connect_with_pool(url, 10).await
+    }
+
+    /// Connects with at most `pool_size` PostgreSQL connections.
+    pub async fn connect_with_pool(url: &str, pool_size: u32) -> Result<Durable, DurableError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?;
-            let pool = PgPoolOptions::new().max_connections(10).acquire_timeout(Duration::from_secs(5)).connect_with(opts).await?;
+            let pool = PgPoolOptions::new().max_connections(pool_size).acquire_timeout(Duration::from_secs(5)).connect_with(opts).await?;
             sqlx::migrate!("./migrations").run(&pool).await?;
             Ok(Durable::Postgres(pool))
         } else if url.starts_with("sqlite:") {
