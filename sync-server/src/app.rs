@@ -26,7 +26,7 @@ pub struct AppState {
     pub durable: Durable,
     pub auth: Auth,
     pub rules: Rules,
-    pub catalog: CatalogCache,
+    pub catalog: Arc<CatalogCache>,
     pub admin_token: Option<Secret>,
     pub webhook_secret: Option<Secret>,
     pub hold_ms: i64,
@@ -68,11 +68,11 @@ pub async fn connect(settings: &Settings) -> Result<AppState, String> {
         user: settings.user_expiry(),
         merge: settings.merge_policy,
     };
-    let catalog = CatalogCache::new(
+    let catalog = Arc::new(CatalogCache::new(
         Duration::from_secs(settings.price_cache_seconds),
         Duration::from_secs(settings.stock_cache_seconds),
         settings.low_stock_threshold,
-    );
+    ));
     Ok(AppState {
         hot,
         durable,

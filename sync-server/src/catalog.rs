@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use shared::wire::{Annotation, Availability, ProductView};
 use shared::{CartError, Currency, ErrorCode, Money, Sku, Timestamp};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -277,11 +277,19 @@ pub struct CatalogCache {
     price_ttl: Duration,
     stock_ttl: Duration,
     pub low_stock_threshold: i64,
+    refreshing: Mutex<std::collections::HashSet<Sku>>,
 }
 
 impl CatalogCache {
     pub fn new(price_ttl: Duration, stock_ttl: Duration, low_stock_threshold: i64) -> Self {
-        CatalogCache { prices: Mutex::default(), stock: Mutex::default(), price_ttl, stock_ttl, low_stock_threshold }
+        CatalogCache {
+            prices: Mutex::default(),
+            stock: Mutex::default(),
+            price_ttl,
+            stock_ttl,
+            low_stock_threshold,
+            refreshing: Mutex::default(),
+        }
     }
 
     /// Forgets what it knows of these SKUs (after this instance changed them).
@@ -294,40 +302,75 @@ impl CatalogCache {
         }
     }
 
-    /// Live price and free stock of each SKU the catalog sells (absent: unknown to it).
-    pub async fn lookup(&self, db: &Durable, skus: &[Sku]) -> Result<HashMap<Sku, (Option<Money>, i64)>, DurableError> {
-        let now = Instant::now();
-        let stale: Vec<Sku> = {
-            let p = self.prices.lock().unwrap_or_else(|e| e.into_inner());
-            let s = self.stock.lock().unwrap_or_else(|e| e.into_inner());
-            skus.iter()
-                .filter(|k| {
-                    p.get(*k).is_none_or(|c| now.duration_since(c.at) > self.price_ttl)
-                        || s.get(*k).is_none_or(|c| now.duration_since(c.at) > self.stock_ttl)
-                })
-                .cloned()
-                .collect()
-        };
-        if !stale.is_empty() {
-            let fresh = db.products(&stale).await?;
-            let by_sku: HashMap<&Sku, &Product> = fresh.iter().map(|p| (&p.sku, p)).collect();
-            let mut p = self.prices.lock().unwrap_or_else(|e| e.into_inner());
-            let mut s = self.stock.lock().unwrap_or_else(|e| e.into_inner());
-            for sku in &stale {
-                let found = by_sku.get(sku);
-                p.insert(sku.clone(), Cached { value: found.filter(|x| x.active).map(|x| x.price), at: now });
-                s.insert(sku.clone(), Cached { value: found.map(|x| x.available()), at: now });
-            }
-        }
+    fn stale(&self, skus: &[Sku], now: Instant) -> Vec<Sku> {
         let p = self.prices.lock().unwrap_or_else(|e| e.into_inner());
         let s = self.stock.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(skus
-            .iter()
+        skus.iter()
+            .filter(|k| {
+                p.get(*k).is_none_or(|c| now.duration_since(c.at) > self.price_ttl)
+                    || s.get(*k).is_none_or(|c| now.duration_since(c.at) > self.stock_ttl)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// What the cache holds for `skus`, fresh or not: price (if on sale) and free stock.
+    fn held(&self, skus: &[Sku]) -> HashMap<Sku, (Option<Money>, i64)> {
+        let p = self.prices.lock().unwrap_or_else(|e| e.into_inner());
+        let s = self.stock.lock().unwrap_or_else(|e| e.into_inner());
+        skus.iter()
             .filter_map(|k| {
                 let available = s.get(k).and_then(|c| c.value)?;
                 Some((k.clone(), (p.get(k).and_then(|c| c.value), available)))
             })
-            .collect())
+            .collect()
+    }
+
+    async fn refresh(&self, db: &Durable, stale: &[Sku], now: Instant) -> Result<(), DurableError> {
+        let fresh = db.products(stale).await?;
+        let by_sku: HashMap<&Sku, &Product> = fresh.iter().map(|p| (&p.sku, p)).collect();
+        let mut p = self.prices.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.stock.lock().unwrap_or_else(|e| e.into_inner());
+        for sku in stale {
+            let found = by_sku.get(sku);
+            p.insert(sku.clone(), Cached { value: found.filter(|x| x.active).map(|x| x.price), at: now });
+            s.insert(sku.clone(), Cached { value: found.map(|x| x.available()), at: now });
+        }
+        Ok(())
+    }
+
+    /// Live price and free stock of each SKU the catalog sells (absent: unknown to it),
+    /// refreshing what is stale first with one query.
+    pub async fn lookup(&self, db: &Durable, skus: &[Sku]) -> Result<HashMap<Sku, (Option<Money>, i64)>, DurableError> {
+        let now = Instant::now();
+        let stale = self.stale(skus, now);
+        if !stale.is_empty() {
+            self.refresh(db, &stale, now).await?;
+        }
+        Ok(self.held(skus))
+    }
+
+    /// What the cache holds now, without waiting for the database; stale or missing SKUs are
+    /// refreshed in the background (once at a time), so cart writes never wait on it.
+    pub fn lookup_cached(self: &Arc<Self>, db: &Durable, skus: &[Sku]) -> HashMap<Sku, (Option<Money>, i64)> {
+        let now = Instant::now();
+        let stale: Vec<Sku> = {
+            let mut refreshing = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+            self.stale(skus, now).into_iter().filter(|s| refreshing.insert(s.clone())).collect()
+        };
+        if !stale.is_empty() {
+            let (cache, db) = (self.clone(), db.clone());
+            tokio::spawn(async move {
+                if let Err(e) = cache.refresh(&db, &stale, now).await {
+                    tracing::warn!(error = %e, "could not refresh catalog annotations");
+                }
+                let mut refreshing = cache.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+                for s in &stale {
+                    refreshing.remove(s);
+                }
+            });
+        }
+        self.held(skus)
     }
 
     /// The annotation of one cart line from a lookup.

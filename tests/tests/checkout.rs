@@ -100,9 +100,15 @@ both_modes!(a_raised_price_is_caught_before_anything_is_reserved, |app: TestApp|
             Some(json!({"sku": "TEE", "quantity": 2, "price_at_add": {"amount": 1999, "currency": "USD"}})),
         )
         .await;
-    assert_eq!(added.body["lines"][0]["current_price"], json!({"amount": 1999, "currency": "USD"}));
-    assert_eq!(added.body["lines"][0]["price_changed"], false);
-    assert_eq!(added.body["lines"][0]["availability"], "in_stock");
+    assert_eq!(added.status, StatusCode::OK);
+    // A write answers from the annotation cache without waiting on the database; a read looks up.
+    let read = app.get_cart(&who).await;
+    assert_eq!(read.body["lines"][0]["current_price"], json!({"amount": 1999, "currency": "USD"}));
+    assert_eq!(read.body["lines"][0]["price_changed"], false);
+    assert_eq!(read.body["lines"][0]["availability"], "in_stock");
+    let next_write = app.add(&who, "TEE", 1).await;
+    assert_eq!(next_write.body["lines"][0]["current_price"], json!({"amount": 1999, "currency": "USD"}), "now cached");
+    app.call(Method::PUT, "/v1/cart/items/TEE", &who, Some(json!({"quantity": 2}))).await;
 
     app.put_product("TEE", json!({"price": {"amount": 2499, "currency": "USD"}})).await;
     let cart = app.get_cart(&who).await;

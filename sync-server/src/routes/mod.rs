@@ -98,19 +98,32 @@ fn decorate(res: &mut Response, identity: &Identity, version: u64) {
     }
 }
 
+/// How fresh the catalog annotations of a cart response must be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Annotations {
+    /// A cart read: stale or missing facts are looked up first (one batched query).
+    Refreshed,
+    /// A cart write: whatever the cache holds, refreshed in the background, so no write waits
+    /// on the database.
+    Cached,
+}
+
 /// The cart resource, annotated with live prices and availability from the catalog cache. The
 /// annotations are a display aid: if the catalog cannot be read they are left out, and the cart
 /// is still served.
-async fn view(state: &SharedState, id: &CartKey, cart: &Cart) -> CartView {
+async fn view(state: &SharedState, id: &CartKey, cart: &Cart, freshness: Annotations) -> CartView {
     let owner = if id.is_user() { Owner::User } else { Owner::Guest };
     let expires_at = cart.accessed_at.plus_seconds(state.rules.expiry(id).cart_seconds);
     let skus: Vec<Sku> = cart.lines.iter().chain(&cart.saved).map(|l| l.sku.clone()).collect();
-    let facts = match state.catalog.lookup(&state.durable, &skus).await {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::warn!(error = %e, "cart served without catalog annotations");
-            Default::default()
-        }
+    let facts = match freshness {
+        Annotations::Cached => state.catalog.lookup_cached(&state.durable, &skus),
+        Annotations::Refreshed => match state.catalog.lookup(&state.durable, &skus).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "cart served without catalog annotations");
+                Default::default()
+            }
+        },
     };
     CartView::new(cart, owner, expires_at, |sku, q| state.catalog.annotate(&facts, sku, q))
 }
@@ -173,7 +186,7 @@ async fn single(state: SharedState, headers: HeaderMap, kind: OpKind) -> ApiResu
     if let Some(OpOutcome::Rejected(e)) = outcomes.into_iter().next() {
         return Err(e.into());
     }
-    Ok(cart_response(&identity, cart.version, &view(&state, &identity.cart.key(), &cart).await))
+    Ok(cart_response(&identity, cart.version, &view(&state, &identity.cart.key(), &cart, Annotations::Cached).await))
 }
 
 async fn get_cart(State(state): State<SharedState>, headers: HeaderMap) -> ApiResult<Response> {
@@ -191,7 +204,7 @@ async fn get_cart(State(state): State<SharedState>, headers: HeaderMap) -> ApiRe
         decorate(&mut res, &identity, cart.version);
         return Ok(res);
     }
-    Ok(cart_response(&identity, cart.version, &view(&state, &identity.cart.key(), &cart).await))
+    Ok(cart_response(&identity, cart.version, &view(&state, &identity.cart.key(), &cart, Annotations::Refreshed).await))
 }
 
 async fn add_item(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
@@ -266,7 +279,7 @@ async fn push_ops(State(state): State<SharedState>, headers: HeaderMap, JsonBody
     let identity = identify(&headers, &state.auth)?;
     let parsed = wire::parse_ops_request(&body, &state.rules.limits)?;
     let (cart, results) = apply_parsed(&state, &identity.cart.key(), parsed, if_match(&headers)).await?;
-    let body = OpsResponse { cart: view(&state, &identity.cart.key(), &cart).await, results };
+    let body = OpsResponse { cart: view(&state, &identity.cart.key(), &cart, Annotations::Cached).await, results };
     Ok(cart_response(&identity, cart.version, &body))
 }
 
@@ -316,7 +329,7 @@ async fn merge(State(state): State<SharedState>, headers: HeaderMap, JsonBody(bo
     if merged {
         tracing::info!(lines = frozen.cart.lines.len(), saved = frozen.cart.saved.len(), "merged a guest cart");
     }
-    Ok(cart_response(&identity, cart.version, &MergeResponse { cart: view(&state, &user, &cart).await, merged }))
+    Ok(cart_response(&identity, cart.version, &MergeResponse { cart: view(&state, &user, &cart, Annotations::Cached).await, merged }))
 }
 
 /// `POST /v1/dev/login {"user": "alice"}`: a user token for the demo storefront, when
