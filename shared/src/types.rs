@@ -68,6 +68,11 @@ impl<'de> Deserialize<'de> for Sku {
     }
 }
 
+/// A JSON number that is a whole number within ±2^53 (`3` or `3.0`), else `None`.
+fn json_integer(v: &serde_json::Value) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0).map(|f| f as i64))
+}
+
 /// A line quantity within the configured per-line limit (always at least 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Quantity(u32);
@@ -82,12 +87,10 @@ impl Quantity {
         }
     }
 
-    /// Accepts only a JSON integer: `1.5`, `"2"` and `null` are refused like `0` is.
+    /// Accepts only a JSON integer (`2`, or `2.0`, which JSON Schema counts as an integer too):
+    /// `1.5`, `"2"` and `null` are refused like `0` is.
     pub fn from_json(v: &serde_json::Value, limits: &Limits) -> Result<Quantity, CartError> {
-        match v.as_i64() {
-            Some(n) => Quantity::new(n, limits),
-            None => Quantity::new(0, limits),
-        }
+        Quantity::new(json_integer(v).unwrap_or(0), limits)
     }
 
     pub const fn get(self) -> u32 {
@@ -179,7 +182,7 @@ impl Money {
     pub fn from_json(v: &serde_json::Value) -> Result<Money, CartError> {
         let bad = || CartError::new(ErrorCode::InvalidMoney, "money is {\"amount\": <integer minor units>, \"currency\": \"USD\"}");
         let obj = v.as_object().ok_or_else(bad)?;
-        let amount = obj.get("amount").and_then(serde_json::Value::as_i64).ok_or_else(bad)?;
+        let amount = obj.get("amount").and_then(json_integer).ok_or_else(bad)?;
         let currency = obj.get("currency").and_then(serde_json::Value::as_str).ok_or_else(bad)?;
         Money::new(amount, Currency::parse(currency)?)
     }
@@ -287,6 +290,7 @@ mod tests {
         let l = Limits::default();
         assert_eq!(Quantity::new(1, &l).unwrap().get(), 1);
         assert_eq!(Quantity::new(99, &l).unwrap().get(), 99);
+        assert_eq!(Quantity::from_json(&serde_json::json!(2.0), &l).unwrap().get(), 2, "2.0 is a whole number");
         for bad in [
             serde_json::json!(0),
             serde_json::json!(-1),

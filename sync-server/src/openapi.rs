@@ -34,6 +34,17 @@ fn responses(success: (&str, Value), codes: &[ErrorCode]) -> Value {
     all
 }
 
+/// `responses` for an operation with a JSON body, which may also be unreadable or too large.
+fn with_body(success: (&str, Value), codes: &[ErrorCode]) -> Value {
+    let mut all: Vec<ErrorCode> = codes.to_vec();
+    for c in [ErrorCode::InvalidJson, ErrorCode::PayloadTooLarge] {
+        if !all.contains(&c) {
+            all.push(c);
+        }
+    }
+    responses(success, &all)
+}
+
 fn sku_param() -> Value {
     json!({ "name": "sku", "in": "path", "required": true, "schema": r("Sku") })
 }
@@ -62,6 +73,8 @@ pub fn document() -> Value {
         json!({ "summary": summary, "parameters": [sku_param()], "responses": responses(("200", ok(r("Cart"), "the cart")), &codes) })
     };
     let all_codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    let mut get_cart = responses(("200", ok(r("Cart"), "the cart; `ETag: \"<version>\"`")), &ident);
+    get_cart["304"] = json!({ "description": "not modified since the `If-None-Match` version" });
     json!({
         "openapi": "3.1.0",
         "info": { "title": "cartsync API", "version": "1.0.0", "description": "The cart, merge, checkout and order API of cartsync. Every error is `{\"error\": {\"code\", \"message\", ...details}}`." },
@@ -70,21 +83,21 @@ pub fn document() -> Value {
             "/v1/cart": { "get": {
                 "summary": "Read the cart (guest or user per identity). A guest without a token gets one in `X-Cart-Token`.",
                 "parameters": [{ "name": "If-None-Match", "in": "header", "schema": { "type": "string" } }],
-                "responses": responses(("200", ok(r("Cart"), "the cart; `ETag: \"<version>\"`")), &ident)
+                "responses": get_cart
             }},
             "/v1/cart/items": { "post": {
                 "summary": "Add a quantity of a SKU (creating the line if absent).",
                 "parameters": [{ "name": "If-Match", "in": "header", "schema": { "type": "string" } }],
                 "requestBody": body(json!({ "type": "object", "required": ["sku", "quantity"], "properties": {
-                    "sku": r("Sku"), "quantity": r("Quantity"), "price_at_add": r("Money") } })),
-                "responses": responses(("200", ok(r("Cart"), "the cart")), &cart_write)
+                    "sku": r("Sku"), "quantity": r("Quantity"), "price_at_add": { "anyOf": [r("Money"), { "type": "null" }] } } })),
+                "responses": with_body(("200", ok(r("Cart"), "the cart")), &cart_write)
             }},
             "/v1/cart/items/{sku}": {
                 "put": {
                     "summary": "Set the quantity of a line.",
                     "parameters": [sku_param()],
                     "requestBody": body(json!({ "type": "object", "required": ["quantity"], "properties": { "quantity": r("Quantity") } })),
-                    "responses": responses(("200", ok(r("Cart"), "the cart")), &[InvalidJson, InvalidQuantity, InvalidSku, LineNotFound, VersionMismatch, CartMerged, InvalidCartToken, Unauthorized])
+                    "responses": with_body(("200", ok(r("Cart"), "the cart")), &[InvalidJson, InvalidQuantity, InvalidSku, LineNotFound, VersionMismatch, CartMerged, InvalidCartToken, Unauthorized])
                 },
                 "delete": cart_op("Remove a line; an absent line is not an error.", &[])
             },
@@ -94,7 +107,7 @@ pub fn document() -> Value {
             "/v1/cart/ops": { "post": {
                 "summary": "Apply a batch of ops in order, each op id at most once per cart.",
                 "requestBody": body(json!({ "type": "object", "required": ["ops"], "properties": { "ops": { "type": "array", "maxItems": 500, "items": r("Op") } } })),
-                "responses": responses(("200", ok(json!({ "type": "object", "required": ["cart", "results"], "properties": {
+                "responses": with_body(("200", ok(json!({ "type": "object", "required": ["cart", "results"], "properties": {
                     "cart": r("Cart"), "results": { "type": "array", "items": r("OpResult") } } }), "the cart and each op's outcome")),
                     &[InvalidJson, InvalidRequest, InvalidOp, TooManyOps, VersionMismatch, PayloadTooLarge, CartMerged, InvalidCartToken, Unauthorized])
             }},
@@ -102,20 +115,20 @@ pub fn document() -> Value {
                 "summary": "Merge a guest cart into the caller's user cart, exactly once. Bearer required.",
                 "security": [{ "userToken": [] }],
                 "requestBody": body(json!({ "type": "object", "required": ["guest_token"], "properties": {
-                    "guest_token": { "type": "string", "minLength": 22, "maxLength": 64 }, "ops": { "type": "array", "items": r("Op") } } })),
-                "responses": responses(("200", ok(json!({ "type": "object", "required": ["cart", "merged"], "properties": {
+                    "guest_token": { "type": "string", "pattern": "^[A-Za-z0-9_-]{22,64}$" }, "ops": { "type": "array", "items": r("Op") } } })),
+                "responses": with_body(("200", ok(json!({ "type": "object", "required": ["cart", "merged"], "properties": {
                     "cart": r("Cart"), "merged": { "type": "boolean" } } }), "the user's cart")), &[InvalidJson, InvalidCartToken, InvalidOp, Unauthorized])
             }},
             "/v1/products": { "get": {
                 "summary": "Prices and free stock of the named SKUs in one lookup (without `skus`: the first products on sale).",
-                "parameters": [{ "name": "skus", "in": "query", "schema": { "type": "string" }, "description": "comma-separated, at most 100" }],
+                "parameters": [{ "name": "skus", "in": "query", "schema": { "type": "string", "pattern": "^[A-Za-z0-9._:,-]*$" }, "description": "comma-separated SKUs, at most 100" }],
                 "responses": responses(("200", ok(json!({ "type": "object", "properties": { "products": { "type": "array", "items": r("Product") } } }), "the products the catalog knows")), &[InvalidSku, InvalidRequest])
             }},
             "/v1/cart/checkout": { "post": {
                 "summary": "Price every line live, reserve stock all or nothing for the hold time, and create an order.",
-                "parameters": [{ "name": "Idempotency-Key", "in": "header", "required": true, "schema": { "type": "string", "minLength": 1, "maxLength": 255 } }],
+                "parameters": [{ "name": "Idempotency-Key", "in": "header", "required": true, "schema": { "type": "string", "pattern": "^[ -~]{1,255}$" } }],
                 "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "properties": { "expected_total": r("Money") } } } } },
-                "responses": responses(("201", ok(json!({ "type": "object", "properties": { "order": r("Order") } }), "the order")),
+                "responses": with_body(("201", ok(json!({ "type": "object", "properties": { "order": r("Order") } }), "the order")),
                     &[InvalidIdempotencyKey, InvalidJson, InvalidMoney, CartEmpty, IdempotencyKeyReused, RequestInProgress, PriceChanged, OutOfStock, Unauthorized])
             }},
             "/v1/orders/{id}": { "get": {
@@ -130,24 +143,24 @@ pub fn document() -> Value {
                                { "name": "X-Signature", "in": "header", "required": true, "schema": { "type": "string" } }],
                 "requestBody": body(json!({ "type": "object", "required": ["status", "payment_ref"], "properties": {
                     "status": { "enum": ["succeeded", "failed"] }, "payment_ref": { "type": "string" } } })),
-                "responses": responses(("200", ok(r("Order"), "the order after the transition")), &[Unauthorized, NotFound, ReservationExpired, OrderNotPending, InvalidRequest])
+                "responses": with_body(("200", ok(r("Order"), "the order after the transition")), &[Unauthorized, NotFound, ReservationExpired, OrderNotPending, InvalidRequest])
             }},
             "/v1/admin/products": { "post": {
                 "summary": "Load products all or nothing.",
                 "security": [{ "adminToken": [] }],
                 "requestBody": body(json!({ "type": "array", "items": r("ProductInput") })),
-                "responses": responses(("200", ok(json!({ "type": "object", "properties": { "loaded": { "type": "integer" } } }), "loaded")), &[Unauthorized, InvalidRequest, StockBelowReserved])
+                "responses": with_body(("200", ok(json!({ "type": "object", "properties": { "loaded": { "type": "integer" } } }), "loaded")), &[Unauthorized, InvalidRequest, StockBelowReserved])
             }},
             "/v1/admin/products/{sku}": {
                 "put": { "summary": "Create (name and price required) or change a product.", "security": [{ "adminToken": [] }], "parameters": [sku_param()],
                          "requestBody": body(r("ProductInput")),
-                         "responses": responses(("200", ok(r("AdminProduct"), "the product")), &[Unauthorized, InvalidRequest, InvalidMoney, CurrencyMismatch, StockBelowReserved]) },
+                         "responses": with_body(("200", ok(r("AdminProduct"), "the product")), &[Unauthorized, InvalidRequest, InvalidMoney, CurrencyMismatch, StockBelowReserved]) },
                 "get": { "summary": "A product with its stock.", "security": [{ "adminToken": [] }], "parameters": [sku_param()],
                          "responses": responses(("200", ok(r("AdminProduct"), "the product")), &[Unauthorized, UnknownProduct]) }
             },
             "/v1/dev/login": { "post": { "summary": "Development only (CARTSYNC_DEV_LOGIN): a user token.",
                 "requestBody": body(json!({ "type": "object", "properties": { "user": { "type": "string" } } })),
-                "responses": responses(("200", ok(json!({ "type": "object", "properties": { "token": { "type": "string" } } }), "a token")), &[NotFound, InvalidRequest]) } },
+                "responses": with_body(("200", ok(json!({ "type": "object", "properties": { "token": { "type": "string" } } }), "a token")), &[NotFound, InvalidRequest]) } },
             "/healthz": { "get": { "summary": "Liveness.", "responses": { "200": { "description": "alive" } } } },
             "/readyz": { "get": { "summary": "Readiness: both stores reachable.", "responses": { "200": { "description": "ready" }, "503": { "description": "a store is unreachable" } } } },
             "/metrics": { "get": { "summary": "Prometheus metrics.", "responses": { "200": { "description": "text exposition format" } } } },
@@ -173,8 +186,8 @@ pub fn document() -> Value {
                     "owner": { "enum": ["guest", "user"] }, "version": { "type": "integer" }, "currency": { "type": "string" },
                     "lines": { "type": "array", "items": r("Line") }, "saved": { "type": "array", "items": r("Line") },
                     "item_count": { "type": "integer" }, "subtotal": r("Money"), "updated_at": r("Timestamp"), "expires_at": r("Timestamp") } },
-                "Op": { "type": "object", "required": ["op_id", "type"], "properties": {
-                    "op_id": { "type": "string", "maxLength": 64 },
+                "Op": { "type": "object", "required": ["op_id"], "description": "An op with a valid op_id but a bad type or field is answered `rejected` in its result; the others still apply.", "properties": {
+                    "op_id": { "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$" },
                     "type": { "enum": ["add", "set_quantity", "remove", "save_for_later", "move_to_cart", "remove_saved", "clear"] },
                     "sku": r("Sku"), "quantity": r("Quantity"), "price_at_add": r("Money"), "at": r("Timestamp") } },
                 "OpResult": { "type": "object", "required": ["op_id", "status"], "properties": {
