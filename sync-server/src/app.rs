@@ -52,7 +52,7 @@ pub async fn connect(settings: &Settings) -> Result<AppState, String> {
                 .await
                 .map_err(|_| "CARTSYNC_REDIS_URL: timed out connecting to Redis".to_owned())?
                 .map_err(|e| format!("CARTSYNC_REDIS_URL: cannot use Redis: {e}"))?;
-            HotStore::Redis(store)
+            HotStore::Redis(store.with_claim_idle(settings.write_behind_claim_ms))
         }
         None => HotStore::Memory(Arc::new(MemoryStore::default())),
     };

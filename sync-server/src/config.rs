@@ -69,6 +69,11 @@ pub struct Settings {
     #[arg(long, env = "CARTSYNC_REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// Write-behind entries another instance fetched but left unacknowledged this long (it
+    /// stopped) are taken over, in milliseconds.
+    #[arg(long, env = "CARTSYNC_WRITE_BEHIND_CLAIM_MS", default_value_t = 30_000)]
+    pub write_behind_claim_ms: u64,
+
     /// Prefix of every Redis key this server uses.
     #[arg(long, env = "CARTSYNC_REDIS_PREFIX", default_value = "cartsync")]
     pub redis_prefix: String,

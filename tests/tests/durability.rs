@@ -112,3 +112,42 @@ async fn sqlite_never_moves_a_cart_backwards() {
     never_moves_backwards(Durable::connect(&format!("sqlite://{}/c.db", dir.display())).await.unwrap()).await;
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_instance_takes_over_the_writes_a_stopped_one_left_unacknowledged() {
+    use sync_server::hot::{HotStore, RedisStore, Rules};
+    use sync_server::identity::CartKey;
+    let prefix = format!("claim{}", uuid::Uuid::new_v4().simple());
+    let url = &redis().url;
+    let dead = HotStore::Redis(RedisStore::connect(url, &prefix).await.unwrap().with_claim_idle(100));
+    let alive = HotStore::Redis(RedisStore::connect(url, &prefix).await.unwrap().with_claim_idle(100));
+    let rules = Rules {
+        limits: shared::Limits::default(),
+        currency: Currency::USD,
+        guest: shared::Expiry { cart_seconds: 3600, saved_seconds: 3600 },
+        user: shared::Expiry { cart_seconds: 3600, saved_seconds: 3600 },
+        merge: shared::MergePolicy::Sum,
+    };
+    let user = UserId::parse("claimed-user").unwrap();
+    let key = CartKey::for_user(&user);
+    let now = Timestamp::from_millis(1_800_000_000_000);
+    dead.restore(&key, &CartState::new(Cart::new(Currency::USD)), &rules, now).await.unwrap();
+    let op = shared::Op { id: shared::OpId::parse("claim-op").unwrap(), kind: shared::OpKind::Clear };
+    dead.apply(&key, &[op], None, &rules, now).await.unwrap();
+    // The first instance fetches the entry and stops before acknowledging it.
+    let taken = dead.write_behind_fetch(10).await.unwrap();
+    assert_eq!(taken.iter().map(|e| e.user.as_str()).collect::<Vec<_>>(), ["claimed-user"]);
+    let mut claimed = Vec::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        claimed = alive.write_behind_fetch(10).await.unwrap();
+        if !claimed.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(claimed.iter().map(|e| e.user.as_str()).collect::<Vec<_>>(), ["claimed-user"], "taken over once idle");
+    alive.write_behind_ack(&claimed.iter().map(|e| e.id.clone()).collect::<Vec<_>>()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(alive.write_behind_fetch(10).await.unwrap().is_empty(), "acknowledged entries are gone for good");
+    assert!(dead.write_behind_fetch(10).await.unwrap().is_empty());
+}

@@ -67,10 +67,12 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     /// When this instance last looked for entries a stopped instance left behind.
     last_claim: Arc<std::sync::Mutex<std::time::Instant>>,
+    claim_idle_ms: u64,
 }
 
 const GROUP: &str = "durable-writers";
-/// Entries a crashed instance fetched but never acknowledged are taken over after this long.
+/// Entries a crashed instance fetched but never acknowledged are taken over after this long
+/// (by default; see [`RedisStore::with_claim_idle`]).
 const CLAIM_IDLE_MS: u64 = 30_000;
 
 impl RedisStore {
@@ -95,6 +97,7 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             consumer: uuid::Uuid::new_v4().to_string(),
             last_claim: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+            claim_idle_ms: CLAIM_IDLE_MS,
             scripts: Arc::new(Scripts {
                 apply: script(include_str!("lua/apply.lua")),
                 restore: script(include_str!("lua/restore.lua")),
@@ -105,6 +108,13 @@ impl RedisStore {
         };
         store.ensure_group().await?;
         Ok(store)
+    }
+
+    /// Takes over another instance's unacknowledged write-behind entries once they have been
+    /// idle this long.
+    pub fn with_claim_idle(mut self, ms: u64) -> Self {
+        self.claim_idle_ms = ms.max(1);
+        self
     }
 
     fn key(&self, id: &CartKey, suffix: &str) -> String {
@@ -317,7 +327,7 @@ impl RedisStore {
         // Then, every few seconds, whatever a stopped instance left behind.
         {
             let mut last = self.last_claim.lock().unwrap_or_else(|e| e.into_inner());
-            if last.elapsed() < Duration::from_millis(CLAIM_IDLE_MS / 6) {
+            if last.elapsed() < Duration::from_millis(self.claim_idle_ms / 6) {
                 return Ok(Vec::new());
             }
             *last = std::time::Instant::now();
@@ -326,7 +336,7 @@ impl RedisStore {
             .arg(self.stream())
             .arg(GROUP)
             .arg(&self.consumer)
-            .arg(CLAIM_IDLE_MS)
+            .arg(self.claim_idle_ms)
             .arg("0")
             .arg("COUNT")
             .arg(max)
