@@ -115,6 +115,8 @@ async fn sqlite_never_moves_a_cart_backwards() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_instance_takes_over_the_writes_a_stopped_one_left_unacknowledged() {
+    // The flushing tests of this file would wipe the stream under this one.
+    let _turn = FLUSH.lock().await;
     use sync_server::hot::{HotStore, RedisStore, Rules};
     use sync_server::identity::CartKey;
     let prefix = format!("claim{}", uuid::Uuid::new_v4().simple());
