@@ -55,7 +55,7 @@ step "tests (real redis-server and PostgreSQL, started by the harness)"
 log=$(mktemp)
 trap 'rm -f "$log" "$wasm_log"' EXIT
 set +e
-cargo test --workspace 2>&1 | tee "$log"
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
