@@ -74,7 +74,17 @@ function render(s) {
   $("login-btn").hidden = $("user").hidden = s.owner === "user";
   $("logout-btn").hidden = s.owner !== "user";
   $("subtotal").textContent = money(s.subtotal);
+  // Keep a quantity being typed (and its focus) across re-renders caused by syncs and other tabs.
+  const editing = document.activeElement?.closest?.("#lines li");
+  const typed = editing && { sku: editing.dataset.sku, value: document.activeElement.value };
   $("lines").replaceChildren(...s.lines.map((l) => lineItem(l, false)));
+  if (typed) {
+    const input = $("lines").querySelector(`li[data-sku="${CSS.escape(typed.sku)}"] input`);
+    if (input) {
+      input.value = typed.value;
+      input.focus();
+    }
+  }
   $("saved").replaceChildren(...s.saved.map((l) => lineItem(l, true)));
   if (s.lastError && s.lastError.code !== "network_error") toast(s.lastError.message, s.lastError.code);
 }
