@@ -6,7 +6,7 @@ use crate::storage::{MemoryStorage, Storage, StorageError};
 use js_sys::{Function, JSON, Promise, Reflect};
 use serde::Serialize;
 use serde_json::Value;
-use shared::wire::{CartView, MergeResponse, OpsResponse, OrderView};
+use shared::wire::{OrderView, read};
 use shared::{CartError, Currency, ErrorCode, Limits, Money, OpKind, Quantity, Sku, Timestamp};
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -93,6 +93,16 @@ fn cart_error(e: CartError) -> JsValue {
 
 fn to_js<T: Serialize>(v: &T) -> JsValue {
     serde_json::to_string(v).ok().and_then(|s| JSON::parse(&s).ok()).unwrap_or(JsValue::NULL)
+}
+
+/// Reads an answer body with one of `shared::wire::read`'s readers.
+fn read_answer<T>(text: &str, reader: impl Fn(&Value) -> Result<T, String>) -> Result<T, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("unreadable answer: {e}"))?;
+    reader(&v).map_err(|e| format!("unreadable answer: {e}"))
+}
+
+fn unavailable(why: String) -> JsValue {
+    js_error("unavailable", &why, JsValue::UNDEFINED)
 }
 
 fn from_js(v: &JsValue) -> Option<Value> {
@@ -391,7 +401,7 @@ async fn push_all(rc: &Rc<RefCell<Inner>>) -> Result<(), Failure> {
         };
         notify(rc);
         let answer = match http(&endpoint, "POST", "/v1/cart/ops", Some(&push.identity), Some(&push.body), &[]).await {
-            Ok((200, text)) => serde_json::from_str::<OpsResponse>(&text).map_err(|e| Failure::Retry(format!("unreadable answer: {e}"))),
+            Ok((200, text)) => read_answer(&text, read::ops_response).map_err(Failure::Retry),
             Ok((status, text)) => Err(failure_of(status, &text)),
             Err(why) => Err(Failure::Retry(why)),
         };
@@ -426,7 +436,7 @@ async fn pull(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
     };
     match http(&endpoint, "GET", "/v1/cart", Some(&identity), None, &[]).await {
         Ok((200, text)) => {
-            let view: CartView = serde_json::from_str(&text).map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?;
+            let view = read_answer(&text, read::cart).map_err(unavailable)?;
             rc.borrow_mut().engine.finish_pull(&identity, &view);
             notify(rc);
             Ok(())
@@ -653,19 +663,13 @@ impl CartClient {
             let sent = request.as_ref().map(|r| r.1.clone()).unwrap_or_default();
             let view = match request.map(|r| r.0) {
                 Some(body) => match http(&endpoint, "POST", "/v1/cart/merge", Some(&user), Some(&body), &[]).await {
-                    Ok((200, text)) => {
-                        serde_json::from_str::<MergeResponse>(&text)
-                            .map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?
-                            .cart
-                    }
+                    Ok((200, text)) => read_answer(&text, read::merge_response).map_err(unavailable)?.cart,
                     Ok((status, text)) => return Err(answer_error(status, &text)),
                     Err(why) => return Err(js_error(NETWORK_ERROR, &why, JsValue::UNDEFINED)),
                 },
                 // Already a user (another tab logged in): read the cart with the new token.
                 None => match http(&endpoint, "GET", "/v1/cart", Some(&user), None, &[]).await {
-                    Ok((200, text)) => {
-                        serde_json::from_str::<CartView>(&text).map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?
-                    }
+                    Ok((200, text)) => read_answer(&text, read::cart).map_err(unavailable)?,
                     Ok((status, text)) => return Err(answer_error(status, &text)),
                     Err(why) => return Err(js_error(NETWORK_ERROR, &why, JsValue::UNDEFINED)),
                 },
@@ -710,9 +714,7 @@ impl CartClient {
             };
             match http(&endpoint, "POST", "/v1/cart/checkout", Some(&identity), Some(&body), &[("Idempotency-Key", &key)]).await {
                 Ok((201, text)) => {
-                    let v: Value = serde_json::from_str(&text).map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?;
-                    let order: OrderView = serde_json::from_value(v["order"].clone())
-                        .map_err(|e| js_error("unavailable", &e.to_string(), JsValue::UNDEFINED))?;
+                    let order = read_answer(&text, |v| read::order(&v["order"])).map_err(unavailable)?;
                     Ok(to_js(&OrderJs::from(order)))
                 }
                 Ok((status, text)) => Err(answer_error(status, &text)),

@@ -68,7 +68,15 @@ pub struct ClientState {
     pub last_error: Option<LastError>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// What `parse` reads besides the identity.
+struct StoredParts {
+    cart: StoredCart,
+    pending: Vec<Value>,
+    annotations: BTreeMap<Sku, Annotation>,
+    last_error: Option<LastError>,
+}
+
+#[derive(Serialize)]
 struct Stored {
     format: u32,
     owner: Owner,
@@ -284,26 +292,49 @@ impl Engine {
     fn parse(&self, text: &str) -> Result<ClientState, LastError> {
         let corrupt =
             |why: String| LastError::new(STORAGE_CORRUPT, format!("the stored cart could not be read ({why}); starting a new cart"));
-        // Parsed straight from the text (not through a `Value`): one deserializer fewer in the
-        // WebAssembly module.
-        #[derive(Deserialize)]
-        struct Format {
-            format: Option<u64>,
-        }
-        let format: Format = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
-        match format.format {
+        // Read by hand from a `Value` (see `shared::wire::read`): one JSON deserializer in the
+        // WebAssembly module instead of one per stored type.
+        let v: Value = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+        match v.get("format").and_then(Value::as_u64) {
             Some(f) if f == u64::from(FORMAT) => {}
             Some(f) if f < u64::from(FORMAT) => {
                 return Err(LastError::new(STORAGE_OUTDATED, format!("the stored cart is in an older format ({f}); starting a new cart")));
             }
             _ => return Err(corrupt("not a cart of this library".into())),
         }
-        let stored: Stored = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
-        let identity = match (stored.owner, stored.guest_token, stored.user_token) {
-            (Owner::Guest, Some(t), _) if GuestToken::parse(&t).is_ok() => Identity::Guest { token: t },
-            (Owner::User, _, Some(jwt)) if !jwt.is_empty() => Identity::User { jwt },
+        let text_of = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        let identity = match (v.get("owner").and_then(Value::as_str), text_of("guest_token"), text_of("user_token")) {
+            (Some("guest"), Some(t), _) if GuestToken::parse(&t).is_ok() => Identity::Guest { token: t },
+            (Some("user"), _, Some(jwt)) if !jwt.is_empty() => Identity::User { jwt },
             _ => return Err(corrupt("no valid identity".into())),
         };
+        let stored_cart = v.get("cart").and_then(StoredCart::from_json).ok_or_else(|| corrupt("no readable cart".into()))?;
+        let annotations: BTreeMap<Sku, Annotation> = match v.get("annotations") {
+            Some(Value::Object(m)) => m
+                .iter()
+                .filter_map(|(k, a)| {
+                    let price = match a.get("current_price") {
+                        None | Some(Value::Null) => None,
+                        Some(p) => Some(Money::from_json(p).ok()?),
+                    };
+                    let availability = a.get("availability").and_then(wire::read::availability);
+                    Some((Sku::parse(k).ok()?, Annotation { current_price: price, availability }))
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        let last_error = match (
+            v.get("last_error").and_then(|e| e.get("code")).and_then(Value::as_str),
+            v.get("last_error").and_then(|e| e.get("message")).and_then(Value::as_str),
+        ) {
+            (Some(code), Some(message)) => Some(LastError::new(code, message)),
+            _ => None,
+        };
+        let pending_values = match v.get("pending") {
+            Some(Value::Array(p)) => p.clone(),
+            _ => return Err(corrupt("no pending list".into())),
+        };
+        let stored = StoredParts { cart: stored_cart, pending: pending_values, annotations, last_error };
         let confirmed = stored.cart.into_cart().ok_or_else(|| corrupt("unknown cart format".into()))?;
         let times: Vec<(Timestamp, bool)> = stored
             .pending

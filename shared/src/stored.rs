@@ -88,3 +88,40 @@ impl From<&Cart> for StoredCart {
         }
     }
 }
+
+impl StoredCart {
+    /// Reads the stored form from a parsed `Value` (the WebAssembly client's path; see
+    /// `wire::read`). `None` if anything is missing or malformed.
+    pub fn from_json(v: &serde_json::Value) -> Option<StoredCart> {
+        let int = |k: &str| v.get(k)?.as_u64();
+        let ts = |l: &serde_json::Value, k: &str| Timestamp::parse_rfc3339(l.get(k)?.as_str()?);
+        let lines = |k: &str| -> Option<Vec<StoredLine>> {
+            v.get(k)?
+                .as_array()?
+                .iter()
+                .map(|l| {
+                    Some(StoredLine {
+                        sku: Sku::parse(l.get("sku")?.as_str()?).ok()?,
+                        quantity: u32::try_from(l.get("quantity")?.as_u64()?).ok()?,
+                        price_at_add: match l.get("price_at_add") {
+                            None | Some(serde_json::Value::Null) => None,
+                            Some(m) => Some(Money::from_json(m).ok()?),
+                        },
+                        added_at: ts(l, "added_at")?,
+                        seq: l.get("seq")?.as_u64()?,
+                    })
+                })
+                .collect()
+        };
+        Some(StoredCart {
+            format: u32::try_from(int("format")?).ok()?,
+            currency: Currency::parse(v.get("currency")?.as_str()?).ok()?,
+            version: int("version")?,
+            next_seq: int("next_seq")?,
+            updated_at: ts(v, "updated_at")?,
+            accessed_at: ts(v, "accessed_at")?,
+            lines: lines("lines")?,
+            saved: lines("saved")?,
+        })
+    }
+}

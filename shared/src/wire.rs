@@ -422,3 +422,141 @@ pub fn parse_checkout_request(body: &Value) -> Result<Option<Money>, CartError> 
         Some(v) => Money::from_json(v).map(Some),
     }
 }
+
+/// Hand-written readers of the response types from a parsed `Value`. The derived `Deserialize`
+/// impls stay for everything native; the WebAssembly client reads through these instead, so its
+/// module carries one JSON deserializer (for `Value`) rather than one per response type.
+pub mod read {
+    use super::*;
+
+    type R<T> = Result<T, String>;
+
+    fn field<'a>(v: &'a Value, k: &str) -> &'a Value {
+        v.get(k).unwrap_or(&Value::Null)
+    }
+
+    fn string(v: &Value, k: &str) -> R<String> {
+        field(v, k).as_str().map(str::to_owned).ok_or_else(|| format!("{k} is not a string"))
+    }
+
+    fn integer(v: &Value, k: &str) -> R<u64> {
+        field(v, k).as_u64().ok_or_else(|| format!("{k} is not a whole number"))
+    }
+
+    fn money(v: &Value, k: &str) -> R<Money> {
+        Money::from_json(field(v, k)).map_err(|e| format!("{k}: {}", e.message))
+    }
+
+    fn money_opt(v: &Value, k: &str) -> R<Option<Money>> {
+        match field(v, k) {
+            Value::Null => Ok(None),
+            m => Money::from_json(m).map(Some).map_err(|e| format!("{k}: {}", e.message)),
+        }
+    }
+
+    fn timestamp(v: &Value, k: &str) -> R<Timestamp> {
+        field(v, k).as_str().and_then(Timestamp::parse_rfc3339).ok_or_else(|| format!("{k} is not a timestamp"))
+    }
+
+    fn sku(v: &Value) -> R<Sku> {
+        Sku::parse(field(v, "sku").as_str().unwrap_or("")).map_err(|e| e.message)
+    }
+
+    fn list<T>(v: &Value, k: &str, item: impl Fn(&Value) -> R<T>) -> R<Vec<T>> {
+        match field(v, k) {
+            Value::Array(items) => items.iter().map(item).collect(),
+            _ => Err(format!("{k} is not a list")),
+        }
+    }
+
+    pub fn availability(v: &Value) -> Option<Availability> {
+        match v.as_str()? {
+            "in_stock" => Some(Availability::InStock),
+            "low_stock" => Some(Availability::LowStock),
+            "out_of_stock" => Some(Availability::OutOfStock),
+            "unknown" => Some(Availability::Unknown),
+            _ => None,
+        }
+    }
+
+    pub fn line(v: &Value) -> R<LineView> {
+        Ok(LineView {
+            sku: sku(v)?,
+            quantity: u32::try_from(integer(v, "quantity")?).map_err(|_| "quantity is too large".to_owned())?,
+            price_at_add: money_opt(v, "price_at_add")?,
+            added_at: timestamp(v, "added_at")?,
+            current_price: money_opt(v, "current_price")?,
+            price_changed: field(v, "price_changed").as_bool(),
+            availability: availability(field(v, "availability")),
+        })
+    }
+
+    pub fn cart(v: &Value) -> R<CartView> {
+        Ok(CartView {
+            owner: match field(v, "owner").as_str() {
+                Some("user") => Owner::User,
+                Some("guest") => Owner::Guest,
+                _ => return Err("owner is not guest or user".into()),
+            },
+            version: integer(v, "version")?,
+            currency: Currency::parse(&string(v, "currency")?).map_err(|e| e.message)?,
+            lines: list(v, "lines", line)?,
+            saved: list(v, "saved", line)?,
+            item_count: integer(v, "item_count")?,
+            subtotal: money(v, "subtotal")?,
+            updated_at: timestamp(v, "updated_at")?,
+            expires_at: timestamp(v, "expires_at")?,
+        })
+    }
+
+    pub fn error_body(v: &Value) -> R<ErrorBody> {
+        let mut details = v.as_object().cloned().ok_or("an error is not an object")?;
+        let mut take = |k: &str| match details.remove(k) {
+            Some(Value::String(s)) => Ok(s),
+            _ => Err(format!("an error needs a string {k}")),
+        };
+        let code = take("code")?;
+        let message = take("message")?;
+        Ok(ErrorBody { code, message, details })
+    }
+
+    pub fn ops_response(v: &Value) -> R<OpsResponse> {
+        Ok(OpsResponse {
+            cart: cart(field(v, "cart"))?,
+            results: list(v, "results", |r| {
+                Ok(OpResult {
+                    op_id: string(r, "op_id")?,
+                    status: string(r, "status")?,
+                    error: match field(r, "error") {
+                        Value::Null => None,
+                        e => Some(error_body(e)?),
+                    },
+                })
+            })?,
+        })
+    }
+
+    pub fn merge_response(v: &Value) -> R<MergeResponse> {
+        Ok(MergeResponse { cart: cart(field(v, "cart"))?, merged: field(v, "merged").as_bool().ok_or("merged is not a boolean")? })
+    }
+
+    pub fn order(v: &Value) -> R<OrderView> {
+        Ok(OrderView {
+            id: string(v, "id")?,
+            status: string(v, "status")?,
+            lines: list(v, "lines", |l| {
+                Ok(OrderLineView {
+                    sku: sku(l)?,
+                    quantity: u32::try_from(integer(l, "quantity")?).map_err(|_| "quantity is too large".to_owned())?,
+                    unit_price: money(l, "unit_price")?,
+                    price_at_add: money_opt(l, "price_at_add")?,
+                    line_total: money(l, "line_total")?,
+                })
+            })?,
+            total: money(v, "total")?,
+            reserved_until: timestamp(v, "reserved_until")?,
+            created_at: timestamp(v, "created_at")?,
+            payment_ref: field(v, "payment_ref").as_str().map(str::to_owned),
+        })
+    }
+}

@@ -135,9 +135,14 @@ proptest! {
         let back = parse_ops(Some(&serde_json::from_str(&text).unwrap()), &l).unwrap();
         prop_assert_eq!(back, ops.into_iter().map(|o| (o.id, Ok(o.kind))).collect::<Vec<_>>());
 
-        let view = CartView::new(&cart_from(&kinds), Owner::Guest, Timestamp::from_millis(7), |_, _| None);
+        let cart = cart_from(&kinds);
+        let view = CartView::new(&cart, Owner::Guest, Timestamp::from_millis(7), |_, _| None);
         let json = serde_json::to_string(&view).unwrap();
-        prop_assert_eq!(serde_json::from_str::<CartView>(&json).unwrap(), view);
+        prop_assert_eq!(&serde_json::from_str::<CartView>(&json).unwrap(), &view);
+        // The hand-written reader of the WebAssembly client agrees with serde.
+        prop_assert_eq!(&shared::wire::read::cart(&serde_json::from_str(&json).unwrap()).unwrap(), &view);
+        let stored = shared::stored::StoredCart::from(&cart);
+        prop_assert_eq!(shared::stored::StoredCart::from_json(&serde_json::to_value(&stored).unwrap()), Some(stored));
     }
 }
 
@@ -166,4 +171,57 @@ fn the_seed_merge_example_sums_shared_skus() {
     let got: Vec<(&str, u32)> = user.lines.iter().map(|x| (x.sku.as_str(), x.quantity)).collect();
     assert_eq!(got, [("A", 3), ("C", 3), ("B", 1)]);
     assert_eq!((line_qty(&user, "A"), line_qty(&user, "B"), line_qty(&user, "C")), (Some(3), Some(1), Some(3)));
+}
+
+#[test]
+fn the_hand_written_readers_agree_with_serde_on_every_response() {
+    use shared::wire::{ErrorBody, MergeResponse, OpResult, OpsResponse, OrderLineView, OrderView, read};
+    let usd = |a| Money::new(a, Currency::USD).unwrap();
+    let view = CartView::new(&Cart::new(Currency::USD), Owner::User, Timestamp::from_millis(9), |_, _| None);
+    let mut details = serde_json::Map::new();
+    details.insert("items".into(), serde_json::json!([{"sku": "A"}]));
+    let ops = OpsResponse {
+        cart: view.clone(),
+        results: vec![
+            OpResult { op_id: "a".into(), status: "applied".into(), error: None },
+            OpResult {
+                op_id: "b".into(),
+                status: "rejected".into(),
+                error: Some(ErrorBody { code: "cart_full".into(), message: "full".into(), details }),
+            },
+        ],
+    };
+    let back = |v: &dyn erased::Ser| serde_json::from_str::<serde_json::Value>(&v.json()).unwrap();
+    assert_eq!(read::ops_response(&back(&ops)).unwrap(), ops);
+    let merge = MergeResponse { cart: view, merged: true };
+    assert_eq!(read::merge_response(&back(&merge)).unwrap(), merge);
+    let order = OrderView {
+        id: "ord_1".into(),
+        status: "pending_payment".into(),
+        lines: vec![OrderLineView {
+            sku: Sku::parse("A").unwrap(),
+            quantity: 2,
+            unit_price: usd(5),
+            price_at_add: Some(usd(4)),
+            line_total: usd(10),
+        }],
+        total: usd(10),
+        reserved_until: Timestamp::from_millis(1000),
+        created_at: Timestamp::from_millis(500),
+        payment_ref: None,
+    };
+    assert_eq!(read::order(&back(&order)).unwrap(), order);
+    assert!(read::cart(&serde_json::json!({"owner": "robot"})).is_err());
+}
+
+/// Serializes any of the response types to JSON text (a tiny object-safe wrapper for the test).
+mod erased {
+    pub trait Ser {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).unwrap()
+        }
+    }
 }
