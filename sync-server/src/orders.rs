@@ -161,15 +161,16 @@ impl Durable {
             }
 
             let live = |sku: &Sku| products.get(sku.as_str()).filter(|p| p.active).map(|p| p.price);
+            // Lines that cannot be had in the quantity asked; a SKU the catalog does not sell has none.
+            let shortages = |not_sold: &[Sku]| -> Vec<Value> {
+                cart.lines.iter().filter_map(|l| {
+                    let available = if not_sold.contains(&l.sku) { 0 } else { products.get(l.sku.as_str()).map_or(0, Product::available) };
+                    (available < i64::from(l.quantity)).then(|| json!({"sku": l.sku, "requested": l.quantity, "available": available}))
+                }).collect()
+            };
             let priced = match price_cart(cart, live) {
                 Ok(p) => p,
-                Err(missing) => {
-                    let items = cart.lines.iter().filter_map(|l| {
-                        let available = if missing.contains(&l.sku) { 0 } else { products.get(l.sku.as_str()).map_or(0, Product::available) };
-                        (available < i64::from(l.quantity)).then(|| json!({"sku": l.sku, "requested": l.quantity, "available": available}))
-                    }).collect();
-                    return Ok(CheckoutResult::OutOfStock(items));
-                }
+                Err(missing) => return Ok(CheckoutResult::OutOfStock(shortages(&missing))),
             };
             if let Some(exp) = expected && exp != priced.total {
                 let changes = priced.lines.iter().filter(|l| l.price_changed())
@@ -177,10 +178,7 @@ impl Durable {
                     .collect();
                 return Ok(CheckoutResult::PriceChanged { changes, total: priced.total });
             }
-            let short: Vec<Value> = priced.lines.iter().filter_map(|l| {
-                let available = products.get(l.sku.as_str()).map_or(0, Product::available);
-                (available < i64::from(l.quantity)).then(|| json!({"sku": l.sku, "requested": l.quantity, "available": available}))
-            }).collect();
+            let short = shortages(&[]);
             if !short.is_empty() {
                 return Ok(CheckoutResult::OutOfStock(short));
             }

@@ -52,6 +52,21 @@ fn wait_for_port(port: u16, what: &str) {
     }
 }
 
+/// Starts a daemonized, persistence-free redis-server on loopback and waits until it listens.
+fn spawn_redis(port: u16, dir: &Path, extra: &[&str]) {
+    let status = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "yes"])
+        .args(extra)
+        .arg("--dir")
+        .arg(dir)
+        .arg("--logfile")
+        .arg(dir.join("redis.log"))
+        .status()
+        .expect("redis-server is installed (run scripts/test.sh, which installs it)");
+    assert!(status.success(), "redis-server failed to start");
+    wait_for_port(port, "redis-server");
+}
+
 pub struct RedisServer {
     pub port: u16,
     pub url: String,
@@ -61,19 +76,7 @@ impl RedisServer {
     fn start() -> RedisServer {
         let port = free_port();
         let dir = temp_dir("redis");
-        let pidfile = dir.join("redis.pid");
-        let status = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "yes"])
-            .arg("--pidfile")
-            .arg(&pidfile)
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--logfile")
-            .arg(dir.join("redis.log"))
-            .status()
-            .expect("redis-server is installed (run scripts/test.sh, which installs it)");
-        assert!(status.success(), "redis-server failed to start");
-        wait_for_port(port, "redis-server");
+        spawn_redis(port, &dir, &[]);
         watchdog(&format!("redis-cli -p {port} shutdown nosave; rm -rf '{}'", dir.display()));
         RedisServer { port, url: format!("redis://127.0.0.1:{port}") }
     }
@@ -163,26 +166,7 @@ impl RedisCluster {
         for port in &ports {
             let node = dir.join(port.to_string());
             std::fs::create_dir_all(&node).expect("a node directory");
-            let status = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                ])
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "yes"])
-                .arg("--dir")
-                .arg(&node)
-                .arg("--logfile")
-                .arg(node.join("redis.log"))
-                .status()
-                .expect("redis-server is installed");
-            assert!(status.success(), "a cluster node failed to start");
-            wait_for_port(*port, "a cluster node");
+            spawn_redis(*port, &node, &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]);
         }
         let shutdown: Vec<String> = ports.iter().map(|p| format!("redis-cli -p {p} shutdown nosave")).collect();
         watchdog(&format!("{}; rm -rf '{}'", shutdown.join("; "), dir.display()));
