@@ -1,14 +1,14 @@
 //! The `CartClient` class of the npm package: a thin layer over `engine` that owns the browser
 //! (localStorage, fetch, timers, the `storage` and `online` events) and nothing else.
 
-use crate::engine::{Engine, Failure, Identity, NETWORK_ERROR, Push, failure_of};
+use crate::engine::{Engine, Failure, Identity, Push, checkout_settled, failure_of};
 use crate::storage::{MemoryStorage, Storage, StorageError};
 use js_sys::{Function, JSON, Promise, Reflect};
 use serde::Serialize;
 use serde_json::Value;
-use shared::wire::{OrderView, read};
+use shared::wire::{ErrorBody, OrderView, read};
 use shared::{CartError, Currency, ErrorCode, Limits, Money, OpKind, Quantity, Sku, Timestamp};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -83,12 +83,12 @@ fn random(buf: &mut [u8]) {
     get_random_values(buf);
 }
 
-fn js_error(code: &str, message: &str, details: JsValue) -> JsValue {
-    JsCartError::new(code, message, details).into()
+fn js_error(code: ErrorCode, message: &str) -> JsValue {
+    JsCartError::new(code.as_str(), message, JsValue::UNDEFINED).into()
 }
 
 fn cart_error(e: CartError) -> JsValue {
-    js_error(e.code.as_str(), &e.message, JsValue::UNDEFINED)
+    js_error(e.code, &e.message)
 }
 
 fn to_js<T: Serialize>(v: &T) -> JsValue {
@@ -102,7 +102,11 @@ fn read_answer<T>(text: &str, reader: impl Fn(&Value) -> Result<T, String>) -> R
 }
 
 fn unavailable(why: String) -> JsValue {
-    js_error("unavailable", &why, JsValue::UNDEFINED)
+    js_error(ErrorCode::Unavailable, &why)
+}
+
+fn network_error(why: &str) -> JsValue {
+    js_error(ErrorCode::NetworkError, why)
 }
 
 fn from_js(v: &JsValue) -> Option<Value> {
@@ -146,6 +150,9 @@ struct Inner {
     tab: String,
     events_target: Option<web_sys::EventTarget>,
     events: Vec<(&'static str, EventHandler)>,
+    /// The checkout under way without a key of the caller's, with the total it expects: a second
+    /// `checkout()` with the same total joins it rather than start another.
+    checkout: Option<(Option<Money>, Promise, Rc<Cell<bool>>)>,
 }
 
 /// Shares one storage object between the engine and the lease.
@@ -337,20 +344,9 @@ async fn http(
 }
 
 /// Turns an error answer into a rejected `CartError`, with the server's details.
-fn answer_error(status: u16, body: &str) -> JsValue {
-    match serde_json::from_str::<Value>(body) {
-        Ok(v) if v["error"]["code"].is_string() => {
-            let e = &v["error"];
-            let mut details = e.clone();
-            if let Some(m) = details.as_object_mut() {
-                m.remove("code");
-                m.remove("message");
-            }
-            let details = if details.as_object().is_some_and(|m| m.is_empty()) { JsValue::UNDEFINED } else { to_js(&details) };
-            js_error(e["code"].as_str().unwrap_or(""), e["message"].as_str().unwrap_or(""), details)
-        }
-        _ => js_error(if status >= 500 { "unavailable" } else { "invalid_request" }, &format!("HTTP {status}"), JsValue::UNDEFINED),
-    }
+fn answer_error(error: ErrorBody) -> JsValue {
+    let details = if error.details.is_empty() { JsValue::UNDEFINED } else { to_js(&error.details) };
+    JsCartError::new(&error.code, &error.message, details).into()
 }
 
 fn schedule(rc: &Rc<RefCell<Inner>>, ms: i32) {
@@ -441,8 +437,39 @@ async fn pull(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
             notify(rc);
             Ok(())
         }
-        Ok((status, text)) => Err(answer_error(status, &text)),
-        Err(why) => Err(js_error(NETWORK_ERROR, &why, JsValue::UNDEFINED)),
+        Ok((status, text)) => Err(answer_error(ErrorBody::of_answer(status, &text))),
+        Err(why) => Err(network_error(&why)),
+    }
+}
+
+/// One checkout: push, then `POST /v1/cart/checkout` with the caller's key or the cart
+/// version's own.
+async fn checkout_now(rc: &Rc<RefCell<Inner>>, given_key: Option<String>, expected: Option<Money>) -> Result<JsValue, JsValue> {
+    let Some(endpoint) = rc.borrow().endpoint.clone() else {
+        return Err(js_error(ErrorCode::NoEndpoint, "checkout needs an endpoint"));
+    };
+    sync_now(rc).await?;
+    let key = match &given_key {
+        Some(k) => k.clone(),
+        None => rc.borrow_mut().engine.checkout_key(),
+    };
+    let identity = rc.borrow().engine.identity().clone();
+    let body = match expected {
+        Some(m) => serde_json::json!({ "expected_total": m }),
+        None => serde_json::json!({}),
+    };
+    let answer = http(&endpoint, "POST", "/v1/cart/checkout", Some(&identity), Some(&body), &[("Idempotency-Key", &key)]).await;
+    let (status, text) = answer.map_err(|why| network_error(&why))?;
+    let error = (status != 201).then(|| ErrorBody::of_answer(status, &text));
+    if given_key.is_none() && checkout_settled(status, error.as_ref()) {
+        rc.borrow_mut().engine.settle_checkout_key(&key);
+    }
+    match error {
+        None => {
+            let order = read_answer(&text, |v| read::order(&v["order"])).map_err(unavailable)?;
+            Ok(to_js(&OrderJs::from(order)))
+        }
+        Some(e) => Err(answer_error(e)),
     }
 }
 
@@ -453,9 +480,9 @@ async fn sync_now(rc: &Rc<RefCell<Inner>>) -> Result<JsValue, JsValue> {
     if let Err(f) = push_all(rc).await {
         let msg = match f {
             Failure::Retry(m) => m,
-            Failure::Refused { message, .. } => message,
+            Failure::Refused { error, .. } => error.message,
         };
-        return Err(js_error(NETWORK_ERROR, &msg, JsValue::UNDEFINED));
+        return Err(network_error(&msg));
     }
     pull(rc).await?;
     Ok(rc.borrow().snapshot())
@@ -508,6 +535,7 @@ impl CartClient {
             tab: tab.iter().map(|b| format!("{b:02x}")).collect(),
             events_target: window.clone(),
             events: Vec::new(),
+            checkout: None,
         };
         let rc = Rc::new(RefCell::new(inner));
         if let Some(w) = window {
@@ -656,7 +684,7 @@ impl CartClient {
         let rc = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let Some(endpoint) = rc.borrow().endpoint.clone() else {
-                return Err(js_error("no_endpoint", "login needs an endpoint", JsValue::UNDEFINED));
+                return Err(js_error(ErrorCode::NoEndpoint, "login needs an endpoint"));
             };
             let user = Identity::User { jwt: token.clone() };
             let request = rc.borrow_mut().engine.login_request();
@@ -664,14 +692,14 @@ impl CartClient {
             let view = match request.map(|r| r.0) {
                 Some(body) => match http(&endpoint, "POST", "/v1/cart/merge", Some(&user), Some(&body), &[]).await {
                     Ok((200, text)) => read_answer(&text, read::merge_response).map_err(unavailable)?.cart,
-                    Ok((status, text)) => return Err(answer_error(status, &text)),
-                    Err(why) => return Err(js_error(NETWORK_ERROR, &why, JsValue::UNDEFINED)),
+                    Ok((status, text)) => return Err(answer_error(ErrorBody::of_answer(status, &text))),
+                    Err(why) => return Err(network_error(&why)),
                 },
                 // Already a user (another tab logged in): read the cart with the new token.
                 None => match http(&endpoint, "GET", "/v1/cart", Some(&user), None, &[]).await {
                     Ok((200, text)) => read_answer(&text, read::cart).map_err(unavailable)?,
-                    Ok((status, text)) => return Err(answer_error(status, &text)),
-                    Err(why) => return Err(js_error(NETWORK_ERROR, &why, JsValue::UNDEFINED)),
+                    Ok((status, text)) => return Err(answer_error(ErrorBody::of_answer(status, &text))),
+                    Err(why) => return Err(network_error(&why)),
                 },
             };
             rc.borrow_mut().engine.finish_login(&token, &view, &sent);
@@ -692,34 +720,40 @@ impl CartClient {
     /// Pushes pending ops, then checks out on the server: live prices, stock reserved for the
     /// hold time. Rejects with `price_changed` (with `details.changes`, `details.total`) or
     /// `out_of_stock` (with `details.items`) when the order cannot be placed as is.
+    ///
+    /// Without an `idempotencyKey`, every checkout of one cart version uses one key until an
+    /// answer settles it, and a call made while another is under way joins it: a double click,
+    /// a second tab or a retry after a lost answer makes one order.
     #[wasm_bindgen(unchecked_return_type = "Promise<Order>")]
     pub fn checkout(&self, #[wasm_bindgen(unchecked_param_type = "CheckoutOptions | undefined")] options: JsValue) -> Promise {
         let rc = self.inner.clone();
-        let key = option(&options, "idempotencyKey", |v| v.as_string());
-        let expected = option(&options, "expectedTotal", |v| Some(v.clone()));
-        wasm_bindgen_futures::future_to_promise(async move {
-            let Some(endpoint) = rc.borrow().endpoint.clone() else {
-                return Err(js_error("no_endpoint", "checkout needs an endpoint", JsValue::UNDEFINED));
-            };
-            let expected = match expected {
-                Some(v) => parse_money(&v)?,
-                None => None,
-            };
-            sync_now(&rc).await?;
-            let key = key.unwrap_or_else(|| rc.borrow_mut().engine.new_key());
-            let identity = rc.borrow().engine.identity().clone();
-            let body = match expected {
-                Some(m) => serde_json::json!({ "expected_total": m }),
-                None => serde_json::json!({}),
-            };
-            match http(&endpoint, "POST", "/v1/cart/checkout", Some(&identity), Some(&body), &[("Idempotency-Key", &key)]).await {
-                Ok((201, text)) => {
-                    let order = read_answer(&text, |v| read::order(&v["order"])).map_err(unavailable)?;
-                    Ok(to_js(&OrderJs::from(order)))
-                }
-                Ok((status, text)) => Err(answer_error(status, &text)),
-                Err(why) => Err(js_error(NETWORK_ERROR, &why, JsValue::UNDEFINED)),
+        let given_key = option(&options, "idempotencyKey", |v| v.as_string());
+        let expected = match option(&options, "expectedTotal", |v| Some(v.clone())).map(|v| parse_money(&v)).transpose() {
+            Ok(e) => e.flatten(),
+            Err(e) => return Promise::reject(&e),
+        };
+        if given_key.is_none()
+            && let Some((joined_total, running, done)) = &rc.borrow().checkout
+            && *joined_total == expected
+            && !done.get()
+        {
+            return running.clone();
+        }
+        let own = given_key.is_none();
+        let (task, done) = (rc.clone(), Rc::new(Cell::new(false)));
+        let finished = done.clone();
+        let promise = wasm_bindgen_futures::future_to_promise(async move {
+            let result = checkout_now(&task, given_key, expected).await;
+            finished.set(true);
+            let mut inner = task.borrow_mut();
+            if inner.checkout.as_ref().is_some_and(|c| Rc::ptr_eq(&c.2, &finished)) {
+                inner.checkout = None;
             }
-        })
+            result
+        });
+        if own && !done.get() {
+            rc.borrow_mut().checkout = Some((expected, promise.clone(), done));
+        }
+        promise
     }
 }

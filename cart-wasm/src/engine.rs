@@ -11,18 +11,12 @@ use crate::storage::{Storage, StorageError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::stored::StoredCart;
-use shared::wire::{self, Availability, CartView, OpsResponse, Owner};
+use shared::wire::{self, Availability, CartView, ErrorBody, OpsResponse, Owner};
 use shared::{Cart, CartError, CartLine, Currency, ErrorCode, GuestToken, Limits, Money, Op, OpId, OpKind, Quantity, Sku, Timestamp};
 use std::collections::BTreeMap;
 
 /// The stored format of the client's state; anything else under the key starts a clean cart.
 pub const FORMAT: u32 = 1;
-
-/// Client-side codes of `lastError` (the server's codes are used for everything else).
-pub const STORAGE_CORRUPT: &str = "storage_corrupt";
-pub const STORAGE_OUTDATED: &str = "storage_outdated";
-pub const STORAGE_FULL: &str = "storage_full";
-pub const NETWORK_ERROR: &str = "network_error";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
@@ -37,9 +31,28 @@ pub struct LastError {
 }
 
 impl LastError {
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
-        LastError { code: code.to_owned(), message: message.into() }
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        LastError { code: code.as_str().to_owned(), message: message.into() }
     }
+
+    pub fn is(&self, code: ErrorCode) -> bool {
+        self.code == code.as_str()
+    }
+}
+
+impl From<ErrorBody> for LastError {
+    fn from(e: ErrorBody) -> Self {
+        LastError { code: e.code, message: e.message }
+    }
+}
+
+/// The `Idempotency-Key` of the checkout of one cart version: kept (and stored, so other tabs
+/// and a reloaded page use it too) until a checkout answer settles it, so a repeated checkout of
+/// the same cart, a double click or a retry after a lost answer, is the same order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckoutKey {
+    pub version: u64,
+    pub key: String,
 }
 
 /// What the server last said about a line beyond the cart itself.
@@ -66,6 +79,7 @@ pub struct ClientState {
     pub annotations: BTreeMap<Sku, Annotation>,
     pub pending: Vec<PendingOp>,
     pub last_error: Option<LastError>,
+    pub checkout_key: Option<CheckoutKey>,
 }
 
 /// What `parse` reads besides the identity.
@@ -77,7 +91,13 @@ struct StoredParts {
 }
 
 #[derive(Serialize)]
-struct Stored {
+struct StoredCheckoutKey<'a> {
+    version: u64,
+    key: &'a str,
+}
+
+#[derive(Serialize)]
+struct Stored<'a> {
     format: u32,
     owner: Owner,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +110,8 @@ struct Stored {
     pending: Vec<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_error: Option<LastError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkout_key: Option<StoredCheckoutKey<'a>>,
 }
 
 /// A push of pending ops to `POST /v1/cart/ops`.
@@ -107,7 +129,7 @@ pub enum Failure {
     /// No answer, a 5xx or a 429: try again later.
     Retry(String),
     /// A 4xx for the whole request: trying again cannot help.
-    Refused { code: String, message: String, status: u16 },
+    Refused { error: ErrorBody, status: u16 },
 }
 
 /// The state a UI renders (the JavaScript `CartSnapshot`).
@@ -219,6 +241,7 @@ impl Engine {
             annotations: BTreeMap::new(),
             pending: Vec::new(),
             last_error: None,
+            checkout_key: None,
         };
         let mut e = Engine {
             storage,
@@ -252,6 +275,7 @@ impl Engine {
             annotations: BTreeMap::new(),
             pending: Vec::new(),
             last_error,
+            checkout_key: None,
         }
     }
 
@@ -290,15 +314,19 @@ impl Engine {
     }
 
     fn parse(&self, text: &str) -> Result<ClientState, LastError> {
-        let corrupt =
-            |why: String| LastError::new(STORAGE_CORRUPT, format!("the stored cart could not be read ({why}); starting a new cart"));
+        let corrupt = |why: String| {
+            LastError::new(ErrorCode::StorageCorrupt, format!("the stored cart could not be read ({why}); starting a new cart"))
+        };
         // Read by hand from a `Value` (see `shared::wire::read`): one JSON deserializer in the
         // WebAssembly module instead of one per stored type.
         let v: Value = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
         match v.get("format").and_then(Value::as_u64) {
             Some(f) if f == u64::from(FORMAT) => {}
             Some(f) if f < u64::from(FORMAT) => {
-                return Err(LastError::new(STORAGE_OUTDATED, format!("the stored cart is in an older format ({f}); starting a new cart")));
+                return Err(LastError::new(
+                    ErrorCode::StorageOutdated,
+                    format!("the stored cart is in an older format ({f}); starting a new cart"),
+                ));
             }
             _ => return Err(corrupt("not a cart of this library".into())),
         }
@@ -327,9 +355,13 @@ impl Engine {
             v.get("last_error").and_then(|e| e.get("code")).and_then(Value::as_str),
             v.get("last_error").and_then(|e| e.get("message")).and_then(Value::as_str),
         ) {
-            (Some(code), Some(message)) => Some(LastError::new(code, message)),
+            (Some(code), Some(message)) => Some(LastError { code: code.to_owned(), message: message.to_owned() }),
             _ => None,
         };
+        let checkout_key = v.get("checkout_key").and_then(|k| {
+            let key = k.get("key").and_then(Value::as_str).filter(|k| shared::parse_idempotency_key(k).is_ok())?;
+            Some(CheckoutKey { version: k.get("version").and_then(Value::as_u64)?, key: key.to_owned() })
+        });
         let pending_values = match v.get("pending") {
             Some(Value::Array(p)) => p.clone(),
             _ => return Err(corrupt("no pending list".into())),
@@ -350,7 +382,7 @@ impl Engine {
             .zip(times)
             .filter_map(|((id, kind), (at, sent))| kind.ok().map(|kind| PendingOp { op: Op { id, kind }, at, sent }))
             .collect();
-        Ok(ClientState { identity, confirmed, annotations: stored.annotations, pending, last_error: stored.last_error })
+        Ok(ClientState { identity, confirmed, annotations: stored.annotations, pending, last_error: stored.last_error, checkout_key })
     }
 
     /// Writes the state. A full or refused storage keeps the state in memory and says so.
@@ -388,11 +420,12 @@ impl Engine {
                 })
                 .collect(),
             last_error: self.state.last_error.clone(),
+            checkout_key: self.state.checkout_key.as_ref().map(|k| StoredCheckoutKey { version: k.version, key: &k.key }),
         };
         let text = serde_json::to_string(&stored).unwrap_or_default();
         match self.storage.set(&self.key, &text) {
             Ok(()) => {
-                if self.state.last_error.as_ref().is_some_and(|e| e.code == STORAGE_FULL) {
+                if self.state.last_error.as_ref().is_some_and(|e| e.is(ErrorCode::StorageFull)) {
                     self.state.last_error = None;
                     // Written again with the error cleared, so other tabs do not show it either.
                     return self.persist();
@@ -405,7 +438,7 @@ impl Engine {
                     StorageError::Full => "browser storage is full; the cart is kept in memory until it can be saved".to_owned(),
                     StorageError::Unavailable(why) => format!("browser storage refused the cart ({why}); it is kept in memory"),
                 };
-                self.state.last_error = Some(LastError::new(STORAGE_FULL, message));
+                self.state.last_error = Some(LastError::new(ErrorCode::StorageFull, message));
                 self.unsaved = true;
             }
         }
@@ -424,6 +457,9 @@ impl Engine {
             self.state.confirmed = theirs.confirmed;
             self.state.annotations = theirs.annotations;
         }
+        // This client changes the key only right after reading the store, and saves at once: what
+        // the store holds is the newest word on it (a key another tab settled stays settled).
+        self.state.checkout_key = theirs.checkout_key;
         for p in theirs.pending {
             if !self.state.pending.iter().any(|q| q.op.id == p.op.id) {
                 self.state.pending.push(p);
@@ -580,27 +616,26 @@ impl Engine {
                 let reported: Vec<&str> = res.results.iter().map(|r| r.op_id.as_str()).collect();
                 self.state.pending.retain(|p| !reported.contains(&p.op.id.as_str()));
                 if let Some(r) = res.results.iter().rev().find(|r| r.status == "rejected") {
-                    let (code, message) =
-                        r.error.as_ref().map_or(("invalid_op".into(), String::new()), |e| (e.code.clone(), e.message.clone()));
-                    self.state.last_error = Some(LastError { code, message });
-                } else if self.state.last_error.as_ref().is_some_and(|e| e.code == NETWORK_ERROR) {
+                    let e = r.error.clone().unwrap_or_else(|| ErrorBody::new(ErrorCode::InvalidOp, "the server rejected an op"));
+                    self.state.last_error = Some(e.into());
+                } else if self.state.last_error.as_ref().is_some_and(|e| e.is(ErrorCode::NetworkError)) {
                     self.state.last_error = None;
                 }
                 self.accept_cart(&res.cart);
             }
             Err(Failure::Retry(why)) => {
                 self.failures += 1;
-                self.state.last_error = Some(LastError::new(NETWORK_ERROR, why));
+                self.state.last_error = Some(LastError::new(ErrorCode::NetworkError, why));
             }
-            Err(Failure::Refused { code, message, status }) => {
+            Err(Failure::Refused { error, status }) => {
                 self.failures = 0;
                 // Our own ops were refused as a whole: sending them again would only fail again,
                 // except for an identity problem: an expired token (renewed by a new login), or a
                 // guest cart merged at a login in another tab (the ops go to the user's cart).
-                if status != 401 && code != "cart_merged" {
+                if status != 401 && !error.is(ErrorCode::CartMerged) {
                     self.state.pending.retain(|p| !push.ids.contains(&p.op.id.as_str().to_owned()));
                 }
-                self.state.last_error = Some(LastError { code, message });
+                self.state.last_error = Some(error.into());
             }
         }
         self.persist();
@@ -643,6 +678,7 @@ impl Engine {
         self.state.confirmed = cart_from_view(cart);
         self.state.annotations = annotations_of(cart);
         self.state.last_error = None;
+        self.state.checkout_key = None;
         self.epoch += 1;
         self.in_flight.clear();
         self.persist();
@@ -671,23 +707,46 @@ impl Engine {
         self.failures
     }
 
-    /// A new id for a checkout's `Idempotency-Key` when the caller gave none.
-    pub fn new_key(&mut self) -> String {
-        uuid_v4(&mut *self.random)
+    /// The `Idempotency-Key` of a checkout of the cart as the server last confirmed it, when the
+    /// caller gave none: the same for every checkout of this cart version until an answer
+    /// settles it ([`Engine::settle_checkout_key`]), so a double click, another tab, or a retry
+    /// after a lost answer makes one order.
+    pub fn checkout_key(&mut self) -> String {
+        self.reload();
+        let version = self.state.confirmed.version;
+        if let Some(k) = &self.state.checkout_key
+            && k.version == version
+        {
+            return k.key.clone();
+        }
+        let key = uuid_v4(&mut *self.random);
+        self.state.checkout_key = Some(CheckoutKey { version, key: key.clone() });
+        self.persist();
+        key
     }
+
+    /// The server answered a checkout with `key` for good (an order, or a refusal that the same
+    /// key would only replay): the next checkout gets a new key. Not called when no answer came,
+    /// or the answer was a 5xx, `request_in_progress` or `429`: the same key is sent again.
+    pub fn settle_checkout_key(&mut self, key: &str) {
+        self.reload();
+        if self.state.checkout_key.as_ref().is_some_and(|k| k.key == key) {
+            self.state.checkout_key = None;
+            self.persist();
+        }
+    }
+}
+
+/// Whether a checkout answer of `status` settles its idempotency key (see
+/// [`Engine::settle_checkout_key`]).
+pub fn checkout_settled(status: u16, error: Option<&ErrorBody>) -> bool {
+    (200..500).contains(&status) && status != 429 && !error.is_some_and(|e| e.is(ErrorCode::RequestInProgress))
 }
 
 /// Maps an HTTP error answer to a failure: 5xx and 429 are retried, other 4xx are not.
 pub fn failure_of(status: u16, body: &str) -> Failure {
-    // Read through a `Value` rather than `ErrorEnvelope`, whose flattened details would pull
-    // serde's buffering deserializer into the WebAssembly module.
-    let parsed = serde_json::from_str::<Value>(body).ok();
-    let field = |name: &str| parsed.as_ref().and_then(|v| v["error"][name].as_str()).map(str::to_owned);
-    let (code, message) = match (field("code"), field("message")) {
-        (Some(code), message) => (code, message.unwrap_or_default()),
-        _ => (if status >= 500 { ErrorCode::Unavailable } else { ErrorCode::InvalidRequest }.as_str().to_owned(), format!("HTTP {status}")),
-    };
-    if status >= 500 || status == 429 { Failure::Retry(message) } else { Failure::Refused { code, message, status } }
+    let error = ErrorBody::of_answer(status, body);
+    if status >= 500 || status == 429 { Failure::Retry(error.message) } else { Failure::Refused { error, status } }
 }
 
 #[cfg(test)]
@@ -741,8 +800,35 @@ mod tests {
         for i in 0..40 {
             e.mutate(add(&format!("SKU-{i:04}")), Timestamp::default()).unwrap();
         }
-        assert_eq!(e.state.last_error.as_ref().map(|x| x.code.as_str()), Some(STORAGE_FULL));
+        assert!(e.state.last_error.as_ref().is_some_and(|x| x.is(ErrorCode::StorageFull)));
         assert_eq!(e.optimistic().lines.len(), 40, "nothing lost in memory");
+    }
+
+    #[test]
+    fn one_checkout_key_per_cart_version_until_an_answer_settles_it() {
+        let storage = MemoryStorage::default();
+        let mut a = engine(&storage, 11);
+        let mut b = engine(&storage, 12);
+        let first = a.checkout_key();
+        assert_eq!(a.checkout_key(), first, "a double click sends the same key");
+        assert_eq!(b.checkout_key(), first, "so does another tab, or a reloaded page");
+        b.settle_checkout_key("some-other-key");
+        assert_eq!(a.checkout_key(), first, "only the key's own answer settles it");
+        a.settle_checkout_key(&first);
+        // A tab that read the old key before it was settled does not bring it back by saving.
+        b.state.last_error = None;
+        b.persist();
+        let second = b.checkout_key();
+        assert_ne!(second, first, "an order resulted: the next checkout is a new one");
+        let mut newer = a.state.confirmed.clone();
+        newer.version += 1;
+        let identity = a.identity().clone();
+        a.finish_pull(&identity, &CartView::new(&newer, Owner::Guest, Timestamp::default(), |_, _| None));
+        assert_ne!(a.checkout_key(), second, "a changed cart is a new checkout");
+        assert!(checkout_settled(201, None));
+        assert!(checkout_settled(409, Some(&ErrorBody::new(ErrorCode::OutOfStock, ""))));
+        assert!(!checkout_settled(409, Some(&ErrorBody::new(ErrorCode::RequestInProgress, ""))));
+        assert!(!checkout_settled(503, None) && !checkout_settled(429, None));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 use crate::error::{CartError, ErrorCode};
 use crate::op::{Op, OpKind};
 use crate::time::Timestamp;
-use crate::types::{Currency, Limits, Money, Sku};
+use crate::types::{Currency, Limits, Money, Sku, UserId};
 use std::collections::BTreeSet;
 
 /// One line of the cart or of the saved list.
@@ -32,6 +32,9 @@ pub struct Cart {
     pub updated_at: Timestamp,
     /// Last read or write; expiry counts from here.
     pub accessed_at: Timestamp,
+    /// Set on a guest cart that a login merged into a user's cart (see [`Cart::freeze`]): the
+    /// user whose cart took its lines. Such a cart takes no more ops.
+    pub merged_into: Option<UserId>,
 }
 
 /// How long an untouched cart keeps its lines and its saved list.
@@ -51,6 +54,7 @@ impl Cart {
             next_seq: 0,
             updated_at: Timestamp::default(),
             accessed_at: Timestamp::default(),
+            merged_into: None,
         }
     }
 
@@ -71,10 +75,38 @@ impl Cart {
         self.lines.iter().map(|l| u64::from(l.quantity)).sum()
     }
 
+    /// Whether the cart takes ops: a guest cart frozen by a login merge does not.
+    pub fn takes_ops(&self) -> bool {
+        self.merged_into.is_none()
+    }
+
+    /// The freeze rule of a login merge: takes a guest cart out of use for `user`, and returns
+    /// what it held (lines and saved list; empty if it held nothing), which the user's cart then
+    /// merges. The guest cart is emptied rather than deleted, and its version grows by one if it
+    /// held anything, so a client holding it never sees its version go back. From now on it
+    /// takes no ops ([`Cart::takes_ops`]): they belong in the user's cart. A cart frozen again
+    /// keeps the user it was first merged into.
+    pub fn freeze(&mut self, user: &UserId, now: Timestamp) -> Cart {
+        let mut taken = self.clone();
+        taken.merged_into = None;
+        if self.merged_into.is_none() {
+            self.merged_into = Some(user.clone());
+        }
+        if !self.is_empty() {
+            self.lines.clear();
+            self.saved.clear();
+            self.mark_changed(now);
+        }
+        taken
+    }
+
     /// Applies one op. `Ok(true)` when the cart changed (and its version grew by one), `Ok(false)`
     /// when the op was valid but had nothing to do, `Err` when it was rejected; a rejected op
-    /// leaves the cart exactly as it was.
+    /// leaves the cart exactly as it was. A frozen cart rejects every op (`cart_merged`).
     pub fn apply(&mut self, kind: &OpKind, limits: &Limits, now: Timestamp) -> Result<bool, CartError> {
+        if !self.takes_ops() {
+            return Err(CartError::new(ErrorCode::CartMerged, "this guest cart was merged into a user's cart at login"));
+        }
         let changed = self.apply_inner(kind, limits, now)?;
         if changed {
             self.mark_changed(now);
@@ -144,6 +176,16 @@ impl Cart {
                 let changed = !self.lines.is_empty();
                 self.lines.clear();
                 Ok(changed)
+            }
+            OpKind::Deduct { sku, quantity } => {
+                let Some(i) = position(&self.lines, sku) else { return Ok(false) };
+                match self.lines[i].quantity.checked_sub(quantity.get()).filter(|q| *q > 0) {
+                    Some(q) => self.lines[i].quantity = q,
+                    None => {
+                        self.lines.remove(i);
+                    }
+                }
+                Ok(true)
             }
         }
     }
@@ -314,6 +356,42 @@ mod tests {
         c.apply(&OpKind::MoveToCart { sku: sku("A") }, &l, Timestamp::default()).unwrap();
         assert_eq!(c.lines[0].quantity, 3);
         assert_eq!(c.apply(&OpKind::MoveToCart { sku: sku("A") }, &l, Timestamp::default()).unwrap_err().code, ErrorCode::LineNotFound);
+    }
+
+    #[test]
+    fn freezing_empties_the_cart_once_and_refuses_every_later_op() {
+        let l = Limits::default();
+        let alice = UserId::parse("alice").unwrap();
+        let mut c = Cart::new(Currency::USD);
+        c.apply(&add("A", 2), &l, Timestamp::from_millis(1)).unwrap();
+        c.apply(&OpKind::SaveForLater { sku: sku("A") }, &l, Timestamp::from_millis(2)).unwrap();
+        c.apply(&add("B", 1), &l, Timestamp::from_millis(3)).unwrap();
+        let before = c.clone();
+        let taken = c.freeze(&alice, Timestamp::from_millis(4));
+        assert_eq!(taken, before, "the lines and the saved list go to the merge");
+        assert!(c.is_empty());
+        assert_eq!((c.version, c.updated_at), (before.version + 1, Timestamp::from_millis(4)));
+        assert_eq!(c.merged_into.as_ref(), Some(&alice));
+        assert_eq!(c.apply(&add("C", 1), &l, Timestamp::from_millis(5)).unwrap_err().code, ErrorCode::CartMerged);
+        assert!(!c.takes_ops());
+        assert!(!c.touch(Timestamp::from_millis(5), &Expiry { cart_seconds: 10, saved_seconds: 10 }), "reads still work");
+        let again = c.freeze(&UserId::parse("bob").unwrap(), Timestamp::from_millis(6));
+        assert!(again.is_empty() && again.merged_into.is_none());
+        assert_eq!(c.version, before.version + 1, "an empty cart frozen again does not change");
+        assert_eq!(c.merged_into.as_ref(), Some(&alice), "the first merge names the user");
+    }
+
+    #[test]
+    fn a_deduction_takes_what_was_ordered_and_leaves_the_rest() {
+        let l = Limits::default();
+        let q = |n| Quantity::new(n, &l).unwrap();
+        let mut c = Cart::new(Currency::USD);
+        c.apply(&add("A", 3), &l, Timestamp::default()).unwrap();
+        c.apply(&add("B", 1), &l, Timestamp::default()).unwrap();
+        assert_eq!(c.apply(&OpKind::Deduct { sku: sku("A"), quantity: q(2) }, &l, Timestamp::default()), Ok(true));
+        assert_eq!(c.apply(&OpKind::Deduct { sku: sku("B"), quantity: q(5) }, &l, Timestamp::default()), Ok(true));
+        assert_eq!(c.apply(&OpKind::Deduct { sku: sku("Z"), quantity: q(1) }, &l, Timestamp::default()), Ok(false));
+        assert_eq!(c.lines.iter().map(|l| (l.sku.as_str(), l.quantity)).collect::<Vec<_>>(), [("A", 1)]);
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! Pricing a cart for checkout: pure arithmetic over live catalog prices.
+//! Checkout decisions: pure arithmetic and rules over the live catalog. The server gathers the
+//! facts (inside its stock transaction) and acts on the decision; nothing here knows SQL or HTTP.
 
 use crate::cart::Cart;
 use crate::error::{CartError, ErrorCode};
 use crate::types::{Money, Sku};
+use serde::Serialize;
 
 /// One line of an order: the live unit price is charged; the price at add is what the shopper saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +53,76 @@ pub fn price_cart(cart: &Cart, live: impl Fn(&Sku) -> Option<Money>) -> Result<P
     if missing.is_empty() { Ok(PricedCart { lines, total }) } else { Err(missing) }
 }
 
+/// What the catalog offers of one SKU at checkout: its live price while it is on sale, and the
+/// units free to reserve (after the shopper's own earlier hold was given back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offer {
+    pub price: Option<Money>,
+    pub available: i64,
+}
+
+/// A line that cannot be had in the quantity asked (the `items` of `409 out_of_stock`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Shortage {
+    pub sku: Sku,
+    pub requested: u32,
+    pub available: i64,
+}
+
+/// A line whose live price is not the one the shopper saw (the `changes` of `409 price_changed`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PriceChange {
+    pub sku: Sku,
+    pub price_at_add: Money,
+    pub current_price: Money,
+}
+
+/// What a checkout must do with a cart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckoutDecision {
+    /// Reserve every line at these prices.
+    Reserve(PricedCart),
+    /// The shopper expected another total: nothing is reserved.
+    PriceChanged { changes: Vec<PriceChange>, total: Money },
+    /// Some lines cannot be had (a SKU not on sale has none): nothing is reserved.
+    OutOfStock(Vec<Shortage>),
+}
+
+/// Decides a checkout of `cart` against the catalog's `offer` of each SKU (`None`: the catalog
+/// does not know it). In order: a SKU not on sale makes the cart unbuyable; then an
+/// `expected` total other than the live one is a price change; then any line short of stock.
+/// An empty cart is the caller's to refuse before it asks.
+pub fn decide_checkout(cart: &Cart, offer: impl Fn(&Sku) -> Option<Offer>, expected: Option<Money>) -> CheckoutDecision {
+    let shortages = |not_sold: &[Sku]| -> Vec<Shortage> {
+        cart.lines
+            .iter()
+            .filter_map(|l| {
+                let available = if not_sold.contains(&l.sku) { 0 } else { offer(&l.sku).map_or(0, |o| o.available.max(0)) };
+                (available < i64::from(l.quantity)).then(|| Shortage { sku: l.sku.clone(), requested: l.quantity, available })
+            })
+            .collect()
+    };
+    let priced = match price_cart(cart, |sku| offer(sku).and_then(|o| o.price)) {
+        Ok(p) => p,
+        Err(not_sold) => return CheckoutDecision::OutOfStock(shortages(&not_sold)),
+    };
+    if let Some(expected) = expected
+        && expected != priced.total
+    {
+        let changes = priced
+            .lines
+            .iter()
+            .filter_map(|l| {
+                let seen = l.price_at_add.filter(|p| *p != l.unit_price)?;
+                Some(PriceChange { sku: l.sku.clone(), price_at_add: seen, current_price: l.unit_price })
+            })
+            .collect();
+        return CheckoutDecision::PriceChanged { changes, total: priced.total };
+    }
+    let short = shortages(&[]);
+    if short.is_empty() { CheckoutDecision::Reserve(priced) } else { CheckoutDecision::OutOfStock(short) }
+}
+
 /// An idempotency key: 1 to 255 visible ASCII characters.
 pub fn parse_idempotency_key(s: &str) -> Result<&str, CartError> {
     if !s.is_empty() && s.len() <= 255 && s.bytes().all(|c| c.is_ascii_graphic() || c == b' ') {
@@ -65,26 +137,60 @@ mod tests {
     use super::*;
     use crate::{Currency, Limits, OpKind, Quantity, Timestamp};
 
-    #[test]
-    fn prices_at_live_prices_and_names_what_is_not_sold() {
+    fn usd(a: i64) -> Money {
+        Money::new(a, Currency::USD).unwrap()
+    }
+
+    fn cart(lines: &[(&str, i64, Option<Money>)]) -> Cart {
         let l = Limits::default();
-        let usd = |a| Money::new(a, Currency::USD).unwrap();
         let mut c = Cart::new(Currency::USD);
-        let add = |c: &mut Cart, s: &str, q, p: Option<Money>| {
+        for (s, q, p) in lines {
             c.apply(
-                &OpKind::Add { sku: Sku::parse(s).unwrap(), quantity: Quantity::new(q, &l).unwrap(), price_at_add: p },
+                &OpKind::Add { sku: Sku::parse(s).unwrap(), quantity: Quantity::new(*q, &l).unwrap(), price_at_add: *p },
                 &l,
                 Timestamp::default(),
             )
             .unwrap();
-        };
-        add(&mut c, "A", 2, Some(usd(1000)));
-        add(&mut c, "B", 1, None);
+        }
+        c
+    }
+
+    #[test]
+    fn prices_at_live_prices_and_names_what_is_not_sold() {
+        let c = cart(&[("A", 2, Some(usd(1000))), ("B", 1, None)]);
         let priced = price_cart(&c, |s| Some(usd(if s.as_str() == "A" { 1200 } else { 50 }))).unwrap();
         assert_eq!(priced.total, usd(2450));
         assert!(priced.lines[0].price_changed());
         assert!(!priced.lines[1].price_changed());
         let missing = price_cart(&c, |s| (s.as_str() == "A").then(|| usd(1))).unwrap_err();
         assert_eq!(missing, vec![Sku::parse("B").unwrap()]);
+    }
+
+    #[test]
+    fn a_sku_not_on_sale_comes_first_then_the_price_then_the_stock() {
+        let c = cart(&[("A", 2, Some(usd(100))), ("B", 3, None)]);
+        let sku = |s: &str| Sku::parse(s).unwrap();
+        let not_sold = decide_checkout(&c, |s| (s.as_str() == "A").then_some(Offer { price: Some(usd(120)), available: 1 }), None);
+        assert_eq!(
+            not_sold,
+            CheckoutDecision::OutOfStock(vec![
+                Shortage { sku: sku("A"), requested: 2, available: 1 },
+                Shortage { sku: sku("B"), requested: 3, available: 0 },
+            ])
+        );
+        let offer = |available| move |_: &Sku| Some(Offer { price: Some(usd(120)), available });
+        assert_eq!(
+            decide_checkout(&c, offer(1), Some(usd(200 + 300))),
+            CheckoutDecision::PriceChanged {
+                changes: vec![PriceChange { sku: sku("A"), price_at_add: usd(100), current_price: usd(120) }],
+                total: usd(600),
+            },
+            "a wrong expected total is reported before stock"
+        );
+        assert!(matches!(decide_checkout(&c, offer(1), Some(usd(600))), CheckoutDecision::OutOfStock(s) if s.len() == 2));
+        let CheckoutDecision::Reserve(priced) = decide_checkout(&c, offer(3), None) else { panic!("enough stock") };
+        assert_eq!(priced.total, usd(600));
+        let inactive = decide_checkout(&c, |_| Some(Offer { price: None, available: 9 }), None);
+        assert!(matches!(inactive, CheckoutDecision::OutOfStock(s) if s.iter().all(|x| x.available == 0)));
     }
 }

@@ -1,6 +1,7 @@
 use std::fmt;
 
-/// Every error code of the public contract.
+/// Every error code of the public contract: the server's (in [`ErrorCode::ALL`]) and the
+/// browser client's own (in [`ErrorCode::CLIENT`], never sent by the server).
 ///
 /// The string form is stable: clients match on it, and the JavaScript package exposes it as
 /// `CartError.code`. The HTTP status lives here too so that no two places can disagree on it.
@@ -38,10 +39,19 @@ pub enum ErrorCode {
     StockBelowReserved,
     UnknownProduct,
     CartMerged,
+    InvalidSignature,
+    AmountMismatch,
+    // The browser client's own codes.
+    NetworkError,
+    StorageFull,
+    StorageCorrupt,
+    StorageOutdated,
+    NoEndpoint,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 32] = [
+    /// The codes the server answers with.
+    pub const ALL: [ErrorCode; 34] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidCartToken,
@@ -74,7 +84,13 @@ impl ErrorCode {
         ErrorCode::StockBelowReserved,
         ErrorCode::UnknownProduct,
         ErrorCode::CartMerged,
+        ErrorCode::InvalidSignature,
+        ErrorCode::AmountMismatch,
     ];
+
+    /// The codes only the browser client reports (in `lastError` or a rejected promise).
+    pub const CLIENT: [ErrorCode; 5] =
+        [ErrorCode::NetworkError, ErrorCode::StorageFull, ErrorCode::StorageCorrupt, ErrorCode::StorageOutdated, ErrorCode::NoEndpoint];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -110,18 +126,31 @@ impl ErrorCode {
             ErrorCode::StockBelowReserved => "stock_below_reserved",
             ErrorCode::UnknownProduct => "unknown_product",
             ErrorCode::CartMerged => "cart_merged",
+            ErrorCode::InvalidSignature => "invalid_signature",
+            ErrorCode::AmountMismatch => "amount_mismatch",
+            ErrorCode::NetworkError => "network_error",
+            ErrorCode::StorageFull => "storage_full",
+            ErrorCode::StorageCorrupt => "storage_corrupt",
+            ErrorCode::StorageOutdated => "storage_outdated",
+            ErrorCode::NoEndpoint => "no_endpoint",
         }
     }
 
     pub fn parse(s: &str) -> Option<ErrorCode> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s)
+        Self::ALL.into_iter().chain(Self::CLIENT).find(|c| c.as_str() == s)
     }
 
-    /// The HTTP status the server answers with.
+    /// The HTTP status the server answers with; 0 for the client's own codes, which no HTTP
+    /// answer carries.
     pub const fn http_status(self) -> u16 {
         match self {
+            ErrorCode::NetworkError
+            | ErrorCode::StorageFull
+            | ErrorCode::StorageCorrupt
+            | ErrorCode::StorageOutdated
+            | ErrorCode::NoEndpoint => 0,
             ErrorCode::InvalidJson | ErrorCode::InvalidCartToken | ErrorCode::InvalidIdempotencyKey => 400,
-            ErrorCode::Unauthorized => 401,
+            ErrorCode::Unauthorized | ErrorCode::InvalidSignature => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound | ErrorCode::LineNotFound | ErrorCode::UnknownProduct => 404,
             ErrorCode::RequestInProgress
@@ -130,7 +159,8 @@ impl ErrorCode {
             | ErrorCode::ReservationExpired
             | ErrorCode::OrderNotPending
             | ErrorCode::StockBelowReserved
-            | ErrorCode::CartMerged => 409,
+            | ErrorCode::CartMerged
+            | ErrorCode::AmountMismatch => 409,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::VersionMismatch => 412,
             ErrorCode::PayloadTooLarge => 413,

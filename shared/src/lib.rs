@@ -18,7 +18,9 @@ mod types;
 pub mod wire;
 
 pub use cart::{Cart, CartLine, CartState, Expiry, OpOutcome};
-pub use checkout::{PricedCart, PricedLine, parse_idempotency_key, price_cart};
+pub use checkout::{
+    CheckoutDecision, Offer, PriceChange, PricedCart, PricedLine, Shortage, decide_checkout, parse_idempotency_key, price_cart,
+};
 pub use error::{CartError, ErrorCode};
 pub use merge::{MergePolicy, merge};
 pub use op::{Op, OpId, OpKind};

@@ -57,6 +57,13 @@ pub enum OpKind {
     },
     /// Empties the cart; the saved list stays.
     Clear,
+    /// Takes up to `quantity` units of a line out of the cart, removing the line when none are
+    /// left; an absent line is not an error. The server makes these when an order is paid (one
+    /// per order line), so lines added after the checkout stay; clients never send them.
+    Deduct {
+        sku: Sku,
+        quantity: Quantity,
+    },
 }
 
 impl OpKind {
@@ -69,6 +76,7 @@ impl OpKind {
             OpKind::MoveToCart { .. } => "move_to_cart",
             OpKind::RemoveSaved { .. } => "remove_saved",
             OpKind::Clear => "clear",
+            OpKind::Deduct { .. } => "deduct",
         }
     }
 
@@ -79,7 +87,8 @@ impl OpKind {
             | OpKind::Remove { sku }
             | OpKind::SaveForLater { sku }
             | OpKind::MoveToCart { sku }
-            | OpKind::RemoveSaved { sku } => Some(sku),
+            | OpKind::RemoveSaved { sku }
+            | OpKind::Deduct { sku, .. } => Some(sku),
             OpKind::Clear => None,
         }
     }

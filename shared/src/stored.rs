@@ -59,6 +59,7 @@ impl StoredCart {
             next_seq: self.next_seq.max(max_seq),
             updated_at: self.updated_at,
             accessed_at: self.accessed_at,
+            merged_into: None,
         })
     }
 }

@@ -116,18 +116,36 @@ pub struct ErrorBody {
     pub details: Map<String, Value>,
 }
 
-/// Read through a JSON object rather than derived: a derived `flatten` would bring serde's
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+        ErrorBody { code: code.as_str().to_owned(), message: message.into(), details: Map::new() }
+    }
+
+    /// The code, if it is one this build knows (a newer server may send others).
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        ErrorCode::parse(&self.code)
+    }
+
+    pub fn is(&self, code: ErrorCode) -> bool {
+        self.code == code.as_str()
+    }
+
+    /// What an error answer of `status` with `body` says: the envelope's error when the body is
+    /// one, else a stand-in (`unavailable` for a 5xx, `invalid_request` otherwise) naming the
+    /// status, for answers a proxy or a crashed server wrote. The one reader of the envelope.
+    pub fn of_answer(status: u16, body: &str) -> ErrorBody {
+        serde_json::from_str::<Value>(body).ok().and_then(|v| read::error_body(v.get("error")?).ok()).unwrap_or_else(|| {
+            let code = if status >= 500 { ErrorCode::Unavailable } else { ErrorCode::InvalidRequest };
+            ErrorBody::new(code, format!("HTTP {status}"))
+        })
+    }
+}
+
+/// Read through [`read::error_body`] rather than derived: a derived `flatten` would bring serde's
 /// buffering deserializer into the WebAssembly client for no gain.
 impl<'de> Deserialize<'de> for ErrorBody {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut details = Map::deserialize(d)?;
-        let mut take = |k: &str| match details.remove(k) {
-            Some(Value::String(s)) => Ok(s),
-            _ => Err(serde::de::Error::custom(format!("an error needs a string `{k}`"))),
-        };
-        let code = take("code")?;
-        let message = take("message")?;
-        Ok(ErrorBody { code, message, details })
+        read::error_body(&Value::Object(Map::deserialize(d)?)).map_err(serde::de::Error::custom)
     }
 }
 
@@ -297,7 +315,7 @@ pub fn op_to_json(op: &Op, at: Option<Timestamp>) -> Value {
                 m.insert("price_at_add".into(), json!(p));
             }
         }
-        OpKind::SetQuantity { quantity, .. } => {
+        OpKind::SetQuantity { quantity, .. } | OpKind::Deduct { quantity, .. } => {
             m.insert("quantity".into(), json!(quantity.get()));
         }
         _ => {}
@@ -340,6 +358,32 @@ mod tests {
         assert_eq!(err.code, ErrorCode::InvalidOp);
         let too_many: Vec<Value> = (0..501).map(|i| json!({"op_id": format!("o{i}"), "type": "clear"})).collect();
         assert_eq!(parse_ops_request(&json!({ "ops": too_many }), &l).unwrap_err().code, ErrorCode::TooManyOps);
+    }
+
+    #[test]
+    fn error_answers_are_read_in_one_place() {
+        let e = ErrorBody::of_answer(409, r#"{"error": {"code": "out_of_stock", "message": "m", "items": []}}"#);
+        assert!(e.is(ErrorCode::OutOfStock));
+        assert_eq!(e.details.get("items"), Some(&json!([])));
+        assert!(ErrorBody::of_answer(502, "<html>bad gateway</html>").is(ErrorCode::Unavailable));
+        assert!(ErrorBody::of_answer(404, "").is(ErrorCode::InvalidRequest));
+        let derived: ErrorEnvelope = serde_json::from_str(r#"{"error": {"code": "x", "message": "y", "z": 1}}"#).unwrap();
+        assert_eq!(derived.error, ErrorBody::of_answer(400, r#"{"error": {"code": "x", "message": "y", "z": 1}}"#));
+    }
+
+    #[test]
+    fn a_payment_notice_names_its_order_and_a_success_its_amount() {
+        let ok = parse_payment_notice(
+            &json!({"order_id": "ord_1", "status": "succeeded", "payment_ref": "p", "amount": {"amount": 5, "currency": "USD"}}),
+        )
+        .unwrap();
+        assert_eq!((ok.status, ok.amount), (PaymentStatus::Succeeded, Some(Money::new(5, Currency::USD).unwrap())));
+        let code = |v: Value| parse_payment_notice(&v).unwrap_err().code;
+        assert_eq!(code(json!({"status": "succeeded", "payment_ref": "p"})), ErrorCode::InvalidRequest);
+        assert_eq!(code(json!({"order_id": "o", "status": "succeeded", "payment_ref": "p"})), ErrorCode::InvalidMoney);
+        assert_eq!(code(json!({"order_id": "o", "status": "paid", "payment_ref": "p"})), ErrorCode::InvalidRequest);
+        assert_eq!(code(json!({"order_id": "o", "status": "failed", "payment_ref": ""})), ErrorCode::InvalidRequest);
+        assert!(parse_payment_notice(&json!({"order_id": "o", "status": "failed", "payment_ref": "p"})).is_ok());
     }
 
     #[test]
@@ -421,6 +465,45 @@ pub fn parse_checkout_request(body: &Value) -> Result<Option<Money>, CartError> 
         None | Some(Value::Null) => Ok(None),
         Some(v) => Money::from_json(v).map(Some),
     }
+}
+
+/// What the payment provider says of one order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentStatus {
+    Succeeded,
+    Failed,
+}
+
+/// The body of the payment webhook: `{"order_id", "status", "payment_ref", "amount": Money}`
+/// (`amount` is required for a success, whose amount must be the order's amount due).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentNotice {
+    pub order_id: String,
+    pub status: PaymentStatus,
+    pub payment_ref: String,
+    pub amount: Option<Money>,
+}
+
+/// Parses the payment webhook's body (after its signature was checked).
+pub fn parse_payment_notice(body: &Value) -> Result<PaymentNotice, CartError> {
+    let obj = object(body)?;
+    let text = |k: &str, what: &str| match obj.get(k) {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => Ok(s.clone()),
+        _ => Err(CartError::new(ErrorCode::InvalidRequest, format!("{k} is {what}"))),
+    };
+    let order_id = text("order_id", "the id of the order paid for")?;
+    let status = match obj.get("status").and_then(Value::as_str) {
+        Some("succeeded") => PaymentStatus::Succeeded,
+        Some("failed") => PaymentStatus::Failed,
+        _ => return Err(CartError::new(ErrorCode::InvalidRequest, "status is \"succeeded\" or \"failed\"")),
+    };
+    let payment_ref = text("payment_ref", "1 to 255 characters")?;
+    let amount = match obj.get("amount") {
+        None | Some(Value::Null) if status == PaymentStatus::Failed => None,
+        None | Some(Value::Null) => return Err(CartError::new(ErrorCode::InvalidMoney, "a successful payment names its amount")),
+        Some(v) => Some(Money::from_json(v)?),
+    };
+    Ok(PaymentNotice { order_id, status, payment_ref, amount })
 }
 
 /// Hand-written readers of the response types from a parsed `Value`. The derived `Deserialize`
@@ -509,6 +592,7 @@ pub mod read {
         })
     }
 
+    /// The `error` object of an error answer.
     pub fn error_body(v: &Value) -> R<ErrorBody> {
         let mut details = v.as_object().cloned().ok_or("an error is not an object")?;
         let mut take = |k: &str| match details.remove(k) {

@@ -1,12 +1,12 @@
-//! Start-up, state and the layer stack.
+//! Start-up: the layer stack around the routes, the listeners (the API, and Prometheus apart
+//! from it), the background tasks, and shutdown.
 
-use crate::catalog::CatalogCache;
-use crate::config::{Secret, Settings};
-use crate::durable::Durable;
+pub use crate::clock::now;
+use crate::config::Settings;
 use crate::error::ApiError;
-use crate::hot::{HotStore, MemoryStore, RedisStore, Rules};
-use crate::identity::Auth;
-use crate::{routes, writebehind};
+use crate::hot::HotStore;
+pub use crate::state::{AppState, SharedState, connect};
+use crate::{idempotency, orders, routes, writebehind};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, header};
@@ -21,79 +21,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
-pub struct AppState {
-    pub hot: HotStore,
-    pub durable: Durable,
-    pub auth: Auth,
-    pub rules: Rules,
-    pub catalog: Arc<CatalogCache>,
-    pub admin_token: Option<Secret>,
-    pub webhook_secret: Option<Secret>,
-    pub hold_ms: i64,
-    pub idempotency_wait_ms: u64,
-    /// Set when development logins are enabled: the HS256 secret to sign them with.
-    pub dev_login_secret: Option<Secret>,
-}
-
-pub type SharedState = Arc<AppState>;
-
-/// The wall clock, read once per request and passed down.
-pub fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    Timestamp::from_millis(ms)
-}
-
-/// Connects the stores the settings name. Every failure is one line naming its variable.
-pub async fn connect(settings: &Settings) -> Result<AppState, String> {
-    let auth = Auth::from_settings(settings)?;
-    let hot = match &settings.redis_url {
-        Some(url) => {
-            let store = tokio::time::timeout(Duration::from_secs(10), RedisStore::connect(url, &settings.redis_prefix))
-                .await
-                .map_err(|_| "CARTSYNC_REDIS_URL: timed out connecting to Redis".to_owned())?
-                .map_err(|e| format!("CARTSYNC_REDIS_URL: cannot use Redis: {e}"))?;
-            HotStore::Redis(store.with_claim_idle(settings.write_behind_claim_ms))
-        }
-        None => HotStore::Memory(Arc::new(MemoryStore::default())),
-    };
-    let durable =
-        tokio::time::timeout(Duration::from_secs(15), Durable::connect_with_pool(&settings.database_url, settings.database_pool_size))
-            .await
-            .map_err(|_| "CARTSYNC_DATABASE_URL: timed out connecting to the database".to_owned())?
-            .map_err(|e| format!("CARTSYNC_DATABASE_URL: {e}"))?;
-    let rules = Rules {
-        limits: settings.limits(),
-        currency: settings.currency,
-        guest: settings.guest_expiry(),
-        user: settings.user_expiry(),
-        merge: settings.merge_policy,
-    };
-    let catalog = Arc::new(CatalogCache::new(
-        Duration::from_secs(settings.price_cache_seconds),
-        Duration::from_secs(settings.stock_cache_seconds),
-        settings.low_stock_threshold,
-    ));
-    Ok(AppState {
-        hot,
-        durable,
-        auth,
-        rules,
-        catalog,
-        admin_token: settings.admin_token.clone(),
-        webhook_secret: settings.webhook_secret.clone(),
-        hold_ms: i64::try_from(settings.hold_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
-        idempotency_wait_ms: settings.idempotency_wait_ms,
-        dev_login_secret: match (settings.dev_login, &settings.jwt_secret) {
-            (false, _) => None,
-            (true, Some(secret)) => {
-                tracing::warn!("development logins are enabled: anyone can get a user token");
-                Some(secret.clone())
-            }
-            (true, None) => return Err("CARTSYNC_DEV_LOGIN: needs CARTSYNC_JWT_SECRET to sign the tokens it hands out".into()),
-        },
-    })
-}
-
+/// The public API with its layer stack, and the demo storefront's files when there are any.
 pub fn router(state: SharedState, settings: &Settings) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let mut app = routes::router();
@@ -156,25 +84,57 @@ fn cors(settings: &Settings) -> tower_http::cors::CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// Serves on `listener` until `shutdown` completes, then drains the write-behind queue.
+/// Where the server listens: the API, and the Prometheus metrics apart from it (none: off).
+pub struct Listeners {
+    pub api: TcpListener,
+    pub metrics: Option<TcpListener>,
+}
+
+/// Binds the metrics listener the settings name, if any. The cart service matters more than its
+/// metrics: an address already in use is logged as an error (naming the variable) and the
+/// server runs without a metrics listener rather than not at all.
+pub async fn bind_metrics(settings: &Settings) -> Option<TcpListener> {
+    let addr = settings.metrics_listen.0?;
+    match TcpListener::bind(addr).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::error!("CARTSYNC_METRICS_LISTEN: cannot listen on {addr}: {e}; serving no metrics");
+            None
+        }
+    }
+}
+
+/// Serves on `listener` (and the metrics listener of the settings) until `shutdown` completes,
+/// then drains the write-behind queue.
 pub async fn launch_with_listener(
     settings: Settings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let state = Arc::new(connect(&settings).await?);
-    serve(state, settings, listener, shutdown).await
+    let metrics = bind_metrics(&settings).await;
+    serve(state, settings, Listeners { api: listener, metrics }, shutdown).await
+}
+
+/// Serves on the given listeners until `shutdown` completes, then drains the write-behind queue.
+pub async fn launch_with_listeners(
+    settings: Settings,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let state = Arc::new(connect(&settings).await?);
+    serve(state, settings, listeners, shutdown).await
 }
 
 pub async fn serve(
     state: SharedState,
     settings: Settings,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = tokio::spawn(writebehind::run(state.hot.clone(), state.durable.clone(), state.rules, stop_rx.clone()));
-    if let HotStore::Memory(m) = &state.hot {
+    let worker = tokio::spawn(writebehind::run(state.hot().clone(), state.durable.clone(), *state.rules(), stop_rx.clone()));
+    if let HotStore::Memory(m) = state.hot() {
         let m = m.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -188,9 +148,21 @@ pub async fn serve(
         });
     }
     tokio::spawn(sweep_holds(state.clone(), Duration::from_millis(settings.sweep_interval_ms), stop_rx.clone()));
+    if let Some(metrics) = listeners.metrics {
+        tracing::info!(addr = %metrics.local_addr().map_err(|e| e.to_string())?, "serving metrics");
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(metrics, crate::metrics::router()).with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            });
+            if let Err(e) = served.await {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        });
+    }
     let app = router(state, &settings);
-    tracing::info!(addr = %listener.local_addr().map_err(|e| e.to_string())?, "serving");
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    tracing::info!(addr = %listeners.api.local_addr().map_err(|e| e.to_string())?, "serving");
+    let served = axum::serve(listeners.api, app).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     if tokio::time::timeout(Duration::from_secs(20), worker).await.is_err() {
         tracing::error!("the write-behind queue did not drain in time");
@@ -209,7 +181,7 @@ async fn sweep_holds(state: SharedState, every: Duration, mut stop: watch::Recei
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        match state.durable.release_expired_holds(now()).await {
+        match orders::holds::release_expired(&state.durable, now(), 500).await {
             Ok(skus) if !skus.is_empty() => {
                 tracing::info!(skus = skus.len(), "released expired stock holds");
                 crate::metrics::event("cartsync_hold_sweeps_total", "released");
@@ -220,19 +192,19 @@ async fn sweep_holds(state: SharedState, every: Duration, mut stop: watch::Recei
         }
         if last_key_sweep.elapsed() > Duration::from_secs(3600) {
             last_key_sweep = std::time::Instant::now();
-            let before = Timestamp::from_millis(now().millis() - 48 * 3600 * 1000);
-            if let Err(e) = state.durable.idempotency_sweep(before).await {
+            let before = Timestamp::from_millis(now().millis() - idempotency::KEEP_MS);
+            if let Err(e) = state.idempotency.sweep(before).await {
                 tracing::warn!(error = %e, "could not forget old idempotency keys");
             }
         }
     }
 }
 
-/// Runs the server as the binary does: binds the configured address, stops on Ctrl-C or SIGTERM.
+/// Runs the server as the binary does: binds the configured addresses, stops on Ctrl-C or SIGTERM.
 pub async fn run(settings: Settings) -> Result<(), String> {
-    let listener =
+    let api =
         TcpListener::bind(settings.listen).await.map_err(|e| format!("CARTSYNC_LISTEN: cannot listen on {}: {e}", settings.listen))?;
-    launch_with_listener(settings, listener, shutdown_signal()).await
+    launch_with_listener(settings, api, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

@@ -210,13 +210,28 @@ impl Durable {
     }
 
     /// Loads products all or nothing, in one transaction. Existing SKUs get the new name, price
-    /// and stock; a stock below what is reserved fails the whole load. `progress` is called
-    /// with the number of rows written so far.
+    /// and stock; a stock below what is reserved fails the whole load
+    /// ([`DurableError::StockBelowReserved`]). `progress` is called with the number of rows
+    /// written so far.
     pub async fn import_products(&self, rows: &[NewProduct], now: Timestamp, progress: impl Fn(usize)) -> Result<usize, DurableError> {
         const CHUNK: usize = 500;
+        let lock = self.lock_rows();
         on_db!(self, pool => {
             let mut tx = pool.begin().await?;
             for (i, chunk) in rows.chunks(CHUNK).enumerate() {
+                // Reserved units are checked first, under the rows' locks, so the refusal names
+                // the SKU rather than a constraint.
+                let sql = format!("SELECT sku, reserved FROM products WHERE reserved > 0 AND sku IN ({}) ORDER BY sku{lock}", placeholders(1, chunk.len()));
+                let mut q = sqlx::query_as(&sql);
+                for p in chunk {
+                    q = q.bind(p.sku.as_str());
+                }
+                let reserved: Vec<(String, i64)> = q.fetch_all(&mut *tx).await?;
+                for (sku, units) in reserved {
+                    if chunk.iter().any(|p| p.sku.as_str() == sku && p.stock < units) {
+                        return Err(DurableError::StockBelowReserved { sku, reserved: units });
+                    }
+                }
                 let values = (0..chunk.len()).map(|j| format!("({})", placeholders(j * 6 + 1, 6))).collect::<Vec<_>>().join(", ");
                 let sql = format!(
                     "INSERT INTO products (sku, name, price_amount, currency, on_hand, updated_at) VALUES {values}
@@ -227,12 +242,7 @@ impl Durable {
                 for p in chunk {
                     q = q.bind(p.sku.as_str()).bind(&p.name).bind(p.price.amount()).bind(p.price.currency().to_string()).bind(p.stock).bind(now.millis());
                 }
-                q.execute(&mut *tx).await.map_err(|e| match e {
-                    sqlx::Error::Database(d) if d.message().contains("check") || d.message().contains("CHECK") => DurableError::Config(
-                        "a row sets stock below the units already reserved by pending orders; nothing was loaded".into(),
-                    ),
-                    other => other.into(),
-                })?;
+                q.execute(&mut *tx).await?;
                 progress((i * CHUNK + chunk.len()).min(rows.len()));
             }
             tx.commit().await?;

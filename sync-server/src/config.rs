@@ -58,11 +58,31 @@ fn parse_policy(s: &str) -> Result<MergePolicy, String> {
     MergePolicy::parse(s).map_err(|e| e.message)
 }
 
+/// Where the Prometheus metrics are served: an address, or nowhere (an empty setting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsListen(pub Option<SocketAddr>);
+
+impl std::str::FromStr for MetricsListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(MetricsListen(None));
+        }
+        s.parse().map(|a| MetricsListen(Some(a))).map_err(|_| "an address such as 127.0.0.1:9090, or empty for none".to_owned())
+    }
+}
+
 #[derive(Clone, Debug, Args)]
 pub struct Settings {
     /// Address and port to serve on.
     #[arg(long, env = "CARTSYNC_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// Address of the Prometheus listener (`GET /metrics`), apart from the API so it is never
+    /// exposed with it. Empty: no metrics listener.
+    #[arg(long, env = "CARTSYNC_METRICS_LISTEN", default_value = "127.0.0.1:9090")]
+    pub metrics_listen: MetricsListen,
 
     /// Redis URL, or a comma-separated list of node URLs for a Redis Cluster. Unset: an embedded
     /// in-process store.

@@ -20,6 +20,9 @@ pub enum DurableError {
     Corrupt(String, String),
     #[error("{0}")]
     Config(String),
+    /// A change would set a product's stock below the units pending orders hold.
+    #[error("{sku}: stock cannot go below the {reserved} units reserved by pending orders; nothing was changed")]
+    StockBelowReserved { sku: String, reserved: i64 },
 }
 
 /// Runs `$body` with `$pool` bound to whichever pool `$db` holds. The body is compiled once per
@@ -99,7 +102,7 @@ impl Durable {
         let doc = serde_json::to_string(&StoredCart::from(&state.cart)).map_err(corrupt)?;
         let version = i64::try_from(state.cart.version).unwrap_or(i64::MAX);
         let ops = serde_json::to_string(&state.applied).map_err(corrupt)?;
-        let now = crate::app::now().millis();
+        let now = crate::clock::now().millis();
         // The op ids travel as one JSON array, unpacked by each database's own JSON function.
         let insert_ops = match self {
             Durable::Postgres(_) => {

@@ -44,9 +44,22 @@ impl From<CartError> for ApiError {
     }
 }
 
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The error as the contract's envelope, `{"error": {"code", "message", ...details}}`.
+    pub fn envelope(&self) -> ErrorEnvelope {
+        ErrorEnvelope {
+            error: ErrorBody { code: self.code.as_str().to_owned(), message: self.message.clone(), details: self.details.clone() },
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = self.status();
         let body = ErrorEnvelope { error: ErrorBody { code: self.code.as_str().to_owned(), message: self.message, details: self.details } };
         let mut res = (status, axum::Json(body)).into_response();
         res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -23,7 +23,7 @@ pub async fn run(settings: &Settings, file: &Path) -> Result<String, String> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} products ({per_sec}, {eta} left)")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let n = durable.import_products(&rows, crate::app::now(), |done| bar.set_position(done as u64)).await.map_err(|e| e.to_string())?;
+    let n = durable.import_products(&rows, crate::clock::now(), |done| bar.set_position(done as u64)).await.map_err(|e| e.to_string())?;
     bar.finish_and_clear();
     Ok(format!("imported {n} products from {}", file.display()))
 }

@@ -1,18 +1,27 @@
 //! The cartsync sync server as a library: `main.rs` is a thin shell around [`app::run`], and tests
 //! start the same server on a port of their own with [`app::launch_with_listener`].
+//!
+//! Modules, lowest first (each uses only modules above it; see ARCHITECTURE.md for the map):
+//! `clock`, `config`, `error`, `metrics`, `signature` · `identity` · `hot`, `durable` · `catalog`,
+//! `idempotency` · `carts` · `orders` · `writebehind` · `state` · `routes`, `openapi` · `app`, `import`.
 
 pub mod app;
+pub mod carts;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod durable;
 pub mod error;
 pub mod hot;
+pub mod idempotency;
 pub mod identity;
 pub mod import;
 pub mod metrics;
 mod openapi;
 pub mod orders;
-mod routes;
+pub mod routes;
+pub mod signature;
+pub mod state;
 pub mod writebehind;
 
 pub use config::Settings;

@@ -1,6 +1,9 @@
 //! Prometheus metrics: request counts and latencies by route (the matched route, never the raw
-//! path, so label cardinality stays fixed), plus the cart's own events.
+//! path, and the method only when it is a standard one, so label cardinality stays fixed), plus
+//! the cart's own events. They are served on a listener of their own ([`router`]), never on the
+//! API's, as in axum's metrics example.
 
+use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -26,14 +29,28 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// The metrics listener's routes: `GET /metrics` in the Prometheus text format.
+pub fn router() -> Router {
+    Router::new().route("/metrics", axum::routing::get(|| async { handle().render() }))
+}
+
 pub async fn track(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    use axum::http::Method;
+    let method: &'static str = match *req.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let start = Instant::now();
     let res = next.run(req).await;
     let status = res.status().as_u16().to_string();
-    metrics::counter!("cartsync_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
+    metrics::counter!("cartsync_http_requests_total", "method" => method, "route" => route.clone(), "status" => status).increment(1);
     metrics::histogram!("cartsync_http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     res

@@ -1,5 +1,7 @@
 //! The OpenAPI 3.1 document of the v1 API (`GET /openapi.json`), written out by hand from the
-//! contract. A test checks that every route the server has is described here.
+//! contract. A test (in `routes`) checks it against the routes the router is built with: every
+//! one is described here, and nothing else is. Metrics are served on a listener of their own and
+//! are not part of the API.
 
 use serde_json::{Value, json};
 use shared::ErrorCode;
@@ -137,13 +139,16 @@ pub fn document() -> Value {
                 "responses": responses(("200", ok(r("Order"), "the order")), &[NotFound, Unauthorized])
             }},
             "/v1/orders/{id}/payment": { "post": {
-                "summary": "The payment provider's webhook, signed `X-Signature: sha256=<hex HMAC-SHA256 of the body>`.",
+                "summary": "The payment provider's webhook. The body names the order and the amount; `Cartsync-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\">` signs it with CARTSYNC_WEBHOOK_SECRET, and `t` must be within 300 seconds of the server's clock.",
                 "security": [],
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } },
-                               { "name": "X-Signature", "in": "header", "required": true, "schema": { "type": "string" } }],
-                "requestBody": body(json!({ "type": "object", "required": ["status", "payment_ref"], "properties": {
-                    "status": { "enum": ["succeeded", "failed"] }, "payment_ref": { "type": "string" } } })),
-                "responses": with_body(("200", ok(r("Order"), "the order after the transition")), &[Unauthorized, NotFound, ReservationExpired, OrderNotPending, InvalidRequest])
+                               { "name": "Cartsync-Signature", "in": "header", "required": true, "schema": { "type": "string", "pattern": "^t=[0-9]+(,[a-z0-9]+=[0-9a-f]+)+$" } }],
+                "requestBody": body(json!({ "type": "object", "required": ["order_id", "status", "payment_ref"], "properties": {
+                    "order_id": { "type": "string", "description": "must be the order of the path" },
+                    "status": { "enum": ["succeeded", "failed"] }, "payment_ref": { "type": "string", "minLength": 1, "maxLength": 255 },
+                    "amount": { "allOf": [r("Money")], "description": "required for a success: the order's amount due" } } })),
+                "responses": with_body(("200", ok(r("Order"), "the order after the transition (a replay answers the same)")),
+                    &[InvalidSignature, InvalidRequest, InvalidMoney, NotFound, ReservationExpired, OrderNotPending, AmountMismatch, Unavailable])
             }},
             "/v1/admin/products": { "post": {
                 "summary": "Load products all or nothing.",
@@ -163,7 +168,6 @@ pub fn document() -> Value {
                 "responses": with_body(("200", ok(json!({ "type": "object", "properties": { "token": { "type": "string" } } }), "a token")), &[NotFound, InvalidRequest]) } },
             "/healthz": { "get": { "summary": "Liveness.", "responses": { "200": { "description": "alive" } } } },
             "/readyz": { "get": { "summary": "Readiness: both stores reachable.", "responses": { "200": { "description": "ready" }, "503": { "description": "a store is unreachable" } } } },
-            "/metrics": { "get": { "summary": "Prometheus metrics.", "responses": { "200": { "description": "text exposition format" } } } },
             "/openapi.json": { "get": { "summary": "This document.", "responses": { "200": { "description": "OpenAPI 3.1" } } } }
         },
         "components": {

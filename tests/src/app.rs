@@ -18,6 +18,8 @@ pub enum Mode {
 
 pub struct TestApp {
     pub base: String,
+    /// The metrics listener's base URL (a port of its own, apart from the API's).
+    pub metrics: Option<String>,
     pub mode: Mode,
     pub settings: Settings,
     pub http: reqwest::Client,
@@ -71,6 +73,7 @@ impl TestApp {
         s.redis_prefix = format!("t{}", uuid::Uuid::new_v4().simple());
         s.admin_token = Some(crate::ADMIN_TOKEN.parse().expect("a token"));
         s.webhook_secret = Some(crate::WEBHOOK_SECRET.parse().expect("a secret"));
+        s.metrics_listen = "127.0.0.1:0".parse().expect("an address");
         match mode {
             Mode::Redis => {
                 s.redis_url = Some(crate::redis().url.clone());
@@ -108,16 +111,23 @@ impl TestApp {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
         let addr = listener.local_addr().expect("a local address");
+        let metrics = match settings.metrics_listen.0 {
+            Some(a) => Some(tokio::net::TcpListener::bind(a).await.expect("bind the metrics listener")),
+            None => None,
+        };
+        let metrics_base = metrics.as_ref().map(|l| format!("http://{}", l.local_addr().expect("a local address")));
         let (tx, rx) = oneshot::channel::<()>();
         let s = settings.clone();
         let task = tokio::spawn(async move {
-            sync_server::app::launch_with_listener(s, listener, async {
+            let listeners = sync_server::app::Listeners { api: listener, metrics };
+            sync_server::app::launch_with_listeners(s, listeners, async {
                 let _ = rx.await;
             })
             .await
         });
         let app = TestApp {
             base: format!("http://{addr}"),
+            metrics: metrics_base,
             mode,
             settings,
             http: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("an HTTP client"),
@@ -231,22 +241,67 @@ impl TestApp {
         self.send(self.request(Method::POST, "/v1/cart/checkout", who).header("idempotency-key", key.as_ref()).json(&body)).await
     }
 
-    /// The payment provider's webhook, signed as the provider signs it.
-    pub async fn pay(&self, order_id: &str, status: &str, payment_ref: &str) -> Answer {
-        let body = serde_json::json!({"status": status, "payment_ref": payment_ref}).to_string();
-        let sig = crate::sign_webhook(&body);
+    /// The payment provider's webhook for `order` (an order as the API shows it, or its id),
+    /// for the order's whole amount, signed as the provider signs it.
+    pub async fn pay(&self, order: impl OrderRef, status: &str, payment_ref: &str) -> Answer {
+        let (id, total) = order.id_and_total(self).await;
+        let body = serde_json::json!({"order_id": id, "status": status, "payment_ref": payment_ref, "amount": total}).to_string();
+        self.webhook(&id, &body, &crate::sign_webhook(&body)).await
+    }
+
+    /// An order's total as stored (`Null` for an unknown order), read straight from the database.
+    pub async fn order_total(&self, id: &str) -> Value {
+        use sqlx::Connection;
+        let q = "SELECT total_amount, currency FROM orders WHERE id = $1";
+        let url = &self.settings.database_url;
+        let row: Option<(i64, String)> = if url.starts_with("postgres") {
+            let mut c = sqlx::PgConnection::connect(url).await.expect("connect to the test database");
+            sqlx::query_as(q).bind(id).fetch_optional(&mut c).await.expect("read an order")
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(url).await.expect("open the test SQLite file");
+            sqlx::query_as(q).bind(id).fetch_optional(&mut c).await.expect("read an order")
+        };
+        row.map_or(Value::Null, |(amount, currency)| serde_json::json!({"amount": amount, "currency": currency}))
+    }
+
+    /// `POST /v1/orders/{path_id}/payment` with exactly this body and `Cartsync-Signature`.
+    pub async fn webhook(&self, path_id: &str, body: &str, signature: &str) -> Answer {
         self.send(
             self.http
-                .post(format!("{}/v1/orders/{order_id}/payment", self.base))
-                .header("x-signature", sig)
+                .post(format!("{}/v1/orders/{path_id}/payment", self.base))
+                .header("cartsync-signature", signature)
                 .header("content-type", "application/json")
-                .body(body),
+                .body(body.to_owned()),
         )
         .await
     }
 
     pub async fn merge(&self, user: &str, guest_token: &str) -> Answer {
         self.call(Method::POST, "/v1/cart/merge", &As::User(user.to_owned()), Some(serde_json::json!({ "guest_token": guest_token }))).await
+    }
+}
+
+/// An order to pay: as the API showed it (with its total), or only its id.
+pub trait OrderRef {
+    #[allow(async_fn_in_trait)]
+    async fn id_and_total(&self, app: &TestApp) -> (String, Value);
+}
+
+impl OrderRef for &Value {
+    async fn id_and_total(&self, _: &TestApp) -> (String, Value) {
+        (self["id"].as_str().expect("an order with an id").to_owned(), self["total"].clone())
+    }
+}
+
+impl OrderRef for &str {
+    async fn id_and_total(&self, app: &TestApp) -> (String, Value) {
+        ((*self).to_owned(), app.order_total(self).await)
+    }
+}
+
+impl OrderRef for &String {
+    async fn id_and_total(&self, app: &TestApp) -> (String, Value) {
+        self.as_str().id_and_total(app).await
     }
 }
 

@@ -223,12 +223,18 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 /// The payment webhook secret of the test servers.
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 
-/// `sha256=<hex HMAC-SHA256(body)>`, as the payment provider signs a webhook.
+/// `Cartsync-Signature: t=<now>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, as the payment provider
+/// signs a webhook (written out here, apart from the server's own code, as a provider would).
 pub fn sign_webhook(body: &str) -> String {
+    sign_webhook_at(body, unix_now() as i64, WEBHOOK_SECRET)
+}
+
+/// The signature of `body` at `t` (unix seconds) with `secret`.
+pub fn sign_webhook_at(body: &str, t: i64, secret: &str) -> String {
     use hmac::Mac;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).expect("any key length");
-    mac.update(body.as_bytes());
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("{t}.{body}").as_bytes());
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Per SKU: `(on_hand, reserved, sum of live holds)`, read straight from the database.
@@ -263,7 +269,7 @@ struct Claims<'a> {
     exp: u64,
 }
 
-fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 

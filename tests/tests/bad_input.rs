@@ -158,10 +158,12 @@ fn a_bad_setting_stops_the_binary_with_one_line_naming_its_variable() {
         ("CARTSYNC_LISTEN", "nope"),
         ("CARTSYNC_MERGE_POLICY", "avg"),
         ("CARTSYNC_REDIS_URL", "redis://127.0.0.1:1"),
+        ("CARTSYNC_METRICS_LISTEN", "nope"),
     ] {
         let out = std::process::Command::new(target.join("debug/sync-server"))
+            .env("CARTSYNC_LISTEN", "127.0.0.1:0")
+            .env("CARTSYNC_METRICS_LISTEN", "")
             .env(var, value)
-            .env("CARTSYNC_LISTEN", if var == "CARTSYNC_LISTEN" { value } else { "127.0.0.1:0" })
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

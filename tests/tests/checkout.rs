@@ -137,51 +137,133 @@ both_modes!(a_raised_price_is_caught_before_anything_is_reserved, |app: TestApp|
     assert!(order["reserved_until"].as_str().is_some() && order["created_at"].as_str().is_some());
 });
 
-both_modes!(payment_deducts_stock_once_and_clears_the_cart, |app: TestApp| async move {
+both_modes!(payment_deducts_stock_once_and_takes_the_order_out_of_the_cart, |app: TestApp| async move {
     app.product("A", 700, 10).await;
+    app.product("B", 300, 10).await;
     let who = As::User(format!("u-{}", uuid::Uuid::new_v4()));
     app.add(&who, "A", 2).await;
     let order = app.checkout(&who, &key(), json!({})).await.body["order"].clone();
     let id = order["id"].as_str().unwrap();
+    // Added after the checkout: not part of the order, so the payment leaves them in the cart.
+    app.add(&who, "A", 1).await;
+    app.add(&who, "B", 4).await;
 
-    let unsigned = app
-        .send(app.http.post(format!("{}/v1/orders/{id}/payment", app.base)).json(&json!({"status": "succeeded", "payment_ref": "p1"})))
-        .await;
-    assert_eq!((unsigned.status.as_u16(), unsigned.code()), (401, "unauthorized"));
-    let forged = app
-        .send(
-            app.http
-                .post(format!("{}/v1/orders/{id}/payment", app.base))
-                .header("x-signature", "sha256=00ff")
-                .json(&json!({"status": "succeeded", "payment_ref": "p1"})),
-        )
-        .await;
-    assert_eq!(forged.status.as_u16(), 401);
+    let body = json!({"order_id": id, "status": "succeeded", "payment_ref": "p1", "amount": order["total"]}).to_string();
+    let unsigned = app.send(app.http.post(format!("{}/v1/orders/{id}/payment", app.base)).body(body.clone())).await;
+    assert_eq!((unsigned.status.as_u16(), unsigned.code()), (401, "invalid_signature"));
+    let forged = app.webhook(id, &body, "t=1800000000,v1=00ff").await;
+    assert_eq!((forged.status.as_u16(), forged.code()), (401, "invalid_signature"));
+    let wrong_secret =
+        app.webhook(id, &body, &cartsync_tests::sign_webhook_at(&body, cartsync_tests::unix_now() as i64, "not-the-secret")).await;
+    assert_eq!((wrong_secret.status.as_u16(), wrong_secret.code()), (401, "invalid_signature"));
+    let old_style =
+        app.send(app.http.post(format!("{}/v1/orders/{id}/payment", app.base)).header("x-signature", "sha256=00").body(body.clone())).await;
+    assert_eq!(old_style.status.as_u16(), 401, "the old unsigned-time scheme is refused");
     assert_eq!(ledger_of(&app, "A").await, (10, 2), "a refused webhook changes nothing");
 
-    let paid = app.pay(id, "succeeded", "pay_1").await;
+    let paid = app.pay(&order, "succeeded", "pay_1").await;
     assert_eq!(paid.status, StatusCode::OK, "{:?}", paid.body);
     assert_eq!(paid.body["status"], "paid");
-    let again = app.pay(id, "succeeded", "pay_1").await;
+    assert_eq!(paid.body["payment_ref"], "pay_1");
+    let again = app.pay(&order, "succeeded", "pay_1").await;
     assert_eq!((again.status, again.body.clone()), (paid.status, paid.body.clone()), "a replay answers the same");
     assert_eq!(ledger_of(&app, "A").await, (8, 0), "stock deducted once, hold gone");
-    assert_eq!(app.get_cart(&who).await.lines(), vec![], "the cart is cleared");
-    let late_failure = app.pay(id, "failed", "pay_1").await;
+    assert_eq!(app.get_cart(&who).await.lines(), vec![("A".into(), 1), ("B".into(), 4)], "exactly what was ordered left the cart");
+    let late_failure = app.pay(&order, "failed", "pay_1").await;
     assert_eq!((late_failure.status.as_u16(), late_failure.code()), (409, "order_not_pending"));
-    assert_eq!(app.pay("ord_nope", "succeeded", "x").await.status.as_u16(), 404);
+    let unknown = json!({"order_id": "ord_nope", "status": "succeeded", "payment_ref": "x", "amount": order["total"]}).to_string();
+    assert_eq!(app.webhook("ord_nope", &unknown, &cartsync_tests::sign_webhook(&unknown)).await.status.as_u16(), 404);
+    assert_eq!(app.get_cart(&who).await.lines(), vec![("A".into(), 1), ("B".into(), 4)], "replays took nothing more");
     assert_stock_invariants(&app.settings.database_url).await;
+});
+
+both_modes!(a_signed_notice_pays_only_its_own_order_for_its_own_amount_once, |app: TestApp| async move {
+    app.product("A", 500, 10).await;
+    let (alice, bob) = (guest(), guest());
+    app.add(&alice, "A", 1).await;
+    app.add(&bob, "A", 2).await;
+    let a = app.checkout(&alice, &key(), json!({})).await.body["order"].clone();
+    let b = app.checkout(&bob, &key(), json!({})).await.body["order"].clone();
+    let (a_id, b_id) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+
+    // A body signed for Alice's order, sent to Bob's: refused, whatever its status.
+    for status in ["succeeded", "failed"] {
+        let body = json!({"order_id": a_id, "status": status, "payment_ref": "pa", "amount": a["total"]}).to_string();
+        let moved = app.webhook(b_id, &body, &cartsync_tests::sign_webhook(&body)).await;
+        assert_eq!((moved.status.as_u16(), moved.code()), (422, "invalid_request"), "{status}");
+    }
+    // The signature covers the body: Bob's id swapped into Alice's signed body does not check.
+    let signed = json!({"order_id": a_id, "status": "failed", "payment_ref": "pa"}).to_string();
+    let sig = cartsync_tests::sign_webhook(&signed);
+    let edited = signed.replace(a_id, b_id);
+    assert_eq!(app.webhook(b_id, &edited, &sig).await.code(), "invalid_signature");
+    // A stale or future moment is refused even with a good signature.
+    let body = json!({"order_id": b_id, "status": "succeeded", "payment_ref": "pb", "amount": b["total"]}).to_string();
+    let now = cartsync_tests::unix_now() as i64;
+    for t in [now - 301, now + 301, now - 86_400] {
+        let late = app.webhook(b_id, &body, &cartsync_tests::sign_webhook_at(&body, t, cartsync_tests::WEBHOOK_SECRET)).await;
+        assert_eq!((late.status.as_u16(), late.code()), (401, "invalid_signature"), "t = now {:+}", t - now);
+    }
+    // Not the amount due: refused, nothing changes.
+    for amount in [json!({"amount": 999, "currency": "USD"}), json!({"amount": 1000, "currency": "EUR"})] {
+        let short = json!({"order_id": b_id, "status": "succeeded", "payment_ref": "pb", "amount": amount}).to_string();
+        let refused = app.webhook(b_id, &short, &cartsync_tests::sign_webhook(&short)).await;
+        assert_eq!((refused.status.as_u16(), refused.code()), (409, "amount_mismatch"), "{:?}", refused.body);
+        assert_eq!(refused.body["error"]["amount_due"], b["total"]);
+    }
+    let missing = json!({"order_id": b_id, "status": "succeeded", "payment_ref": "pb"}).to_string();
+    assert_eq!(app.webhook(b_id, &missing, &cartsync_tests::sign_webhook(&missing)).await.status.as_u16(), 422);
+    assert_eq!(ledger_of(&app, "A").await, (10, 3), "both holds still live");
+    for order in [&a, &b] {
+        let o = app.call(Method::GET, &format!("/v1/orders/{}", order["id"].as_str().unwrap()), &As::Nobody, None).await;
+        assert_eq!(o.status.as_u16(), 404, "orders stay private");
+    }
+    assert_eq!(app.call(Method::GET, &format!("/v1/orders/{b_id}"), &bob, None).await.body["status"], "pending_payment");
+
+    // Paid once; a second success with another payment reference is a double charge, never silent.
+    assert_eq!(app.pay(&b, "succeeded", "pb").await.body["status"], "paid");
+    let double = app.pay(&b, "succeeded", "pb-again").await;
+    assert_eq!((double.status.as_u16(), double.code()), (409, "order_not_pending"));
+    assert_eq!(double.body["error"]["order"]["payment_ref"], "pb");
+    assert_eq!(ledger_of(&app, "A").await, (8, 1), "Bob's two units sold once; Alice's still held");
+    assert_eq!(app.call(Method::GET, &format!("/v1/orders/{a_id}"), &alice, None).await.body["status"], "pending_payment");
+    assert_stock_invariants(&app.settings.database_url).await;
+});
+
+both_modes!(a_guest_who_logs_in_before_paying_has_the_order_taken_out_of_the_user_cart, |app: TestApp| async move {
+    app.product("A", 100, 10).await;
+    app.product("B", 200, 10).await;
+    let token = guest_token();
+    let shopper = As::Guest(token.clone());
+    let user = format!("u-{}", uuid::Uuid::new_v4());
+    let me = As::User(user.clone());
+    app.add(&me, "B", 1).await;
+    app.add(&shopper, "A", 2).await;
+    let order = app.checkout(&shopper, &key(), json!({})).await.body["order"].clone();
+    let merged = app.merge(&user, &token).await;
+    assert_eq!(merged.body["merged"], true);
+    app.add(&me, "A", 1).await;
+    assert_eq!(app.get_cart(&me).await.lines(), vec![("B".into(), 1), ("A".into(), 3)]);
+    let paid = app.pay(&order, "succeeded", "p").await;
+    assert_eq!(paid.status, StatusCode::OK, "{:?}", paid.body);
+    assert_eq!(app.get_cart(&me).await.lines(), vec![("B".into(), 1), ("A".into(), 1)], "the order's two units left the user's cart");
+    assert_eq!(app.pay(&order, "succeeded", "p").await.status, StatusCode::OK);
+    assert_eq!(app.get_cart(&me).await.lines(), vec![("B".into(), 1), ("A".into(), 1)], "once");
+    assert_eq!(app.get_cart(&shopper).await.lines(), vec![], "the guest cart stays empty");
 });
 
 both_modes!(a_failed_payment_cancels_and_releases, |app: TestApp| async move {
     app.product("A", 700, 3).await;
     let who = guest();
     app.add(&who, "A", 3).await;
-    let id = app.checkout(&who, &key(), json!({})).await.body["order"]["id"].as_str().unwrap().to_owned();
+    let order = app.checkout(&who, &key(), json!({})).await.body["order"].clone();
     assert_eq!(ledger_of(&app, "A").await, (3, 3));
-    let failed = app.pay(&id, "failed", "pay_x").await;
+    let failed = app.pay(&order, "failed", "pay_x").await;
     assert_eq!(failed.body["status"], "cancelled");
     assert_eq!(ledger_of(&app, "A").await, (3, 0));
-    assert_eq!(app.pay(&id, "failed", "pay_x").await.body["status"], "cancelled", "replay");
+    assert_eq!(app.pay(&order, "failed", "pay_x").await.body["status"], "cancelled", "replay");
+    let late = app.pay(&order, "succeeded", "pay_y").await;
+    assert_eq!((late.status.as_u16(), late.code()), (409, "order_not_pending"));
     assert_eq!(app.get_cart(&who).await.lines(), vec![("A".into(), 3)], "the cart stays for another try");
 });
 
@@ -214,7 +296,7 @@ both_modes!(a_new_checkout_replaces_the_shoppers_own_hold, |app: TestApp| async 
     assert_eq!(ledger_of(&app, "LAST").await, (1, 1));
     let old = app.call(Method::GET, &format!("/v1/orders/{}", first.body["order"]["id"].as_str().unwrap()), &who, None).await;
     assert_eq!(old.body["status"], "cancelled");
-    let late = app.pay(first.body["order"]["id"].as_str().unwrap(), "succeeded", "p").await;
+    let late = app.pay(&first.body["order"], "succeeded", "p").await;
     assert_eq!((late.status.as_u16(), late.code()), (409, "order_not_pending"));
     assert_stock_invariants(&app.settings.database_url).await;
 });
@@ -243,7 +325,8 @@ async fn expired_holds_come_back_and_late_payments_are_refused() {
     app.product("A", 100, 4).await;
     let who = guest();
     app.add(&who, "A", 3).await;
-    let id = app.checkout(&who, &key(), json!({})).await.body["order"]["id"].as_str().unwrap().to_owned();
+    let order = app.checkout(&who, &key(), json!({})).await.body["order"].clone();
+    let id = order["id"].as_str().unwrap().to_owned();
     assert_eq!(ledger_of(&app, "A").await, (4, 3));
     let mut released = false;
     for _ in 0..100 {
@@ -254,7 +337,7 @@ async fn expired_holds_come_back_and_late_payments_are_refused() {
         }
     }
     assert!(released, "the sweeper released the expired hold");
-    let late = app.pay(&id, "succeeded", "late").await;
+    let late = app.pay(&order, "succeeded", "late").await;
     assert_eq!((late.status.as_u16(), late.code()), (409, "reservation_expired"));
     assert_eq!(ledger_of(&app, "A").await, (4, 0), "nothing deducted");
     let order = app.call(Method::GET, &format!("/v1/orders/{id}"), &who, None).await;

@@ -114,8 +114,9 @@ proptest! {
             apply_both(&p, &user, &ops_of(b), &rules, now)?;
         }
         let later = Timestamp::from_millis(now.millis() + 10);
-        let rf = p.rt.block_on(p.redis.freeze_guest(&guest, &rules, later)).unwrap();
-        let mf = p.rt.block_on(p.memory.freeze_guest(&guest, &rules, later)).unwrap();
+        let user_id = user.user().unwrap().clone();
+        let rf = p.rt.block_on(p.redis.freeze_guest(&guest, &user_id, &rules, later)).unwrap();
+        let mf = p.rt.block_on(p.memory.freeze_guest(&guest, &user_id, &rules, later)).unwrap();
         prop_assert_eq!((rf.generation, &rf.cart), (mf.generation, &mf.cart));
         let (mut ra, mut ma) = (rf.applied.clone(), mf.applied.clone());
         ra.sort();
@@ -137,7 +138,11 @@ proptest! {
         apply_both(&p, &guest, &[], &rules, later)?;
         for store in [&p.redis, &p.memory] {
             let refused = p.rt.block_on(store.apply(&guest, &ops_of(&[(99, OpKind::Clear)]), None, &rules, later)).unwrap();
-            prop_assert!(matches!(refused, ApplyResult::Merged));
+            let into = match refused {
+                ApplyResult::Merged { into } => into,
+                _ => None,
+            };
+            prop_assert_eq!(into.as_ref(), Some(&user_id), "refused as merged into the user");
         }
         // The user cart took over the guest's op ids: sending a guest op again as the user is a duplicate.
         if let Some(id) = rf.applied.first() {

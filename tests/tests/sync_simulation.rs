@@ -1,22 +1,27 @@
-//! Deterministic simulation of the offline-first client against the server's own cart logic.
+//! Deterministic simulation of the offline-first client against the server's own cart service.
 //!
 //! Several devices (each with one or two tabs sharing a storage) edit carts through the client
 //! engine while the network drops, delays, reorders and loses answers, devices go offline and
-//! come back, and devices log in (two of them as the same user). The server is the sync
-//! server's in-process hot store, which runs `shared`'s apply and merge, driven the way the HTTP
-//! routes drive it. After the network heals, every client must show exactly the server's cart,
-//! and every op must have been applied at most once, and exactly once unless the server
-//! rejected it.
+//! come back, and devices log in (two of them as the same user). The server is the sync server's
+//! cart service (`sync_server::carts::Carts`: the op protocol, restore on miss, and the whole
+//! login merge) over its in-process hot store, the code the HTTP routes call; its refusals reach
+//! the client as the routes shape them, through the client's own reader of error answers. After
+//! the network heals, every client must show exactly the server's cart, and every op must have
+//! been applied at most once, and exactly once unless the server rejected it.
 //!
 //! `CARTSYNC_SIM_SEEDS=n` runs more seeds (default 1500); `CARTSYNC_SIM_SEED=s` replays one.
 
-use cart_wasm::engine::{Engine, Failure, Identity, Push};
+use cart_wasm::engine::{Engine, Failure, Identity, Push, failure_of};
 use cart_wasm::storage::MemoryStorage;
 use serde_json::Value;
 use shared::wire::{self, CartView, MergeResponse, OpResult, OpsResponse, Owner};
-use shared::{Cart, CartState, Currency, Expiry, Limits, MergePolicy, Op, OpKind, OpOutcome, Quantity, Sku, Timestamp};
+use shared::{Cart, Currency, Expiry, Limits, MergePolicy, OpKind, Quantity, Sku, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
-use sync_server::hot::{ApplyResult, MemoryStore, MergeResult, Rules};
+use std::sync::Arc;
+use sync_server::carts::{Carts, CartsError};
+use sync_server::durable::Durable;
+use sync_server::error::ApiError;
+use sync_server::hot::{HotStore, MemoryStore, Rules};
 use sync_server::identity::{CartId, CartKey};
 
 struct Rng(u64);
@@ -49,10 +54,34 @@ fn rules() -> Rules {
     Rules { limits: LIMITS, currency: Currency::USD, guest: long, user: long, merge: MergePolicy::Sum }
 }
 
-/// The server: the hot store plus a record of every op outcome it produced.
-struct Server {
-    store: MemoryStore,
-    rules: Rules,
+/// The stores every seed's server shares: a runtime to drive the async service, and the durable
+/// store user carts are restored from (empty: the simulation runs no write-behind).
+struct World {
+    rt: tokio::runtime::Runtime,
+    durable: Durable,
+    _dir: std::path::PathBuf,
+}
+
+impl World {
+    fn new() -> World {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = std::env::temp_dir().join(format!("cartsync-sim-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let durable = rt.block_on(Durable::connect(&format!("sqlite://{}/sim.db", dir.display()))).unwrap();
+        World { rt, durable, _dir: dir }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+/// The server: the cart service plus a record of every op outcome it reported.
+struct Server<'w> {
+    world: &'w World,
+    carts: Carts,
     applied: BTreeMap<String, u32>,
     rejected: BTreeSet<String>,
     now: i64,
@@ -75,96 +104,69 @@ fn key_of(identity: &Identity) -> CartKey {
     }
 }
 
-impl Server {
+impl Server<'_> {
     fn tick(&mut self) -> Timestamp {
         self.now += 1;
         Timestamp::from_millis(1_800_000_000_000 + self.now)
     }
 
-    /// `None` when the cart is a merged guest cart, which takes no more ops.
-    fn apply(&mut self, key: &CartKey, ops: &[Op]) -> Option<(Cart, Vec<OpOutcome>)> {
-        let now = self.tick();
-        for _ in 0..2 {
-            match self.store.apply(key, ops, None, &self.rules, now) {
-                ApplyResult::Done { cart, outcomes } => {
-                    for (op, o) in ops.iter().zip(&outcomes) {
-                        match o {
-                            OpOutcome::Applied => *self.applied.entry(op.id.as_str().to_owned()).or_default() += 1,
-                            OpOutcome::Rejected(_) => {
-                                self.rejected.insert(op.id.as_str().to_owned());
-                            }
-                            OpOutcome::Duplicate => self.stats.duplicates += 1,
-                        }
-                    }
-                    return Some((cart, outcomes));
+    fn record(&mut self, results: &[OpResult]) {
+        for r in results {
+            match r.status.as_str() {
+                "applied" => *self.applied.entry(r.op_id.clone()).or_default() += 1,
+                "rejected" => {
+                    self.rejected.insert(r.op_id.clone());
                 }
-                ApplyResult::Merged => return None,
-                ApplyResult::NeedsRestore => self.store.restore(key, &CartState::new(Cart::new(Currency::USD)), &self.rules, now),
-                ApplyResult::VersionMismatch(_) => unreachable!("the client sends no If-Match"),
+                _ => self.stats.duplicates += 1,
             }
         }
-        panic!("a user cart could not be restored");
     }
 
     fn view(&self, key: &CartKey, cart: &Cart) -> CartView {
         CartView::new(cart, if key.is_user() { Owner::User } else { Owner::Guest }, cart.accessed_at, |_, _| None)
     }
 
-    /// `POST /v1/cart/ops`, as the route handles it.
+    /// A refusal as the HTTP route answers it, read back by the client's own reader.
+    fn refusal(e: CartsError) -> Failure {
+        let e = ApiError::from(e);
+        failure_of(e.status().as_u16(), &serde_json::to_string(&e.envelope()).unwrap())
+    }
+
+    /// `POST /v1/cart/ops`.
     fn push(&mut self, identity: &Identity, body: &Value) -> Result<OpsResponse, Failure> {
         let key = key_of(identity);
         let parsed = wire::parse_ops_request(body, &LIMITS).expect("the client sends well-formed batches");
-        let valid: Vec<Op> =
-            parsed.iter().filter_map(|(id, k)| k.as_ref().ok().map(|kind| Op { id: id.clone(), kind: kind.clone() })).collect();
-        let Some((cart, outcomes)) = self.apply(&key, &valid) else {
-            self.stats.refused_as_merged += 1;
-            return Err(Failure::Refused { code: "cart_merged".into(), message: "merged".into(), status: 409 });
-        };
-        let mut it = outcomes.into_iter();
-        let results = parsed
-            .iter()
-            .map(|(id, k)| match k {
-                Ok(_) => OpResult::new(id, &it.next().unwrap()),
-                Err(e) => OpResult::new(id, &OpOutcome::Rejected(e.clone())),
-            })
-            .collect();
-        Ok(OpsResponse { cart: self.view(&key, &cart), results })
+        let now = self.tick();
+        match self.world.rt.block_on(self.carts.apply_parsed(&key, &parsed, None, now)) {
+            Ok((cart, results)) => {
+                self.record(&results);
+                Ok(OpsResponse { cart: self.view(&key, &cart), results })
+            }
+            Err(e @ CartsError::Merged { .. }) => {
+                self.stats.refused_as_merged += 1;
+                Err(Self::refusal(e))
+            }
+            Err(e) => panic!("the in-process store cannot fail: {e}"),
+        }
     }
 
-    /// `POST /v1/cart/merge`, as the route handles it.
+    /// `POST /v1/cart/merge`.
     fn merge(&mut self, user: &str, body: &Value) -> MergeResponse {
         let (token, parsed) = wire::parse_merge_request(body, &LIMITS).unwrap();
         let guest = CartId::Guest(token).key();
-        let user = CartId::User(shared::UserId::parse(user).unwrap()).key();
-        let valid: Vec<Op> =
-            parsed.iter().filter_map(|(id, k)| k.as_ref().ok().map(|kind| Op { id: id.clone(), kind: kind.clone() })).collect();
-        let mut for_user = Vec::new();
-        if !valid.is_empty() && self.apply(&guest, &valid).is_none() {
-            for_user = valid;
-        }
+        let user = shared::UserId::parse(user).unwrap();
         let now = self.tick();
-        let frozen = self.store.freeze_guest(&guest, &self.rules, now);
-        let op_id = format!("merge:{}:{}", guest.tag, frozen.generation);
-        for _ in 0..2 {
-            match self.store.merge_into(&user, &op_id, &frozen, &self.rules, now) {
-                MergeResult::Done { mut cart, applied } => {
-                    self.store.finish_merge(&guest);
-                    if !for_user.is_empty() {
-                        cart = self.apply(&user, &for_user).expect("a user cart takes ops").0;
-                    }
-                    let merged = applied && !frozen.cart.is_empty();
-                    self.stats.merges += u64::from(merged);
-                    return MergeResponse { cart: self.view(&user, &cart), merged };
-                }
-                MergeResult::NeedsRestore => self.store.restore(&user, &CartState::new(Cart::new(Currency::USD)), &self.rules, now),
-            }
-        }
-        unreachable!()
+        let outcome = self.world.rt.block_on(self.carts.merge(&user, &guest, &parsed, now)).expect("a merge in process works");
+        self.record(&outcome.results);
+        self.stats.merges += u64::from(outcome.merged);
+        MergeResponse { cart: self.view(&CartKey::for_user(&user), &outcome.cart), merged: outcome.merged }
     }
 
+    /// `GET /v1/cart`.
     fn read(&mut self, identity: &Identity) -> CartView {
         let key = key_of(identity);
-        let (cart, _) = self.apply(&key, &[]).expect("reads always work");
+        let now = self.tick();
+        let cart = self.world.rt.block_on(self.carts.read(&key, now)).expect("reads always work");
         self.view(&key, &cart)
     }
 }
@@ -204,11 +206,11 @@ fn lines(cart: &Cart) -> Lists {
     (f(&cart.lines), f(&cart.saved))
 }
 
-fn run(seed: u64, stats: &mut Stats) -> Result<(), String> {
+fn run(world: &World, seed: u64, stats: &mut Stats) -> Result<(), String> {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut server = Server {
-        store: MemoryStore::default(),
-        rules: rules(),
+        world,
+        carts: Carts::new(HotStore::Memory(Arc::new(MemoryStore::default())), world.durable.clone(), rules()),
         applied: BTreeMap::new(),
         rejected: BTreeSet::new(),
         now: 0,
@@ -245,7 +247,7 @@ fn run(seed: u64, stats: &mut Stats) -> Result<(), String> {
         let t = rng.below(tabs.len() as u64) as usize;
         // While healing, a tab whose guest cart was merged by a login whose answer it never
         // saw logs in again, as a storefront does when told `cart_merged`.
-        let stuck = tabs[t].engine.state.last_error.as_ref().is_some_and(|e| e.code == "cart_merged");
+        let stuck = tabs[t].engine.state.last_error.as_ref().is_some_and(|e| e.is(shared::ErrorCode::CartMerged));
         let action = if healing && stuck && !tabs[t].busy {
             9
         } else if healing {
@@ -403,13 +405,14 @@ fn run(seed: u64, stats: &mut Stats) -> Result<(), String> {
 #[test]
 fn clients_converge_and_apply_every_op_once_under_a_hostile_network() {
     let mut stats = Stats::default();
+    let world = World::new();
     if let Some(seed) = std::env::var("CARTSYNC_SIM_SEED").ok().and_then(|s| s.parse().ok()) {
-        run(seed, &mut stats).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        run(&world, seed, &mut stats).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         return;
     }
     let seeds: u64 = std::env::var("CARTSYNC_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1500);
     for seed in 0..seeds {
-        if let Err(e) = run(seed, &mut stats) {
+        if let Err(e) = run(&world, seed, &mut stats) {
             panic!("seed {seed} failed: {e}\nreplay it with CARTSYNC_SIM_SEED={seed}");
         }
     }

@@ -1,7 +1,7 @@
 //! The Redis hash layout of a cart (documented in `lua/common.lua`), to and from `shared::Cart`.
 
 use super::StoreError;
-use shared::{Cart, CartLine, Currency, Money, Sku, Timestamp};
+use shared::{Cart, CartLine, Currency, Money, Sku, Timestamp, UserId};
 
 fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
@@ -48,6 +48,7 @@ pub fn cart_from_fields(items: &[String], default_currency: Currency) -> Result<
                 "u" => cart.updated_at = Timestamp::from_millis(num(f, v)?),
                 "a" => cart.accessed_at = Timestamp::from_millis(num(f, v)?),
                 "c" => cart.currency = Currency::parse(v).map_err(|_| corrupt(format!("currency {v:?}")))?,
+                "z" => cart.merged_into = Some(UserId::parse(v).map_err(|_| corrupt("the merged-into user"))?),
                 _ => {}
             }
         }
@@ -70,6 +71,10 @@ pub fn cart_to_fields(cart: &Cart) -> Vec<String> {
         "a".into(),
         cart.accessed_at.millis().to_string(),
     ];
+    if let Some(user) = &cart.merged_into {
+        out.push("z".into());
+        out.push(user.as_str().to_owned());
+    }
     for (prefix, list) in [("l:", &cart.lines), ("s:", &cart.saved)] {
         for l in list {
             out.push(format!("{prefix}{}", l.sku));

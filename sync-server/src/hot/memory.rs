@@ -18,7 +18,6 @@ struct Inner {
     carts: HashMap<String, Expiring<Cart>>,
     applied: HashMap<String, Expiring<BTreeSet<String>>>,
     frozen: HashMap<String, Expiring<(u64, Cart)>>,
-    merged: HashMap<String, Expiring<()>>,
     generations: HashMap<String, Expiring<u64>>,
     queue: VecDeque<(u64, UserId)>,
     in_flight: Vec<(u64, UserId)>,
@@ -46,9 +45,6 @@ impl MemoryStore {
         let key = id.tag();
         let expiry = rules.expiry(id);
         let mut inner = self.lock();
-        if !ops.is_empty() && inner.merged.get(&key).is_some_and(|e| e.expires_at > now) {
-            return ApplyResult::Merged;
-        }
         let existing = take_live(&mut inner.carts, &key, now);
         if existing.is_none() && id.is_user() {
             return ApplyResult::NeedsRestore;
@@ -68,6 +64,11 @@ impl MemoryStore {
                 inner.applied.insert(key.clone(), Expiring { value: applied, expires_at });
             }
         };
+        if !ops.is_empty() && !state.cart.takes_ops() {
+            let into = state.cart.merged_into.clone();
+            put_back(&mut inner, before, state.applied);
+            return ApplyResult::Merged { into };
+        }
         if let Some(expected) = if_match
             && expected != state.cart.version
         {
@@ -103,7 +104,7 @@ impl MemoryStore {
         }
     }
 
-    pub fn freeze_guest(&self, guest: &CartKey, rules: &Rules, now: Timestamp) -> Frozen {
+    pub fn freeze_guest(&self, guest: &CartKey, user: &UserId, rules: &Rules, now: Timestamp) -> Frozen {
         let key = guest.tag();
         let expiry = rules.expiry(guest);
         let snapshot_expires = Timestamp::from_millis(now.millis() + expiry.cart_seconds.max(expiry.saved_seconds) * 1000);
@@ -115,19 +116,14 @@ impl MemoryStore {
         }
         let mut cart = take_live(&mut inner.carts, &key, now).unwrap_or_else(|| Cart::new(rules.currency));
         cart.touch(now, &expiry);
-        inner.merged.insert(key.clone(), Expiring { value: (), expires_at: snapshot_expires });
+        let taken = cart.freeze(user, now);
         let mut frozen = Frozen { generation: 0, cart: Cart::new(rules.currency), applied };
-        if !cart.is_empty() {
+        if !taken.is_empty() {
             let generation = take_live(&mut inner.generations, &key, now).unwrap_or(0) + 1;
             inner.generations.insert(key.clone(), Expiring { value: generation, expires_at: snapshot_expires });
-            inner.frozen.insert(key.clone(), Expiring { value: (generation, cart.clone()), expires_at: snapshot_expires });
+            inner.frozen.insert(key.clone(), Expiring { value: (generation, taken.clone()), expires_at: snapshot_expires });
             frozen.generation = generation;
-            frozen.cart = cart.clone();
-            // Emptied, not deleted: its version goes on growing (see freeze.lua).
-            cart.lines.clear();
-            cart.saved.clear();
-            cart.version += 1;
-            cart.updated_at = now;
+            frozen.cart = taken;
         }
         let expires_at = Timestamp::from_millis(now.millis() + Rules::key_ttl_ms(&expiry, &cart));
         inner.carts.insert(key, Expiring { value: cart, expires_at });
@@ -195,7 +191,6 @@ impl MemoryStore {
         inner.carts.retain(|_, e| e.expires_at > now);
         inner.applied.retain(|_, e| e.expires_at > now);
         inner.frozen.retain(|_, e| e.expires_at > now);
-        inner.merged.retain(|_, e| e.expires_at > now);
         inner.generations.retain(|_, e| e.expires_at > now);
         before - inner.carts.len()
     }

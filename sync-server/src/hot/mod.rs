@@ -57,8 +57,11 @@ pub enum ApplyResult {
     NeedsRestore,
     /// `If-Match` named another version; nothing was applied.
     VersionMismatch(u64),
-    /// A guest cart merged into a user's cart at login takes no more ops.
-    Merged,
+    /// A guest cart merged into a user's cart at login takes no more ops; `into` is that user
+    /// (unknown only for a cart frozen before the user was recorded).
+    Merged {
+        into: Option<UserId>,
+    },
 }
 
 pub enum MergeResult {
@@ -118,11 +121,12 @@ impl HotStore {
         }
     }
 
-    /// First half of a merge: takes the guest cart out of use (see `freeze.lua`).
-    pub async fn freeze_guest(&self, guest: &CartKey, rules: &Rules, now: Timestamp) -> Result<Frozen, StoreError> {
+    /// First half of a merge: takes the guest cart out of use for `user` by `shared`'s freeze
+    /// rule ([`shared::Cart::freeze`]; `freeze.lua` in Redis).
+    pub async fn freeze_guest(&self, guest: &CartKey, user: &UserId, rules: &Rules, now: Timestamp) -> Result<Frozen, StoreError> {
         match self {
-            HotStore::Memory(m) => Ok(m.freeze_guest(guest, rules, now)),
-            HotStore::Redis(r) => r.freeze_guest(guest, rules, now).await,
+            HotStore::Memory(m) => Ok(m.freeze_guest(guest, user, rules, now)),
+            HotStore::Redis(r) => r.freeze_guest(guest, user, rules, now).await,
         }
     }
 

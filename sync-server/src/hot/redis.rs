@@ -185,7 +185,7 @@ impl RedisStore {
                 OpKind::Add { sku, quantity, price_at_add } => {
                     (sku.as_str(), quantity.get(), price_at_add.map(|p| format!("{}|{}", p.amount(), p.currency())).unwrap_or_default())
                 }
-                OpKind::SetQuantity { sku, quantity } => (sku.as_str(), quantity.get(), String::new()),
+                OpKind::SetQuantity { sku, quantity } | OpKind::Deduct { sku, quantity } => (sku.as_str(), quantity.get(), String::new()),
                 other => (other.sku().map_or("", |s| s.as_str()), 0, String::new()),
             };
             inv.arg(op.id.as_str()).arg(op.kind.type_name()).arg(sku).arg(qty).arg(price);
@@ -194,7 +194,7 @@ impl RedisStore {
         let reply = strings_or_arrays(self.invoke(inv, user).await?)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(ApplyResult::NeedsRestore),
-            Some("merged") => Ok(ApplyResult::Merged),
+            Some("merged") => Ok(ApplyResult::Merged { into: reply.get(1).and_then(|u| UserId::parse(u.as_str()).ok()) }),
             Some("mismatch") => Ok(ApplyResult::VersionMismatch(reply.get(1).map(|v| v.int()).unwrap_or(0) as u64)),
             Some("ok") if reply.len() == 3 => {
                 let outcomes = reply[1].list().iter().map(|r| parse_outcome(r.as_str())).collect::<Result<_, _>>()?;
@@ -217,7 +217,7 @@ impl RedisStore {
         Ok(())
     }
 
-    pub async fn freeze_guest(&self, guest: &CartKey, rules: &Rules, now: Timestamp) -> Result<Frozen, StoreError> {
+    pub async fn freeze_guest(&self, guest: &CartKey, user: &UserId, rules: &Rules, now: Timestamp) -> Result<Frozen, StoreError> {
         let expiry = rules.expiry(guest);
         let snapshot_ttl = expiry.cart_seconds.max(expiry.saved_seconds) * 1000;
         let mut inv = self.scripts.freeze.prepare_invoke();
@@ -229,7 +229,8 @@ impl RedisStore {
             .arg(expiry.cart_seconds * 1000)
             .arg(expiry.saved_seconds * 1000)
             .arg(snapshot_ttl)
-            .arg(rules.currency.as_str());
+            .arg(rules.currency.as_str())
+            .arg(user.as_str());
         let reply = strings_or_arrays(self.invoke(inv, None).await?)?;
         if reply.len() != 3 {
             return Err(StoreError::Corrupt("unexpected reply from freeze.lua".into()));

@@ -1,9 +1,11 @@
 //! Catalog administration, behind `Authorization: Bearer <CARTSYNC_ADMIN_TOKEN>`.
 
 use super::path_sku;
-use crate::app::{SharedState, now};
 use crate::catalog::{ProductChange, UpsertError, parse_product_list};
+use crate::clock::now;
+use crate::durable::DurableError;
 use crate::error::{ApiError, ApiResult, JsonBody};
+use crate::state::SharedState;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -47,7 +49,7 @@ pub async fn put_product(
 ) -> ApiResult<Response> {
     require_admin(&state, &headers)?;
     let sku = path_sku(sku)?;
-    let change = ProductChange::parse(&body, state.rules.currency)?;
+    let change = ProductChange::parse(&body, state.rules().currency)?;
     let product = state.durable.upsert_product(&sku, change, now()).await.map_err(|e| match e {
         UpsertError::Invalid(e) => e.into(),
         UpsertError::Db(e) => ApiError::unavailable(e),
@@ -61,12 +63,12 @@ pub async fn put_product(
 pub async fn bulk_load(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
     require_admin(&state, &headers)?;
     let items = body.as_array().ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "send a JSON array of products"))?;
-    let rows = parse_product_list(items, state.rules.currency, |i| format!("item {i}")).map_err(|errors| {
+    let rows = parse_product_list(items, state.rules().currency, |i| format!("item {i}")).map_err(|errors| {
         ApiError::new(ErrorCode::InvalidRequest, format!("{} invalid products; nothing was loaded", errors.len()))
             .with_detail("errors", json!(errors))
     })?;
     let n = state.durable.import_products(&rows, now(), |_| {}).await.map_err(|e| match e {
-        crate::durable::DurableError::Config(msg) => ApiError::new(ErrorCode::StockBelowReserved, msg),
+        e @ DurableError::StockBelowReserved { .. } => ApiError::new(ErrorCode::StockBelowReserved, e.to_string()),
         other => ApiError::unavailable(other),
     })?;
     let skus: Vec<_> = rows.into_iter().map(|r| r.sku).collect();

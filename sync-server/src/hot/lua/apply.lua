@@ -3,9 +3,9 @@
 -- ARGV: 1 now ms, 2 max quantity, 3 max lines, 4 cart ttl ms, 5 saved ttl ms, 6 currency of a new
 --       cart, 7 "1" if the cart must already exist (user carts: else it is restored first),
 --       8 expected version or "", then 5 per op: id, type, sku, quantity, price ("amount|CUR" or "").
--- Returns {"restore"} | {"merged"} | {"mismatch", version} | {"ok", results, fields}; a result
--- is "a" (applied), "d" (duplicate) or "r|code|message". A guest cart that was merged into a
--- user's cart takes no more ops ("merged"): they belong in the user's cart now.
+-- Returns {"restore"} | {"merged", user} | {"mismatch", version} | {"ok", results, fields}; a
+-- result is "a" (applied), "d" (duplicate) or "r|code|message". A guest cart that was merged into
+-- a user's cart takes no more ops ("merged", with the user): they belong in the user's cart now.
 local now, maxq, maxl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local cart_ttl, saved_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local exists = redis.call('EXISTS', KEYS[1]) == 1
@@ -13,7 +13,7 @@ if not exists and ARGV[7] == '1' then return {'restore'} end
 
 local m = load(KEYS[1], ARGV[6])
 touch(m, now, cart_ttl, saved_ttl)
-if m.z == '1' and #ARGV > 8 then return {'merged'} end
+if m.z and #ARGV > 8 then return {'merged', m.z} end
 if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= m.v then return {'mismatch', m.v} end
 
 local results, applied, seen = {}, {}, {}

@@ -1,8 +1,10 @@
 -- Shared prelude of every cart script (prepended when the server loads them).
 --
 -- A cart is one hash. Meta fields: v (version), n (next seq), c (currency), u (updated at, ms),
--- a (accessed at, ms), z ("1" once a guest cart was merged into a user's at login). Lines: "l:<sku>" in the cart, "s:<sku>" in the saved list, each valued
--- "quantity|seq|added_at_ms|price_amount|price_currency" (the price parts empty when unknown).
+-- a (accessed at, ms), z (the freeze field: set on a guest cart that a login merged into a
+-- user's cart, to that user's id; such a cart takes no more ops). Lines: "l:<sku>" in the cart,
+-- "s:<sku>" in the saved list, each valued "quantity|seq|added_at_ms|price_amount|price_currency"
+-- (the price parts empty when unknown).
 --
 -- These functions mirror shared::Cart::{apply, touch} and shared::merge exactly; a property test
 -- runs random op sequences through both and demands the same carts and outcomes.
@@ -179,6 +181,12 @@ local function apply(m, op, maxq, maxl, now)
     local ch = #m.lines > 0
     m.lines = {}
     return ch
+  elseif t == 'deduct' then
+    local i = find(m.lines, sku)
+    if not i then return false end
+    local q = m.lines[i].q - op.q
+    if q > 0 then m.lines[i].q = q else table.remove(m.lines, i) end
+    return true
   end
   return nil, 'invalid_op', 'unknown op type'
 end

@@ -1,0 +1,117 @@
+//! Orders, by job: the order as stored (here), the checkout transaction (`checkout`), the payment
+//! state machine (`payment`), and the stock holds with their sweeper (`holds`). Idempotency of
+//! checkout requests is a protocol of its own (`crate::idempotency`).
+//!
+//! Lock order everywhere, so the checkout, the webhook and the sweeper cannot deadlock each
+//! other: the owner's advisory lock, orders, holds, products (in SKU order).
+
+pub mod checkout;
+pub mod holds;
+pub mod payment;
+
+use crate::durable::{Durable, DurableError, is_retryable, on_db};
+use crate::identity::CartKey;
+use shared::wire::{OrderLineView, OrderView};
+use shared::{Currency, Money, Sku, Timestamp, UserId};
+
+/// Where an order is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderStatus {
+    /// Stock is held until `reserved_until`; the payment has not arrived.
+    PendingPayment,
+    Paid,
+    /// The payment failed, or a newer checkout of the same cart replaced it.
+    Cancelled,
+    /// The hold ran out before the payment arrived.
+    Expired,
+}
+
+impl OrderStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::PendingPayment => "pending_payment",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OrderStatus> {
+        [OrderStatus::PendingPayment, OrderStatus::Paid, OrderStatus::Cancelled, OrderStatus::Expired].into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// An order as stored, with the cart it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Order {
+    pub view: OrderView,
+    pub status: OrderStatus,
+    /// The storage tag of the cart it came from.
+    pub owner: String,
+    pub user: Option<UserId>,
+}
+
+impl Order {
+    /// The cart the order came from.
+    pub fn cart_key(&self) -> CartKey {
+        CartKey { tag: self.owner.clone(), user: self.user.clone() }
+    }
+
+    pub fn skus(&self) -> Vec<Sku> {
+        self.view.lines.iter().map(|l| l.sku.clone()).collect()
+    }
+
+    /// What a payment must bring: the order's total.
+    pub fn amount_due(&self) -> Money {
+        self.view.total
+    }
+
+    pub(crate) fn set_status(&mut self, status: OrderStatus) {
+        self.status = status;
+        self.view.status = status.as_str().to_owned();
+    }
+}
+
+pub(crate) type OrderRow = (String, String, Option<String>, String, String, i64, String, i64, i64, Option<String>);
+
+pub(crate) const ORDER_COLUMNS: &str = "id, owner, user_id, status, currency, total_amount, lines, reserved_until, created_at, payment_ref";
+
+pub(crate) fn order_of(row: OrderRow) -> Result<Order, DurableError> {
+    let (id, owner, user, status, currency, total, lines, reserved_until, created_at, payment_ref) = row;
+    let bad = |why: String| DurableError::Corrupt(id.clone(), why);
+    let currency = Currency::parse(&currency).map_err(|e| bad(e.message))?;
+    let lines: Vec<OrderLineView> = serde_json::from_str(&lines).map_err(|e| bad(e.to_string()))?;
+    let parsed_status = OrderStatus::parse(&status).ok_or_else(|| bad(format!("unknown status {status:?}")))?;
+    Ok(Order {
+        view: OrderView {
+            id: id.clone(),
+            status,
+            lines,
+            total: Money::new(total, currency).map_err(|e| bad(e.message))?,
+            reserved_until: Timestamp::from_millis(reserved_until),
+            created_at: Timestamp::from_millis(created_at),
+            payment_ref,
+        },
+        status: parsed_status,
+        owner,
+        user: user.and_then(|u| UserId::parse(&u).ok()),
+    })
+}
+
+/// One order by id.
+pub async fn find(db: &Durable, id: &str) -> Result<Option<Order>, DurableError> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+    let row: Option<OrderRow> = on_db!(db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?);
+    row.map(order_of).transpose()
+}
+
+/// Runs a transaction again (up to five times) when it lost a deadlock or a serialization conflict.
+pub(crate) async fn retrying<T, F: Future<Output = Result<T, DurableError>>>(mut run: impl FnMut() -> F) -> Result<T, DurableError> {
+    let mut attempt = 0;
+    loop {
+        match run().await {
+            Err(DurableError::Sql(e)) if is_retryable(&e) && attempt < 5 => attempt += 1,
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The cart: reads, the REST item endpoints, the offline client's op push, and the login merge.
+
+use super::path_sku;
+use crate::clock::now;
+use crate::error::{ApiError, ApiResult, JsonBody};
+use crate::identity::{CART_TOKEN_HEADER, CartId, CartKey, Identity, identify};
+use crate::state::SharedState;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use shared::wire::{self, CartView, MergeResponse, OpsResponse, Owner};
+use shared::{Cart, ErrorCode, OpKind, OpOutcome};
+
+/// `If-Match: "7"` (or `7`, or `W/"7"`); `*` matches anything. Anything else can never match.
+fn if_match(headers: &HeaderMap) -> Option<u64> {
+    let raw = headers.get(header::IF_MATCH)?.to_str().unwrap_or("").trim();
+    if raw == "*" {
+        return None;
+    }
+    let v = raw.trim_start_matches("W/").trim_matches('"');
+    Some(v.parse().unwrap_or(u64::MAX))
+}
+
+fn etag(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header value")
+}
+
+/// The cart resource with its `ETag`, and the guest token when it was just issued.
+fn cart_response<T: serde::Serialize>(identity: &Identity, version: u64, body: &T) -> Response {
+    let mut res = axum::Json(body).into_response();
+    decorate(&mut res, identity, version);
+    res
+}
+
+fn decorate(res: &mut Response, identity: &Identity, version: u64) {
+    let h = res.headers_mut();
+    h.insert(header::ETAG, etag(version));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if identity.issued_token
+        && let CartId::Guest(t) = &identity.cart
+        && let Ok(v) = HeaderValue::from_str(t.as_str())
+    {
+        h.insert(CART_TOKEN_HEADER, v);
+    }
+}
+
+/// How fresh the catalog annotations of a cart response must be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Annotations {
+    /// A cart read: stale or missing facts are looked up first (one batched query). This is the
+    /// one cart request that may wait on the database outside a restore.
+    Refreshed,
+    /// A cart write: whatever the cache holds, refreshed in the background, so no write waits
+    /// on the database.
+    Cached,
+}
+
+/// The cart resource, annotated with live prices and availability from the catalog cache. The
+/// annotations are a display aid: if the catalog cannot be read they are left out, and the cart
+/// is still served.
+async fn view(state: &SharedState, id: &CartKey, cart: &Cart, freshness: Annotations) -> CartView {
+    let owner = if id.is_user() { Owner::User } else { Owner::Guest };
+    let expires_at = cart.accessed_at.plus_seconds(state.rules().expiry(id).cart_seconds);
+    let skus: Vec<_> = cart.lines.iter().chain(&cart.saved).map(|l| l.sku.clone()).collect();
+    let facts = match freshness {
+        Annotations::Cached => state.catalog.lookup_cached(&state.durable, &skus),
+        Annotations::Refreshed => match state.catalog.lookup(&state.durable, &skus).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "cart served without catalog annotations");
+                Default::default()
+            }
+        },
+    };
+    CartView::new(cart, owner, expires_at, |sku, q| state.catalog.annotate(&facts, sku, q))
+}
+
+/// Applies one op made from a REST call; a rejection becomes the response's error.
+async fn single(state: SharedState, headers: HeaderMap, kind: OpKind) -> ApiResult<Response> {
+    let identity = identify(&headers, &state.auth)?;
+    let key = identity.cart.key();
+    let (cart, outcome) = state.carts.apply_one(&key, kind, if_match(&headers), now()).await?;
+    if let OpOutcome::Rejected(e) = outcome {
+        return Err(e.into());
+    }
+    Ok(cart_response(&identity, cart.version, &view(&state, &key, &cart, Annotations::Cached).await))
+}
+
+pub async fn get_cart(State(state): State<SharedState>, headers: HeaderMap) -> ApiResult<Response> {
+    let identity = identify(&headers, &state.auth)?;
+    let key = identity.cart.key();
+    let cart = state.carts.read(&key, now()).await?;
+    let tag = etag(cart.version);
+    let not_modified = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(',').any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/").as_bytes() == tag.as_bytes()
+        })
+    });
+    if not_modified {
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        decorate(&mut res, &identity, cart.version);
+        return Ok(res);
+    }
+    Ok(cart_response(&identity, cart.version, &view(&state, &key, &cart, Annotations::Refreshed).await))
+}
+
+pub async fn add_item(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    let kind = wire::parse_add_item(&body, &state.rules().limits)?;
+    single(state, headers, kind).await
+}
+
+pub async fn set_quantity(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    sku: Result<Path<String>, PathRejection>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let kind = wire::parse_set_quantity(&body, path_sku(sku)?, &state.rules().limits)?;
+    single(state, headers, kind).await
+}
+
+pub async fn remove_item(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    sku: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    single(state, headers, OpKind::Remove { sku: path_sku(sku)? }).await
+}
+
+pub async fn save_for_later(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    sku: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    single(state, headers, OpKind::SaveForLater { sku: path_sku(sku)? }).await
+}
+
+pub async fn move_to_cart(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    sku: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    single(state, headers, OpKind::MoveToCart { sku: path_sku(sku)? }).await
+}
+
+pub async fn remove_saved(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    sku: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    single(state, headers, OpKind::RemoveSaved { sku: path_sku(sku)? }).await
+}
+
+pub async fn push_ops(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    let identity = identify(&headers, &state.auth)?;
+    let key = identity.cart.key();
+    let parsed = wire::parse_ops_request(&body, &state.rules().limits)?;
+    let (cart, results) = state.carts.apply_parsed(&key, &parsed, if_match(&headers), now()).await?;
+    let body = OpsResponse { cart: view(&state, &key, &cart, Annotations::Cached).await, results };
+    Ok(cart_response(&identity, cart.version, &body))
+}
+
+/// Merges a guest cart into the caller's user cart, exactly once (see `carts::Carts::merge`).
+pub async fn merge(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    let identity = identify(&headers, &state.auth)?;
+    let CartId::User(user) = &identity.cart else {
+        return Err(ApiError::new(ErrorCode::Unauthorized, "merging needs Authorization: Bearer <user token>"));
+    };
+    let (token, parsed) = wire::parse_merge_request(&body, &state.rules().limits)?;
+    let guest = CartId::Guest(token).key();
+    let outcome = state.carts.merge(user, &guest, &parsed, now()).await?;
+    let key = identity.cart.key();
+    let body = MergeResponse { cart: view(&state, &key, &outcome.cart, Annotations::Cached).await, merged: outcome.merged };
+    Ok(cart_response(&identity, outcome.cart.version, &body))
+}

@@ -1,0 +1,96 @@
+//! The application state: the services a request may call, connected from the settings.
+
+use crate::carts::Carts;
+use crate::catalog::CatalogCache;
+use crate::config::{Secret, Settings};
+use crate::durable::Durable;
+use crate::hot::{HotStore, MemoryStore, RedisStore, Rules};
+use crate::idempotency::Idempotency;
+use crate::identity::Auth;
+use crate::orders::checkout::Checkout;
+use crate::orders::payment::Payments;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct AppState {
+    pub carts: Carts,
+    pub durable: Durable,
+    pub auth: Auth,
+    pub catalog: Arc<CatalogCache>,
+    pub idempotency: Idempotency,
+    pub admin_token: Option<Secret>,
+    pub webhook_secret: Option<Secret>,
+    pub hold_ms: i64,
+    /// Set when development logins are enabled: the HS256 secret to sign them with.
+    pub dev_login_secret: Option<Secret>,
+}
+
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    pub fn rules(&self) -> &Rules {
+        self.carts.rules()
+    }
+
+    pub fn hot(&self) -> &HotStore {
+        self.carts.hot()
+    }
+
+    pub fn checkout(&self) -> Checkout<'_> {
+        Checkout { carts: &self.carts, durable: &self.durable, catalog: &self.catalog, hold_ms: self.hold_ms }
+    }
+
+    pub fn payments(&self) -> Payments<'_> {
+        Payments { carts: &self.carts, durable: &self.durable, catalog: &self.catalog }
+    }
+}
+
+/// Connects the stores the settings name. Every failure is one line naming its variable.
+pub async fn connect(settings: &Settings) -> Result<AppState, String> {
+    let auth = Auth::from_settings(settings)?;
+    let hot = match &settings.redis_url {
+        Some(url) => {
+            let store = tokio::time::timeout(Duration::from_secs(10), RedisStore::connect(url, &settings.redis_prefix))
+                .await
+                .map_err(|_| "CARTSYNC_REDIS_URL: timed out connecting to Redis".to_owned())?
+                .map_err(|e| format!("CARTSYNC_REDIS_URL: cannot use Redis: {e}"))?;
+            HotStore::Redis(store.with_claim_idle(settings.write_behind_claim_ms))
+        }
+        None => HotStore::Memory(Arc::new(MemoryStore::default())),
+    };
+    let durable =
+        tokio::time::timeout(Duration::from_secs(15), Durable::connect_with_pool(&settings.database_url, settings.database_pool_size))
+            .await
+            .map_err(|_| "CARTSYNC_DATABASE_URL: timed out connecting to the database".to_owned())?
+            .map_err(|e| format!("CARTSYNC_DATABASE_URL: {e}"))?;
+    let rules = Rules {
+        limits: settings.limits(),
+        currency: settings.currency,
+        guest: settings.guest_expiry(),
+        user: settings.user_expiry(),
+        merge: settings.merge_policy,
+    };
+    let catalog = Arc::new(CatalogCache::new(
+        Duration::from_secs(settings.price_cache_seconds),
+        Duration::from_secs(settings.stock_cache_seconds),
+        settings.low_stock_threshold,
+    ));
+    Ok(AppState {
+        carts: Carts::new(hot, durable.clone(), rules),
+        idempotency: Idempotency::new(durable.clone(), Duration::from_millis(settings.idempotency_wait_ms)),
+        durable,
+        auth,
+        catalog,
+        admin_token: settings.admin_token.clone(),
+        webhook_secret: settings.webhook_secret.clone(),
+        hold_ms: i64::try_from(settings.hold_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
+        dev_login_secret: match (settings.dev_login, &settings.jwt_secret) {
+            (false, _) => None,
+            (true, Some(secret)) => {
+                tracing::warn!("development logins are enabled: anyone can get a user token");
+                Some(secret.clone())
+            }
+            (true, None) => return Err("CARTSYNC_DEV_LOGIN: needs CARTSYNC_JWT_SECRET to sign the tokens it hands out".into()),
+        },
+    })
+}
