@@ -5,6 +5,7 @@ import { createServer } from "node:http";
 import { readFile, stat } from "node:fs/promises";
 import { extname, join, normalize } from "node:path";
 import { createRequire } from "node:module";
+import { createHmac } from "node:crypto";
 
 const require = createRequire(join(process.env.CARTSYNC_E2E_TOOLS, "package.json"));
 const { chromium } = require("playwright-core");
@@ -21,6 +22,7 @@ export const env = {
 };
 export const SECRET = "e2e-jwt-secret-of-enough-length-000";
 export const ADMIN = "e2e-admin-token";
+export const WEBHOOK_SECRET = "e2e-webhook-secret-of-enough-length";
 
 export function freePort() {
   return new Promise((resolve) => {
@@ -67,6 +69,8 @@ export class SyncServer {
         CARTSYNC_DATABASE_URL: env.database,
         CARTSYNC_JWT_SECRET: SECRET,
         CARTSYNC_ADMIN_TOKEN: ADMIN,
+        CARTSYNC_WEBHOOK_SECRET: WEBHOOK_SECRET,
+        CARTSYNC_METRICS_LISTEN: "",
         CARTSYNC_DEV_LOGIN: "true",
         CARTSYNC_CORS_ORIGINS: "*",
         RUST_LOG: "warn",
@@ -92,6 +96,19 @@ export class SyncServer {
     const res = await fetch(`${this.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     const text = await res.text();
     return { status: res.status, body: text ? JSON.parse(text) : null };
+  }
+
+  /** The payment provider's webhook for `order`, for its whole amount, signed as the provider signs it. */
+  async pay(order, status, paymentRef) {
+    const body = JSON.stringify({ order_id: order.id, status, payment_ref: paymentRef, amount: order.total });
+    const t = Math.floor(Date.now() / 1000);
+    const v1 = createHmac("sha256", WEBHOOK_SECRET).update(`${t}.${body}`).digest("hex");
+    const res = await fetch(`${this.url}/v1/orders/${order.id}/payment`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "cartsync-signature": `t=${t},v1=${v1}` },
+      body,
+    });
+    return { status: res.status, body: await res.json() };
   }
 
   async userToken(user) {

@@ -98,6 +98,36 @@ test("logging in merges the guest cart once, even when another tab logs in again
   await context.close();
 });
 
+test("two checkouts at once make one order, and its payment takes just that order out of the cart", async () => {
+  const context = await browser.newContext();
+  const page = await openShop(context);
+  await addProduct(page, "SOCKS-3P");
+  await addProduct(page, "SOCKS-3P");
+  const reserved = async () => (await server.api("GET", "/v1/admin/products/SOCKS-3P", { admin: true })).body.reserved;
+  const before = await reserved();
+  // A double click: both calls start before either is answered.
+  const [a, b] = await page.evaluate(() => Promise.all([window.cart.checkout(), window.cart.checkout()]));
+  assert.equal(a.id, b.id, "one order");
+  assert.equal(a.status, "pending_payment");
+  assert.equal((await reserved()) - before, 2, "one order's worth of stock held");
+  // Again, after the first answer: the same cart version keeps its order only until it is
+  // settled, so a deliberate second checkout is a new order that replaces the first hold.
+  await page.evaluate(() => window.cart.add("CAP-BLK", 1));
+  const token = (await stored(page)).guest_token;
+  const order = await page.evaluate(() => window.cart.checkout());
+  assert.notEqual(order.id, a.id, "a changed cart is a new checkout");
+  assert.equal((await server.api("GET", `/v1/orders/${a.id}`, { guest: token })).body.status, "cancelled", "the older hold was released");
+  assert.equal((await reserved()) - before, 2, "still one order's worth held");
+
+  await page.evaluate(() => window.cart.add("MUG-CSY", 1));
+  const paid = await server.pay(order, "succeeded", `pay-${Date.now()}`);
+  assert.equal(paid.status, 200, JSON.stringify(paid.body));
+  const s = await page.evaluate(() => window.cart.sync());
+  assert.deepEqual(pairs(s.lines), [["MUG-CSY", 1]], "the ordered lines left the cart; the one added after stayed");
+  assert.equal((await reserved()) - before, 0, "the hold became a sale");
+  await context.close();
+});
+
 test("two tabs see each other's changes", async () => {
   const context = await browser.newContext();
   const one = await openShop(context);

@@ -70,6 +70,7 @@ fn spawn_redis(port: u16, dir: &Path, extra: &[&str]) {
 pub struct RedisServer {
     pub port: u16,
     pub url: String,
+    dir: PathBuf,
 }
 
 impl RedisServer {
@@ -78,7 +79,27 @@ impl RedisServer {
         let dir = temp_dir("redis");
         spawn_redis(port, &dir, &[]);
         watchdog(&format!("redis-cli -p {port} shutdown nosave; rm -rf '{}'", dir.display()));
-        RedisServer { port, url: format!("redis://127.0.0.1:{port}") }
+        RedisServer { port, url: format!("redis://127.0.0.1:{port}"), dir }
+    }
+
+    /// A Redis of one test's own, which it may stop and start again without disturbing others.
+    pub fn dedicated() -> RedisServer {
+        Self::start()
+    }
+
+    /// Stops the server (without saving: its data is gone, as after a crash without persistence).
+    pub fn stop(&self) {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string(), "shutdown", "nosave"]).output().expect("redis-cli runs");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(Instant::now() < deadline, "redis-server did not stop: {out:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts it again on the same port, empty.
+    pub fn restart(&self) {
+        spawn_redis(self.port, &self.dir, &[]);
     }
 
     /// Flushes every key: what a Redis restart without persistence leaves behind.
@@ -293,6 +314,17 @@ pub fn unsigned_token(sub: &str) -> String {
 /// A fresh guest token, as a client would make one.
 pub fn guest_token() -> String {
     sync_server::identity::new_guest_token().as_str().to_owned()
+}
+
+/// Waits until the durable store holds `version` of `user`'s cart (the write-behind caught up).
+pub async fn wait_for_durable_version(url: &str, user: &str, version: i64) {
+    for _ in 0..400 {
+        if durable_rows(url).await.iter().any(|(u, v)| u == user && *v == version) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the durable store never reached version {version} of {user}: {:?}", durable_rows(url).await);
 }
 
 /// `(user_id, version)` of every row of the durable store's `user_carts`, by user id.

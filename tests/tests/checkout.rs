@@ -252,6 +252,70 @@ both_modes!(a_guest_who_logs_in_before_paying_has_the_order_taken_out_of_the_use
     assert_eq!(app.get_cart(&shopper).await.lines(), vec![], "the guest cart stays empty");
 });
 
+both_modes!(racing_webhooks_settle_an_order_exactly_once, |app: TestApp| async move {
+    app.product("A", 400, 5).await;
+    let who = As::User(format!("u-{}", uuid::Uuid::new_v4()));
+    app.add(&who, "A", 2).await;
+    let order = app.checkout(&who, &key(), json!({})).await.body["order"].clone();
+    app.add(&who, "A", 1).await;
+    // The provider retries a success while a failure for the same order races it.
+    let answers = futures::future::join_all((0..16).map(|i| {
+        let (app, order) = (&app, &order);
+        async move { (i % 2 == 0, app.pay(order, if i % 2 == 0 { "succeeded" } else { "failed" }, "p-race").await) }
+    }))
+    .await;
+    let status = app.call(Method::GET, &format!("/v1/orders/{}", order["id"].as_str().unwrap()), &who, None).await.body["status"].clone();
+    let winner_succeeded = status == "paid";
+    assert!(winner_succeeded || status == "cancelled", "{status}");
+    for (succeeded, a) in &answers {
+        if *succeeded == winner_succeeded {
+            assert_eq!((a.status, &a.body["status"]), (StatusCode::OK, &status), "the winning side answers the order");
+        } else {
+            assert_eq!((a.status.as_u16(), a.code()), (409, "order_not_pending"), "the losing side is refused: {:?}", a.body);
+        }
+    }
+    let (stock, lines) = if winner_succeeded { ((3, 0), vec![("A".to_owned(), 1)]) } else { ((5, 0), vec![("A".to_owned(), 3)]) };
+    assert_eq!(ledger_of(&app, "A").await, stock);
+    assert_eq!(app.get_cart(&who).await.lines(), lines, "the order left the cart once, or not at all");
+    assert_stock_invariants(&app.settings.database_url).await;
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_whose_cart_step_fails_is_finished_by_the_providers_retry() {
+    let redis = cartsync_tests::RedisServer::dedicated();
+    let app = TestApp::spawn_with(Mode::Redis, |s| s.redis_url = Some(redis.url.clone())).await;
+    app.product("A", 250, 5).await;
+    let user = format!("u-{}", uuid::Uuid::new_v4());
+    let who = As::User(user.clone());
+    app.add(&who, "A", 2).await;
+    let order = app.checkout(&who, &key(), json!({})).await.body["order"].clone();
+    app.add(&who, "EXTRA", 1).await;
+    cartsync_tests::wait_for_durable_version(&app.settings.database_url, &user, 2).await;
+
+    redis.stop();
+    let first = app.pay(&order, "succeeded", "p-1").await;
+    assert_eq!((first.status.as_u16(), first.code()), (503, "unavailable"), "{:?}", first.body);
+    assert_eq!(ledger_of(&app, "A").await, (3, 0), "the payment itself was recorded, once");
+
+    redis.restart();
+    let mut retried = None;
+    for _ in 0..100 {
+        let a = app.pay(&order, "succeeded", "p-1").await;
+        if a.status == StatusCode::OK {
+            retried = Some(a);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let retried = retried.expect("the provider's retry succeeds once Redis is back");
+    assert_eq!(retried.body["status"], "paid");
+    assert_eq!(ledger_of(&app, "A").await, (3, 0), "not deducted twice");
+    assert_eq!(app.get_cart(&who).await.lines(), vec![("EXTRA".to_owned(), 1)], "the restored cart lost the order's lines, once");
+    assert_eq!(app.pay(&order, "succeeded", "p-1").await.status, StatusCode::OK);
+    assert_eq!(app.get_cart(&who).await.lines(), vec![("EXTRA".to_owned(), 1)]);
+    redis.stop();
+}
+
 both_modes!(a_failed_payment_cancels_and_releases, |app: TestApp| async move {
     app.product("A", 700, 3).await;
     let who = guest();

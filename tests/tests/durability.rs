@@ -2,22 +2,12 @@
 //! access, never moved backwards.
 
 use cartsync_tests::app::As;
-use cartsync_tests::{Mode, TestApp, durable_rows, redis};
+use cartsync_tests::{Mode, TestApp, redis, wait_for_durable_version};
 use reqwest::StatusCode;
 use serde_json::json;
 use shared::{Cart, CartState, Currency, Timestamp, UserId};
 use std::time::Duration;
 use sync_server::durable::Durable;
-
-async fn wait_for_durable_version(url: &str, user: &str, version: i64) {
-    for _ in 0..400 {
-        if durable_rows(url).await.iter().any(|(u, v)| u == user && *v == version) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the durable store never reached version {version} of {user}: {:?}", durable_rows(url).await);
-}
 
 /// Tests that flush Redis take turns, so one's flush cannot wipe another's queued writes.
 static FLUSH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

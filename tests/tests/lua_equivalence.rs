@@ -1,7 +1,8 @@
 //! The Lua scripts and `shared` compute the same carts. Random op batches (with repeated op ids,
-//! full carts, clamped quantities, moves between the lists) and merges run through the Redis
-//! store and through the in-process store, which applies `shared` directly; every cart, version,
-//! sequence number and op outcome must match.
+//! full carts, clamped quantities, moves between the lists, a paid order's deductions), freezes
+//! and merges run through the Redis store and through the in-process store, which applies
+//! `shared` directly; every cart, version, sequence number and op outcome must match. The freeze
+//! of a guest cart is also checked against `shared::Cart::freeze` itself.
 
 use proptest::prelude::*;
 use shared::{Currency, Expiry, Limits, MergePolicy, Money, Op, OpId, OpKind, OpOutcome, Quantity, Sku, Timestamp};
@@ -20,16 +21,18 @@ fn op_kind() -> impl Strategy<Value = OpKind> {
     let l = Limits { max_line_quantity: 6, max_lines: 3 };
     let sku = prop::sample::select(&SKUS[..]).prop_map(|s| Sku::parse(s).unwrap());
     let qty = (1i64..=6).prop_map(move |q| Quantity::new(q, &l).unwrap());
+    let qty = qty.boxed();
     let cur = prop_oneof![4 => Just(Currency::USD), 1 => Just(Currency::parse("EUR").unwrap())];
     let price = prop::option::of((0i64..100_000, cur).prop_map(|(a, c)| Money::new(a, c).unwrap()));
     prop_oneof![
         5 => (sku.clone(), qty.clone(), price).prop_map(|(sku, quantity, price_at_add)| OpKind::Add { sku, quantity, price_at_add }),
-        2 => (sku.clone(), qty).prop_map(|(sku, quantity)| OpKind::SetQuantity { sku, quantity }),
+        2 => (sku.clone(), qty.clone()).prop_map(|(sku, quantity)| OpKind::SetQuantity { sku, quantity }),
         1 => sku.clone().prop_map(|sku| OpKind::Remove { sku }),
         2 => sku.clone().prop_map(|sku| OpKind::SaveForLater { sku }),
         2 => sku.clone().prop_map(|sku| OpKind::MoveToCart { sku }),
-        1 => sku.prop_map(|sku| OpKind::RemoveSaved { sku }),
+        1 => sku.clone().prop_map(|sku| OpKind::RemoveSaved { sku }),
         1 => Just(OpKind::Clear),
+        2 => (sku, qty).prop_map(|(sku, quantity)| OpKind::Deduct { sku, quantity }),
     ]
 }
 
@@ -153,6 +156,50 @@ proptest! {
                 prop_assert_eq!(&outcomes[0], &OpOutcome::Duplicate);
             }
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// `freeze.lua` is `shared::Cart::freeze`: the same snapshot taken, the same guest cart left
+    /// behind (emptied, its version one up if it held anything, marked merged into the user), and
+    /// a second freeze for another user changes nothing and keeps the first user.
+    #[test]
+    fn lua_freeze_is_shareds_freeze(batches in batches(), idle in 0i64..200_000) {
+        let p = pair();
+        let mut rules = rules(MergePolicy::Sum);
+        rules.guest = Expiry { cart_seconds: 100, saved_seconds: 150 };
+        let guest = CartId::Guest(shared::GuestToken::parse(&cartsync_tests::guest_token()).unwrap()).key();
+        let t0 = 1_800_000_000_000i64;
+        for b in &batches {
+            apply_both(&p, &guest, &ops_of(b), &rules, Timestamp::from_millis(t0))?;
+        }
+        let ApplyResult::Done { cart: mut reference, .. } = p.rt.block_on(p.memory.apply(&guest, &[], None, &rules, Timestamp::from_millis(t0))).unwrap() else {
+            panic!("a guest cart reads");
+        };
+        let at = Timestamp::from_millis(t0 + idle);
+        let alice = shared::UserId::parse("alice").unwrap();
+        reference.touch(at, &rules.guest);
+        let taken = reference.freeze(&alice, at);
+        let frozen = p.rt.block_on(p.redis.freeze_guest(&guest, &alice, &rules, at)).unwrap();
+        if taken.is_empty() {
+            prop_assert_eq!(frozen.generation, 0);
+            prop_assert!(frozen.cart.is_empty());
+        } else {
+            prop_assert_eq!(&frozen.cart, &taken, "the snapshot is what shared takes");
+        }
+        p.rt.block_on(p.redis.finish_merge(&guest)).unwrap();
+        let bob = shared::UserId::parse("bob").unwrap();
+        let again = p.rt.block_on(p.redis.freeze_guest(&guest, &bob, &rules, at)).unwrap();
+        let second = reference.freeze(&bob, at);
+        prop_assert!(again.cart.is_empty() && second.is_empty());
+        let ApplyResult::Done { cart: left, .. } = p.rt.block_on(p.redis.apply(&guest, &[], None, &rules, at)).unwrap() else {
+            panic!("a frozen guest cart still reads");
+        };
+        reference.touch(at, &rules.guest);
+        prop_assert_eq!(&left, &reference, "the guest cart left behind is shared's");
+        prop_assert_eq!(left.merged_into.as_ref(), Some(&alice));
     }
 }
 
