@@ -6,7 +6,7 @@
 //! SKU serializes only the checkouts that want it, for the few statements of one transaction;
 //! other SKUs proceed in parallel. See ARCHITECTURE.md.
 
-use super::holds::{HoldEnd, end_holds};
+use super::holds::give_up_orders;
 use super::{ORDER_COLUMNS, Order, OrderStatus, retrying};
 use crate::carts::{Carts, CartsError};
 use crate::catalog::{CatalogCache, PRODUCT_COLUMNS, Product, ProductRow, product_of_row};
@@ -115,18 +115,10 @@ async fn reserve(
         }
 
         // The shopper's own earlier order gives its hold back first, so it never blocks them.
-        for (sku, units) in end_holds(&mut tx, &earlier, HoldEnd::Released).await? {
+        for (sku, units) in give_up_orders(&mut tx, &earlier, OrderStatus::Cancelled, now).await? {
             if let Some(p) = products.get_mut(&sku) {
                 p.reserved -= units;
             }
-        }
-        if !earlier.is_empty() {
-            let sql = format!("UPDATE orders SET status = 'cancelled', updated_at = $1 WHERE id IN ({})", placeholders(2, earlier.len()));
-            let mut q = sqlx::query(&sql).bind(now.millis());
-            for id in &earlier {
-                q = q.bind(id);
-            }
-            q.execute(&mut *tx).await?;
         }
 
         let offer = |sku: &Sku| {

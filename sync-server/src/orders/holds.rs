@@ -3,6 +3,7 @@
 //! Every way a hold ends goes through [`end_holds`], the one statement that does it, so
 //! `products.reserved` always equals the sum of the live holds of each SKU.
 
+use super::OrderStatus;
 use crate::durable::{Durable, DurableError, on_db, placeholders};
 use shared::{Sku, Timestamp};
 use std::collections::BTreeMap;
@@ -69,6 +70,34 @@ where
     Ok(per_sku)
 }
 
+/// Gives up pending orders inside the caller's transaction: releases their holds and marks them
+/// `status` (cancelled, or expired). Returns the units per SKU that were held.
+pub(crate) async fn give_up_orders<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    order_ids: &[String],
+    status: OrderStatus,
+    now: Timestamp,
+) -> Result<BTreeMap<String, i64>, sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (String, i64): sqlx::FromRow<'r, DB::Row>,
+{
+    let released = end_holds(tx, order_ids, HoldEnd::Released).await?;
+    if !order_ids.is_empty() {
+        let sql = format!("UPDATE orders SET status = $1, updated_at = $2 WHERE id IN ({})", placeholders(3, order_ids.len()));
+        let mut q = sqlx::query::<DB>(&sql).bind(status.as_str()).bind(now.millis());
+        for id in order_ids {
+            q = q.bind(id.as_str());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(released)
+}
+
 /// Releases the holds of orders whose hold time ran out before `now` and marks those orders
 /// expired, at most `limit` orders per call. Any number of instances may run this at once: each
 /// order is taken by one (`SKIP LOCKED`), and the others pass it by. Returns the SKUs whose
@@ -83,15 +112,7 @@ pub async fn release_expired(db: &Durable, now: Timestamp, limit: i64) -> Result
         let mut tx = pool.begin().await?;
         let due: Vec<(String,)> = sqlx::query_as(&sql).bind(now.millis()).bind(limit).fetch_all(&mut *tx).await?;
         let ids: Vec<String> = due.into_iter().map(|r| r.0).collect();
-        let moved = end_holds(&mut tx, &ids, HoldEnd::Released).await?;
-        if !ids.is_empty() {
-            let mark = format!("UPDATE orders SET status = 'expired', updated_at = $1 WHERE id IN ({})", placeholders(2, ids.len()));
-            let mut q = sqlx::query(&mark).bind(now.millis());
-            for id in &ids {
-                q = q.bind(id);
-            }
-            q.execute(&mut *tx).await?;
-        }
+        let moved = give_up_orders(&mut tx, &ids, OrderStatus::Expired, now).await?;
         tx.commit().await?;
         moved
     });
