@@ -150,6 +150,16 @@ impl Idempotency {
 }
 
 impl Claim {
+    /// Ends the claim with the request's answer: a failure on our side (a 5xx) gives the key
+    /// back, so a retry runs afresh; any other answer is kept and replayed. A store that cannot
+    /// be told is logged, not answered: the request itself is done.
+    pub async fn finish(self, answer: &Saved) {
+        let done = if answer.status >= 500 { self.abandon().await } else { self.save(answer).await };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, status = answer.status, "could not record a checkout answer under its idempotency key");
+        }
+    }
+
     /// Keeps the answer, to be replayed for every repeat of the key.
     pub async fn save(self, answer: &Saved) -> Result<(), DurableError> {
         on_db!(&self.db, pool => {

@@ -101,29 +101,19 @@ pub async fn checkout(State(state): State<SharedState>, headers: HeaderMap, body
         Err(IdempotencyError::Store(e)) => return Err(ApiError::unavailable(e)),
     };
 
-    let placed = state.checkout().place(&owner, expected, now()).await.map_err(ApiError::from);
-    let saved = match &placed {
+    let saved = match state.checkout().place(&owner, expected, now()).await {
         Ok(order) => {
             tracing::info!(order = %order.view.id, total = order.view.total.amount(), "order created");
             crate::metrics::event("cartsync_checkouts_total", "created");
-            let body = serde_json::to_string(&CheckoutResponse { order: order.view.clone() }).map_err(ApiError::internal)?;
+            let body = serde_json::to_string(&CheckoutResponse { order: order.view }).map_err(ApiError::internal)?;
             Saved { status: StatusCode::CREATED.as_u16(), body }
         }
         Err(e) => {
+            let e = ApiError::from(e);
             crate::metrics::event("cartsync_checkouts_total", e.code.as_str());
             Saved { status: e.status().as_u16(), body: serde_json::to_string(&e.envelope()).unwrap_or_default() }
         }
     };
-    if let Err(e) = placed
-        && e.status().is_server_error()
-    {
-        if let Err(give_back) = claim.abandon().await {
-            tracing::warn!(error = %give_back, "could not give back an idempotency key");
-        }
-        return Err(e);
-    }
-    if let Err(e) = claim.save(&saved).await {
-        tracing::warn!(error = %e, "could not record a checkout answer under its idempotency key");
-    }
+    claim.finish(&saved).await;
     Ok(saved_response(saved))
 }
