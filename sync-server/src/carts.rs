@@ -45,8 +45,6 @@ pub struct MergeOutcome {
     pub merged: bool,
     /// What became of each guest op sent with the login, in request order.
     pub results: Vec<OpResult>,
-    /// Lines and saved lines the guest cart brought.
-    pub guest_lines: usize,
 }
 
 #[derive(Clone)]
@@ -184,11 +182,10 @@ impl Carts {
         }
         let merged = applied && !frozen.cart.is_empty();
         crate::metrics::event("cartsync_merges_total", if merged { "merged" } else { "nothing_to_merge" });
-        let guest_lines = frozen.cart.lines.len() + frozen.cart.saved.len();
         if merged {
             tracing::info!(lines = frozen.cart.lines.len(), saved = frozen.cart.saved.len(), "merged a guest cart");
         }
-        Ok(MergeOutcome { cart, merged, results, guest_lines })
+        Ok(MergeOutcome { cart, merged, results })
     }
 
     /// Takes a paid order's quantities out of the cart it came from, once per order line by op
