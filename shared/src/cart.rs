@@ -295,13 +295,18 @@ impl CartState {
         CartState { cart, applied: BTreeSet::new() }
     }
 
+    /// Applies one op unless its id was applied before; an untracked op is applied every time
+    /// and recorded nowhere.
     pub fn apply_op(&mut self, op: &Op, limits: &Limits, now: Timestamp) -> OpOutcome {
-        if self.applied.contains(op.id.as_str()) {
+        let tracked = op.id.is_tracked();
+        if tracked && self.applied.contains(op.id.as_str()) {
             return OpOutcome::Duplicate;
         }
         match self.cart.apply(&op.kind, limits, now) {
             Ok(_) => {
-                self.applied.insert(op.id.as_str().to_owned());
+                if tracked {
+                    self.applied.insert(op.id.as_str().to_owned());
+                }
                 OpOutcome::Applied
             }
             Err(e) => OpOutcome::Rejected(e),

@@ -17,6 +17,16 @@ impl OpId {
         }
     }
 
+    /// The id of an op that is recorded nowhere (a REST call's, which carries no id of its own):
+    /// it is applied each time it is sent, and never answers `duplicate`.
+    pub fn untracked() -> OpId {
+        OpId(String::new())
+    }
+
+    pub fn is_tracked(&self) -> bool {
+        !self.0.is_empty()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

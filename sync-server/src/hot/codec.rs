@@ -1,15 +1,45 @@
-//! The Redis hash layout of a cart (documented in `lua/common.lua`), to and from `shared::Cart`.
+//! The Redis layout of a cart (documented in `lua/common.lua`), to and from `shared::Cart`.
+//!
+//! A cart is read straight from the `HGETALL` replies of its meta, lines and saved keys, without
+//! copying them into strings first: this is on every request's path.
 
 use super::StoreError;
+use redis::Value;
 use shared::{Cart, CartLine, Currency, Money, Sku, Timestamp, UserId};
 
 fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
 }
 
-fn decode_line(sku: &str, value: &str) -> Result<CartLine, StoreError> {
-    let bad = || corrupt(format!("line {sku:?} = {value:?}"));
-    let mut parts = value.split('|');
+fn bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+/// The field/value pairs of an `HGETALL` reply (an array in RESP2, a map in RESP3).
+pub(super) fn pairs(v: &Value) -> Vec<(&[u8], &[u8])> {
+    match v {
+        Value::Array(items) => items.chunks_exact(2).filter_map(|kv| Some((bytes(&kv[0])?, bytes(&kv[1])?))).collect(),
+        Value::Map(items) => items.iter().filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn text(b: &[u8]) -> Result<&str, StoreError> {
+    std::str::from_utf8(b).map_err(|_| corrupt("a field that is not UTF-8"))
+}
+
+fn number<T: std::str::FromStr>(field: &str, b: &[u8]) -> Result<T, StoreError> {
+    text(b)?.parse().map_err(|_| corrupt(format!("field {field} = {:?}", String::from_utf8_lossy(b))))
+}
+
+/// One line from its field (the SKU) and value (`quantity|seq|added_at_ms|price_amount|price_currency`).
+fn decode_line(sku: &[u8], value: &[u8]) -> Result<CartLine, StoreError> {
+    let bad = || corrupt(format!("line {:?} = {:?}", String::from_utf8_lossy(sku), String::from_utf8_lossy(value)));
+    let mut parts = text(value)?.split('|');
     let mut next = || parts.next().ok_or_else(bad);
     let quantity: u32 = next()?.parse().map_err(|_| bad())?;
     let seq: u64 = next()?.parse().map_err(|_| bad())?;
@@ -21,45 +51,67 @@ fn decode_line(sku: &str, value: &str) -> Result<CartLine, StoreError> {
         let c = Currency::parse(currency).map_err(|_| bad())?;
         Some(Money::new(amount.parse().map_err(|_| bad())?, c).map_err(|_| bad())?)
     };
-    Ok(CartLine { sku: Sku::parse(sku).map_err(|_| bad())?, quantity, price_at_add, added_at: Timestamp::from_millis(added), seq })
+    Ok(CartLine { sku: Sku::parse(text(sku)?).map_err(|_| bad())?, quantity, price_at_add, added_at: Timestamp::from_millis(added), seq })
 }
 
-fn encode_line(l: &CartLine) -> String {
+pub(super) fn encode_line(l: &CartLine) -> String {
     match l.price_at_add {
         Some(p) => format!("{}|{}|{}|{}|{}", l.quantity, l.seq, l.added_at.millis(), p.amount(), p.currency()),
         None => format!("{}|{}|{}||", l.quantity, l.seq, l.added_at.millis()),
     }
 }
 
-/// Reads a flat field/value list. Unknown fields are ignored.
-pub fn cart_from_fields(items: &[String], default_currency: Currency) -> Result<Cart, StoreError> {
-    let mut cart = Cart::new(default_currency);
-    let num = |f: &str, v: &str| v.parse::<i64>().map_err(|_| corrupt(format!("field {f} = {v:?}")));
-    for pair in items.chunks_exact(2) {
-        let (f, v) = (pair[0].as_str(), pair[1].as_str());
-        if let Some(sku) = f.strip_prefix("l:") {
-            cart.lines.push(decode_line(sku, v)?);
-        } else if let Some(sku) = f.strip_prefix("s:") {
-            cart.saved.push(decode_line(sku, v)?);
-        } else {
-            match f {
-                "v" => cart.version = num(f, v)? as u64,
-                "n" => cart.next_seq = num(f, v)? as u64,
-                "u" => cart.updated_at = Timestamp::from_millis(num(f, v)?),
-                "a" => cart.accessed_at = Timestamp::from_millis(num(f, v)?),
-                "c" => cart.currency = Currency::parse(v).map_err(|_| corrupt(format!("currency {v:?}")))?,
-                "z" => cart.merged_into = Some(UserId::parse(v).map_err(|_| corrupt("the merged-into user"))?),
-                _ => {}
-            }
+/// The meta fields of a cart, and the list sizes it recorded at its last write.
+pub(super) struct Meta {
+    pub exists: bool,
+    pub lines: u64,
+    pub saved: u64,
+}
+
+/// A cart from the `HGETALL` replies of its meta, lines and saved keys. `accessed_at` is now:
+/// every access renews a cart. Returns the cart and what its meta says.
+pub(super) fn cart_of(
+    meta: &Value,
+    lines: &Value,
+    saved: &Value,
+    currency: Currency,
+    accessed_at: Timestamp,
+) -> Result<(Cart, Meta), StoreError> {
+    let mut cart = Cart::new(currency);
+    cart.accessed_at = accessed_at;
+    let mut info = Meta { exists: false, lines: 0, saved: 0 };
+    for (f, v) in pairs(meta) {
+        info.exists = true;
+        match f {
+            b"v" => cart.version = number("v", v)?,
+            b"n" => cart.next_seq = number("n", v)?,
+            b"u" => cart.updated_at = Timestamp::from_millis(number("u", v)?),
+            b"c" => cart.currency = Currency::parse(text(v)?).map_err(|_| corrupt("the cart's currency"))?,
+            b"z" => cart.merged_into = Some(UserId::parse(text(v)?).map_err(|_| corrupt("the merged-into user"))?),
+            b"nl" => info.lines = number("nl", v)?,
+            b"ns" => info.saved = number("ns", v)?,
+            _ => {}
         }
+    }
+    for (f, v) in pairs(lines) {
+        cart.lines.push(decode_line(f, v)?);
+    }
+    for (f, v) in pairs(saved) {
+        cart.saved.push(decode_line(f, v)?);
     }
     cart.lines.sort_by_key(|l| l.seq);
     cart.saved.sort_by_key(|l| l.seq);
-    Ok(cart)
+    Ok((cart, info))
 }
 
-pub fn cart_to_fields(cart: &Cart) -> Vec<String> {
-    let mut out = vec![
+/// Whether lists the meta counts are gone: Redis expired them and no write has noticed yet.
+pub(super) fn lists_expired(cart: &Cart, meta: &Meta) -> bool {
+    (meta.lines > 0 && cart.lines.is_empty()) || (meta.saved > 0 && cart.saved.is_empty())
+}
+
+/// The meta, lines and saved items of a cart, as the restore script writes them.
+pub(super) fn cart_parts(cart: &Cart) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let mut meta = vec![
         "v".into(),
         cart.version.to_string(),
         "n".into(),
@@ -68,13 +120,23 @@ pub fn cart_to_fields(cart: &Cart) -> Vec<String> {
         cart.currency.to_string(),
         "u".into(),
         cart.updated_at.millis().to_string(),
-        "a".into(),
-        cart.accessed_at.millis().to_string(),
+        "nl".into(),
+        cart.lines.len().to_string(),
+        "ns".into(),
+        cart.saved.len().to_string(),
     ];
     if let Some(user) = &cart.merged_into {
-        out.push("z".into());
-        out.push(user.as_str().to_owned());
+        meta.push("z".into());
+        meta.push(user.as_str().to_owned());
     }
+    let items = |list: &[CartLine]| list.iter().flat_map(|l| [l.sku.as_str().to_owned(), encode_line(l)]).collect();
+    (meta, items(&cart.lines), items(&cart.saved))
+}
+
+/// The lines of a cart as one flat list of `l:<sku>` / `s:<sku>` items, in the cart's order (the
+/// merge script's arguments, and the freeze snapshot's form).
+pub fn line_fields(cart: &Cart) -> Vec<String> {
+    let mut out = Vec::with_capacity(2 * (cart.lines.len() + cart.saved.len()));
     for (prefix, list) in [("l:", &cart.lines), ("s:", &cart.saved)] {
         for l in list {
             out.push(format!("{prefix}{}", l.sku));
@@ -84,10 +146,40 @@ pub fn cart_to_fields(cart: &Cart) -> Vec<String> {
     out
 }
 
+/// Reads a freeze snapshot: meta fields and `l:` / `s:` lines in one flat list. Unknown fields
+/// are ignored.
+pub fn cart_from_fields(items: &[String], default_currency: Currency, accessed_at: Timestamp) -> Result<Cart, StoreError> {
+    let mut cart = Cart::new(default_currency);
+    cart.accessed_at = accessed_at;
+    for pair in items.chunks_exact(2) {
+        let (f, v) = (pair[0].as_str(), pair[1].as_bytes());
+        if let Some(sku) = f.strip_prefix("l:") {
+            cart.lines.push(decode_line(sku.as_bytes(), v)?);
+        } else if let Some(sku) = f.strip_prefix("s:") {
+            cart.saved.push(decode_line(sku.as_bytes(), v)?);
+        } else {
+            match f {
+                "v" => cart.version = number(f, v)?,
+                "n" => cart.next_seq = number(f, v)?,
+                "u" => cart.updated_at = Timestamp::from_millis(number(f, v)?),
+                "c" => cart.currency = Currency::parse(&pair[1]).map_err(|_| corrupt(format!("currency {:?}", pair[1])))?,
+                _ => {}
+            }
+        }
+    }
+    cart.lines.sort_by_key(|l| l.seq);
+    cart.saved.sort_by_key(|l| l.seq);
+    Ok(cart)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use shared::{Limits, OpKind, Quantity};
+
+    fn reply(items: &[String]) -> Value {
+        Value::Array(items.iter().map(|s| Value::BulkString(s.clone().into_bytes())).collect())
+    }
 
     #[test]
     fn a_cart_survives_its_hash_form() {
@@ -112,7 +204,17 @@ mod tests {
         .unwrap();
         c.apply(&OpKind::SaveForLater { sku: sku("A") }, &l, Timestamp::from_millis(7)).unwrap();
         c.accessed_at = Timestamp::from_millis(8);
-        assert_eq!(cart_from_fields(&cart_to_fields(&c), Currency::USD).unwrap(), c);
-        assert!(cart_from_fields(&["l:A".into(), "x".into()], Currency::USD).is_err());
+        c.merged_into = Some(UserId::parse("alice").unwrap());
+        let (meta, lines, saved) = cart_parts(&c);
+        let (back, info) = cart_of(&reply(&meta), &reply(&lines), &reply(&saved), Currency::USD, c.accessed_at).unwrap();
+        assert_eq!(back, c);
+        assert!(info.exists && !lists_expired(&back, &info));
+        let (gone, info) = cart_of(&reply(&meta), &reply(&[]), &reply(&[]), Currency::USD, c.accessed_at).unwrap();
+        assert!(lists_expired(&gone, &info), "a saved list the meta counts but Redis no longer has");
+        let mut snapshot = vec!["v".to_owned(), c.version.to_string(), "n".into(), c.next_seq.to_string(), "c".into(), "USD".into()];
+        snapshot.extend(line_fields(&c));
+        let frozen = cart_from_fields(&snapshot, Currency::USD, c.accessed_at).unwrap();
+        assert_eq!((frozen.lines.clone(), frozen.saved.clone(), frozen.version), (c.lines.clone(), c.saved.clone(), c.version));
+        assert!(cart_from_fields(&["l:A".into(), "x".into()], Currency::USD, Timestamp::default()).is_err());
     }
 }

@@ -10,7 +10,7 @@ mod codec;
 mod memory;
 mod redis;
 
-pub use self::codec::{cart_from_fields, cart_to_fields};
+pub use self::codec::{cart_from_fields, line_fields};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 

@@ -1,16 +1,17 @@
-//! The Redis hot store. Every cart write is one `EVALSHA` of a script in `lua/`, with all keys in
-//! `KEYS`; a cart's keys share one hash tag, so the same code runs on a single node and on a
-//! Redis Cluster. A write to a user cart is sent together with an `XADD` to the write-behind
-//! stream: both go out at once on the multiplexed connection, so the write still costs one round
-//! trip.
+//! The Redis hot store. Every cart write is one `EVALSHA` of a script in `lua/` that touches only
+//! the fields its ops change, pipelined with the `HGETALL`s that read the cart back, in one round
+//! trip; a read is the `HGETALL`s and the TTL renewals, pipelined, with no script at all. All keys
+//! of a cart share one hash tag, so the same code runs on a single node and on a Redis Cluster. A
+//! write to a user cart is sent together with an `XADD` to the write-behind stream: both go out at
+//! once on the multiplexed connection, so the write still costs one round trip.
 
-use super::codec::{cart_from_fields, cart_to_fields};
+use super::codec::{cart_from_fields, cart_of, cart_parts, line_fields, lists_expired};
 use super::{ApplyResult, Frozen, MergeResult, Rules, StoreError, WriteBehindEntry};
 use crate::identity::CartKey;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
-use shared::{CartError, ErrorCode};
+use shared::{Cart, CartError, ErrorCode};
 use shared::{CartState, Op, OpKind, OpOutcome, Timestamp, UserId};
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,7 +119,14 @@ impl RedisStore {
     }
 
     fn key(&self, id: &CartKey, suffix: &str) -> String {
-        format!("{}:cart:{{{}}}{suffix}", self.prefix, id.tag())
+        format!("{}:cart:{{{}}}{suffix}", self.prefix, id.tag)
+    }
+
+    /// The four keys of a cart: meta, lines, saved, op ids (see `lua/common.lua`).
+    fn keys(&self, id: &CartKey) -> [String; 4] {
+        let meta = self.key(id, "");
+        let (lines, saved, ops) = (format!("{meta}:l"), format!("{meta}:s"), format!("{meta}:o"));
+        [meta, lines, saved, ops]
     }
 
     fn stream(&self) -> String {
@@ -141,24 +149,117 @@ impl RedisStore {
         cmd
     }
 
-    /// Runs a script invocation, with the write-behind `XADD` sent alongside when `user` is set.
-    async fn invoke(&self, inv: redis::ScriptInvocation<'_>, user: Option<&UserId>) -> Result<Value, StoreError> {
-        let mut c = self.conn.clone();
-        let script_call = inv.invoke_async::<Value>(&mut c);
-        match user {
-            None => Ok(script_call.await?),
+    /// Sends `cmd` (a script call) pipelined with the reads of the cart's three hashes, and the
+    /// write-behind `XADD` alongside when `user` is set. Loads the script when Redis lost it.
+    async fn with_cart(&self, script: &Script, cmd: &Cmd, keys: &[String; 4], user: Option<&UserId>) -> Result<[Value; 4], StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd.clone()).cmd("HGETALL").arg(&keys[0]).cmd("HGETALL").arg(&keys[1]).cmd("HGETALL").arg(&keys[2]);
+        let run = || async {
+            let mut c = self.conn.clone();
+            match pipe.query_async::<Vec<Value>>(&mut c).await {
+                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                    script.load_async(&mut c).await?;
+                    pipe.query_async::<Vec<Value>>(&mut c).await
+                }
+                other => other,
+            }
+        };
+        let replies = match user {
+            None => run().await?,
             Some(u) => {
                 let mut c2 = self.conn.clone();
                 let cmd = self.enqueue_cmd(u);
-                let (result, queued) = tokio::join!(script_call, cmd.query_async::<Value>(&mut c2));
+                let (result, queued) = tokio::join!(run(), cmd.query_async::<Value>(&mut c2));
                 // The entry only names the cart; a spare one (the script changed nothing) costs the
                 // writer one skipped version check. A lost one is caught up by the next change.
                 if let Err(e) = queued {
                     tracing::warn!(error = %e, "could not queue a user cart for the durable store");
                 }
-                Ok(result?)
+                result?
             }
+        };
+        <[Value; 4]>::try_from(replies).map_err(|_| StoreError::Corrupt("unexpected reply to a cart pipeline".into()))
+    }
+
+    /// `EVALSHA` of `script` on a cart's keys (and `extra` keys) with `args`.
+    fn script_cmd(script: &Script, keys: &[String], args: impl FnOnce(&mut Cmd)) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
+        args(&mut cmd);
+        cmd
+    }
+
+    /// Runs a script that returns a value of its own (no cart read), loading it when Redis lost it.
+    async fn invoke(&self, script: &Script, cmd: &Cmd) -> Result<Value, StoreError> {
+        let mut c = self.conn.clone();
+        match cmd.query_async::<Value>(&mut c).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script.load_async(&mut c).await?;
+                Ok(cmd.query_async::<Value>(&mut c).await?)
+            }
+            other => Ok(other?),
         }
+    }
+
+    /// A read without a script: the three hashes and the TTL renewals in one round trip. `None`
+    /// when it takes a write after all: lists Redis expired while the cart lived on (their going
+    /// is a change, which the apply script records).
+    async fn read(&self, id: &CartKey, keys: &[String; 4], rules: &Rules, now: Timestamp) -> Result<Option<ApplyResult>, StoreError> {
+        let expiry = rules.expiry(id);
+        let (cart_ttl, saved_ttl) = (expiry.cart_seconds * 1000, expiry.saved_seconds * 1000);
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL")
+            .arg(&keys[0])
+            .cmd("HGETALL")
+            .arg(&keys[1])
+            .cmd("HGETALL")
+            .arg(&keys[2])
+            // Renewals: the meta and op ids never below the cart's expiry (a saved list may keep them longer).
+            .cmd("PEXPIRE")
+            .arg(&keys[0])
+            .arg(cart_ttl)
+            .arg("GT")
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&keys[3])
+            .arg(cart_ttl)
+            .arg("GT")
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&keys[1])
+            .arg(cart_ttl)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&keys[2])
+            .arg(saved_ttl)
+            .ignore();
+        let mut c = self.conn.clone();
+        let replies: Vec<Value> = pipe.query_async(&mut c).await?;
+        let [meta, lines, saved] =
+            <[Value; 3]>::try_from(replies).map_err(|_| StoreError::Corrupt("unexpected reply to a cart read".into()))?;
+        let (cart, info) = cart_of(&meta, &lines, &saved, rules.currency, now)?;
+        if !info.exists {
+            return Ok(Some(if id.is_user() { ApplyResult::NeedsRestore } else { ApplyResult::Done { cart, outcomes: Vec::new() } }));
+        }
+        if lists_expired(&cart, &info) {
+            return Ok(None);
+        }
+        if info.saved > 0 && saved_ttl > cart_ttl {
+            // A saved list keeps the cart's meta and op ids as long as itself.
+            let mut pipe = redis::pipe();
+            pipe.cmd("PEXPIRE")
+                .arg(&keys[0])
+                .arg(saved_ttl)
+                .arg("GT")
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&keys[3])
+                .arg(saved_ttl)
+                .arg("GT")
+                .ignore();
+            pipe.query_async::<()>(&mut c).await?;
+        }
+        Ok(Some(ApplyResult::Done { cart, outcomes: Vec::new() }))
     }
 
     pub async fn apply(
@@ -169,36 +270,52 @@ impl RedisStore {
         rules: &Rules,
         now: Timestamp,
     ) -> Result<ApplyResult, StoreError> {
-        let expiry = rules.expiry(id);
-        let mut inv = self.scripts.apply.prepare_invoke();
-        inv.key(self.key(id, "")).key(self.key(id, ":ops"));
-        inv.arg(now.millis())
-            .arg(rules.limits.max_line_quantity)
-            .arg(rules.limits.max_lines)
-            .arg(expiry.cart_seconds * 1000)
-            .arg(expiry.saved_seconds * 1000)
-            .arg(rules.currency.as_str())
-            .arg(if id.is_user() { "1" } else { "0" })
-            .arg(if_match.map(|v| v.to_string()).unwrap_or_default());
-        for op in ops {
-            let (sku, qty, price) = match &op.kind {
-                OpKind::Add { sku, quantity, price_at_add } => {
-                    (sku.as_str(), quantity.get(), price_at_add.map(|p| format!("{}|{}", p.amount(), p.currency())).unwrap_or_default())
-                }
-                OpKind::SetQuantity { sku, quantity } | OpKind::Deduct { sku, quantity } => (sku.as_str(), quantity.get(), String::new()),
-                other => (other.sku().map_or("", |s| s.as_str()), 0, String::new()),
-            };
-            inv.arg(op.id.as_str()).arg(op.kind.type_name()).arg(sku).arg(qty).arg(price);
+        let keys = self.keys(id);
+        if ops.is_empty()
+            && if_match.is_none()
+            && let Some(read) = self.read(id, &keys, rules, now).await?
+        {
+            return Ok(read);
         }
+        let expiry = rules.expiry(id);
+        let cmd = Self::script_cmd(&self.scripts.apply, &keys, |c| {
+            c.arg(now.millis())
+                .arg(rules.limits.max_line_quantity)
+                .arg(rules.limits.max_lines)
+                .arg(expiry.cart_seconds * 1000)
+                .arg(expiry.saved_seconds * 1000)
+                .arg(rules.currency.as_str())
+                .arg(if id.is_user() { "1" } else { "0" });
+            match if_match {
+                Some(v) => c.arg(v),
+                None => c.arg(""),
+            };
+            for op in ops {
+                let (sku, qty) = match &op.kind {
+                    OpKind::Add { sku, quantity, .. } | OpKind::SetQuantity { sku, quantity } | OpKind::Deduct { sku, quantity } => {
+                        (sku.as_str(), quantity.get())
+                    }
+                    other => (other.sku().map_or("", |s| s.as_str()), 0),
+                };
+                c.arg(op.id.as_str()).arg(op.kind.type_name()).arg(sku).arg(qty);
+                match &op.kind {
+                    OpKind::Add { price_at_add: Some(p), .. } => c.arg(format!("{}|{}", p.amount(), p.currency())),
+                    _ => c.arg(""),
+                };
+            }
+        });
         let user = id.user().filter(|_| !ops.is_empty());
-        let reply = strings_or_arrays(self.invoke(inv, user).await?)?;
+        let [reply, meta, lines, saved] = self.with_cart(&self.scripts.apply, &cmd, &keys, user).await?;
+        let reply = strings_or_arrays(reply)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(ApplyResult::NeedsRestore),
             Some("merged") => Ok(ApplyResult::Merged { into: reply.get(1).and_then(|u| UserId::parse(u.as_str()).ok()) }),
             Some("mismatch") => Ok(ApplyResult::VersionMismatch(reply.get(1).map(|v| v.int()).unwrap_or(0) as u64)),
             Some("ok") if reply.len() == 3 => {
                 let outcomes = reply[1].list().iter().map(|r| parse_outcome(r.as_str())).collect::<Result<_, _>>()?;
-                let cart = cart_from_fields(&reply[2].strings(), rules.currency)?;
+                let (mut cart, _) = cart_of(&meta, &lines, &saved, rules.currency, now)?;
+                // A new cart whose ops were all refused is not stored: it is still the empty cart.
+                cart.version = cart.version.max(reply[2].int().max(0) as u64);
                 Ok(ApplyResult::Done { cart, outcomes })
             }
             _ => Err(StoreError::Corrupt("unexpected reply from apply.lua".into())),
@@ -206,37 +323,44 @@ impl RedisStore {
     }
 
     pub async fn restore(&self, id: &CartKey, state: &CartState, rules: &Rules, _now: Timestamp) -> Result<(), StoreError> {
-        let fields = cart_to_fields(&state.cart);
-        let ttl = Rules::key_ttl_ms(&rules.expiry(id), &state.cart);
-        let mut inv = self.scripts.restore.prepare_invoke();
-        inv.key(self.key(id, "")).key(self.key(id, ":ops")).arg(ttl).arg(fields.len()).arg(&fields);
-        for op in &state.applied {
-            inv.arg(op);
-        }
-        self.invoke(inv, None).await?;
+        let expiry = rules.expiry(id);
+        let (meta, lines, saved) = cart_parts(&state.cart);
+        let cmd = Self::script_cmd(&self.scripts.restore, &self.keys(id), |c| {
+            c.arg(expiry.cart_seconds * 1000)
+                .arg(expiry.saved_seconds * 1000)
+                .arg(meta.len())
+                .arg(lines.len())
+                .arg(saved.len())
+                .arg(&meta)
+                .arg(&lines)
+                .arg(&saved);
+            for op in &state.applied {
+                c.arg(op);
+            }
+        });
+        self.invoke(&self.scripts.restore, &cmd).await?;
         Ok(())
     }
 
     pub async fn freeze_guest(&self, guest: &CartKey, user: &UserId, rules: &Rules, now: Timestamp) -> Result<Frozen, StoreError> {
         let expiry = rules.expiry(guest);
         let snapshot_ttl = expiry.cart_seconds.max(expiry.saved_seconds) * 1000;
-        let mut inv = self.scripts.freeze.prepare_invoke();
-        inv.key(self.key(guest, ""))
-            .key(self.key(guest, ":ops"))
-            .key(self.key(guest, ":frozen"))
-            .key(self.key(guest, ":generation"))
-            .arg(now.millis())
-            .arg(expiry.cart_seconds * 1000)
-            .arg(expiry.saved_seconds * 1000)
-            .arg(snapshot_ttl)
-            .arg(rules.currency.as_str())
-            .arg(user.as_str());
-        let reply = strings_or_arrays(self.invoke(inv, None).await?)?;
+        let [meta, lines, saved, ops] = self.keys(guest);
+        let keys = [meta, lines, saved, ops, self.key(guest, ":frozen"), self.key(guest, ":generation")];
+        let cmd = Self::script_cmd(&self.scripts.freeze, &keys, |c| {
+            c.arg(now.millis())
+                .arg(expiry.cart_seconds * 1000)
+                .arg(expiry.saved_seconds * 1000)
+                .arg(snapshot_ttl)
+                .arg(rules.currency.as_str())
+                .arg(user.as_str());
+        });
+        let reply = strings_or_arrays(self.invoke(&self.scripts.freeze, &cmd).await?)?;
         if reply.len() != 3 {
             return Err(StoreError::Corrupt("unexpected reply from freeze.lua".into()));
         }
         let generation = reply[0].int().max(0) as u64;
-        let cart = cart_from_fields(&reply[1].strings(), rules.currency)?;
+        let cart = if generation == 0 { Cart::new(rules.currency) } else { cart_from_fields(&reply[1].strings(), rules.currency, now)? };
         Ok(Frozen { generation, cart, applied: reply[2].strings() })
     }
 
@@ -249,26 +373,27 @@ impl RedisStore {
         now: Timestamp,
     ) -> Result<MergeResult, StoreError> {
         let expiry = rules.expiry(user);
-        let fields = cart_to_fields(&guest.cart);
-        let mut inv = self.scripts.merge.prepare_invoke();
-        inv.key(self.key(user, ""))
-            .key(self.key(user, ":ops"))
-            .arg(now.millis())
-            .arg(rules.limits.max_line_quantity)
-            .arg(rules.limits.max_lines)
-            .arg(expiry.cart_seconds * 1000)
-            .arg(expiry.saved_seconds * 1000)
-            .arg(rules.currency.as_str())
-            .arg(op_id)
-            .arg(rules.merge.as_str())
-            .arg(fields.len())
-            .arg(&fields)
-            .arg(&guest.applied);
-        let reply = strings_or_arrays(self.invoke(inv, user.user()).await?)?;
+        let fields = line_fields(&guest.cart);
+        let keys = self.keys(user);
+        let cmd = Self::script_cmd(&self.scripts.merge, &keys, |c| {
+            c.arg(now.millis())
+                .arg(rules.limits.max_line_quantity)
+                .arg(rules.limits.max_lines)
+                .arg(expiry.cart_seconds * 1000)
+                .arg(expiry.saved_seconds * 1000)
+                .arg(rules.currency.as_str())
+                .arg(op_id)
+                .arg(rules.merge.as_str())
+                .arg(fields.len())
+                .arg(&fields)
+                .arg(&guest.applied);
+        });
+        let [reply, meta, lines, saved] = self.with_cart(&self.scripts.merge, &cmd, &keys, user.user()).await?;
+        let reply = strings_or_arrays(reply)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(MergeResult::NeedsRestore),
-            Some(status @ ("applied" | "duplicate")) if reply.len() == 2 => {
-                let cart = cart_from_fields(&reply[1].strings(), rules.currency)?;
+            Some(status @ ("applied" | "duplicate")) => {
+                let (cart, _) = cart_of(&meta, &lines, &saved, rules.currency, now)?;
                 Ok(MergeResult::Done { cart, applied: status == "applied" })
             }
             _ => Err(StoreError::Corrupt("unexpected reply from merge.lua".into())),
@@ -282,14 +407,17 @@ impl RedisStore {
     }
 
     pub async fn snapshot(&self, id: &CartKey, rules: &Rules) -> Result<Option<CartState>, StoreError> {
-        let mut inv = self.scripts.snapshot.prepare_invoke();
-        inv.key(self.key(id, "")).key(self.key(id, ":ops"));
-        let reply = strings_or_arrays(self.invoke(inv, None).await?)?;
-        if reply.len() != 2 {
-            return Ok(None);
-        }
-        let cart = cart_from_fields(&reply[0].strings(), rules.currency)?;
-        Ok(Some(CartState { cart, applied: reply[1].strings().into_iter().collect() }))
+        let cmd = Self::script_cmd(&self.scripts.snapshot, &self.keys(id), |_| {});
+        let reply = match self.invoke(&self.scripts.snapshot, &cmd).await? {
+            Value::Array(parts) if parts.len() == 4 => parts,
+            _ => return Ok(None),
+        };
+        let (cart, _) = cart_of(&reply[0], &reply[1], &reply[2], rules.currency, crate::clock::now())?;
+        let applied = match &reply[3] {
+            Value::Array(ids) | Value::Set(ids) => ids.iter().filter_map(bulk).collect(),
+            _ => Default::default(),
+        };
+        Ok(Some(CartState { cart, applied }))
     }
 
     pub async fn write_behind_fetch(&self, max: usize) -> Result<Vec<WriteBehindEntry>, StoreError> {

@@ -1,48 +1,135 @@
--- Applies a batch of ops to one cart, exactly once per op id, in one round trip.
--- KEYS: 1 cart hash, 2 applied op ids (set).
+-- Applies a batch of ops to one cart, exactly once per op id: shared::CartState::apply_op for
+-- each, touching only the fields each op changes.
+-- KEYS: 1 meta, 2 lines, 3 saved, 4 op ids (see common.lua).
 -- ARGV: 1 now ms, 2 max quantity, 3 max lines, 4 cart ttl ms, 5 saved ttl ms, 6 currency of a new
 --       cart, 7 "1" if the cart must already exist (user carts: else it is restored first),
---       8 expected version or "", then 5 per op: id, type, sku, quantity, price ("amount|CUR" or "").
--- Returns {"restore"} | {"merged", user} | {"mismatch", version} | {"ok", results, fields}; a
+--       8 expected version or "", then 5 per op: id ("" for none: recorded nowhere), type, sku,
+--       quantity, price ("amount|CUR" or "").
+-- Returns {"restore"} | {"merged", user} | {"mismatch", version} | {"ok", results, version}; a
 -- result is "a" (applied), "d" (duplicate) or "r|code|message". A guest cart that was merged into
 -- a user's cart takes no more ops ("merged", with the user): they belong in the user's cart now.
-local now, maxq, maxl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, maxq, maxl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local cart_ttl, saved_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local exists = redis.call('EXISTS', KEYS[1]) == 1
+local s, exists = load_meta(ARGV[6])
 if not exists and ARGV[7] == '1' then return {'restore'} end
+notice_expired(s, now)
+if s.z and #ARGV > 8 then return {'merged', s.z} end
+if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= s.v then return {'mismatch', s.v} end
 
-local m = load(KEYS[1], ARGV[6])
-touch(m, now, cart_ttl, saved_ttl)
-if m.z and #ARGV > 8 then return {'merged', m.z} end
-if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= m.v then return {'mismatch', m.v} end
+local function full(count, name)
+  if count >= maxl then return 'cart_full', 'the ' .. name .. ' already holds the maximum of ' .. fmt(maxl) .. ' lines' end
+  return nil
+end
 
-local results, applied, seen = {}, {}, {}
+-- Moves a line from one list to the other: summed (clamped) into the same SKU there, or appended
+-- with a fresh sequence number if there is room.
+local function move(sku, from, to, to_name)
+  local raw = redis.call('HGET', from, sku)
+  if not raw then
+    local list = (from == KEYS[2]) and 'cart' or 'saved list'
+    return nil, 'line_not_found', sku .. ' is not in the ' .. list
+  end
+  local l = decode(raw)
+  local there = redis.call('HGET', to, sku)
+  if there then
+    local t = decode(there)
+    t.q = math.min(t.q + l.q, maxq)
+    redis.call('HSET', to, sku, encode(t))
+  else
+    local code, msg = full((to == KEYS[2]) and s.nl or s.ns, to_name)
+    if code then return nil, code, msg end
+    l.seq = fmt(s.n)
+    s.n = s.n + 1
+    redis.call('HSET', to, sku, encode(l))
+    if to == KEYS[2] then s.nl = s.nl + 1 else s.ns = s.ns + 1 end
+  end
+  redis.call('HDEL', from, sku)
+  if from == KEYS[2] then s.nl = s.nl - 1 else s.ns = s.ns - 1 end
+  return true
+end
+
+-- Returns changed (boolean), or nil, code, message when the op is rejected.
+local function apply(t, sku, q, amt, cur)
+  if t == 'add' then
+    if cur ~= '' and cur ~= s.c then
+      return nil, 'currency_mismatch', 'this cart is priced in ' .. s.c .. ', not ' .. cur
+    end
+    local raw = redis.call('HGET', KEYS[2], sku)
+    if raw then
+      local l = decode(raw)
+      local nq = math.min(l.q + q, maxq)
+      local ch = nq ~= l.q
+      l.q = nq
+      if l.cur == '' and cur ~= '' then l.amt = amt; l.cur = cur; ch = true end
+      if ch then redis.call('HSET', KEYS[2], sku, encode(l)) end
+      return ch
+    end
+    local code, msg = full(s.nl, 'cart')
+    if code then return nil, code, msg end
+    redis.call('HSET', KEYS[2], sku, fmt(q) .. '|' .. fmt(s.n) .. '|' .. now .. '|' .. amt .. '|' .. cur)
+    s.n = s.n + 1
+    s.nl = s.nl + 1
+    return true
+  elseif t == 'set_quantity' then
+    local raw = redis.call('HGET', KEYS[2], sku)
+    if not raw then return nil, 'line_not_found', sku .. ' is not in the cart' end
+    local l = decode(raw)
+    if l.q == q then return false end
+    l.q = q
+    redis.call('HSET', KEYS[2], sku, encode(l))
+    return true
+  elseif t == 'remove' then
+    if redis.call('HDEL', KEYS[2], sku) == 1 then s.nl = s.nl - 1; return true end
+    return false
+  elseif t == 'remove_saved' then
+    if redis.call('HDEL', KEYS[3], sku) == 1 then s.ns = s.ns - 1; return true end
+    return false
+  elseif t == 'save_for_later' then
+    return move(sku, KEYS[2], KEYS[3], 'saved list')
+  elseif t == 'move_to_cart' then
+    return move(sku, KEYS[3], KEYS[2], 'cart')
+  elseif t == 'clear' then
+    if s.nl == 0 then return false end
+    redis.call('DEL', KEYS[2])
+    s.nl = 0
+    return true
+  elseif t == 'deduct' then
+    local raw = redis.call('HGET', KEYS[2], sku)
+    if not raw then return false end
+    local l = decode(raw)
+    l.q = l.q - q
+    if l.q > 0 then
+      redis.call('HSET', KEYS[2], sku, encode(l))
+    else
+      redis.call('HDEL', KEYS[2], sku)
+      s.nl = s.nl - 1
+    end
+    return true
+  end
+  return nil, 'invalid_op', 'unknown op type'
+end
+
+local results, seen, applied = {}, {}, 0
 for i = 9, #ARGV, 5 do
   local id = ARGV[i]
-  if seen[id] or redis.call('SISMEMBER', KEYS[2], id) == 1 then
+  if id ~= '' and (seen[id] or redis.call('HEXISTS', KEYS[4], id) == 1) then
     results[#results + 1] = 'd'
   else
     local amt, cur = string.match(ARGV[i + 4], '^(%d*)|?(%u*)$')
-    local op = {type = ARGV[i + 1], sku = ARGV[i + 2], q = tonumber(ARGV[i + 3]) or 0, amt = amt or '', cur = cur or ''}
-    local ch, code, msg = apply(m, op, maxq, maxl, now)
+    local ch, code, msg = apply(ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]) or 0, amt or '', cur or '')
     if code then
       results[#results + 1] = 'r|' .. code .. '|' .. msg
     else
-      if ch then changed(m, now) end
-      seen[id] = true
-      applied[#applied + 1] = id
+      if ch then s.v = s.v + 1; s.u = now end
+      if id ~= '' then
+        seen[id] = true
+        redis.call('HSET', KEYS[4], id, '1')
+      end
+      applied = applied + 1
       results[#results + 1] = 'a'
     end
   end
 end
 
-if exists or #applied > 0 then
-  save(KEYS[1], m)
-  chunked('SADD', KEYS[2], applied, 1000)
-  if redis.call('EXISTS', KEYS[2]) == 1 then
-    expire(m, cart_ttl, saved_ttl, KEYS[1], KEYS[2])
-  else
-    expire(m, cart_ttl, saved_ttl, KEYS[1])
-  end
-end
-return {'ok', results, flat(fields(m))}
+if exists or applied > 0 then save_meta(s, cart_ttl, saved_ttl) end
+return {'ok', results, s.v}

@@ -1,219 +1,63 @@
 -- Shared prelude of every cart script (prepended when the server loads them).
 --
--- A cart is one hash. Meta fields: v (version), n (next seq), c (currency), u (updated at, ms),
--- a (accessed at, ms), z (the freeze field: set on a guest cart that a login merged into a
--- user's cart, to that user's id; such a cart takes no more ops). Lines: "l:<sku>" in the cart,
--- "s:<sku>" in the saved list, each valued "quantity|seq|added_at_ms|price_amount|price_currency"
--- (the price parts empty when unknown).
+-- A cart is four keys with one hash tag (KEYS[1..4] of every script):
+--   meta   (hash)  v version, n next line sequence number, c currency, u updated at (ms),
+--                  nl / ns how many lines the cart / saved list held at the last write, and
+--                  z, the freeze field: set on a guest cart that a login merged into a user's
+--                  cart, to that user's id (such a cart takes no more ops);
+--   lines  (hash)  one field per cart line, the SKU, valued "quantity|seq|added_at_ms|price_amount|price_currency"
+--                  (the price parts empty when unknown);
+--   saved  (hash)  the save-for-later list, the same way;
+--   ops    (hash)  the ids of the ops the cart applied (valued "1").
+-- Expiry is Redis's own: every access renews the TTLs (lines: the cart's expiry; saved: the saved
+-- list's; meta and ops: the longer of the two while the saved list is not empty). Lines or a saved
+-- list that Redis expired while the cart lived on are noticed by their count in meta (nl, ns), and
+-- their going counts as a change, as in shared::Cart::touch.
 --
--- These functions mirror shared::Cart::{apply, touch} and shared::merge exactly; a property test
--- runs random op sequences through both and demands the same carts and outcomes.
+-- Every op touches only the fields it changes; nothing here loops over a cart's lines except a
+-- merge and a freeze, which are rare. The scripts return what the server needs, and the server
+-- reads the cart itself (HGETALL, pipelined after the script) and renders it with `shared`.
+-- A property test holds them to shared::Cart::{apply, touch, freeze} and shared::merge.
 
-local function num(s) return tonumber(s) or 0 end
 local function fmt(n) return string.format('%d', n) end
 
-local function decode(sku, s)
+local function decode(s)
   local q, seq, added, amt, cur = string.match(s, '^(%d+)|(%d+)|(%-?%d+)|(%d*)|(%u*)$')
-  return {sku = sku, q = tonumber(q), seq = tonumber(seq), added = added, amt = amt, cur = cur}
+  return {q = tonumber(q), seq = seq, added = added, amt = amt, cur = cur}
 end
 
 local function encode(l)
-  return fmt(l.q) .. '|' .. fmt(l.seq) .. '|' .. l.added .. '|' .. l.amt .. '|' .. l.cur
+  return fmt(l.q) .. '|' .. l.seq .. '|' .. l.added .. '|' .. l.amt .. '|' .. l.cur
 end
 
-local function by_seq(x, y) return x.seq < y.seq end
-
--- Builds a model from a flat field/value array starting at index `from`, up to `to`.
-local function from_flat(raw, from, to, currency)
-  local m = {v = 0, n = 0, u = 0, a = 0, c = currency, lines = {}, saved = {}, orig = {}}
-  for i = from, to, 2 do
-    local f, val = raw[i], raw[i + 1]
-    m.orig[f] = val
-    local p = string.sub(f, 1, 2)
-    if p == 'l:' then m.lines[#m.lines + 1] = decode(string.sub(f, 3), val)
-    elseif p == 's:' then m.saved[#m.saved + 1] = decode(string.sub(f, 3), val)
-    elseif f == 'v' then m.v = num(val)
-    elseif f == 'n' then m.n = num(val)
-    elseif f == 'u' then m.u = num(val)
-    elseif f == 'a' then m.a = num(val)
-    elseif f == 'c' then m.c = val
-    elseif f == 'z' then m.z = val
-    end
-  end
-  table.sort(m.lines, by_seq)
-  table.sort(m.saved, by_seq)
-  return m
+-- Reads a cart's meta fields and notices lists Redis expired. Returns the state and whether the
+-- cart existed.
+local function load_meta(currency)
+  local m = redis.call('HMGET', KEYS[1], 'v', 'n', 'nl', 'ns', 'z', 'c', 'u')
+  local s = {v = tonumber(m[1]) or 0, n = tonumber(m[2]) or 0, nl = tonumber(m[3]) or 0, ns = tonumber(m[4]) or 0,
+             z = m[5] or nil, c = m[6] or currency, u = m[7] or '0', dirty = false}
+  return s, m[1] ~= false
 end
 
-local function load(key, currency)
-  local raw = redis.call('HGETALL', key)
-  return from_flat(raw, 1, #raw, currency)
-end
-
-local function fields(m)
-  local f = {v = fmt(m.v), n = fmt(m.n), c = m.c, u = fmt(m.u), a = fmt(m.a), z = m.z}
-  for _, l in ipairs(m.lines) do f['l:' .. l.sku] = encode(l) end
-  for _, l in ipairs(m.saved) do f['s:' .. l.sku] = encode(l) end
-  return f
-end
-
-local function flat(f)
-  local out = {}
-  for k, v in pairs(f) do out[#out + 1] = k; out[#out + 1] = v end
-  return out
-end
-
--- Calls `cmd key ...args` in chunks that stay far below Lua's argument limit.
-local function chunked(cmd, key, args, step)
-  for i = 1, #args, step do
-    local part = {}
-    for j = i, math.min(i + step - 1, #args) do part[#part + 1] = args[j] end
-    redis.call(cmd, key, unpack(part))
-  end
-end
-
--- Writes only the fields that differ from what was loaded.
-local function save(key, m)
-  local new = fields(m)
-  local set, del = {}, {}
-  for k, v in pairs(new) do
-    if m.orig[k] ~= v then set[#set + 1] = k; set[#set + 1] = v end
-  end
-  for k, _ in pairs(m.orig) do
-    if new[k] == nil then del[#del + 1] = k end
-  end
-  chunked('HDEL', key, del, 1000)
-  chunked('HSET', key, set, 1000)
-  return new
-end
-
-local function expire(m, cart_ttl, saved_ttl, ...)
-  local ttl = cart_ttl
-  if #m.saved > 0 and saved_ttl > ttl then ttl = saved_ttl end
-  for _, k in ipairs({...}) do redis.call('PEXPIRE', k, ttl) end
-end
-
-local function changed(m, now)
-  m.v = m.v + 1
-  m.u = now
-end
-
-local function touch(m, now, cart_ttl, saved_ttl)
+-- Lines or a saved list that expired while the cart lived on: gone, and a change.
+local function notice_expired(s, now)
   local dropped = false
-  if #m.lines > 0 and m.a + cart_ttl < now then m.lines = {}; dropped = true end
-  if #m.saved > 0 and m.a + saved_ttl < now then m.saved = {}; dropped = true end
-  if dropped then changed(m, now) end
-  m.a = now
+  if s.nl > 0 and redis.call('EXISTS', KEYS[2]) == 0 then s.nl = 0; dropped = true end
+  if s.ns > 0 and redis.call('EXISTS', KEYS[3]) == 0 then s.ns = 0; dropped = true end
+  if dropped then s.v = s.v + 1; s.u = now end
 end
 
-local function find(list, sku)
-  for i, l in ipairs(list) do
-    if l.sku == sku then return i end
+-- Writes the meta fields and renews every key's TTL.
+local function save_meta(s, cart_ttl, saved_ttl)
+  if s.z then
+    redis.call('HSET', KEYS[1], 'v', s.v, 'n', s.n, 'nl', s.nl, 'ns', s.ns, 'c', s.c, 'u', s.u, 'z', s.z)
+  else
+    redis.call('HSET', KEYS[1], 'v', s.v, 'n', s.n, 'nl', s.nl, 'ns', s.ns, 'c', s.c, 'u', s.u)
   end
-  return nil
-end
-
-local function room(list, maxl, name)
-  if #list >= maxl then
-    return 'cart_full', 'the ' .. name .. ' already holds the maximum of ' .. fmt(maxl) .. ' lines'
-  end
-  return nil
-end
-
-local function move(m, from, to, i, to_name, maxq, maxl)
-  local line = from[i]
-  local j = find(to, line.sku)
-  if j then
-    to[j].q = math.min(to[j].q + line.q, maxq)
-    table.remove(from, i)
-    return true
-  end
-  local code, msg = room(to, maxl, to_name)
-  if code then return nil, code, msg end
-  table.remove(from, i)
-  line.seq = m.n
-  m.n = m.n + 1
-  to[#to + 1] = line
-  return true
-end
-
--- Returns changed (boolean), or nil, code, message when the op is rejected.
-local function apply(m, op, maxq, maxl, now)
-  local t, sku = op.type, op.sku
-  if t == 'add' then
-    if op.cur ~= '' and op.cur ~= m.c then
-      return nil, 'currency_mismatch', 'this cart is priced in ' .. m.c .. ', not ' .. op.cur
-    end
-    local i = find(m.lines, sku)
-    if i then
-      local l = m.lines[i]
-      local q = math.min(l.q + op.q, maxq)
-      local ch = q ~= l.q
-      l.q = q
-      if l.cur == '' and op.cur ~= '' then l.amt = op.amt; l.cur = op.cur; ch = true end
-      return ch
-    end
-    local code, msg = room(m.lines, maxl, 'cart')
-    if code then return nil, code, msg end
-    m.lines[#m.lines + 1] = {sku = sku, q = op.q, seq = m.n, added = fmt(now), amt = op.amt, cur = op.cur}
-    m.n = m.n + 1
-    return true
-  elseif t == 'set_quantity' then
-    local i = find(m.lines, sku)
-    if not i then return nil, 'line_not_found', sku .. ' is not in the cart' end
-    local ch = m.lines[i].q ~= op.q
-    m.lines[i].q = op.q
-    return ch
-  elseif t == 'remove' or t == 'remove_saved' then
-    local list = (t == 'remove') and m.lines or m.saved
-    local i = find(list, sku)
-    if i then table.remove(list, i); return true end
-    return false
-  elseif t == 'save_for_later' then
-    local i = find(m.lines, sku)
-    if not i then return nil, 'line_not_found', sku .. ' is not in the cart' end
-    return move(m, m.lines, m.saved, i, 'saved list', maxq, maxl)
-  elseif t == 'move_to_cart' then
-    local i = find(m.saved, sku)
-    if not i then return nil, 'line_not_found', sku .. ' is not in the saved list' end
-    return move(m, m.saved, m.lines, i, 'cart', maxq, maxl)
-  elseif t == 'clear' then
-    local ch = #m.lines > 0
-    m.lines = {}
-    return ch
-  elseif t == 'deduct' then
-    local i = find(m.lines, sku)
-    if not i then return false end
-    local q = m.lines[i].q - op.q
-    if q > 0 then m.lines[i].q = q else table.remove(m.lines, i) end
-    return true
-  end
-  return nil, 'invalid_op', 'unknown op type'
-end
-
-local function merge_into(m, g, policy, maxq, maxl)
-  local ch = false
-  for pass = 1, 2 do
-    local glist = (pass == 1) and g.lines or g.saved
-    for _, gl in ipairs(glist) do
-      local list = (pass == 1) and m.lines or m.saved
-      local j = find(list, gl.sku)
-      if j then
-        local u = list[j]
-        local q = u.q
-        if policy == 'sum' then q = math.min(u.q + gl.q, maxq)
-        elseif policy == 'max' then q = math.min(math.max(u.q, gl.q), maxq)
-        end
-        if q ~= u.q then ch = true end
-        u.q = q
-      elseif #list < maxl then
-        local amt, cur = gl.amt, gl.cur
-        if cur ~= m.c then amt, cur = '', '' end
-        list[#list + 1] = {sku = gl.sku, q = math.min(gl.q, maxq), seq = m.n, added = gl.added, amt = amt, cur = cur}
-        m.n = m.n + 1
-        ch = true
-      end
-    end
-  end
-  return ch
+  local long = cart_ttl
+  if s.ns > 0 and saved_ttl > long then long = saved_ttl end
+  redis.call('PEXPIRE', KEYS[1], long)
+  redis.call('PEXPIRE', KEYS[4], long)
+  if s.nl > 0 then redis.call('PEXPIRE', KEYS[2], cart_ttl) end
+  if s.ns > 0 then redis.call('PEXPIRE', KEYS[3], saved_ttl) end
 end
