@@ -238,4 +238,13 @@ fn lua_expiry_drops_lines_but_keeps_a_longer_lived_saved_list_like_shared() {
         assert_eq!(cart.version, 4, "three changes and one expiry");
         apply_both(&p, &id, &[add("C", 3)], &rules, now).unwrap();
     }
+    // Without a saved list the whole cart goes: a new one starts empty, in both stores.
+    let id = CartId::Guest(shared::GuestToken::parse(&cartsync_tests::guest_token()).unwrap()).key();
+    apply_both(&p, &id, &[add("A", 5)], &rules, sync_server::clock::now()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1_300));
+    apply_both(&p, &id, &[], &rules, sync_server::clock::now()).unwrap();
+    let ApplyResult::Done { cart, .. } = p.rt.block_on(p.redis.apply(&id, &[], None, &rules, sync_server::clock::now())).unwrap() else {
+        panic!("a guest cart reads")
+    };
+    assert_eq!((cart.version, cart.lines.len()), (0, 0), "gone whole");
 }

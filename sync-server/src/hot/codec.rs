@@ -61,40 +61,40 @@ pub(super) fn encode_line(l: &CartLine) -> String {
     }
 }
 
-/// The meta fields of a cart, and the list sizes it recorded at its last write.
+/// What a cart's meta fields say beyond the cart itself.
 pub(super) struct Meta {
     pub exists: bool,
+    /// The numbers of lines and saved lines at the last write.
     pub lines: u64,
     pub saved: u64,
+    /// The last write or renewal the data recorded (ms).
+    pub accessed: i64,
 }
 
-/// A cart from the `HGETALL` replies of its meta, lines and saved keys. `accessed_at` is now:
-/// every access renews a cart. Returns the cart and what its meta says.
-pub(super) fn cart_of(
-    meta: &Value,
-    lines: &Value,
-    saved: &Value,
-    currency: Currency,
-    accessed_at: Timestamp,
-) -> Result<(Cart, Meta), StoreError> {
+/// A cart from the `HGETALL` replies of its main and saved keys. `accessed_at` is now: every
+/// access renews a cart. Returns the cart and what its meta says.
+pub(super) fn cart_of(main: &Value, saved: &Value, currency: Currency, accessed_at: Timestamp) -> Result<(Cart, Meta), StoreError> {
     let mut cart = Cart::new(currency);
     cart.accessed_at = accessed_at;
-    let mut info = Meta { exists: false, lines: 0, saved: 0 };
-    for (f, v) in pairs(meta) {
-        info.exists = true;
+    let mut info = Meta { exists: false, lines: 0, saved: 0, accessed: 0 };
+    for (f, v) in pairs(main) {
         match f {
-            b"v" => cart.version = number("v", v)?,
-            b"n" => cart.next_seq = number("n", v)?,
-            b"u" => cart.updated_at = Timestamp::from_millis(number("u", v)?),
-            b"c" => cart.currency = Currency::parse(text(v)?).map_err(|_| corrupt("the cart's currency"))?,
-            b"z" => cart.merged_into = Some(UserId::parse(text(v)?).map_err(|_| corrupt("the merged-into user"))?),
-            b"nl" => info.lines = number("nl", v)?,
-            b"ns" => info.saved = number("ns", v)?,
-            _ => {}
+            [b'#', name @ ..] => {
+                info.exists = true;
+                match name {
+                    b"v" => cart.version = number("#v", v)?,
+                    b"n" => cart.next_seq = number("#n", v)?,
+                    b"u" => cart.updated_at = Timestamp::from_millis(number("#u", v)?),
+                    b"a" => info.accessed = number("#a", v)?,
+                    b"c" => cart.currency = Currency::parse(text(v)?).map_err(|_| corrupt("the cart's currency"))?,
+                    b"z" => cart.merged_into = Some(UserId::parse(text(v)?).map_err(|_| corrupt("the merged-into user"))?),
+                    b"l" => info.lines = number("#l", v)?,
+                    b"s" => info.saved = number("#s", v)?,
+                    _ => {}
+                }
+            }
+            sku => cart.lines.push(decode_line(sku, v)?),
         }
-    }
-    for (f, v) in pairs(lines) {
-        cart.lines.push(decode_line(f, v)?);
     }
     for (f, v) in pairs(saved) {
         cart.saved.push(decode_line(f, v)?);
@@ -104,33 +104,35 @@ pub(super) fn cart_of(
     Ok((cart, info))
 }
 
-/// Whether lists the meta counts are gone: Redis expired them and no write has noticed yet.
-pub(super) fn lists_expired(cart: &Cart, meta: &Meta) -> bool {
-    (meta.lines > 0 && cart.lines.is_empty()) || (meta.saved > 0 && cart.saved.is_empty())
+/// Whether reading this cart must write after all: a saved list kept it alive past its lines'
+/// expiry, or Redis expired its saved list, and no write has recorded that change yet.
+pub(super) fn expired_unnoticed(cart: &Cart, meta: &Meta, cart_ttl_ms: i64, now: Timestamp) -> bool {
+    meta.saved > 0 && (cart.saved.is_empty() || (!cart.lines.is_empty() && meta.accessed.saturating_add(cart_ttl_ms) < now.millis()))
 }
 
-/// The meta, lines and saved items of a cart, as the restore script writes them.
-pub(super) fn cart_parts(cart: &Cart) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let mut meta = vec![
-        "v".into(),
+/// The main and saved items of a cart, as the restore script writes them.
+pub(super) fn cart_parts(cart: &Cart) -> (Vec<String>, Vec<String>) {
+    let mut main = vec![
+        "#v".into(),
         cart.version.to_string(),
-        "n".into(),
+        "#n".into(),
         cart.next_seq.to_string(),
-        "c".into(),
+        "#c".into(),
         cart.currency.to_string(),
-        "u".into(),
+        "#u".into(),
         cart.updated_at.millis().to_string(),
-        "nl".into(),
+        "#l".into(),
         cart.lines.len().to_string(),
-        "ns".into(),
+        "#s".into(),
         cart.saved.len().to_string(),
     ];
     if let Some(user) = &cart.merged_into {
-        meta.push("z".into());
-        meta.push(user.as_str().to_owned());
+        main.push("#z".into());
+        main.push(user.as_str().to_owned());
     }
-    let items = |list: &[CartLine]| list.iter().flat_map(|l| [l.sku.as_str().to_owned(), encode_line(l)]).collect();
-    (meta, items(&cart.lines), items(&cart.saved))
+    let items = |list: &[CartLine]| list.iter().flat_map(|l| [l.sku.as_str().to_owned(), encode_line(l)]).collect::<Vec<_>>();
+    main.extend(items(&cart.lines));
+    (main, items(&cart.saved))
 }
 
 /// The lines of a cart as one flat list of `l:<sku>` / `s:<sku>` items, in the cart's order (the
@@ -205,12 +207,12 @@ mod tests {
         c.apply(&OpKind::SaveForLater { sku: sku("A") }, &l, Timestamp::from_millis(7)).unwrap();
         c.accessed_at = Timestamp::from_millis(8);
         c.merged_into = Some(UserId::parse("alice").unwrap());
-        let (meta, lines, saved) = cart_parts(&c);
-        let (back, info) = cart_of(&reply(&meta), &reply(&lines), &reply(&saved), Currency::USD, c.accessed_at).unwrap();
+        let (main, saved) = cart_parts(&c);
+        let (back, info) = cart_of(&reply(&main), &reply(&saved), Currency::USD, c.accessed_at).unwrap();
         assert_eq!(back, c);
-        assert!(info.exists && !lists_expired(&back, &info));
-        let (gone, info) = cart_of(&reply(&meta), &reply(&[]), &reply(&[]), Currency::USD, c.accessed_at).unwrap();
-        assert!(lists_expired(&gone, &info), "a saved list the meta counts but Redis no longer has");
+        assert!(info.exists && !expired_unnoticed(&back, &info, 1000, c.accessed_at));
+        let (gone, info) = cart_of(&reply(&main), &reply(&[]), Currency::USD, c.accessed_at).unwrap();
+        assert!(expired_unnoticed(&gone, &info, 1000, c.accessed_at), "a saved list the meta counts but Redis no longer has");
         let mut snapshot = vec!["v".to_owned(), c.version.to_string(), "n".into(), c.next_seq.to_string(), "c".into(), "USD".into()];
         snapshot.extend(line_fields(&c));
         let frozen = cart_from_fields(&snapshot, Currency::USD, c.accessed_at).unwrap();

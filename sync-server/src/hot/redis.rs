@@ -5,7 +5,7 @@
 //! write to a user cart is sent together with an `XADD` to the write-behind stream: both go out at
 //! once on the multiplexed connection, so the write still costs one round trip.
 
-use super::codec::{cart_from_fields, cart_of, cart_parts, line_fields, lists_expired};
+use super::codec::{cart_from_fields, cart_of, cart_parts, expired_unnoticed, line_fields};
 use super::{ApplyResult, Frozen, MergeResult, Rules, StoreError, WriteBehindEntry};
 use crate::identity::CartKey;
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -122,11 +122,11 @@ impl RedisStore {
         format!("{}:cart:{{{}}}{suffix}", self.prefix, id.tag)
     }
 
-    /// The four keys of a cart: meta, lines, saved, op ids (see `lua/common.lua`).
-    fn keys(&self, id: &CartKey) -> [String; 4] {
-        let meta = self.key(id, "");
-        let (lines, saved, ops) = (format!("{meta}:l"), format!("{meta}:s"), format!("{meta}:o"));
-        [meta, lines, saved, ops]
+    /// The three keys of a cart: main (lines and meta), saved, op ids (see `lua/common.lua`).
+    fn keys(&self, id: &CartKey) -> [String; 3] {
+        let main = self.key(id, "");
+        let (saved, ops) = (format!("{main}:s"), format!("{main}:o"));
+        [main, saved, ops]
     }
 
     fn stream(&self) -> String {
@@ -149,11 +149,11 @@ impl RedisStore {
         cmd
     }
 
-    /// Sends `cmd` (a script call) pipelined with the reads of the cart's three hashes, and the
+    /// Sends `cmd` (a script call) pipelined with the reads of the cart's two hashes, and the
     /// write-behind `XADD` alongside when `user` is set. Loads the script when Redis lost it.
-    async fn with_cart(&self, script: &Script, cmd: &Cmd, keys: &[String; 4], user: Option<&UserId>) -> Result<[Value; 4], StoreError> {
+    async fn with_cart(&self, script: &Script, cmd: Cmd, keys: &[String; 3], user: Option<&UserId>) -> Result<[Value; 3], StoreError> {
         let mut pipe = redis::pipe();
-        pipe.add_command(cmd.clone()).cmd("HGETALL").arg(&keys[0]).cmd("HGETALL").arg(&keys[1]).cmd("HGETALL").arg(&keys[2]);
+        pipe.add_command(cmd).cmd("HGETALL").arg(&keys[0]).cmd("HGETALL").arg(&keys[1]);
         let run = || async {
             let mut c = self.conn.clone();
             match pipe.query_async::<Vec<Value>>(&mut c).await {
@@ -178,7 +178,7 @@ impl RedisStore {
                 result?
             }
         };
-        <[Value; 4]>::try_from(replies).map_err(|_| StoreError::Corrupt("unexpected reply to a cart pipeline".into()))
+        <[Value; 3]>::try_from(replies).map_err(|_| StoreError::Corrupt("unexpected reply to a cart pipeline".into()))
     }
 
     /// `EVALSHA` of `script` on a cart's keys (and `extra` keys) with `args`.
@@ -201,10 +201,10 @@ impl RedisStore {
         }
     }
 
-    /// A read without a script: the three hashes and the TTL renewals in one round trip. `None`
-    /// when it takes a write after all: lists Redis expired while the cart lived on (their going
-    /// is a change, which the apply script records).
-    async fn read(&self, id: &CartKey, keys: &[String; 4], rules: &Rules, now: Timestamp) -> Result<Option<ApplyResult>, StoreError> {
+    /// A read without a script: the two hashes and the TTL renewals in one round trip (two for a
+    /// cart with a saved list). `None` when it takes a write after all: lists that expired while
+    /// the cart lived on (their going is a change, which the apply script records).
+    async fn read(&self, id: &CartKey, keys: &[String; 3], rules: &Rules, now: Timestamp) -> Result<Option<ApplyResult>, StoreError> {
         let expiry = rules.expiry(id);
         let (cart_ttl, saved_ttl) = (expiry.cart_seconds * 1000, expiry.saved_seconds * 1000);
         let mut pipe = redis::pipe();
@@ -212,51 +212,36 @@ impl RedisStore {
             .arg(&keys[0])
             .cmd("HGETALL")
             .arg(&keys[1])
-            .cmd("HGETALL")
-            .arg(&keys[2])
-            // Renewals: the meta and op ids never below the cart's expiry (a saved list may keep them longer).
+            // Renewals: never below the cart's expiry (a saved list may keep them longer).
             .cmd("PEXPIRE")
             .arg(&keys[0])
             .arg(cart_ttl)
             .arg("GT")
             .ignore()
             .cmd("PEXPIRE")
-            .arg(&keys[3])
+            .arg(&keys[2])
             .arg(cart_ttl)
             .arg("GT")
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&keys[1])
-            .arg(cart_ttl)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&keys[2])
-            .arg(saved_ttl)
             .ignore();
         let mut c = self.conn.clone();
         let replies: Vec<Value> = pipe.query_async(&mut c).await?;
-        let [meta, lines, saved] =
-            <[Value; 3]>::try_from(replies).map_err(|_| StoreError::Corrupt("unexpected reply to a cart read".into()))?;
-        let (cart, info) = cart_of(&meta, &lines, &saved, rules.currency, now)?;
-        if !info.exists {
+        let [main, saved] = <[Value; 2]>::try_from(replies).map_err(|_| StoreError::Corrupt("unexpected reply to a cart read".into()))?;
+        let (cart, meta) = cart_of(&main, &saved, rules.currency, now)?;
+        if !meta.exists {
             return Ok(Some(if id.is_user() { ApplyResult::NeedsRestore } else { ApplyResult::Done { cart, outcomes: Vec::new() } }));
         }
-        if lists_expired(&cart, &info) {
+        if expired_unnoticed(&cart, &meta, cart_ttl, now) {
             return Ok(None);
         }
-        if info.saved > 0 && saved_ttl > cart_ttl {
-            // A saved list keeps the cart's meta and op ids as long as itself.
+        if meta.saved > 0 {
+            // A saved list keeps the cart alive as long as itself, and its lines expire by the
+            // data from then on: the access is recorded.
+            let long = cart_ttl.max(saved_ttl);
             let mut pipe = redis::pipe();
-            pipe.cmd("PEXPIRE")
-                .arg(&keys[0])
-                .arg(saved_ttl)
-                .arg("GT")
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&keys[3])
-                .arg(saved_ttl)
-                .arg("GT")
-                .ignore();
+            pipe.cmd("HSET").arg(&keys[0]).arg("#a").arg(now.millis()).ignore();
+            for (key, ttl) in [(&keys[0], long), (&keys[2], long), (&keys[1], saved_ttl)] {
+                pipe.cmd("PEXPIRE").arg(key).arg(ttl).arg("GT").ignore();
+            }
             pipe.query_async::<()>(&mut c).await?;
         }
         Ok(Some(ApplyResult::Done { cart, outcomes: Vec::new() }))
@@ -305,7 +290,7 @@ impl RedisStore {
             }
         });
         let user = id.user().filter(|_| !ops.is_empty());
-        let [reply, meta, lines, saved] = self.with_cart(&self.scripts.apply, &cmd, &keys, user).await?;
+        let [reply, main, saved] = self.with_cart(&self.scripts.apply, cmd, &keys, user).await?;
         let reply = strings_or_arrays(reply)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(ApplyResult::NeedsRestore),
@@ -313,7 +298,7 @@ impl RedisStore {
             Some("mismatch") => Ok(ApplyResult::VersionMismatch(reply.get(1).map(|v| v.int()).unwrap_or(0) as u64)),
             Some("ok") if reply.len() == 3 => {
                 let outcomes = reply[1].list().iter().map(|r| parse_outcome(r.as_str())).collect::<Result<_, _>>()?;
-                let (mut cart, _) = cart_of(&meta, &lines, &saved, rules.currency, now)?;
+                let (mut cart, _) = cart_of(&main, &saved, rules.currency, now)?;
                 // A new cart whose ops were all refused is not stored: it is still the empty cart.
                 cart.version = cart.version.max(reply[2].int().max(0) as u64);
                 Ok(ApplyResult::Done { cart, outcomes })
@@ -322,17 +307,16 @@ impl RedisStore {
         }
     }
 
-    pub async fn restore(&self, id: &CartKey, state: &CartState, rules: &Rules, _now: Timestamp) -> Result<(), StoreError> {
+    pub async fn restore(&self, id: &CartKey, state: &CartState, rules: &Rules, now: Timestamp) -> Result<(), StoreError> {
         let expiry = rules.expiry(id);
-        let (meta, lines, saved) = cart_parts(&state.cart);
+        let (main, saved) = cart_parts(&state.cart);
         let cmd = Self::script_cmd(&self.scripts.restore, &self.keys(id), |c| {
-            c.arg(expiry.cart_seconds * 1000)
+            c.arg(now.millis())
+                .arg(expiry.cart_seconds * 1000)
                 .arg(expiry.saved_seconds * 1000)
-                .arg(meta.len())
-                .arg(lines.len())
+                .arg(main.len())
                 .arg(saved.len())
-                .arg(&meta)
-                .arg(&lines)
+                .arg(&main)
                 .arg(&saved);
             for op in &state.applied {
                 c.arg(op);
@@ -345,8 +329,8 @@ impl RedisStore {
     pub async fn freeze_guest(&self, guest: &CartKey, user: &UserId, rules: &Rules, now: Timestamp) -> Result<Frozen, StoreError> {
         let expiry = rules.expiry(guest);
         let snapshot_ttl = expiry.cart_seconds.max(expiry.saved_seconds) * 1000;
-        let [meta, lines, saved, ops] = self.keys(guest);
-        let keys = [meta, lines, saved, ops, self.key(guest, ":frozen"), self.key(guest, ":generation")];
+        let [main, saved, ops] = self.keys(guest);
+        let keys = [main, saved, ops, self.key(guest, ":frozen"), self.key(guest, ":generation")];
         let cmd = Self::script_cmd(&self.scripts.freeze, &keys, |c| {
             c.arg(now.millis())
                 .arg(expiry.cart_seconds * 1000)
@@ -388,12 +372,12 @@ impl RedisStore {
                 .arg(&fields)
                 .arg(&guest.applied);
         });
-        let [reply, meta, lines, saved] = self.with_cart(&self.scripts.merge, &cmd, &keys, user.user()).await?;
+        let [reply, main, saved] = self.with_cart(&self.scripts.merge, cmd, &keys, user.user()).await?;
         let reply = strings_or_arrays(reply)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(MergeResult::NeedsRestore),
             Some(status @ ("applied" | "duplicate")) => {
-                let (cart, _) = cart_of(&meta, &lines, &saved, rules.currency, now)?;
+                let (cart, _) = cart_of(&main, &saved, rules.currency, now)?;
                 Ok(MergeResult::Done { cart, applied: status == "applied" })
             }
             _ => Err(StoreError::Corrupt("unexpected reply from merge.lua".into())),
@@ -409,11 +393,11 @@ impl RedisStore {
     pub async fn snapshot(&self, id: &CartKey, rules: &Rules) -> Result<Option<CartState>, StoreError> {
         let cmd = Self::script_cmd(&self.scripts.snapshot, &self.keys(id), |_| {});
         let reply = match self.invoke(&self.scripts.snapshot, &cmd).await? {
-            Value::Array(parts) if parts.len() == 4 => parts,
+            Value::Array(parts) if parts.len() == 3 => parts,
             _ => return Ok(None),
         };
-        let (cart, _) = cart_of(&reply[0], &reply[1], &reply[2], rules.currency, crate::clock::now())?;
-        let applied = match &reply[3] {
+        let (cart, _) = cart_of(&reply[0], &reply[1], rules.currency, crate::clock::now())?;
+        let applied = match &reply[2] {
             Value::Array(ids) | Value::Set(ids) => ids.iter().filter_map(bulk).collect(),
             _ => Default::default(),
         };

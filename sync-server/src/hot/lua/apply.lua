@@ -1,6 +1,6 @@
 -- Applies a batch of ops to one cart, exactly once per op id: shared::CartState::apply_op for
 -- each, touching only the fields each op changes.
--- KEYS: 1 meta, 2 lines, 3 saved, 4 op ids (see common.lua).
+-- KEYS: 1 main, 2 saved, 3 op ids (see common.lua).
 -- ARGV: 1 now ms, 2 max quantity, 3 max lines, 4 cart ttl ms, 5 saved ttl ms, 6 currency of a new
 --       cart, 7 "1" if the cart must already exist (user carts: else it is restored first),
 --       8 expected version or "", then 5 per op: id ("" for none: recorded nowhere), type, sku,
@@ -12,7 +12,7 @@ local now, maxq, maxl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local cart_ttl, saved_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local s, exists = load_meta(ARGV[6])
 if not exists and ARGV[7] == '1' then return {'restore'} end
-notice_expired(s, now)
+notice_expired(s, now, cart_ttl)
 if s.z and #ARGV > 8 then return {'merged', s.z} end
 if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= s.v then return {'mismatch', s.v} end
 
@@ -21,30 +21,50 @@ local function full(count, name)
   return nil
 end
 
--- Moves a line from one list to the other: summed (clamped) into the same SKU there, or appended
--- with a fresh sequence number if there is room.
-local function move(sku, from, to, to_name)
-  local raw = redis.call('HGET', from, sku)
-  if not raw then
-    local list = (from == KEYS[2]) and 'cart' or 'saved list'
-    return nil, 'line_not_found', sku .. ' is not in the ' .. list
-  end
+-- Saves a line for later: summed (clamped) into the same SKU there, or appended with a fresh
+-- sequence number if there is room.
+local function save_for_later(sku)
+  local raw = get_line(s, sku)
+  if not raw then return nil, 'line_not_found', sku .. ' is not in the cart' end
   local l = decode(raw)
-  local there = redis.call('HGET', to, sku)
+  local there = redis.call('HGET', KEYS[2], sku)
   if there then
     local t = decode(there)
     t.q = math.min(t.q + l.q, maxq)
-    redis.call('HSET', to, sku, encode(t))
+    redis.call('HSET', KEYS[2], sku, encode(t))
   else
-    local code, msg = full((to == KEYS[2]) and s.nl or s.ns, to_name)
+    local code, msg = full(s.s, 'saved list')
     if code then return nil, code, msg end
     l.seq = fmt(s.n)
     s.n = s.n + 1
-    redis.call('HSET', to, sku, encode(l))
-    if to == KEYS[2] then s.nl = s.nl + 1 else s.ns = s.ns + 1 end
+    redis.call('HSET', KEYS[2], sku, encode(l))
+    s.s = s.s + 1
   end
-  redis.call('HDEL', from, sku)
-  if from == KEYS[2] then s.nl = s.nl - 1 else s.ns = s.ns - 1 end
+  del_line(s, sku)
+  s.l = s.l - 1
+  return true
+end
+
+-- Moves a saved line back into the cart, the same way.
+local function move_to_cart(sku)
+  local raw = redis.call('HGET', KEYS[2], sku)
+  if not raw then return nil, 'line_not_found', sku .. ' is not in the saved list' end
+  local l = decode(raw)
+  local there = get_line(s, sku)
+  if there then
+    local t = decode(there)
+    t.q = math.min(t.q + l.q, maxq)
+    put_line(s, sku, encode(t))
+  else
+    local code, msg = full(s.l, 'cart')
+    if code then return nil, code, msg end
+    l.seq = fmt(s.n)
+    s.n = s.n + 1
+    put_line(s, sku, encode(l))
+    s.l = s.l + 1
+  end
+  redis.call('HDEL', KEYS[2], sku)
+  s.s = s.s - 1
   return true
 end
 
@@ -54,55 +74,56 @@ local function apply(t, sku, q, amt, cur)
     if cur ~= '' and cur ~= s.c then
       return nil, 'currency_mismatch', 'this cart is priced in ' .. s.c .. ', not ' .. cur
     end
-    local raw = redis.call('HGET', KEYS[2], sku)
+    local raw = get_line(s, sku)
     if raw then
       local l = decode(raw)
       local nq = math.min(l.q + q, maxq)
       local ch = nq ~= l.q
       l.q = nq
       if l.cur == '' and cur ~= '' then l.amt = amt; l.cur = cur; ch = true end
-      if ch then redis.call('HSET', KEYS[2], sku, encode(l)) end
+      if ch then put_line(s, sku, encode(l)) end
       return ch
     end
-    local code, msg = full(s.nl, 'cart')
+    local code, msg = full(s.l, 'cart')
     if code then return nil, code, msg end
-    redis.call('HSET', KEYS[2], sku, fmt(q) .. '|' .. fmt(s.n) .. '|' .. now .. '|' .. amt .. '|' .. cur)
+    put_line(s, sku, fmt(q) .. '|' .. fmt(s.n) .. '|' .. now .. '|' .. amt .. '|' .. cur)
     s.n = s.n + 1
-    s.nl = s.nl + 1
+    s.l = s.l + 1
     return true
   elseif t == 'set_quantity' then
-    local raw = redis.call('HGET', KEYS[2], sku)
+    local raw = get_line(s, sku)
     if not raw then return nil, 'line_not_found', sku .. ' is not in the cart' end
     local l = decode(raw)
     if l.q == q then return false end
     l.q = q
-    redis.call('HSET', KEYS[2], sku, encode(l))
+    put_line(s, sku, encode(l))
     return true
   elseif t == 'remove' then
-    if redis.call('HDEL', KEYS[2], sku) == 1 then s.nl = s.nl - 1; return true end
-    return false
+    if not get_line(s, sku) then return false end
+    del_line(s, sku)
+    s.l = s.l - 1
+    return true
   elseif t == 'remove_saved' then
-    if redis.call('HDEL', KEYS[3], sku) == 1 then s.ns = s.ns - 1; return true end
+    if redis.call('HDEL', KEYS[2], sku) == 1 then s.s = s.s - 1; return true end
     return false
   elseif t == 'save_for_later' then
-    return move(sku, KEYS[2], KEYS[3], 'saved list')
+    return save_for_later(sku)
   elseif t == 'move_to_cart' then
-    return move(sku, KEYS[3], KEYS[2], 'cart')
+    return move_to_cart(sku)
   elseif t == 'clear' then
-    if s.nl == 0 then return false end
-    redis.call('DEL', KEYS[2])
-    s.nl = 0
+    if s.l == 0 then return false end
+    drop_lines(s)
     return true
   elseif t == 'deduct' then
-    local raw = redis.call('HGET', KEYS[2], sku)
+    local raw = get_line(s, sku)
     if not raw then return false end
     local l = decode(raw)
     l.q = l.q - q
     if l.q > 0 then
-      redis.call('HSET', KEYS[2], sku, encode(l))
+      put_line(s, sku, encode(l))
     else
-      redis.call('HDEL', KEYS[2], sku)
-      s.nl = s.nl - 1
+      del_line(s, sku)
+      s.l = s.l - 1
     end
     return true
   end
@@ -112,7 +133,7 @@ end
 local results, seen, applied = {}, {}, 0
 for i = 9, #ARGV, 5 do
   local id = ARGV[i]
-  if id ~= '' and (seen[id] or redis.call('HEXISTS', KEYS[4], id) == 1) then
+  if id ~= '' and (seen[id] or (s.o and redis.call('HEXISTS', KEYS[3], id) == 1)) then
     results[#results + 1] = 'd'
   else
     local amt, cur = string.match(ARGV[i + 4], '^(%d*)|?(%u*)$')
@@ -123,7 +144,8 @@ for i = 9, #ARGV, 5 do
       if ch then s.v = s.v + 1; s.u = now end
       if id ~= '' then
         seen[id] = true
-        redis.call('HSET', KEYS[4], id, '1')
+        redis.call('HSET', KEYS[3], id, '1')
+        s.o = true
       end
       applied = applied + 1
       results[#results + 1] = 'a'
@@ -131,5 +153,5 @@ for i = 9, #ARGV, 5 do
   end
 end
 
-if exists or applied > 0 then save_meta(s, cart_ttl, saved_ttl) end
+if exists or applied > 0 then save(s, now, cart_ttl, saved_ttl) end
 return {'ok', results, s.v}
