@@ -79,9 +79,60 @@ impl Timestamp {
     }
 }
 
+/// An RFC 3339 timestamp in text, without an allocation: `YYYY-MM-DDTHH:MM:SS[.mmm]Z`.
+struct Rfc3339 {
+    buf: [u8; 24],
+    len: usize,
+}
+
+impl Rfc3339 {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits and punctuation are ever written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("1970-01-01T00:00:00Z")
+    }
+}
+
+impl Timestamp {
+    /// The text form, built by hand: it is written for every line of every cart response, and
+    /// the formatting machinery would cost more than the rest of the line.
+    fn rfc3339(self) -> Option<Rfc3339> {
+        let days = self.0.div_euclid(MS_PER_DAY);
+        let rem = self.0.rem_euclid(MS_PER_DAY);
+        let (y, m, d) = civil_from_days(days);
+        if !(0..=9999).contains(&y) {
+            return None;
+        }
+        let secs = rem / 1000;
+        let ms = rem % 1000;
+        let mut buf = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, value: i64, width: usize| {
+            let mut v = value;
+            for i in (0..width).rev() {
+                buf[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, y, 4);
+        put(5, m, 2);
+        put(8, d, 2);
+        put(11, secs / 3600, 2);
+        put(14, secs / 60 % 60, 2);
+        put(17, secs % 60, 2);
+        if ms == 0 {
+            buf[19] = b'Z';
+            return Some(Rfc3339 { buf, len: 20 });
+        }
+        put(20, ms, 3);
+        Some(Rfc3339 { buf, len: 24 })
+    }
+}
+
 impl fmt::Display for Timestamp {
     /// Always UTC with a `Z`; milliseconds only when they are not zero.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(text) = self.rfc3339() {
+            return f.write_str(text.as_str());
+        }
         let days = self.0.div_euclid(MS_PER_DAY);
         let rem = self.0.rem_euclid(MS_PER_DAY);
         let (y, m, d) = civil_from_days(days);
@@ -97,7 +148,10 @@ impl fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match self.rfc3339() {
+            Some(text) => s.serialize_str(text.as_str()),
+            None => s.collect_str(self),
+        }
     }
 }
 
@@ -171,6 +225,12 @@ mod tests {
         fn display_then_parse_round_trips(ms in 0i64..253_000_000_000_000i64) {
             let t = Timestamp::from_millis(ms);
             prop_assert_eq!(Timestamp::parse_rfc3339(&t.to_string()), Some(t));
+        }
+
+        #[test]
+        fn json_is_the_display_form_in_and_out_of_the_fast_range(ms in prop_oneof![0i64..253_402_300_800_000i64, i64::MIN / 4..0i64, 253_402_300_800_000i64..i64::MAX / 4]) {
+            let t = Timestamp::from_millis(ms);
+            prop_assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{t}\""));
         }
     }
 }

@@ -1,4 +1,9 @@
 use clap::{CommandFactory, Parser};
+
+/// mimalloc rather than the system allocator: a request allocates and frees many small buffers
+/// across the runtime's threads, where glibc's arenas contend (measured by `bench_saturation`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::error::Error as _;
 use sync_server::config::{Cli, Command};
 

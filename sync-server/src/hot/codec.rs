@@ -69,6 +69,8 @@ pub(super) struct Meta {
     pub saved: u64,
     /// The last write or renewal the data recorded (ms).
     pub accessed: i64,
+    /// When this life of the cart began (`#i`).
+    pub incarnation: String,
 }
 
 /// A cart from the `HGETALL` replies of its main and saved keys. `accessed_at` is now: every
@@ -76,7 +78,7 @@ pub(super) struct Meta {
 pub(super) fn cart_of(main: &Value, saved: &Value, currency: Currency, accessed_at: Timestamp) -> Result<(Cart, Meta), StoreError> {
     let mut cart = Cart::new(currency);
     cart.accessed_at = accessed_at;
-    let mut info = Meta { exists: false, lines: 0, saved: 0, accessed: 0 };
+    let mut info = Meta { exists: false, lines: 0, saved: 0, accessed: 0, incarnation: String::new() };
     for (f, v) in pairs(main) {
         match f {
             [b'#', name @ ..] => {
@@ -86,6 +88,7 @@ pub(super) fn cart_of(main: &Value, saved: &Value, currency: Currency, accessed_
                     b"n" => cart.next_seq = number("#n", v)?,
                     b"u" => cart.updated_at = Timestamp::from_millis(number("#u", v)?),
                     b"a" => info.accessed = number("#a", v)?,
+                    b"i" => info.incarnation = text(v)?.to_owned(),
                     b"c" => cart.currency = Currency::parse(text(v)?).map_err(|_| corrupt("the cart's currency"))?,
                     b"z" => cart.merged_into = Some(UserId::parse(text(v)?).map_err(|_| corrupt("the merged-into user"))?),
                     b"l" => info.lines = number("#l", v)?,

@@ -6,6 +6,7 @@
 //!
 //! Both also hold the write-behind queue of user carts that the durable store has yet to see.
 
+mod cache;
 mod codec;
 mod memory;
 mod redis;

@@ -5,6 +5,7 @@
 //! write to a user cart is sent together with an `XADD` to the write-behind stream: both go out at
 //! once on the multiplexed connection, so the write still costs one round trip.
 
+use super::cache::{CartCache, Copy};
 use super::codec::{cart_from_fields, cart_of, cart_parts, expired_unnoticed, line_fields};
 use super::{ApplyResult, Frozen, MergeResult, Rules, StoreError, WriteBehindEntry};
 use crate::identity::CartKey;
@@ -66,12 +67,16 @@ pub struct RedisStore {
     prefix: String,
     consumer: String,
     scripts: Arc<Scripts>,
+    /// The carts this instance served last, so a write need not read them back.
+    cache: Arc<CartCache>,
     /// When this instance last looked for entries a stopped instance left behind.
     last_claim: Arc<std::sync::Mutex<std::time::Instant>>,
     claim_idle_ms: u64,
 }
 
 const GROUP: &str = "durable-writers";
+/// How many carts an instance keeps a copy of.
+const CACHED_CARTS: usize = 100_000;
 /// Entries a crashed instance fetched but never acknowledged are taken over after this long
 /// (by default; see [`RedisStore::with_claim_idle`]).
 const CLAIM_IDLE_MS: u64 = 30_000;
@@ -97,10 +102,12 @@ impl RedisStore {
             conn,
             prefix: prefix.to_owned(),
             consumer: uuid::Uuid::new_v4().to_string(),
+            cache: Arc::new(CartCache::new(CACHED_CARTS)),
             last_claim: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
             claim_idle_ms: CLAIM_IDLE_MS,
             scripts: Arc::new(Scripts {
-                apply: script(include_str!("lua/apply.lua")),
+                // The hot path stands alone: the prelude's helpers would only cost it time.
+                apply: Script::new(include_str!("lua/apply.lua")),
                 restore: script(include_str!("lua/restore.lua")),
                 freeze: script(include_str!("lua/freeze.lua")),
                 merge: script(include_str!("lua/merge.lua")),
@@ -151,9 +158,19 @@ impl RedisStore {
 
     /// Sends `cmd` (a script call) pipelined with the reads of the cart's two hashes, and the
     /// write-behind `XADD` alongside when `user` is set. Loads the script when Redis lost it.
-    async fn with_cart(&self, script: &Script, cmd: Cmd, keys: &[String; 3], user: Option<&UserId>) -> Result<[Value; 3], StoreError> {
+    async fn with_cart(
+        &self,
+        script: &Script,
+        cmd: Cmd,
+        keys: &[String; 3],
+        user: Option<&UserId>,
+        read_back: bool,
+    ) -> Result<[Value; 3], StoreError> {
         let mut pipe = redis::pipe();
-        pipe.add_command(cmd).cmd("HGETALL").arg(&keys[0]).cmd("HGETALL").arg(&keys[1]);
+        pipe.add_command(cmd);
+        if read_back {
+            pipe.cmd("HGETALL").arg(&keys[0]).cmd("HGETALL").arg(&keys[1]);
+        }
         let run = || async {
             let mut c = self.conn.clone();
             match pipe.query_async::<Vec<Value>>(&mut c).await {
@@ -178,7 +195,27 @@ impl RedisStore {
                 result?
             }
         };
-        <[Value; 3]>::try_from(replies).map_err(|_| StoreError::Corrupt("unexpected reply to a cart pipeline".into()))
+        let mut replies = replies.into_iter();
+        let reply = replies.next().ok_or_else(|| StoreError::Corrupt("no reply to a cart script".into()))?;
+        Ok([reply, replies.next().unwrap_or(Value::Nil), replies.next().unwrap_or(Value::Nil)])
+    }
+
+    /// Reads a cart's two hashes (after a write whose result could not be had otherwise).
+    async fn read_back(&self, keys: &[String; 3]) -> Result<(Value, Value), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL").arg(&keys[0]).cmd("HGETALL").arg(&keys[1]);
+        let mut c = self.conn.clone();
+        let (main, saved): (Value, Value) = pipe.query_async(&mut c).await?;
+        Ok((main, saved))
+    }
+
+    /// Decodes a cart read back, and keeps a copy of it.
+    fn decoded(&self, id: &CartKey, main: &Value, saved: &Value, rules: &Rules, now: Timestamp) -> Result<Cart, StoreError> {
+        let (cart, meta) = cart_of(main, saved, rules.currency, now)?;
+        if meta.exists {
+            self.cache.put(&id.tag, Copy { incarnation: meta.incarnation, cart: cart.clone() });
+        }
+        Ok(cart)
     }
 
     /// `EVALSHA` of `script` on a cart's keys (and `extra` keys) with `args`.
@@ -227,6 +264,9 @@ impl RedisStore {
         let replies: Vec<Value> = pipe.query_async(&mut c).await?;
         let [main, saved] = <[Value; 2]>::try_from(replies).map_err(|_| StoreError::Corrupt("unexpected reply to a cart read".into()))?;
         let (cart, meta) = cart_of(&main, &saved, rules.currency, now)?;
+        if meta.exists && !expired_unnoticed(&cart, &meta, cart_ttl, now) {
+            self.cache.put(&id.tag, Copy { incarnation: meta.incarnation.clone(), cart: cart.clone() });
+        }
         if !meta.exists {
             return Ok(Some(if id.is_user() { ApplyResult::NeedsRestore } else { ApplyResult::Done { cart, outcomes: Vec::new() } }));
         }
@@ -290,17 +330,45 @@ impl RedisStore {
             }
         });
         let user = id.user().filter(|_| !ops.is_empty());
-        let [reply, main, saved] = self.with_cart(&self.scripts.apply, cmd, &keys, user).await?;
+        let copy = self.cache.take(&id.tag);
+        let [reply, main, saved] = self.with_cart(&self.scripts.apply, cmd, &keys, user, copy.is_none()).await?;
         let reply = strings_or_arrays(reply)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(ApplyResult::NeedsRestore),
             Some("merged") => Ok(ApplyResult::Merged { into: reply.get(1).and_then(|u| UserId::parse(u.as_str()).ok()) }),
             Some("mismatch") => Ok(ApplyResult::VersionMismatch(reply.get(1).map(|v| v.int()).unwrap_or(0) as u64)),
-            Some("ok") if reply.len() == 3 => {
-                let outcomes = reply[1].list().iter().map(|r| parse_outcome(r.as_str())).collect::<Result<_, _>>()?;
-                let (mut cart, _) = cart_of(&main, &saved, rules.currency, now)?;
+            Some("ok") if reply.len() == 5 => {
+                let outcomes: Vec<OpOutcome> = reply[1].list().iter().map(|r| parse_outcome(r.as_str())).collect::<Result<_, _>>()?;
+                let (version, before, incarnation) = (reply[2].int().max(0) as u64, reply[3].int(), reply[4].as_str());
+                let cart = match copy {
+                    None => self.decoded(id, &main, &saved, rules, now)?,
+                    // The copy is the cart the script started from: the same ops make the same cart.
+                    Some(Copy { incarnation: had, cart: mut copy })
+                        if had == incarnation && i64::try_from(copy.version).is_ok_and(|v| v == before) =>
+                    {
+                        for (op, outcome) in ops.iter().zip(&outcomes) {
+                            if *outcome == OpOutcome::Applied {
+                                let _ = copy.apply(&op.kind, &rules.limits, now);
+                            }
+                        }
+                        copy.accessed_at = now;
+                        if copy.version == version {
+                            self.cache.put(&id.tag, Copy { incarnation: had, cart: copy.clone() });
+                            copy
+                        } else {
+                            tracing::warn!(version, local = copy.version, "a cart copy disagreed with the script; reading it back");
+                            let (main, saved) = self.read_back(&keys).await?;
+                            self.decoded(id, &main, &saved, rules, now)?
+                        }
+                    }
+                    Some(_) => {
+                        let (main, saved) = self.read_back(&keys).await?;
+                        self.decoded(id, &main, &saved, rules, now)?
+                    }
+                };
                 // A new cart whose ops were all refused is not stored: it is still the empty cart.
-                cart.version = cart.version.max(reply[2].int().max(0) as u64);
+                let mut cart = cart;
+                cart.version = cart.version.max(version);
                 Ok(ApplyResult::Done { cart, outcomes })
             }
             _ => Err(StoreError::Corrupt("unexpected reply from apply.lua".into())),
@@ -372,7 +440,7 @@ impl RedisStore {
                 .arg(&fields)
                 .arg(&guest.applied);
         });
-        let [reply, main, saved] = self.with_cart(&self.scripts.merge, cmd, &keys, user.user()).await?;
+        let [reply, main, saved] = self.with_cart(&self.scripts.merge, cmd, &keys, user.user(), true).await?;
         let reply = strings_or_arrays(reply)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(MergeResult::NeedsRestore),

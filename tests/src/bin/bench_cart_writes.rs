@@ -7,6 +7,10 @@
 //! Starts its own redis-server and PostgreSQL (like the tests) and the server in process; the
 //! load generator shares the machine with them, so the figures include its cost.
 
+/// The allocator the server binary uses, so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use cartsync_tests::{Mode, TestApp, guest_token, user_token};
 use std::time::{Duration, Instant};
 

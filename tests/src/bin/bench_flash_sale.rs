@@ -6,6 +6,10 @@
 //!
 //! Starts its own redis-server and PostgreSQL (like the tests) and the server in process.
 
+/// The allocator the server binary uses, so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use cartsync_tests::app::As;
 use cartsync_tests::{Mode, TestApp, guest_token, stock_ledger};
 use std::time::{Duration, Instant};

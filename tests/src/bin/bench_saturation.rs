@@ -15,6 +15,10 @@
 //! the server in process on a runtime of its own, and the load on another; Redis, the server and
 //! the load share the machine, as they would on one box.
 
+/// The allocator the server binary uses, so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use cartsync_tests::{Mode, TestApp, guest_token};
 use shared::{Currency, Expiry, Limits, MergePolicy, Op, OpId, OpKind, Quantity, Sku, Timestamp};
 use std::collections::HashMap;
@@ -36,17 +40,17 @@ fn main() {
     let connections: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(50);
     let redis_port = cartsync_tests::redis().port;
 
-    let ceiling = ceiling(redis_port);
+    let ceiling = if std::env::var_os("CARTSYNC_BENCH_CLOSED_ONLY").is_some() { 1.0 } else { ceiling(redis_port) };
     println!("ceiling: redis-benchmark EVALSHA of the least add script, 50 clients: {ceiling:.0}/s");
 
     // The server on a runtime of its own (two workers, like the machine), the load on another.
-    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("server").enable_all().build().unwrap();
     let app = server_rt.block_on(TestApp::spawn_with(Mode::Redis, |s| {
         s.max_line_quantity = Limits::ABSOLUTE_MAX_QUANTITY;
         s.metrics_listen = "".parse().unwrap();
     }));
     let addr = app.base.trim_start_matches("http://").to_owned();
-    let load_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let load_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("load").enable_all().build().unwrap();
     let tokens: Arc<Vec<String>> = Arc::new((0..CARTS).map(|_| guest_token()).collect());
 
     load_rt.block_on(closed_loop(&addr, &tokens, connections, Duration::from_secs(3)));
@@ -69,6 +73,11 @@ fn main() {
         }
     }
 
+    if std::env::var_os("CARTSYNC_BENCH_CLOSED_ONLY").is_some() {
+        // For profiling the server under the closed loop alone.
+        server_rt.block_on(app.stop());
+        return;
+    }
     let target = rate * 0.8;
     let open = load_rt.block_on(open_loop(&addr, &tokens, target, Duration::from_secs(seconds)));
     println!(

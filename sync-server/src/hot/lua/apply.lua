@@ -1,151 +1,182 @@
 -- Applies a batch of ops to one cart, exactly once per op id: shared::CartState::apply_op for
--- each, touching only the fields each op changes.
+-- each, touching only the fields each op changes. This is the hot path, so it is written for
+-- Redis's Lua: one HMGET reads the meta and every line the ops name, one HSET writes them back,
+-- state lives in locals rather than tables, and nothing loops over the cart's lines except a
+-- clear or an expiry. An add costs HMGET, HSET and PEXPIRE.
 -- KEYS: 1 main, 2 saved, 3 op ids (see common.lua).
 -- ARGV: 1 now ms, 2 max quantity, 3 max lines, 4 cart ttl ms, 5 saved ttl ms, 6 currency of a new
 --       cart, 7 "1" if the cart must already exist (user carts: else it is restored first),
 --       8 expected version or "", then 5 per op: id ("" for none: recorded nowhere), type, sku,
 --       quantity, price ("amount|CUR" or "").
--- Returns {"restore"} | {"merged", user} | {"mismatch", version} | {"ok", results, version}; a
--- result is "a" (applied), "d" (duplicate) or "r|code|message". A guest cart that was merged into
+-- Returns {"restore"} | {"merged", user} | {"mismatch", version} |
+-- {"ok", results, version, version before, incarnation}; a result is "a" (applied), "d"
+-- (duplicate) or "r|code|message". The version before is the cart's when the script began (-1
+-- when an expiry changed it first) and the incarnation names this life of the cart (its #i): a
+-- server holding that exact cart may apply the applied ops itself rather than read it back. A guest cart that was merged into
 -- a user's cart takes no more ops ("merged", with the user): they belong in the user's cart now.
-local now, maxq, maxl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local main, now, maxq, maxl = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local cart_ttl, saved_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local s, exists = load_meta(ARGV[6])
-if not exists and ARGV[7] == '1' then return {'restore'} end
-notice_expired(s, now, cart_ttl)
-if s.z and #ARGV > 8 then return {'merged', s.z} end
-if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= s.v then return {'mismatch', s.v} end
 
-local function full(count, name)
-  if count >= maxl then return 'cart_full', 'the ' .. name .. ' already holds the maximum of ' .. fmt(maxl) .. ' lines' end
-  return nil
-end
-
--- Saves a line for later: summed (clamped) into the same SKU there, or appended with a fresh
--- sequence number if there is room.
-local function save_for_later(sku)
-  local raw = get_line(s, sku)
-  if not raw then return nil, 'line_not_found', sku .. ' is not in the cart' end
-  local l = decode(raw)
-  local there = redis.call('HGET', KEYS[2], sku)
-  if there then
-    local t = decode(there)
-    t.q = math.min(t.q + l.q, maxq)
-    redis.call('HSET', KEYS[2], sku, encode(t))
-  else
-    local code, msg = full(s.s, 'saved list')
-    if code then return nil, code, msg end
-    l.seq = fmt(s.n)
-    s.n = s.n + 1
-    redis.call('HSET', KEYS[2], sku, encode(l))
-    s.s = s.s + 1
-  end
-  del_line(s, sku)
-  s.l = s.l - 1
-  return true
-end
-
--- Moves a saved line back into the cart, the same way.
-local function move_to_cart(sku)
-  local raw = redis.call('HGET', KEYS[2], sku)
-  if not raw then return nil, 'line_not_found', sku .. ' is not in the saved list' end
-  local l = decode(raw)
-  local there = get_line(s, sku)
-  if there then
-    local t = decode(there)
-    t.q = math.min(t.q + l.q, maxq)
-    put_line(s, sku, encode(t))
-  else
-    local code, msg = full(s.l, 'cart')
-    if code then return nil, code, msg end
-    l.seq = fmt(s.n)
-    s.n = s.n + 1
-    put_line(s, sku, encode(l))
-    s.l = s.l + 1
-  end
-  redis.call('HDEL', KEYS[2], sku)
-  s.s = s.s - 1
-  return true
-end
-
--- Returns changed (boolean), or nil, code, message when the op is rejected.
-local function apply(t, sku, q, amt, cur)
-  if t == 'add' then
-    if cur ~= '' and cur ~= s.c then
-      return nil, 'currency_mismatch', 'this cart is priced in ' .. s.c .. ', not ' .. cur
-    end
-    local raw = get_line(s, sku)
-    if raw then
-      local l = decode(raw)
-      local nq = math.min(l.q + q, maxq)
-      local ch = nq ~= l.q
-      l.q = nq
-      if l.cur == '' and cur ~= '' then l.amt = amt; l.cur = cur; ch = true end
-      if ch then put_line(s, sku, encode(l)) end
-      return ch
-    end
-    local code, msg = full(s.l, 'cart')
-    if code then return nil, code, msg end
-    put_line(s, sku, fmt(q) .. '|' .. fmt(s.n) .. '|' .. now .. '|' .. amt .. '|' .. cur)
-    s.n = s.n + 1
-    s.l = s.l + 1
-    return true
-  elseif t == 'set_quantity' then
-    local raw = get_line(s, sku)
-    if not raw then return nil, 'line_not_found', sku .. ' is not in the cart' end
-    local l = decode(raw)
-    if l.q == q then return false end
-    l.q = q
-    put_line(s, sku, encode(l))
-    return true
-  elseif t == 'remove' then
-    if not get_line(s, sku) then return false end
-    del_line(s, sku)
-    s.l = s.l - 1
-    return true
-  elseif t == 'remove_saved' then
-    if redis.call('HDEL', KEYS[2], sku) == 1 then s.s = s.s - 1; return true end
-    return false
-  elseif t == 'save_for_later' then
-    return save_for_later(sku)
-  elseif t == 'move_to_cart' then
-    return move_to_cart(sku)
-  elseif t == 'clear' then
-    if s.l == 0 then return false end
-    drop_lines(s)
-    return true
-  elseif t == 'deduct' then
-    local raw = get_line(s, sku)
-    if not raw then return false end
-    local l = decode(raw)
-    l.q = l.q - q
-    if l.q > 0 then
-      put_line(s, sku, encode(l))
-    else
-      del_line(s, sku)
-      s.l = s.l - 1
-    end
-    return true
-  end
-  return nil, 'invalid_op', 'unknown op type'
-end
-
-local results, seen, applied = {}, {}, 0
+-- The meta fields and every line an op names, in one call (the last access, needed only with a
+-- saved list, is read then). Tables are made at their size where it is known: growing one costs
+-- a rehash.
+local want, at, nw = {'#v', '#s', '#z', '#l', '#n', '#c', '#o', '#i', false, false}, {}, 8
 for i = 9, #ARGV, 5 do
-  local id = ARGV[i]
-  if id ~= '' and (seen[id] or (s.o and redis.call('HEXISTS', KEYS[3], id) == 1)) then
+  local sku = ARGV[i + 2]
+  if sku ~= '' and not at[sku] then nw = nw + 1; want[nw] = sku; at[sku] = nw end
+end
+local m = redis.call('HMGET', main, unpack(want, 1, nw))
+local fresh = not m[1]
+if fresh and ARGV[7] == '1' then return {'restore'} end
+local v, ss, z, l, n = tonumber(m[1]) or 0, tonumber(m[2]) or 0, m[3], tonumber(m[4]) or 0, tonumber(m[5]) or 0
+local c, o, inc = m[6] or ARGV[6], m[7] == '1', m[8] or now
+local before = v
+local u = '0'
+local v0, n0, l0, ss0, o0 = v, n, l, ss, o
+
+-- Lines as this call leaves them: sku -> value, or false once deleted.
+local lines, cleared, gone = {}, false, nil
+local function line(sku)
+  local d = lines[sku]
+  if d ~= nil then return d end
+  if cleared then return false end
+  local i = at[sku]
+  if i then return m[i] end
+  return redis.call('HGET', main, sku)
+end
+
+-- Drops every line (clear, and lines a saved list kept past their expiry): O(lines), rare.
+local function drop_all()
+  local all = redis.call('HGETALL', main)
+  gone = gone or {}
+  for i = 1, #all, 2 do
+    if string.byte(all[i]) ~= 35 then gone[#gone + 1] = all[i] end
+  end
+  lines, cleared, l = {}, true, 0
+end
+
+-- Only while a saved list keeps the cart alive can lines outlive their expiry, and a saved list
+-- Redis expired is noticed by its count: either going is one change, as in shared::Cart::touch.
+if ss > 0 then
+  local dropped = false
+  if l > 0 and (tonumber(redis.call('HGET', main, '#a')) or 0) + cart_ttl < tonumber(now) then drop_all(); dropped = true end
+  if redis.call('EXISTS', KEYS[2]) == 0 then ss = 0; dropped = true end
+  if dropped then v = v + 1; u = now; before = -1 end
+end
+if z and #ARGV > 8 then return {'merged', z} end
+if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= v then return {'mismatch', v} end
+
+local function full(name)
+  return 'cart_full', 'the ' .. name .. ' already holds the maximum of ' .. maxl .. ' lines'
+end
+
+-- "quantity|rest": the quantity and the rest of a line's value.
+local function split(raw)
+  local bar = string.find(raw, '|', 1, true)
+  return tonumber(string.sub(raw, 1, bar - 1)), string.sub(raw, bar)
+end
+
+local results, seen, applied = {}, nil, 0
+for i = 9, #ARGV, 5 do
+  local id, t, sku, q, price = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]) or 0, ARGV[i + 4]
+  local ch, code, msg = false, nil, nil
+  if id ~= '' and ((seen and seen[id]) or (o and redis.call('HEXISTS', KEYS[3], id) == 1)) then
     results[#results + 1] = 'd'
   else
-    local amt, cur = string.match(ARGV[i + 4], '^(%d*)|?(%u*)$')
-    local ch, code, msg = apply(ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]) or 0, amt or '', cur or '')
+    if t == 'add' then
+      local amt, cur = '', ''
+      if price ~= '' then amt, cur = string.match(price, '^(%d+)|(%u+)$') end
+      if cur ~= '' and cur ~= c then
+        code, msg = 'currency_mismatch', 'this cart is priced in ' .. c .. ', not ' .. cur
+      else
+        local raw = line(sku)
+        if raw then
+          local have, rest = split(raw)
+          local nq = math.min(have + q, maxq)
+          if cur ~= '' and string.sub(rest, -2) == '||' then
+            rest = string.sub(rest, 1, -2) .. amt .. '|' .. cur
+            ch = true
+          end
+          if nq ~= have then ch = true end
+          if ch then lines[sku] = nq .. rest end
+        elseif l >= maxl then
+          code, msg = full('cart')
+        else
+          lines[sku] = q .. '|' .. n .. '|' .. now .. '|' .. price
+          if price == '' then lines[sku] = lines[sku] .. '|' end
+          n, l, ch = n + 1, l + 1, true
+        end
+      end
+    elseif t == 'set_quantity' then
+      local raw = line(sku)
+      if not raw then
+        code, msg = 'line_not_found', sku .. ' is not in the cart'
+      else
+        local have, rest = split(raw)
+        if have ~= q then lines[sku] = q .. rest; ch = true end
+      end
+    elseif t == 'remove' then
+      if line(sku) then lines[sku] = false; l = l - 1; ch = true end
+    elseif t == 'deduct' then
+      local raw = line(sku)
+      if raw then
+        local have, rest = split(raw)
+        if have > q then lines[sku] = (have - q) .. rest else lines[sku] = false; l = l - 1 end
+        ch = true
+      end
+    elseif t == 'clear' then
+      if l > 0 then drop_all(); ch = true end
+    elseif t == 'remove_saved' then
+      if redis.call('HDEL', KEYS[2], sku) == 1 then ss = ss - 1; ch = true end
+    elseif t == 'save_for_later' then
+      local raw = line(sku)
+      if not raw then
+        code, msg = 'line_not_found', sku .. ' is not in the cart'
+      else
+        local there = redis.call('HGET', KEYS[2], sku)
+        if there then
+          local have, rest = split(there)
+          redis.call('HSET', KEYS[2], sku, math.min(have + split(raw), maxq) .. rest)
+        elseif ss >= maxl then
+          code, msg = full('saved list')
+        else
+          local q1, rest = split(raw)
+          local added = string.match(rest, '^|%d+(|.*)$')
+          redis.call('HSET', KEYS[2], sku, q1 .. '|' .. n .. added)
+          n, ss = n + 1, ss + 1
+        end
+        if not code then lines[sku] = false; l = l - 1; ch = true end
+      end
+    elseif t == 'move_to_cart' then
+      local raw = redis.call('HGET', KEYS[2], sku)
+      if not raw then
+        code, msg = 'line_not_found', sku .. ' is not in the saved list'
+      else
+        local there = line(sku)
+        if there then
+          local have, rest = split(there)
+          lines[sku] = math.min(have + split(raw), maxq) .. rest
+        elseif l >= maxl then
+          code, msg = full('cart')
+        else
+          local q1, rest = split(raw)
+          lines[sku] = q1 .. '|' .. n .. string.match(rest, '^|%d+(|.*)$')
+          n, l = n + 1, l + 1
+        end
+        if not code then redis.call('HDEL', KEYS[2], sku); ss = ss - 1; ch = true end
+      end
+    else
+      code, msg = 'invalid_op', 'unknown op type'
+    end
     if code then
       results[#results + 1] = 'r|' .. code .. '|' .. msg
     else
-      if ch then s.v = s.v + 1; s.u = now end
+      if ch then v = v + 1; u = now end
       if id ~= '' then
+        seen = seen or {}
         seen[id] = true
         redis.call('HSET', KEYS[3], id, '1')
-        s.o = true
+        o = true
       end
       applied = applied + 1
       results[#results + 1] = 'a'
@@ -153,5 +184,24 @@ for i = 9, #ARGV, 5 do
   end
 end
 
-if exists or applied > 0 then save(s, now, cart_ttl, saved_ttl) end
-return {'ok', results, s.v}
+if fresh and applied == 0 then return {'ok', results, v, -1, ''} end
+-- One write of the main hash: the changed lines and meta fields.
+local w, k, del = {false, false, false, false, false, false, false, false, false, false, false, false}, 0, gone or {}
+for sku, value in pairs(lines) do
+  if value then w[k + 1], w[k + 2], k = sku, value, k + 2 else del[#del + 1] = sku end
+end
+if fresh or v ~= v0 then w[k + 1], w[k + 2], w[k + 3], w[k + 4], k = '#v', v, '#u', u, k + 4 end
+if fresh or n ~= n0 then w[k + 1], w[k + 2], k = '#n', n, k + 2 end
+if fresh or l ~= l0 then w[k + 1], w[k + 2], k = '#l', l, k + 2 end
+if fresh or ss ~= ss0 then w[k + 1], w[k + 2], k = '#s', ss, k + 2 end
+if fresh then w[k + 1], w[k + 2], w[k + 3], w[k + 4], k = '#c', c, '#i', inc, k + 4 end
+if o and not o0 then w[k + 1], w[k + 2], k = '#o', '1', k + 2 end
+if ss > 0 then w[k + 1], w[k + 2], k = '#a', now, k + 2 end
+for i = 1, #del, 1000 do redis.call('HDEL', main, unpack(del, i, math.min(i + 999, #del))) end
+for i = 1, k, 1000 do redis.call('HSET', main, unpack(w, i, math.min(i + 999, k))) end
+local long = cart_ttl
+if ss > 0 and saved_ttl > long then long = saved_ttl end
+redis.call('PEXPIRE', main, long)
+if o then redis.call('PEXPIRE', KEYS[3], long) end
+if ss > 0 then redis.call('PEXPIRE', KEYS[2], saved_ttl) end
+return {'ok', results, v, before, inc}

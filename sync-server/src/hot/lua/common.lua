@@ -6,7 +6,8 @@
 --                 when unknown), and the meta fields, named with a '#', which no SKU holds:
 --                 #v version, #n next line sequence number, #c currency, #u updated at (ms),
 --                 #a accessed at (ms), #l and #s the numbers of lines and saved lines, #o "1" once
---                 the op-id key exists, and #z, the freeze field: set on a guest cart that a login
+--                 the op-id key exists, #i the incarnation (when this life of the cart began:
+--                 created or restored), and #z, the freeze field: set on a guest cart that a login
 --                 merged into a user's cart, to that user's id (such a cart takes no more ops);
 --   saved (hash)  the save-for-later list, one field per SKU, valued as the lines are;
 --   ops   (hash)  the ids of the ops the cart applied (valued "1").
@@ -98,7 +99,7 @@ local function save(s, now, cart_ttl, saved_ttl)
   local w = {'#v', s.v, '#u', s.u, '#a', now}
   local function put(k, v) w[#w + 1] = k; w[#w + 1] = v end
   for k, v in pairs(s.set) do put(k, v) end
-  if s.fresh then put('#c', s.c) end
+  if s.fresh then put('#c', s.c); put('#i', now) end
   if s.fresh or s.n ~= s.n0 then put('#n', s.n) end
   if s.fresh or s.l ~= s.l0 then put('#l', s.l) end
   if s.fresh or s.s ~= s.s0 then put('#s', s.s) end
