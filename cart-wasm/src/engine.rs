@@ -483,10 +483,10 @@ impl Engine {
             Identity::Guest { .. } => Owner::Guest,
             Identity::User { .. } => Owner::User,
         };
-        let view = CartView::new(&self.optimistic(), owner, Timestamp::default(), |sku, _| {
+        let view = CartView::new(&self.optimistic(), owner, Timestamp::default(), |line| {
             self.state
                 .annotations
-                .get(sku)
+                .get(&line.sku)
                 .map(|a| wire::Annotation { current_price: a.current_price, availability: a.availability.unwrap_or(Availability::Unknown) })
         });
         let line = |l: &wire::LineView| LineSnapshot {
@@ -823,7 +823,7 @@ mod tests {
         let mut newer = a.state.confirmed.clone();
         newer.version += 1;
         let identity = a.identity().clone();
-        a.finish_pull(&identity, &CartView::new(&newer, Owner::Guest, Timestamp::default(), |_, _| None));
+        a.finish_pull(&identity, &CartView::new(&newer, Owner::Guest, Timestamp::default(), |_| None));
         assert_ne!(a.checkout_key(), second, "a changed cart is a new checkout");
         assert!(checkout_settled(201, None));
         assert!(checkout_settled(409, Some(&ErrorBody::new(ErrorCode::OutOfStock, ""))));

@@ -127,6 +127,16 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Appends the text form (as `Display` writes it) to `out`.
+    pub fn write_rfc3339(self, out: &mut Vec<u8>) {
+        match self.rfc3339() {
+            Some(text) => out.extend_from_slice(text.as_str().as_bytes()),
+            None => out.extend_from_slice(self.to_string().as_bytes()),
+        }
+    }
+}
+
 impl fmt::Display for Timestamp {
     /// Always UTC with a `Z`; milliseconds only when they are not zero.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -67,10 +67,11 @@ pub struct CartView {
 
 impl CartView {
     /// Builds the resource. `subtotal` uses the current price where the catalog knows it and the
-    /// price at add otherwise; a line with neither counts as zero.
-    pub fn new(cart: &Cart, owner: Owner, expires_at: Timestamp, annotate: impl Fn(&Sku, u32) -> Option<Annotation>) -> CartView {
-        let view = |l: &CartLine| {
-            let a = annotate(&l.sku, l.quantity);
+    /// price at add otherwise; a line with neither counts as zero. `annotate` is called once per
+    /// line, the cart's lines first and then the saved list, each in order.
+    pub fn new(cart: &Cart, owner: Owner, expires_at: Timestamp, mut annotate: impl FnMut(&CartLine) -> Option<Annotation>) -> CartView {
+        let mut view = |l: &CartLine| {
+            let a = annotate(l);
             let current_price = a.and_then(|a| a.current_price);
             LineView {
                 sku: l.sku.clone(),
@@ -85,7 +86,8 @@ impl CartView {
                 availability: a.map(|a| a.availability),
             }
         };
-        let lines: Vec<LineView> = cart.lines.iter().map(view).collect();
+        let lines: Vec<LineView> = cart.lines.iter().map(&mut view).collect();
+        let saved: Vec<LineView> = cart.saved.iter().map(&mut view).collect();
         let mut subtotal = Money::zero(cart.currency);
         for l in &lines {
             if let Some(p) = l.current_price.or(l.price_at_add) {
@@ -100,11 +102,155 @@ impl CartView {
             item_count: cart.item_count(),
             subtotal,
             lines,
-            saved: cart.saved.iter().map(view).collect(),
+            saved,
             // A cart that never changed reports when it was last seen rather than the epoch.
             updated_at: if cart.version == 0 { cart.updated_at.max(cart.accessed_at) } else { cart.updated_at },
             expires_at,
         }
+    }
+}
+
+/// JSON of the cart resource written by hand, byte for byte what `serde_json::to_vec` writes
+/// for it (a property test holds them together), without serde's per-field machinery: the server
+/// writes one for every cart request, a line at a time.
+mod fast_json {
+    use super::{Availability, CartView, LineView, Owner};
+    use crate::types::Money;
+
+    fn uint(out: &mut Vec<u8>, mut n: u64) {
+        let mut buf = [0u8; 20];
+        let mut i = buf.len();
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&buf[i..]);
+    }
+
+    fn int(out: &mut Vec<u8>, n: i64) {
+        if n < 0 {
+            out.push(b'-');
+        }
+        uint(out, n.unsigned_abs());
+    }
+
+    /// A JSON string, escaped as serde_json escapes: `"`, `\\` and control characters.
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.push(b'"');
+        let mut start = 0;
+        for (i, b) in s.bytes().enumerate() {
+            let escape: &[u8] = match b {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0x08 => b"\\b",
+                0x0c => b"\\f",
+                0x00..=0x1f => b"",
+                _ => continue,
+            };
+            out.extend_from_slice(&s.as_bytes()[start..i]);
+            if escape.is_empty() {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+            } else {
+                out.extend_from_slice(escape);
+            }
+            start = i + 1;
+        }
+        out.extend_from_slice(&s.as_bytes()[start..]);
+        out.push(b'"');
+    }
+
+    fn money(out: &mut Vec<u8>, m: &Money) {
+        out.extend_from_slice(b"{\"amount\":");
+        int(out, m.amount());
+        out.extend_from_slice(b",\"currency\":");
+        string(out, m.currency().as_str());
+        out.push(b'}');
+    }
+
+    fn availability(a: Availability) -> &'static [u8] {
+        match a {
+            Availability::InStock => b"\"in_stock\"",
+            Availability::LowStock => b"\"low_stock\"",
+            Availability::OutOfStock => b"\"out_of_stock\"",
+            Availability::Unknown => b"\"unknown\"",
+        }
+    }
+
+    fn line(out: &mut Vec<u8>, l: &LineView) {
+        out.extend_from_slice(b"{\"sku\":");
+        string(out, l.sku.as_str());
+        out.extend_from_slice(b",\"quantity\":");
+        uint(out, u64::from(l.quantity));
+        if let Some(p) = &l.price_at_add {
+            out.extend_from_slice(b",\"price_at_add\":");
+            money(out, p);
+        }
+        out.extend_from_slice(b",\"added_at\":\"");
+        l.added_at.write_rfc3339(out);
+        out.push(b'"');
+        if let Some(p) = &l.current_price {
+            out.extend_from_slice(b",\"current_price\":");
+            money(out, p);
+        }
+        if let Some(c) = l.price_changed {
+            out.extend_from_slice(if c { b",\"price_changed\":true" } else { b",\"price_changed\":false" });
+        }
+        if let Some(a) = l.availability {
+            out.extend_from_slice(b",\"availability\":");
+            out.extend_from_slice(availability(a));
+        }
+        out.push(b'}');
+    }
+
+    fn lines(out: &mut Vec<u8>, list: &[LineView]) {
+        out.push(b'[');
+        for (i, l) in list.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            line(out, l);
+        }
+        out.push(b']');
+    }
+
+    pub fn cart(out: &mut Vec<u8>, v: &CartView) {
+        out.extend_from_slice(match v.owner {
+            Owner::Guest => b"{\"owner\":\"guest\",\"version\":",
+            Owner::User => b"{\"owner\":\"user\",\"version\":",
+        });
+        uint(out, v.version);
+        out.extend_from_slice(b",\"currency\":");
+        string(out, v.currency.as_str());
+        out.extend_from_slice(b",\"lines\":");
+        lines(out, &v.lines);
+        out.extend_from_slice(b",\"saved\":");
+        lines(out, &v.saved);
+        out.extend_from_slice(b",\"item_count\":");
+        uint(out, v.item_count);
+        out.extend_from_slice(b",\"subtotal\":");
+        money(out, &v.subtotal);
+        out.extend_from_slice(b",\"updated_at\":\"");
+        v.updated_at.write_rfc3339(out);
+        out.extend_from_slice(b"\",\"expires_at\":\"");
+        v.expires_at.write_rfc3339(out);
+        out.extend_from_slice(b"\"}");
+    }
+}
+
+impl CartView {
+    /// Appends the resource's JSON to `out`: exactly what `serde_json` writes for it, faster.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        fast_json::cart(out, self);
     }
 }
 

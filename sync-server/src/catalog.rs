@@ -274,118 +274,118 @@ pub fn parse_product_list(items: &[Value], currency: Currency, locate: impl Fn(u
     if errors.is_empty() { Ok(out) } else { Err(errors) }
 }
 
-struct Cached<T> {
-    value: T,
+/// What the catalog said of one SKU, and when.
+struct Entry {
+    /// `None` when the catalog does not know the SKU.
+    fact: Option<Fact>,
     at: Instant,
 }
 
-/// Recent catalog facts for cart annotations: prices kept up to `price_ttl`, stock up to
-/// `stock_ttl`. A miss of either is refreshed for all missing SKUs with one query.
+/// A SKU's live price (while on sale) and its free stock, as a cart annotation needs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fact {
+    pub price: Option<Money>,
+    pub available: i64,
+}
+
+/// Recent catalog facts for cart annotations, at most `price_ttl` old for prices and `stock_ttl`
+/// for stock (one query refreshes both, so an entry is as fresh as the shorter asks). A miss is
+/// refreshed for all missing SKUs with one query. Lookups take one lock and answer in the order
+/// asked, without copying SKUs: every cart response reads one entry per line.
 pub struct CatalogCache {
-    prices: Mutex<HashMap<Sku, Cached<Option<Money>>>>,
-    stock: Mutex<HashMap<Sku, Cached<Option<i64>>>>,
-    price_ttl: Duration,
-    stock_ttl: Duration,
+    entries: Mutex<HashMap<Sku, Entry>>,
+    ttl: Duration,
     pub low_stock_threshold: i64,
     refreshing: Mutex<std::collections::HashSet<Sku>>,
 }
 
 impl CatalogCache {
     pub fn new(price_ttl: Duration, stock_ttl: Duration, low_stock_threshold: i64) -> Self {
-        CatalogCache {
-            prices: Mutex::default(),
-            stock: Mutex::default(),
-            price_ttl,
-            stock_ttl,
-            low_stock_threshold,
-            refreshing: Mutex::default(),
-        }
+        CatalogCache { entries: Mutex::default(), ttl: price_ttl.min(stock_ttl), low_stock_threshold, refreshing: Mutex::default() }
     }
 
     /// Forgets what it knows of these SKUs (after this instance changed them).
     pub fn forget(&self, skus: &[Sku]) {
-        let mut p = self.prices.lock().unwrap_or_else(|e| e.into_inner());
-        let mut s = self.stock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         for sku in skus {
-            p.remove(sku);
-            s.remove(sku);
+            entries.remove(sku);
         }
     }
 
-    fn stale(&self, skus: &[Sku], now: Instant) -> Vec<Sku> {
-        let p = self.prices.lock().unwrap_or_else(|e| e.into_inner());
-        let s = self.stock.lock().unwrap_or_else(|e| e.into_inner());
-        skus.iter()
-            .filter(|k| {
-                p.get(*k).is_none_or(|c| now.duration_since(c.at) > self.price_ttl)
-                    || s.get(*k).is_none_or(|c| now.duration_since(c.at) > self.stock_ttl)
+    /// The facts of `skus` in their order, fresh or not, and the SKUs that are stale or missing.
+    fn held<'a>(&self, skus: impl Iterator<Item = &'a Sku>, now: Instant) -> (Vec<Option<Fact>>, Vec<Sku>) {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stale = Vec::new();
+        let facts = skus
+            .map(|sku| match entries.get(sku) {
+                Some(e) => {
+                    if now.duration_since(e.at) > self.ttl {
+                        stale.push(sku.clone());
+                    }
+                    e.fact
+                }
+                None => {
+                    stale.push(sku.clone());
+                    None
+                }
             })
-            .cloned()
-            .collect()
-    }
-
-    /// What the cache holds for `skus`, fresh or not: price (if on sale) and free stock.
-    fn held(&self, skus: &[Sku]) -> HashMap<Sku, (Option<Money>, i64)> {
-        let p = self.prices.lock().unwrap_or_else(|e| e.into_inner());
-        let s = self.stock.lock().unwrap_or_else(|e| e.into_inner());
-        skus.iter()
-            .filter_map(|k| {
-                let available = s.get(k).and_then(|c| c.value)?;
-                Some((k.clone(), (p.get(k).and_then(|c| c.value), available)))
-            })
-            .collect()
+            .collect();
+        (facts, stale)
     }
 
     async fn refresh(&self, db: &Durable, stale: &[Sku], now: Instant) -> Result<(), DurableError> {
         let fresh = db.products(stale).await?;
         let by_sku: HashMap<&Sku, &Product> = fresh.iter().map(|p| (&p.sku, p)).collect();
-        let mut p = self.prices.lock().unwrap_or_else(|e| e.into_inner());
-        let mut s = self.stock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         for sku in stale {
-            let found = by_sku.get(sku);
-            p.insert(sku.clone(), Cached { value: found.filter(|x| x.active).map(|x| x.price), at: now });
-            s.insert(sku.clone(), Cached { value: found.map(|x| x.available()), at: now });
+            let fact = by_sku.get(sku).map(|p| Fact { price: p.active.then_some(p.price), available: p.available() });
+            entries.insert(sku.clone(), Entry { fact, at: now });
         }
         Ok(())
     }
 
-    /// Live price and free stock of each SKU the catalog sells (absent: unknown to it),
-    /// refreshing what is stale first with one query.
-    pub async fn lookup(&self, db: &Durable, skus: &[Sku]) -> Result<HashMap<Sku, (Option<Money>, i64)>, DurableError> {
+    /// The facts of `skus` in their order (`None`: unknown to the catalog), refreshing what is
+    /// stale first with one query. A cart read waits on this.
+    pub async fn lookup<'a>(&self, db: &Durable, skus: impl Iterator<Item = &'a Sku> + Clone) -> Result<Vec<Option<Fact>>, DurableError> {
         let now = Instant::now();
-        let stale = self.stale(skus, now);
-        if !stale.is_empty() {
-            self.refresh(db, &stale, now).await?;
+        let (facts, stale) = self.held(skus.clone(), now);
+        if stale.is_empty() {
+            return Ok(facts);
         }
-        Ok(self.held(skus))
+        self.refresh(db, &stale, now).await?;
+        Ok(self.held(skus, now).0)
     }
 
-    /// What the cache holds now, without waiting for the database; stale or missing SKUs are
-    /// refreshed in the background (once at a time), so cart writes never wait on it.
-    pub fn lookup_cached(self: &Arc<Self>, db: &Durable, skus: &[Sku]) -> HashMap<Sku, (Option<Money>, i64)> {
+    /// The facts the cache holds now, in the order of `skus`, without waiting for the database;
+    /// stale or missing SKUs are refreshed in the background (once at a time), so cart writes
+    /// never wait on it.
+    pub fn lookup_cached<'a>(self: &Arc<Self>, db: &Durable, skus: impl Iterator<Item = &'a Sku>) -> Vec<Option<Fact>> {
         let now = Instant::now();
-        let stale: Vec<Sku> = {
-            let mut refreshing = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
-            self.stale(skus, now).into_iter().filter(|s| refreshing.insert(s.clone())).collect()
-        };
+        let (facts, stale) = self.held(skus, now);
         if !stale.is_empty() {
-            let (cache, db) = (self.clone(), db.clone());
-            tokio::spawn(async move {
-                if let Err(e) = cache.refresh(&db, &stale, now).await {
-                    tracing::warn!(error = %e, "could not refresh catalog annotations");
-                }
-                let mut refreshing = cache.refreshing.lock().unwrap_or_else(|e| e.into_inner());
-                for s in &stale {
-                    refreshing.remove(s);
-                }
-            });
+            let stale: Vec<Sku> = {
+                let mut refreshing = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+                stale.into_iter().filter(|s| refreshing.insert(s.clone())).collect()
+            };
+            if !stale.is_empty() {
+                let (cache, db) = (self.clone(), db.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = cache.refresh(&db, &stale, now).await {
+                        tracing::warn!(error = %e, "could not refresh catalog annotations");
+                    }
+                    let mut refreshing = cache.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+                    for s in &stale {
+                        refreshing.remove(s);
+                    }
+                });
+            }
         }
-        self.held(skus)
+        facts
     }
 
-    /// The annotation of one cart line from a lookup.
-    pub fn annotate(&self, facts: &HashMap<Sku, (Option<Money>, i64)>, sku: &Sku, quantity: u32) -> Option<Annotation> {
-        let (price, available) = facts.get(sku)?;
-        Some(Annotation { current_price: *price, availability: Availability::of(*available, quantity, self.low_stock_threshold) })
+    /// The annotation of a cart line of `quantity` from its fact.
+    pub fn annotate(&self, fact: Option<Fact>, quantity: u32) -> Option<Annotation> {
+        let f = fact?;
+        Some(Annotation { current_price: f.price, availability: Availability::of(f.available, quantity, self.low_stock_threshold) })
     }
 }

@@ -34,8 +34,44 @@ pub fn router() -> Router {
     Router::new().route("/metrics", axum::routing::get(|| async { handle().render() }))
 }
 
+/// The label of a matched route, kept once for the process (routes are a fixed few), so
+/// counting a request builds no string.
+fn route_label(req: &Request) -> &'static str {
+    static ROUTES: OnceLock<std::sync::RwLock<std::collections::HashSet<&'static str>>> = OnceLock::new();
+    let Some(path) = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str) else {
+        return "unmatched";
+    };
+    let routes = ROUTES.get_or_init(Default::default);
+    if let Some(known) = routes.read().unwrap_or_else(|e| e.into_inner()).get(path) {
+        return known;
+    }
+    let mut routes = routes.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = routes.get(path) {
+        return known;
+    }
+    let kept: &'static str = Box::leak(path.to_owned().into_boxed_str());
+    routes.insert(kept);
+    kept
+}
+
+fn status_label(status: u16) -> metrics::SharedString {
+    match status {
+        200 => "200".into(),
+        201 => "201".into(),
+        304 => "304".into(),
+        400 => "400".into(),
+        401 => "401".into(),
+        404 => "404".into(),
+        409 => "409".into(),
+        412 => "412".into(),
+        422 => "422".into(),
+        503 => "503".into(),
+        other => other.to_string().into(),
+    }
+}
+
 pub async fn track(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = route_label(&req);
     use axum::http::Method;
     let method: &'static str = match *req.method() {
         Method::GET => "GET",
@@ -49,8 +85,8 @@ pub async fn track(req: Request, next: Next) -> Response {
     };
     let start = Instant::now();
     let res = next.run(req).await;
-    let status = res.status().as_u16().to_string();
-    metrics::counter!("cartsync_http_requests_total", "method" => method, "route" => route.clone(), "status" => status).increment(1);
+    let status = status_label(res.status().as_u16());
+    metrics::counter!("cartsync_http_requests_total", "method" => method, "route" => route, "status" => status).increment(1);
     metrics::histogram!("cartsync_http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     res

@@ -123,7 +123,7 @@ impl Server<'_> {
     }
 
     fn view(&self, key: &CartKey, cart: &Cart) -> CartView {
-        CartView::new(cart, if key.is_user() { Owner::User } else { Owner::Guest }, cart.accessed_at, |_, _| None)
+        CartView::new(cart, if key.is_user() { Owner::User } else { Owner::Guest }, cart.accessed_at, |_| None)
     }
 
     /// A refusal as the HTTP route answers it, read back by the client's own reader.

@@ -9,7 +9,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use shared::wire::{self, CartView, MergeResponse, OpsResponse, Owner};
+use shared::wire::{self, CartView, Owner};
 use shared::{Cart, ErrorCode, OpKind, OpOutcome};
 
 /// `If-Match: "7"` (or `7`, or `W/"7"`); `*` matches anything. Anything else can never match.
@@ -26,10 +26,29 @@ fn etag(version: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header value")
 }
 
-/// The cart resource with its `ETag`, and the guest token when it was just issued.
-fn cart_response<T: serde::Serialize>(identity: &Identity, version: u64, body: &T) -> Response {
-    let mut res = axum::Json(body).into_response();
-    decorate(&mut res, identity, version);
+/// The cart resource with its `ETag`, and the guest token when it was just issued. The body is
+/// written into a buffer sized for the cart at once (about 200 bytes a line), rather than one
+/// that doubles its way up.
+fn cart_response(identity: &Identity, view: &CartView) -> Response {
+    let mut buf = Vec::with_capacity(512 + 200 * (view.lines.len() + view.saved.len()));
+    view.write_json(&mut buf);
+    let mut res = ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], buf).into_response();
+    decorate(&mut res, identity, view.version);
+    res
+}
+
+/// `{"cart": <view>, <field>: <value>}`, as serde writes `OpsResponse` and `MergeResponse`.
+fn wrapped_response(identity: &Identity, view: &CartView, field: &str, value: &impl serde::Serialize) -> Response {
+    let mut head = Vec::with_capacity(512 + 200 * (view.lines.len() + view.saved.len()));
+    head.extend_from_slice(b"{\"cart\":");
+    view.write_json(&mut head);
+    head.extend_from_slice(format!(",\"{field}\":").as_bytes());
+    if serde_json::to_writer(&mut head, value).is_err() {
+        return crate::error::ApiError::internal("a response could not be written").into_response();
+    }
+    head.push(b'}');
+    let mut res = ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], head).into_response();
+    decorate(&mut res, identity, view.version);
     res
 }
 
@@ -62,18 +81,20 @@ enum Annotations {
 async fn view(state: &SharedState, id: &CartKey, cart: &Cart, freshness: Annotations) -> CartView {
     let owner = if id.is_user() { Owner::User } else { Owner::Guest };
     let expires_at = cart.accessed_at.plus_seconds(state.rules().expiry(id).cart_seconds);
-    let skus: Vec<_> = cart.lines.iter().chain(&cart.saved).map(|l| l.sku.clone()).collect();
+    let skus = cart.lines.iter().chain(&cart.saved).map(|l| &l.sku);
     let facts = match freshness {
-        Annotations::Cached => state.catalog.lookup_cached(&state.durable, &skus),
-        Annotations::Refreshed => match state.catalog.lookup(&state.durable, &skus).await {
+        Annotations::Cached => state.catalog.lookup_cached(&state.durable, skus),
+        Annotations::Refreshed => match state.catalog.lookup(&state.durable, skus).await {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(error = %e, "cart served without catalog annotations");
-                Default::default()
+                Vec::new()
             }
         },
     };
-    CartView::new(cart, owner, expires_at, |sku, q| state.catalog.annotate(&facts, sku, q))
+    // The facts come in the order the view asks for its lines.
+    let mut facts = facts.into_iter();
+    CartView::new(cart, owner, expires_at, |l| state.catalog.annotate(facts.next().flatten(), l.quantity))
 }
 
 /// Applies one op made from a REST call; a rejection becomes the response's error.
@@ -84,7 +105,7 @@ async fn single(state: SharedState, headers: HeaderMap, kind: OpKind) -> ApiResu
     if let OpOutcome::Rejected(e) = outcome {
         return Err(e.into());
     }
-    Ok(cart_response(&identity, cart.version, &view(&state, &key, &cart, Annotations::Cached).await))
+    Ok(cart_response(&identity, &view(&state, &key, &cart, Annotations::Cached).await))
 }
 
 pub async fn get_cart(State(state): State<SharedState>, headers: HeaderMap) -> ApiResult<Response> {
@@ -103,7 +124,7 @@ pub async fn get_cart(State(state): State<SharedState>, headers: HeaderMap) -> A
         decorate(&mut res, &identity, cart.version);
         return Ok(res);
     }
-    Ok(cart_response(&identity, cart.version, &view(&state, &key, &cart, Annotations::Refreshed).await))
+    Ok(cart_response(&identity, &view(&state, &key, &cart, Annotations::Refreshed).await))
 }
 
 pub async fn add_item(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
@@ -158,8 +179,8 @@ pub async fn push_ops(State(state): State<SharedState>, headers: HeaderMap, Json
     let key = identity.cart.key();
     let parsed = wire::parse_ops_request(&body, &state.rules().limits)?;
     let (cart, results) = state.carts.apply_parsed(&key, &parsed, if_match(&headers), now()).await?;
-    let body = OpsResponse { cart: view(&state, &key, &cart, Annotations::Cached).await, results };
-    Ok(cart_response(&identity, cart.version, &body))
+    // Written as `OpsResponse` serializes.
+    Ok(wrapped_response(&identity, &view(&state, &key, &cart, Annotations::Cached).await, "results", &results))
 }
 
 /// Merges a guest cart into the caller's user cart, exactly once (see `carts::Carts::merge`).
@@ -172,6 +193,6 @@ pub async fn merge(State(state): State<SharedState>, headers: HeaderMap, JsonBod
     let guest = CartId::Guest(token).key();
     let outcome = state.carts.merge(user, &guest, &parsed, now()).await?;
     let key = identity.cart.key();
-    let body = MergeResponse { cart: view(&state, &key, &outcome.cart, Annotations::Cached).await, merged: outcome.merged };
-    Ok(cart_response(&identity, outcome.cart.version, &body))
+    // Written as `MergeResponse` serializes.
+    Ok(wrapped_response(&identity, &view(&state, &key, &outcome.cart, Annotations::Cached).await, "merged", &outcome.merged))
 }
