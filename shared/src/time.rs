@@ -98,33 +98,52 @@ impl Timestamp {
     fn rfc3339(self) -> Option<Rfc3339> {
         let days = self.0.div_euclid(MS_PER_DAY);
         let rem = self.0.rem_euclid(MS_PER_DAY);
-        let (y, m, d) = civil_from_days(days);
-        if !(0..=9999).contains(&y) {
-            return None;
-        }
-        let secs = rem / 1000;
-        let ms = rem % 1000;
         let mut buf = *b"0000-00-00T00:00:00.000Z";
-        let mut put = |at: usize, value: i64, width: usize| {
-            let mut v = value;
-            for i in (0..width).rev() {
-                buf[at + i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
+        buf[..10].copy_from_slice(&date_text(days)?);
+        let (secs, ms) = (rem / 1000, rem % 1000);
+        let two = |buf: &mut [u8; 24], at: usize, v: i64| {
+            let v = v as usize * 2;
+            buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[v..v + 2]);
         };
-        put(0, y, 4);
-        put(5, m, 2);
-        put(8, d, 2);
-        put(11, secs / 3600, 2);
-        put(14, secs / 60 % 60, 2);
-        put(17, secs % 60, 2);
+        two(&mut buf, 11, secs / 3600);
+        two(&mut buf, 14, secs / 60 % 60);
+        two(&mut buf, 17, secs % 60);
         if ms == 0 {
             buf[19] = b'Z';
             return Some(Rfc3339 { buf, len: 20 });
         }
-        put(20, ms, 3);
+        buf[20] = b'0' + (ms / 100) as u8;
+        two(&mut buf, 21, ms % 100);
         Some(Rfc3339 { buf, len: 24 })
     }
+}
+
+const DIGIT_PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
+/// `YYYY-MM-DD` of a day since the epoch, for years 0 to 9999. The last day asked is remembered:
+/// the timestamps of one cart mostly share a few days.
+fn date_text(days: i64) -> Option<[u8; 10]> {
+    thread_local! {
+        static LAST: std::cell::Cell<(i64, [u8; 10])> = const { std::cell::Cell::new((i64::MIN, [0; 10])) };
+    }
+    if let Some(hit) = LAST.with(|l| (l.get().0 == days).then(|| l.get().1)) {
+        return Some(hit);
+    }
+    let (y, m, d) = civil_from_days(days);
+    if !(0..=9999).contains(&y) {
+        return None;
+    }
+    let mut out = *b"0000-00-00";
+    let pair = |v: i64| {
+        let v = v as usize * 2;
+        [DIGIT_PAIRS[v], DIGIT_PAIRS[v + 1]]
+    };
+    out[..2].copy_from_slice(&pair(y / 100));
+    out[2..4].copy_from_slice(&pair(y % 100));
+    out[5..7].copy_from_slice(&pair(m));
+    out[8..10].copy_from_slice(&pair(d));
+    LAST.with(|l| l.set((days, out)));
+    Some(out)
 }
 
 impl Timestamp {

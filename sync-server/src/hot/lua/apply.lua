@@ -20,7 +20,7 @@ local cart_ttl, saved_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 -- The meta fields and every line an op names, in one call (the last access, needed only with a
 -- saved list, is read then). Tables are made at their size where it is known: growing one costs
 -- a rehash.
-local want, at, nw = {'#v', '#s', '#z', '#l', '#n', '#c', '#o', '#i', false, false}, {}, 8
+local want, at, nw = {'#v', '#s', '#z', '#l', '#n', '#c', '#o', '#i', '#x', false}, {}, 9
 for i = 9, #ARGV, 5 do
   local sku = ARGV[i + 2]
   if sku ~= '' and not at[sku] then nw = nw + 1; want[nw] = sku; at[sku] = nw end
@@ -197,6 +197,9 @@ if fresh or ss ~= ss0 then w[k + 1], w[k + 2], k = '#s', ss, k + 2 end
 if fresh then w[k + 1], w[k + 2], w[k + 3], w[k + 4], k = '#c', c, '#i', inc, k + 4 end
 if o and not o0 then w[k + 1], w[k + 2], k = '#o', '1', k + 2 end
 if ss > 0 then w[k + 1], w[k + 2], k = '#a', now, k + 2 end
+-- A cart past a few dozen lines goes over to a hash table, where a field is found without a scan
+-- (Redis keeps a small hash as a list it scans; a value longer than 64 bytes ends that).
+if l > 24 and not m[9] then w[k + 1], w[k + 2], k = '#x', string.rep('-', 80), k + 2 end
 for i = 1, #del, 1000 do redis.call('HDEL', main, unpack(del, i, math.min(i + 999, #del))) end
 for i = 1, k, 1000 do redis.call('HSET', main, unpack(w, i, math.min(i + 999, k))) end
 local long = cart_ttl

@@ -7,8 +7,11 @@
 --                 #v version, #n next line sequence number, #c currency, #u updated at (ms),
 --                 #a accessed at (ms), #l and #s the numbers of lines and saved lines, #o "1" once
 --                 the op-id key exists, #i the incarnation (when this life of the cart began:
---                 created or restored), and #z, the freeze field: set on a guest cart that a login
---                 merged into a user's cart, to that user's id (such a cart takes no more ops);
+--                 created or restored), #x, a long filler put in once a cart passes 24 lines, which
+--                 makes Redis keep the hash as a hash table (a field found without a scan) rather
+--                 than as a small list it scans, whatever hash-max-listpack-* say, and #z, the
+--                 freeze field: set on a guest cart that a login merged into a user's cart, to
+--                 that user's id (such a cart takes no more ops);
 --   saved (hash)  the save-for-later list, one field per SKU, valued as the lines are;
 --   ops   (hash)  the ids of the ops the cart applied (valued "1").
 -- Expiry is Redis's own: every access renews the TTLs (main and ops: the cart's expiry, or the
