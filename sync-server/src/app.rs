@@ -9,6 +9,7 @@ pub use crate::state::{AppState, SharedState, connect};
 use crate::{idempotency, orders, routes, writebehind};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::serve::ListenerExt;
 use axum::http::{HeaderName, Request, header};
 use shared::{ErrorCode, Timestamp};
 use std::future::Future;
@@ -186,7 +187,14 @@ pub async fn serve(
     }
     let app = router(state, &settings);
     tracing::info!(addr = %listeners.api.local_addr().map_err(|e| e.to_string())?, "serving");
-    let served = axum::serve(listeners.api, app).with_graceful_shutdown(shutdown).await;
+    // No Nagle: a response written in more than one segment would otherwise wait for the
+    // client's delayed acknowledgement (tens of milliseconds).
+    let api = listeners.api.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    let served = axum::serve(api, app).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     if tokio::time::timeout(Duration::from_secs(20), worker).await.is_err() {
         tracing::error!("the write-behind queue did not drain in time");
