@@ -302,15 +302,9 @@ impl RedisStore {
         {
             return Ok(read);
         }
-        let expiry = rules.expiry(id);
         let cmd = Self::script_cmd(&self.scripts.apply, &keys, |c| {
-            c.arg(now.millis())
-                .arg(rules.limits.max_line_quantity)
-                .arg(rules.limits.max_lines)
-                .arg(expiry.cart_seconds * 1000)
-                .arg(expiry.saved_seconds * 1000)
-                .arg(rules.currency.as_str())
-                .arg(if id.is_user() { "1" } else { "0" });
+            rule_args(c, id, rules, now);
+            c.arg(if id.is_user() { "1" } else { "0" });
             match if_match {
                 Some(v) => c.arg(v),
                 None => c.arg(""),
@@ -424,21 +418,11 @@ impl RedisStore {
         rules: &Rules,
         now: Timestamp,
     ) -> Result<MergeResult, StoreError> {
-        let expiry = rules.expiry(user);
         let fields = line_fields(&guest.cart);
         let keys = self.keys(user);
         let cmd = Self::script_cmd(&self.scripts.merge, &keys, |c| {
-            c.arg(now.millis())
-                .arg(rules.limits.max_line_quantity)
-                .arg(rules.limits.max_lines)
-                .arg(expiry.cart_seconds * 1000)
-                .arg(expiry.saved_seconds * 1000)
-                .arg(rules.currency.as_str())
-                .arg(op_id)
-                .arg(rules.merge.as_str())
-                .arg(fields.len())
-                .arg(&fields)
-                .arg(&guest.applied);
+            rule_args(c, user, rules, now);
+            c.arg(op_id).arg(rules.merge.as_str()).arg(fields.len()).arg(&fields).arg(&guest.applied);
         });
         let [reply, main, saved] = self.with_cart(&self.scripts.merge, cmd, &keys, user.user(), true).await?;
         let reply = strings_or_arrays(reply)?;
@@ -544,6 +528,18 @@ impl RedisStore {
         redis::cmd("PING").query_async::<()>(&mut c).await?;
         Ok(())
     }
+}
+
+/// The first six arguments of the apply and merge scripts: now, the limits, the expiries, the
+/// currency of a new cart.
+fn rule_args(c: &mut Cmd, id: &CartKey, rules: &Rules, now: Timestamp) {
+    let expiry = rules.expiry(id);
+    c.arg(now.millis())
+        .arg(rules.limits.max_line_quantity)
+        .arg(rules.limits.max_lines)
+        .arg(expiry.cart_seconds * 1000)
+        .arg(expiry.saved_seconds * 1000)
+        .arg(rules.currency.as_str());
 }
 
 async fn connect_cluster(urls: &[&str]) -> Result<Conn, redis::RedisError> {

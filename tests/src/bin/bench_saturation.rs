@@ -201,6 +201,18 @@ impl Conn {
         Conn { stream, buf: Vec::with_capacity(16 * 1024) }
     }
 
+    /// The `n`th add of a run (cart and SKU chosen by `n`); whether it answered 200. A broken
+    /// connection is opened again.
+    async fn add_nth(&mut self, addr: &str, tokens: &[String], n: usize) -> bool {
+        match self.add(addr, &tokens[n % CARTS], (n / CARTS) % SKUS).await {
+            Ok(ok) => ok,
+            Err(_) => {
+                *self = Conn::open(addr).await;
+                false
+            }
+        }
+    }
+
     /// Sends one add and returns whether it answered 200.
     async fn add(&mut self, addr: &str, token: &str, sku: usize) -> std::io::Result<bool> {
         let body = format!("{{\"sku\":\"SKU-{sku}\",\"quantity\":1}}");
@@ -247,14 +259,7 @@ async fn closed_loop(addr: &str, tokens: &Arc<Vec<String>>, connections: usize, 
                 while Instant::now() < deadline {
                     n += 1;
                     let sent = Instant::now();
-                    match conn.add(&addr, &tokens[n % CARTS], (n / CARTS) % SKUS).await {
-                        Ok(true) => {}
-                        Ok(false) => errors += 1,
-                        Err(_) => {
-                            errors += 1;
-                            conn = Conn::open(&addr).await;
-                        }
-                    }
+                    errors += u64::from(!conn.add_nth(&addr, &tokens, n).await);
                     lat.push(sent.elapsed());
                 }
                 (lat, errors)
@@ -296,15 +301,7 @@ async fn open_loop(addr: &str, tokens: &Arc<Vec<String>>, rate: f64, length: Dur
                     }
                     let due = start + interval.mul_f64(n as f64);
                     tokio::time::sleep_until(due.into()).await;
-                    let i = n as usize;
-                    match conn.add(&addr, &tokens[i % CARTS], (i / CARTS) % SKUS).await {
-                        Ok(true) => {}
-                        Ok(false) => errors += 1,
-                        Err(_) => {
-                            errors += 1;
-                            conn = Conn::open(&addr).await;
-                        }
-                    }
+                    errors += u64::from(!conn.add_nth(&addr, &tokens, n as usize).await);
                     lat.push(due.elapsed());
                 }
                 (lat, errors)
