@@ -41,6 +41,12 @@ pub enum ErrorCode {
     CartMerged,
     InvalidSignature,
     AmountMismatch,
+    InvalidPromoCode,
+    PromoCodeNotFound,
+    TooManyPromoCodes,
+    PromotionUnavailable,
+    GiftCardNotFound,
+    GiftCardUnavailable,
     // The browser client's own codes.
     NetworkError,
     StorageFull,
@@ -51,7 +57,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// The codes the server answers with.
-    pub const ALL: [ErrorCode; 34] = [
+    pub const ALL: [ErrorCode; 40] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidCartToken,
@@ -86,6 +92,12 @@ impl ErrorCode {
         ErrorCode::CartMerged,
         ErrorCode::InvalidSignature,
         ErrorCode::AmountMismatch,
+        ErrorCode::InvalidPromoCode,
+        ErrorCode::PromoCodeNotFound,
+        ErrorCode::TooManyPromoCodes,
+        ErrorCode::PromotionUnavailable,
+        ErrorCode::GiftCardNotFound,
+        ErrorCode::GiftCardUnavailable,
     ];
 
     /// The codes only the browser client reports (in `lastError` or a rejected promise).
@@ -128,6 +140,12 @@ impl ErrorCode {
             ErrorCode::CartMerged => "cart_merged",
             ErrorCode::InvalidSignature => "invalid_signature",
             ErrorCode::AmountMismatch => "amount_mismatch",
+            ErrorCode::InvalidPromoCode => "invalid_promo_code",
+            ErrorCode::PromoCodeNotFound => "promo_code_not_found",
+            ErrorCode::TooManyPromoCodes => "too_many_promo_codes",
+            ErrorCode::PromotionUnavailable => "promotion_unavailable",
+            ErrorCode::GiftCardNotFound => "gift_card_not_found",
+            ErrorCode::GiftCardUnavailable => "gift_card_unavailable",
             ErrorCode::NetworkError => "network_error",
             ErrorCode::StorageFull => "storage_full",
             ErrorCode::StorageCorrupt => "storage_corrupt",
@@ -152,7 +170,7 @@ impl ErrorCode {
             ErrorCode::InvalidJson | ErrorCode::InvalidCartToken | ErrorCode::InvalidIdempotencyKey => 400,
             ErrorCode::Unauthorized | ErrorCode::InvalidSignature => 401,
             ErrorCode::Forbidden => 403,
-            ErrorCode::NotFound | ErrorCode::LineNotFound | ErrorCode::UnknownProduct => 404,
+            ErrorCode::NotFound | ErrorCode::LineNotFound | ErrorCode::UnknownProduct | ErrorCode::GiftCardNotFound => 404,
             ErrorCode::RequestInProgress
             | ErrorCode::PriceChanged
             | ErrorCode::OutOfStock
@@ -160,7 +178,9 @@ impl ErrorCode {
             | ErrorCode::OrderNotPending
             | ErrorCode::StockBelowReserved
             | ErrorCode::CartMerged
-            | ErrorCode::AmountMismatch => 409,
+            | ErrorCode::AmountMismatch
+            | ErrorCode::PromotionUnavailable
+            | ErrorCode::GiftCardUnavailable => 409,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::VersionMismatch => 412,
             ErrorCode::PayloadTooLarge => 413,
@@ -174,7 +194,10 @@ impl ErrorCode {
             | ErrorCode::CartFull
             | ErrorCode::TooManyOps
             | ErrorCode::IdempotencyKeyReused
-            | ErrorCode::CartEmpty => 422,
+            | ErrorCode::CartEmpty
+            | ErrorCode::InvalidPromoCode
+            | ErrorCode::PromoCodeNotFound
+            | ErrorCode::TooManyPromoCodes => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,

@@ -12,6 +12,7 @@ mod checkout;
 mod error;
 mod merge;
 mod op;
+pub mod promo;
 pub mod stored;
 mod time;
 mod types;
