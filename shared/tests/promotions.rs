@@ -100,7 +100,7 @@ fn amount_off_items_is_per_unit_and_at_most_the_line() {
 fn buy_two_get_one_frees_the_cheapest_of_each_complete_group() {
     let p = promo("p", Action::BuyXGetY { skus: vec![sku("A"), sku("B"), sku("C")], buy: 2, get: 1, percent: 100 });
     // Units dearest first: 1000 1000 500 | 300 300 300 | 300 (incomplete).
-    let e = eval(&[line("C", 4, 300), line("A", 2, 1_000), line("B", 1, 500), line("D", 5, 50)], &[p.clone()], &[]);
+    let e = eval(&[line("C", 4, 300), line("A", 2, 1_000), line("B", 1, 500), line("D", 5, 50)], std::slice::from_ref(&p), &[]);
     assert_eq!(amounts(&e.line_discounts), vec![300, 0, 500, 0]);
     // Half off the free units.
     let mut half = p;
@@ -113,14 +113,14 @@ fn buy_two_get_one_frees_the_cheapest_of_each_complete_group() {
 fn a_bundle_prices_each_complete_set_and_spreads_the_saving_by_worth() {
     let p = promo("p", Action::Bundle { items: vec![(sku("A"), 1), (sku("B"), 2)], price: usd(2_000) });
     // Two complete bundles (A: 3, B: 5 → min(3, 2)); each is worth 1000 + 2 × 600 = 2200.
-    let e = eval(&[line("A", 3, 1_000), line("B", 5, 600)], &[p.clone()], &[]);
+    let e = eval(&[line("A", 3, 1_000), line("B", 5, 600)], std::slice::from_ref(&p), &[]);
     assert_eq!(e.discount_total.amount(), 400);
     assert_eq!(
         amounts(&e.line_discounts),
         vec![182, 218],
         "400 × 1000/2200 = 181.8, 400 × 1200/2200 = 218.2: the larger remainder gets the cent"
     );
-    let e = eval(&[line("A", 3, 1_000)], &[p.clone()], &[]);
+    let e = eval(&[line("A", 3, 1_000)], std::slice::from_ref(&p), &[]);
     assert_eq!(e.discount_total.amount(), 0, "no B, no bundle");
     let mut dear = p;
     dear.action = Action::Bundle { items: vec![(sku("A"), 1)], price: usd(5_000) };
@@ -139,7 +139,7 @@ fn an_order_discount_is_allocated_over_lines_by_largest_remainder() {
 fn max_discount_caps_each_promotion() {
     let mut p = promo("p", Action::PercentOffOrder { percent: 50 });
     p.max_discount = Some(usd(1_000));
-    let e = eval(&[line("A", 10, 1_000)], &[p.clone()], &[]);
+    let e = eval(&[line("A", 10, 1_000)], std::slice::from_ref(&p), &[]);
     assert_eq!(e.discount_total.amount(), 1_000);
     p.action = Action::PercentOffItems { percent: 50, skus: vec![sku("A"), sku("B")] };
     let e = eval(&[line("A", 10, 1_000), line("B", 1, 3_000)], &[p], &[]);
