@@ -1,5 +1,6 @@
 use crate::error::{CartError, ErrorCode};
 use crate::op::{Op, OpKind};
+use crate::promo::{MAX_PROMO_CODES, PromoCode};
 use crate::time::Timestamp;
 use crate::types::{Currency, Limits, Money, Sku, UserId};
 use std::collections::BTreeSet;
@@ -35,6 +36,8 @@ pub struct Cart {
     /// Set on a guest cart that a login merged into a user's cart (see [`Cart::freeze`]): the
     /// user whose cart took its lines. Such a cart takes no more ops.
     pub merged_into: Option<UserId>,
+    /// The promo codes on the cart, in the order they were put on, at most five.
+    pub promo_codes: Vec<PromoCode>,
 }
 
 /// How long an untouched cart keeps its lines and its saved list.
@@ -55,11 +58,13 @@ impl Cart {
             updated_at: Timestamp::default(),
             accessed_at: Timestamp::default(),
             merged_into: None,
+            promo_codes: Vec::new(),
         }
     }
 
+    /// No lines, no saved lines, no promo codes.
     pub fn is_empty(&self) -> bool {
-        self.lines.is_empty() && self.saved.is_empty()
+        self.lines.is_empty() && self.saved.is_empty() && self.promo_codes.is_empty()
     }
 
     pub fn line(&self, sku: &Sku) -> Option<&CartLine> {
@@ -95,6 +100,7 @@ impl Cart {
         if !self.is_empty() {
             self.lines.clear();
             self.saved.clear();
+            self.promo_codes.clear();
             self.mark_changed(now);
         }
         taken
@@ -176,6 +182,24 @@ impl Cart {
                 let changed = !self.lines.is_empty();
                 self.lines.clear();
                 Ok(changed)
+            }
+            OpKind::ApplyPromoCode { code } => {
+                if self.promo_codes.contains(code) {
+                    return Ok(false);
+                }
+                if self.promo_codes.len() >= MAX_PROMO_CODES {
+                    return Err(CartError::new(
+                        ErrorCode::TooManyPromoCodes,
+                        format!("a cart holds at most {MAX_PROMO_CODES} promo codes"),
+                    ));
+                }
+                self.promo_codes.push(code.clone());
+                Ok(true)
+            }
+            OpKind::RemovePromoCode { code } => {
+                let before = self.promo_codes.len();
+                self.promo_codes.retain(|c| c != code);
+                Ok(self.promo_codes.len() != before)
             }
             OpKind::Deduct { sku, quantity } => {
                 let Some(i) = position(&self.lines, sku) else { return Ok(false) };

@@ -46,6 +46,13 @@ pub fn merge(user: &mut Cart, guest: &Cart, policy: MergePolicy, limits: &Limits
             changed |= merge_line(user, g, into_saved, policy, limits);
         }
     }
+    // Both carts' codes are kept, each once, the user's first, at most five.
+    for code in &guest.promo_codes {
+        if !user.promo_codes.contains(code) && user.promo_codes.len() < crate::promo::MAX_PROMO_CODES {
+            user.promo_codes.push(code.clone());
+            changed = true;
+        }
+    }
     if changed {
         user.mark_changed(now);
     }

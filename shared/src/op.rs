@@ -1,4 +1,5 @@
 use crate::error::{CartError, ErrorCode};
+use crate::promo::PromoCode;
 use crate::types::{Money, Quantity, Sku};
 use std::fmt;
 
@@ -74,6 +75,14 @@ pub enum OpKind {
         sku: Sku,
         quantity: Quantity,
     },
+    /// Puts a promo code on the cart (at most five; one already there changes nothing).
+    ApplyPromoCode {
+        code: PromoCode,
+    },
+    /// Takes a promo code off; an absent one is not an error.
+    RemovePromoCode {
+        code: PromoCode,
+    },
 }
 
 impl OpKind {
@@ -87,6 +96,16 @@ impl OpKind {
             OpKind::RemoveSaved { .. } => "remove_saved",
             OpKind::Clear => "clear",
             OpKind::Deduct { .. } => "deduct",
+            OpKind::ApplyPromoCode { .. } => "apply_promo_code",
+            OpKind::RemovePromoCode { .. } => "remove_promo_code",
+        }
+    }
+
+    /// The promo code a code op names.
+    pub fn code(&self) -> Option<&PromoCode> {
+        match self {
+            OpKind::ApplyPromoCode { code } | OpKind::RemovePromoCode { code } => Some(code),
+            _ => None,
         }
     }
 
@@ -99,7 +118,7 @@ impl OpKind {
             | OpKind::MoveToCart { sku }
             | OpKind::RemoveSaved { sku }
             | OpKind::Deduct { sku, .. } => Some(sku),
-            OpKind::Clear => None,
+            OpKind::Clear | OpKind::ApplyPromoCode { .. } | OpKind::RemovePromoCode { .. } => None,
         }
     }
 }

@@ -66,6 +66,22 @@ impl fmt::Display for PromoCode {
     }
 }
 
+impl serde::Serialize for PromoCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PromoCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        PromoCode::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Most codes one cart may carry.
+pub const MAX_PROMO_CODES: usize = 5;
+
 /// What a promotion takes off.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {

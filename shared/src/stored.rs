@@ -26,6 +26,8 @@ pub struct StoredCart {
     pub accessed_at: Timestamp,
     pub lines: Vec<StoredLine>,
     pub saved: Vec<StoredLine>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promo_codes: Vec<crate::promo::PromoCode>,
 }
 
 impl StoredCart {
@@ -60,6 +62,7 @@ impl StoredCart {
             updated_at: self.updated_at,
             accessed_at: self.accessed_at,
             merged_into: None,
+            promo_codes: self.promo_codes,
         })
     }
 }
@@ -86,6 +89,7 @@ impl From<&Cart> for StoredCart {
             accessed_at: c.accessed_at,
             lines: lines(&c.lines),
             saved: lines(&c.saved),
+            promo_codes: c.promo_codes.clone(),
         }
     }
 }
@@ -123,6 +127,10 @@ impl StoredCart {
             accessed_at: ts(v, "accessed_at")?,
             lines: lines("lines")?,
             saved: lines("saved")?,
+            promo_codes: match v.get("promo_codes") {
+                None | Some(serde_json::Value::Null) => Vec::new(),
+                Some(codes) => codes.as_array()?.iter().map(|c| crate::promo::PromoCode::parse(c.as_str()?).ok()).collect::<Option<_>>()?,
+            },
         })
     }
 }

@@ -369,6 +369,18 @@ fn price_field(obj: &Map<String, Value>) -> Result<Option<Money>, CartError> {
     }
 }
 
+fn code_field(obj: &Map<String, Value>) -> Result<crate::promo::PromoCode, CartError> {
+    match obj.get("code") {
+        Some(Value::String(s)) => crate::promo::PromoCode::parse(s),
+        _ => Err(CartError::new(ErrorCode::InvalidPromoCode, "code is required and must be a string")),
+    }
+}
+
+/// `POST /v1/cart/promo-codes` body: `{"code"}`.
+pub fn parse_promo_code_request(body: &Value) -> Result<crate::promo::PromoCode, CartError> {
+    code_field(object(body)?)
+}
+
 /// `POST /v1/cart/items` body: `{"sku", "quantity", "price_at_add"?}`.
 pub fn parse_add_item(body: &Value, limits: &Limits) -> Result<OpKind, CartError> {
     let obj = object(body)?;
@@ -390,10 +402,12 @@ fn parse_op_kind(obj: &Map<String, Value>, limits: &Limits) -> Result<OpKind, Ca
         "move_to_cart" => OpKind::MoveToCart { sku: sku_field(obj)? },
         "remove_saved" => OpKind::RemoveSaved { sku: sku_field(obj)? },
         "clear" => OpKind::Clear,
+        "apply_promo_code" => OpKind::ApplyPromoCode { code: code_field(obj)? },
+        "remove_promo_code" => OpKind::RemovePromoCode { code: code_field(obj)? },
         _ => {
             return Err(CartError::new(
                 ErrorCode::InvalidOp,
-                "type is one of add, set_quantity, remove, save_for_later, move_to_cart, remove_saved, clear",
+                "type is one of add, set_quantity, remove, save_for_later, move_to_cart, remove_saved, clear, apply_promo_code, remove_promo_code",
             ));
         }
     })
@@ -453,6 +467,9 @@ pub fn op_to_json(op: &Op, at: Option<Timestamp>) -> Value {
     let m = v.as_object_mut().expect("built as an object");
     if let Some(sku) = op.kind.sku() {
         m.insert("sku".into(), json!(sku));
+    }
+    if let Some(code) = op.kind.code() {
+        m.insert("code".into(), json!(code.as_str()));
     }
     match &op.kind {
         OpKind::Add { quantity, price_at_add, .. } => {

@@ -22,6 +22,10 @@ fn op_kind() -> impl Strategy<Value = OpKind> {
         2 => sku.clone().prop_map(|sku| OpKind::MoveToCart { sku }),
         1 => sku.prop_map(|sku| OpKind::RemoveSaved { sku }),
         1 => Just(OpKind::Clear),
+        1 => prop::sample::select(&["X1", "X2", "X3", "X4", "X5", "X6"][..])
+            .prop_map(|c| OpKind::ApplyPromoCode { code: shared::promo::PromoCode::parse(c).unwrap() }),
+        1 => prop::sample::select(&["X1", "X2", "X3"][..])
+            .prop_map(|c| OpKind::RemovePromoCode { code: shared::promo::PromoCode::parse(c).unwrap() }),
     ]
 }
 
@@ -48,6 +52,11 @@ fn assert_invariants(c: &Cart, l: &Limits) -> Result<(), TestCaseError> {
             prop_assert!(line.seq < c.next_seq);
         }
     }
+    prop_assert!(c.promo_codes.len() <= shared::promo::MAX_PROMO_CODES);
+    let mut codes = c.promo_codes.clone();
+    codes.sort();
+    codes.dedup();
+    prop_assert_eq!(codes.len(), c.promo_codes.len(), "each code once");
     Ok(())
 }
 

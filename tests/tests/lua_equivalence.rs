@@ -5,6 +5,7 @@
 //! of a guest cart is also checked against `shared::Cart::freeze` itself.
 
 use proptest::prelude::*;
+use shared::promo::PromoCode;
 use shared::{Currency, Expiry, Limits, MergePolicy, Money, Op, OpId, OpKind, OpOutcome, Quantity, Sku, Timestamp};
 use std::sync::Arc;
 use sync_server::hot::{ApplyResult, HotStore, MemoryStore, MergeResult, RedisStore, Rules};
@@ -33,7 +34,14 @@ fn op_kind() -> impl Strategy<Value = OpKind> {
         1 => sku.clone().prop_map(|sku| OpKind::RemoveSaved { sku }),
         1 => Just(OpKind::Clear),
         2 => (sku, qty).prop_map(|(sku, quantity)| OpKind::Deduct { sku, quantity }),
+        2 => code().prop_map(|code| OpKind::ApplyPromoCode { code }),
+        1 => code().prop_map(|code| OpKind::RemovePromoCode { code }),
     ]
+}
+
+/// Seven codes, so a cart's limit of five is reached.
+fn code() -> impl Strategy<Value = PromoCode> {
+    prop::sample::select(&["P1", "p2", "P3", "P4", "P5", "P6", "P7"][..]).prop_map(|c| PromoCode::parse(c).unwrap())
 }
 
 /// Batches of ops whose ids are drawn from a small pool, so replays happen often.

@@ -5,6 +5,7 @@
 
 use super::StoreError;
 use redis::Value;
+use shared::promo::PromoCode;
 use shared::{Cart, CartLine, Currency, Money, Sku, Timestamp, UserId};
 
 fn corrupt(what: impl Into<String>) -> StoreError {
@@ -91,6 +92,7 @@ pub(super) fn cart_of(main: &Value, saved: &Value, currency: Currency, accessed_
                     b"i" => info.incarnation = text(v)?.to_owned(),
                     b"c" => cart.currency = Currency::parse(text(v)?).map_err(|_| corrupt("the cart's currency"))?,
                     b"z" => cart.merged_into = Some(UserId::parse(text(v)?).map_err(|_| corrupt("the merged-into user"))?),
+                    b"p" => cart.promo_codes = codes(v)?,
                     b"l" => info.lines = number("#l", v)?,
                     b"s" => info.saved = number("#s", v)?,
                     _ => {}
@@ -105,6 +107,15 @@ pub(super) fn cart_of(main: &Value, saved: &Value, currency: Currency, accessed_
     cart.lines.sort_by_key(|l| l.seq);
     cart.saved.sort_by_key(|l| l.seq);
     Ok((cart, info))
+}
+
+/// The promo codes of the `#p` field: comma-separated.
+fn codes(v: &[u8]) -> Result<Vec<PromoCode>, StoreError> {
+    text(v)?.split(',').filter(|c| !c.is_empty()).map(|c| PromoCode::parse(c).map_err(|_| corrupt(format!("promo code {c:?}")))).collect()
+}
+
+fn codes_text(codes: &[PromoCode]) -> String {
+    codes.iter().map(PromoCode::as_str).collect::<Vec<_>>().join(",")
 }
 
 /// Whether reading this cart must write after all: a saved list kept it alive past its lines'
@@ -133,15 +144,23 @@ pub(super) fn cart_parts(cart: &Cart) -> (Vec<String>, Vec<String>) {
         main.push("#z".into());
         main.push(user.as_str().to_owned());
     }
+    if !cart.promo_codes.is_empty() {
+        main.push("#p".into());
+        main.push(codes_text(&cart.promo_codes));
+    }
     let items = |list: &[CartLine]| list.iter().flat_map(|l| [l.sku.as_str().to_owned(), encode_line(l)]).collect::<Vec<_>>();
     main.extend(items(&cart.lines));
     (main, items(&cart.saved))
 }
 
-/// The lines of a cart as one flat list of `l:<sku>` / `s:<sku>` items, in the cart's order (the
-/// merge script's arguments, and the freeze snapshot's form).
+/// The lines of a cart as one flat list of `l:<sku>` / `s:<sku>` items, in the cart's order, and
+/// its promo codes as `p` (the merge script's arguments, and the freeze snapshot's form).
 pub fn line_fields(cart: &Cart) -> Vec<String> {
-    let mut out = Vec::with_capacity(2 * (cart.lines.len() + cart.saved.len()));
+    let mut out = Vec::with_capacity(2 * (cart.lines.len() + cart.saved.len()) + 2);
+    if !cart.promo_codes.is_empty() {
+        out.push("p".into());
+        out.push(codes_text(&cart.promo_codes));
+    }
     for (prefix, list) in [("l:", &cart.lines), ("s:", &cart.saved)] {
         for l in list {
             out.push(format!("{prefix}{}", l.sku));
@@ -168,6 +187,7 @@ pub fn cart_from_fields(items: &[String], default_currency: Currency, accessed_a
                 "n" => cart.next_seq = number(f, v)?,
                 "u" => cart.updated_at = Timestamp::from_millis(number(f, v)?),
                 "c" => cart.currency = Currency::parse(&pair[1]).map_err(|_| corrupt(format!("currency {:?}", pair[1])))?,
+                "p" => cart.promo_codes = codes(v)?,
                 _ => {}
             }
         }

@@ -310,13 +310,15 @@ impl RedisStore {
                 None => c.arg(""),
             };
             for op in ops {
-                let (sku, qty) = match &op.kind {
-                    OpKind::Add { sku, quantity, .. } | OpKind::SetQuantity { sku, quantity } | OpKind::Deduct { sku, quantity } => {
-                        (sku.as_str(), quantity.get())
+                c.arg(op.id.as_str()).arg(op.kind.type_name()).arg(op.kind.sku().map_or("", |s| s.as_str()));
+                match &op.kind {
+                    OpKind::Add { quantity, .. } | OpKind::SetQuantity { quantity, .. } | OpKind::Deduct { quantity, .. } => {
+                        c.arg(quantity.get())
                     }
-                    other => (other.sku().map_or("", |s| s.as_str()), 0),
+                    // A promo-code op's code travels in the quantity's place.
+                    OpKind::ApplyPromoCode { code } | OpKind::RemovePromoCode { code } => c.arg(code.as_str()),
+                    _ => c.arg(0),
                 };
-                c.arg(op.id.as_str()).arg(op.kind.type_name()).arg(sku).arg(qty);
                 match &op.kind {
                     OpKind::Add { price_at_add: Some(p), .. } => c.arg(format!("{}|{}", p.amount(), p.currency())),
                     _ => c.arg(""),

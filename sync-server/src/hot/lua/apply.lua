@@ -7,7 +7,7 @@
 -- ARGV: 1 now ms, 2 max quantity, 3 max lines, 4 cart ttl ms, 5 saved ttl ms, 6 currency of a new
 --       cart, 7 "1" if the cart must already exist (user carts: else it is restored first),
 --       8 expected version or "", then 5 per op: id ("" for none: recorded nowhere), type, sku,
---       quantity, price ("amount|CUR" or "").
+--       quantity (for a promo-code op: the code), price ("amount|CUR" or "").
 -- Returns {"restore"} | {"merged", user} | {"mismatch", version} |
 -- {"ok", results, version, version before, incarnation}; a result is "a" (applied), "d"
 -- (duplicate) or "r|code|message". The version before is the cart's when the script began (-1
@@ -20,7 +20,7 @@ local cart_ttl, saved_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 -- The meta fields and every line an op names, in one call (the last access, needed only with a
 -- saved list, is read then). Tables are made at their size where it is known: growing one costs
 -- a rehash.
-local want, at, nw = {'#v', '#s', '#z', '#l', '#n', '#c', '#o', '#i', '#x', false}, {}, 9
+local want, at, nw = {'#v', '#s', '#z', '#l', '#n', '#c', '#o', '#i', '#x', '#p'}, {}, 10
 for i = 9, #ARGV, 5 do
   local sku = ARGV[i + 2]
   if sku ~= '' and not at[sku] then nw = nw + 1; want[nw] = sku; at[sku] = nw end
@@ -33,6 +33,8 @@ local c, o, inc = m[6] or ARGV[6], m[7] == '1', m[8] or now
 local before = v
 local u = '0'
 local v0, n0, l0, ss0, o0 = v, n, l, ss, o
+-- The promo codes on the cart, comma-separated (no code holds a comma), at most five.
+local codes, codes_changed = m[10] or '', false
 
 -- Lines as this call leaves them: sku -> value, or false once deleted.
 local lines, cleared, gone = {}, false, nil
@@ -126,6 +128,25 @@ for i = 9, #ARGV, 5 do
       end
     elseif t == 'clear' then
       if l > 0 then drop_all(); ch = true end
+    elseif t == 'apply_promo_code' or t == 'remove_promo_code' then
+      -- The code travels in the quantity's place.
+      local pc = ARGV[i + 3]
+      local list, found = {}, false
+      for c in string.gmatch(codes, '[^,]+') do
+        if c == pc then found = true end
+        if not (c == pc and t == 'remove_promo_code') then list[#list + 1] = c end
+      end
+      if t == 'apply_promo_code' and not found then
+        if #list >= 5 then
+          code, msg = 'too_many_promo_codes', 'a cart holds at most 5 promo codes'
+        else
+          list[#list + 1] = pc
+          ch = true
+        end
+      elseif t == 'remove_promo_code' and found then
+        ch = true
+      end
+      if ch then codes, codes_changed = table.concat(list, ','), true end
     elseif t == 'remove_saved' then
       if redis.call('HDEL', KEYS[2], sku) == 1 then ss = ss - 1; ch = true end
     elseif t == 'save_for_later' then
@@ -196,6 +217,7 @@ if fresh or l ~= l0 then w[k + 1], w[k + 2], k = '#l', l, k + 2 end
 if fresh or ss ~= ss0 then w[k + 1], w[k + 2], k = '#s', ss, k + 2 end
 if fresh then w[k + 1], w[k + 2], w[k + 3], w[k + 4], k = '#c', c, '#i', inc, k + 4 end
 if o and not o0 then w[k + 1], w[k + 2], k = '#o', '1', k + 2 end
+if codes_changed then w[k + 1], w[k + 2], k = '#p', codes, k + 2 end
 if ss > 0 then w[k + 1], w[k + 2], k = '#a', now, k + 2 end
 -- A cart past a few dozen lines goes over to a hash table, where a field is found without a scan
 -- (Redis keeps a small hash as a list it scans; a value longer than 64 bytes ends that).

@@ -11,7 +11,8 @@
 --                 makes Redis keep the hash as a hash table (a field found without a scan) rather
 --                 than as a small list it scans, whatever hash-max-listpack-* say, and #z, the
 --                 freeze field: set on a guest cart that a login merged into a user's cart, to
---                 that user's id (such a cart takes no more ops);
+--                 that user's id (such a cart takes no more ops), and #p, the promo codes on the
+--                 cart, comma-separated, at most five;
 --   saved (hash)  the save-for-later list, one field per SKU, valued as the lines are;
 --   ops   (hash)  the ids of the ops the cart applied (valued "1").
 -- Expiry is Redis's own: every access renews the TTLs (main and ops: the cart's expiry, or the
@@ -44,11 +45,11 @@ end
 
 -- Reads a cart's meta fields. Returns the state and whether the cart existed.
 local function load_meta(currency)
-  local m = redis.call('HMGET', KEYS[1], '#v', '#n', '#l', '#s', '#z', '#c', '#a', '#u', '#o')
+  local m = redis.call('HMGET', KEYS[1], '#v', '#n', '#l', '#s', '#z', '#c', '#a', '#u', '#o', '#p')
   local s = {v = tonumber(m[1]) or 0, n = tonumber(m[2]) or 0, l = tonumber(m[3]) or 0, s = tonumber(m[4]) or 0,
              z = m[5] or nil, c = m[6] or currency, a = tonumber(m[7]) or 0, u = m[8] or '0', o = m[9] == '1',
-             set = {}, del = {}, fresh = m[1] == false}
-  s.n0, s.l0, s.s0, s.z0, s.o0 = s.n, s.l, s.s, s.z, s.o
+             p = m[10] or '', set = {}, del = {}, fresh = m[1] == false}
+  s.n0, s.l0, s.s0, s.z0, s.o0, s.p0 = s.n, s.l, s.s, s.z, s.o, s.p
   return s, m[1] ~= false
 end
 
@@ -108,6 +109,7 @@ local function save(s, now, cart_ttl, saved_ttl)
   if s.fresh or s.s ~= s.s0 then put('#s', s.s) end
   if s.z and s.z ~= s.z0 then put('#z', s.z) end
   if s.o and not s.o0 then put('#o', '1') end
+  if s.p ~= s.p0 then put('#p', s.p) end
   chunked('HSET', KEYS[1], w, 1000)
   local long = cart_ttl
   if s.s > 0 and saved_ttl > long then long = saved_ttl end

@@ -17,8 +17,9 @@ local s = load_meta(ARGV[5])
 notice_expired(s, now, cart_ttl)
 if #s.del > 0 then chunked('HDEL', KEYS[1], s.del, 1000); s.del = {} end
 local gen, f = 0, {}
-if s.l > 0 or s.s > 0 then
+if s.l > 0 or s.s > 0 or s.p ~= '' then
   f = {'v', fmt(s.v), 'n', fmt(s.n), 'c', s.c, 'u', s.u}
+  if s.p ~= '' then f[#f + 1] = 'p'; f[#f + 1] = s.p end
   local lines, saved = line_items(), redis.call('HGETALL', KEYS[2])
   for i = 1, #lines, 2 do f[#f + 1] = 'l:' .. lines[i]; f[#f + 1] = lines[i + 1] end
   for i = 1, #saved, 2 do f[#f + 1] = 's:' .. saved[i]; f[#f + 1] = saved[i + 1] end
@@ -30,6 +31,7 @@ if s.l > 0 or s.s > 0 then
   redis.call('PEXPIRE', KEYS[4], ARGV[4])
   drop_lines(s)
   s.s = 0
+  s.p = ''
   s.v = s.v + 1
   s.u = now
 end

@@ -17,6 +17,19 @@ if not (s.o and redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1) then
   local policy, nf = ARGV[8], tonumber(ARGV[9])
   local changed = false
   for i = 10, 9 + nf, 2 do
+    if ARGV[i] == 'p' then
+      -- Both carts' codes, each once, the user's first, at most five.
+      local have, n = {}, 0
+      for c in string.gmatch(s.p, '[^,]+') do have[c] = true; n = n + 1 end
+      for c in string.gmatch(ARGV[i + 1], '[^,]+') do
+        if not have[c] and n < 5 then
+          s.p = (s.p == '' and c) or (s.p .. ',' .. c)
+          have[c] = true
+          n = n + 1
+          changed = true
+        end
+      end
+    else
     local saved = string.sub(ARGV[i], 1, 2) == 's:'
     local sku, g = string.sub(ARGV[i], 3), decode(ARGV[i + 1])
     local raw
@@ -41,6 +54,7 @@ if not (s.o and redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1) then
     if value then
       changed = true
       if saved then redis.call('HSET', KEYS[2], sku, value) else put_line(s, sku, value) end
+    end
     end
   end
   local ids = {}
