@@ -220,6 +220,7 @@ pub fn cart_from_view(view: &CartView) -> Cart {
         }
     }
     cart.next_seq = seq;
+    cart.promo_codes = view.promo_codes.iter().map(|c| c.code.clone()).collect();
     cart
 }
 
@@ -483,12 +484,18 @@ impl Engine {
             Identity::Guest { .. } => Owner::Guest,
             Identity::User { .. } => Owner::User,
         };
-        let view = CartView::new(&self.optimistic(), owner, Timestamp::default(), |line| {
-            self.state
-                .annotations
-                .get(&line.sku)
-                .map(|a| wire::Annotation { current_price: a.current_price, availability: a.availability.unwrap_or(Availability::Unknown) })
-        });
+        let view = CartView::new(
+            &self.optimistic(),
+            owner,
+            Timestamp::default(),
+            |line| {
+                self.state.annotations.get(&line.sku).map(|a| wire::Annotation {
+                    current_price: a.current_price,
+                    availability: a.availability.unwrap_or(Availability::Unknown),
+                })
+            },
+            &wire::Promos::none(),
+        );
         let line = |l: &wire::LineView| LineSnapshot {
             sku: l.sku.clone(),
             quantity: l.quantity,
@@ -823,7 +830,7 @@ mod tests {
         let mut newer = a.state.confirmed.clone();
         newer.version += 1;
         let identity = a.identity().clone();
-        a.finish_pull(&identity, &CartView::new(&newer, Owner::Guest, Timestamp::default(), |_| None));
+        a.finish_pull(&identity, &CartView::new(&newer, Owner::Guest, Timestamp::default(), |_| None, &wire::Promos::none()));
         assert_ne!(a.checkout_key(), second, "a changed cart is a new checkout");
         assert!(checkout_settled(201, None));
         assert!(checkout_settled(409, Some(&ErrorBody::new(ErrorCode::OutOfStock, ""))));

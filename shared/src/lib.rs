@@ -10,9 +10,11 @@
 mod cart;
 mod checkout;
 mod error;
+pub mod gift_card;
 mod merge;
 mod op;
 pub mod promo;
+pub mod promo_json;
 pub mod stored;
 mod time;
 mod types;
@@ -20,7 +22,8 @@ pub mod wire;
 
 pub use cart::{Cart, CartLine, CartState, Expiry, OpOutcome};
 pub use checkout::{
-    CheckoutDecision, Offer, PriceChange, PricedCart, PricedLine, Shortage, decide_checkout, parse_idempotency_key, price_cart,
+    CheckoutDecision, Offer, PriceChange, PricedCart, PricedLine, Shortage, UnavailableCode, decide_checkout, parse_idempotency_key,
+    price_cart,
 };
 pub use error::{CartError, ErrorCode};
 pub use merge::{MergePolicy, merge};

@@ -125,6 +125,22 @@ pub struct Promotion {
     pub usage_limit_per_customer: Option<u64>,
 }
 
+impl Promotion {
+    /// Why the promotion cannot be had at all at `now` (inactive, not started, expired), if so:
+    /// the reasons a code is refused when put on a cart.
+    pub fn unavailable_at(&self, now: Timestamp) -> Option<NotApplied> {
+        if !self.active {
+            Some(NotApplied::Inactive)
+        } else if self.starts_at.is_some_and(|s| now < s) {
+            Some(NotApplied::NotStarted)
+        } else if self.ends_at.is_some_and(|e| now > e) {
+            Some(NotApplied::Expired)
+        } else {
+            None
+        }
+    }
+}
+
 /// Why a promotion (or a code on the cart) took nothing off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NotApplied {
@@ -275,14 +291,8 @@ pub fn allocate(total: i64, weights: &[i64]) -> Vec<i64> {
 
 /// Why `p` cannot be used on this cart, if it cannot.
 fn ineligible(p: &Promotion, subtotal: i64, now: Timestamp, is_user: bool, usage: Usage) -> Option<NotApplied> {
-    if !p.active {
-        return Some(NotApplied::Inactive);
-    }
-    if p.starts_at.is_some_and(|s| now < s) {
-        return Some(NotApplied::NotStarted);
-    }
-    if p.ends_at.is_some_and(|e| now > e) {
-        return Some(NotApplied::Expired);
+    if let Some(r) = p.unavailable_at(now) {
+        return Some(r);
     }
     if p.usage_limit.is_some_and(|l| usage.total >= l) {
         return Some(NotApplied::UsageLimitReached);

@@ -8,6 +8,7 @@
 use crate::cart::{Cart, CartLine, OpOutcome};
 use crate::error::{CartError, ErrorCode};
 use crate::op::{Op, OpId, OpKind};
+use crate::promo::{Context, LineInput, PromoCode, Promotion, PromotionId, Usage, evaluate};
 use crate::time::Timestamp;
 use crate::types::{Currency, GuestToken, Limits, Money, Quantity, Sku};
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,53 @@ pub struct LineView {
     pub price_changed: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability: Option<Availability>,
+    /// What the promotions take off this line (cart lines only, not the saved list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount: Option<Money>,
+    /// `quantity × unit price − discount` (cart lines only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_total: Option<Money>,
+}
+
+/// A promo code on the cart and whether its promotion is applied; if not, why
+/// (`min_subtotal_not_met` comes with what is `missing`). `pending`: the browser cart does not
+/// know the code's promotion yet (never set by the server).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromoCodeView {
+    pub code: PromoCode,
+    pub applied: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<bool>,
+}
+
+/// A promotion the cart gets, with what it takes off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscountView {
+    pub promotion: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<PromoCode>,
+    pub description: String,
+    pub amount: Money,
+}
+
+/// What the discount engine needs besides the cart: the promotions in force that may concern it
+/// (automatic ones and those of its codes; others are ignored), how often each was used, and
+/// the time.
+pub struct Promos<'a> {
+    pub promotions: &'a [Promotion],
+    pub usage: &'a (dyn Fn(&PromotionId) -> Usage + Sync),
+    pub now: Timestamp,
+}
+
+impl Promos<'static> {
+    /// No promotions: nothing is taken off.
+    pub fn none() -> Promos<'static> {
+        Promos { promotions: &[], usage: &|_| Usage::default(), now: Timestamp::default() }
+    }
 }
 
 /// The cart resource of the contract.
@@ -60,16 +108,38 @@ pub struct CartView {
     pub lines: Vec<LineView>,
     pub saved: Vec<LineView>,
     pub item_count: u64,
+    /// Before discounts.
     pub subtotal: Money,
+    #[serde(default = "zero_usd")]
+    pub discount_total: Money,
+    /// `subtotal − discount_total`.
+    #[serde(default = "zero_usd")]
+    pub total: Money,
+    #[serde(default)]
+    pub promo_codes: Vec<PromoCodeView>,
+    #[serde(default)]
+    pub discounts: Vec<DiscountView>,
     pub updated_at: Timestamp,
     pub expires_at: Timestamp,
 }
 
+fn zero_usd() -> Money {
+    Money::zero(Currency::USD)
+}
+
 impl CartView {
-    /// Builds the resource. `subtotal` uses the current price where the catalog knows it and the
-    /// price at add otherwise; a line with neither counts as zero. `annotate` is called once per
-    /// line, the cart's lines first and then the saved list, each in order.
-    pub fn new(cart: &Cart, owner: Owner, expires_at: Timestamp, mut annotate: impl FnMut(&CartLine) -> Option<Annotation>) -> CartView {
+    /// Builds the resource. Each cart line's unit price is its current price where the catalog
+    /// knows it and its price at add otherwise; a line with neither (or with a price in another
+    /// currency) counts as zero. `annotate` is called once per line, the cart's lines first and
+    /// then the saved list, each in order. Discounts come from `shared::promo::evaluate` on
+    /// those unit prices, for the server and the browser cart alike.
+    pub fn new(
+        cart: &Cart,
+        owner: Owner,
+        expires_at: Timestamp,
+        mut annotate: impl FnMut(&CartLine) -> Option<Annotation>,
+        promos: &Promos<'_>,
+    ) -> CartView {
         let mut view = |l: &CartLine| {
             let a = annotate(l);
             let current_price = a.and_then(|a| a.current_price);
@@ -84,16 +154,64 @@ impl CartView {
                     _ => None,
                 },
                 availability: a.map(|a| a.availability),
+                discount: None,
+                line_total: None,
             }
         };
-        let lines: Vec<LineView> = cart.lines.iter().map(&mut view).collect();
+        let mut lines: Vec<LineView> = cart.lines.iter().map(&mut view).collect();
         let saved: Vec<LineView> = cart.saved.iter().map(&mut view).collect();
-        let mut subtotal = Money::zero(cart.currency);
-        for l in &lines {
-            if let Some(p) = l.current_price.or(l.price_at_add) {
-                // A price in another currency cannot be summed; it is left out rather than guessed.
-                subtotal = subtotal.checked_add(&p.times(l.quantity)).unwrap_or(subtotal);
+        let currency = cart.currency;
+        // A price in another currency cannot be summed; it is left out rather than guessed.
+        let unit = |l: &LineView| l.current_price.or(l.price_at_add).filter(|p| p.currency() == currency);
+        let (subtotal, discount_total, total, promo_codes, discounts);
+        if promos.promotions.is_empty() && cart.promo_codes.is_empty() {
+            let mut sum = 0i64;
+            for l in &mut lines {
+                let amount = unit(l).map_or(0, |p| p.amount().saturating_mul(i64::from(l.quantity)));
+                sum += amount;
+                l.discount = Some(Money::zero(currency));
+                l.line_total = Some(Money::unchecked(amount, currency));
             }
+            subtotal = Money::unchecked(sum, currency);
+            (discount_total, total, promo_codes, discounts) = (Money::zero(currency), subtotal, Vec::new(), Vec::new());
+        } else {
+            let inputs: Vec<LineInput> =
+                lines.iter().map(|l| LineInput { sku: l.sku.clone(), quantity: l.quantity, unit_price: unit(l) }).collect();
+            let e = evaluate(&Context {
+                currency,
+                lines: &inputs,
+                promotions: promos.promotions,
+                codes: &cart.promo_codes,
+                now: promos.now,
+                is_user: owner == Owner::User,
+                usage: promos.usage,
+            });
+            for ((l, d), t) in lines.iter_mut().zip(e.line_discounts).zip(e.line_totals) {
+                l.discount = Some(d);
+                l.line_total = Some(t);
+            }
+            (subtotal, discount_total, total) = (e.subtotal, e.discount_total, e.total);
+            promo_codes = e
+                .codes
+                .into_iter()
+                .map(|c| PromoCodeView {
+                    code: c.code,
+                    applied: c.applied,
+                    reason: c.reason.map(|r| r.as_str().to_owned()),
+                    missing: c.missing,
+                    pending: None,
+                })
+                .collect();
+            discounts = e
+                .discounts
+                .into_iter()
+                .map(|d| DiscountView {
+                    promotion: d.promotion.as_str().to_owned(),
+                    code: d.code,
+                    description: d.description,
+                    amount: d.amount,
+                })
+                .collect();
         }
         CartView {
             owner,
@@ -101,6 +219,10 @@ impl CartView {
             currency: cart.currency,
             item_count: cart.item_count(),
             subtotal,
+            discount_total,
+            total,
+            promo_codes,
+            discounts,
             lines,
             saved,
             // A cart that never changed reports when it was last seen rather than the epoch.
@@ -114,7 +236,7 @@ impl CartView {
 /// for it (a property test holds them together), without serde's per-field machinery: the server
 /// writes one for every cart request, a line at a time.
 mod fast_json {
-    use super::{Availability, CartView, LineView, Owner};
+    use super::{Availability, CartView, DiscountView, LineView, Owner, PromoCodeView};
     use crate::types::Money;
 
     fn uint(out: &mut Vec<u8>, mut n: u64) {
@@ -209,16 +331,56 @@ mod fast_json {
             out.extend_from_slice(b",\"availability\":");
             out.extend_from_slice(availability(a));
         }
+        if let Some(d) = &l.discount {
+            out.extend_from_slice(b",\"discount\":");
+            money(out, d);
+        }
+        if let Some(t) = &l.line_total {
+            out.extend_from_slice(b",\"line_total\":");
+            money(out, t);
+        }
         out.push(b'}');
     }
 
-    fn lines(out: &mut Vec<u8>, list: &[LineView]) {
+    fn promo_code(out: &mut Vec<u8>, c: &PromoCodeView) {
+        out.extend_from_slice(b"{\"code\":");
+        string(out, c.code.as_str());
+        out.extend_from_slice(if c.applied { b",\"applied\":true" } else { b",\"applied\":false" });
+        if let Some(r) = &c.reason {
+            out.extend_from_slice(b",\"reason\":");
+            string(out, r);
+        }
+        if let Some(m) = &c.missing {
+            out.extend_from_slice(b",\"missing\":");
+            money(out, m);
+        }
+        if let Some(p) = c.pending {
+            out.extend_from_slice(if p { b",\"pending\":true" } else { b",\"pending\":false" });
+        }
+        out.push(b'}');
+    }
+
+    fn discount(out: &mut Vec<u8>, d: &DiscountView) {
+        out.extend_from_slice(b"{\"promotion\":");
+        string(out, &d.promotion);
+        if let Some(c) = &d.code {
+            out.extend_from_slice(b",\"code\":");
+            string(out, c.as_str());
+        }
+        out.extend_from_slice(b",\"description\":");
+        string(out, &d.description);
+        out.extend_from_slice(b",\"amount\":");
+        money(out, &d.amount);
+        out.push(b'}');
+    }
+
+    fn list<T>(out: &mut Vec<u8>, items: &[T], item: impl Fn(&mut Vec<u8>, &T)) {
         out.push(b'[');
-        for (i, l) in list.iter().enumerate() {
+        for (i, x) in items.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            line(out, l);
+            item(out, x);
         }
         out.push(b']');
     }
@@ -232,13 +394,21 @@ mod fast_json {
         out.extend_from_slice(b",\"currency\":");
         string(out, v.currency.as_str());
         out.extend_from_slice(b",\"lines\":");
-        lines(out, &v.lines);
+        list(out, &v.lines, line);
         out.extend_from_slice(b",\"saved\":");
-        lines(out, &v.saved);
+        list(out, &v.saved, line);
         out.extend_from_slice(b",\"item_count\":");
         uint(out, v.item_count);
         out.extend_from_slice(b",\"subtotal\":");
         money(out, &v.subtotal);
+        out.extend_from_slice(b",\"discount_total\":");
+        money(out, &v.discount_total);
+        out.extend_from_slice(b",\"total\":");
+        money(out, &v.total);
+        out.extend_from_slice(b",\"promo_codes\":");
+        list(out, &v.promo_codes, promo_code);
+        out.extend_from_slice(b",\"discounts\":");
+        list(out, &v.discounts, discount);
         out.extend_from_slice(b",\"updated_at\":\"");
         v.updated_at.write_rfc3339(out);
         out.extend_from_slice(b"\",\"expires_at\":\"");
@@ -601,7 +771,30 @@ pub struct OrderLineView {
     pub unit_price: Money,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_at_add: Option<Money>,
+    /// What the promotions took off this line (absent on orders placed before promotions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount: Option<Money>,
+    /// `quantity × unit_price − discount`.
     pub line_total: Money,
+}
+
+/// What one gift card paid of an order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GiftCardUse {
+    pub last4: String,
+    pub amount: Money,
+}
+
+/// The money of an order beyond its lines. Orders placed before promotions have none stored;
+/// theirs is the lines' total with nothing off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderTotals {
+    pub subtotal: Money,
+    pub discounts: Vec<DiscountView>,
+    pub discount_total: Money,
+    pub gift_cards: Vec<GiftCardUse>,
+    /// What the payment must bring: `total` less the gift cards.
+    pub amount_due: Money,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -610,7 +803,15 @@ pub struct OrderView {
     /// `pending_payment`, `paid`, `cancelled` or `expired`.
     pub status: String,
     pub lines: Vec<OrderLineView>,
+    /// Before discounts.
+    pub subtotal: Money,
+    pub discounts: Vec<DiscountView>,
+    pub discount_total: Money,
+    /// `subtotal − discount_total`.
     pub total: Money,
+    pub gift_cards: Vec<GiftCardUse>,
+    /// `total` less the gift cards: what the payment must bring.
+    pub amount_due: Money,
     pub reserved_until: Timestamp,
     pub created_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -622,12 +823,43 @@ pub struct CheckoutResponse {
     pub order: OrderView,
 }
 
-/// `POST /v1/cart/checkout` body: `{"expected_total"?: Money}` (an empty body is `{}`).
-pub fn parse_checkout_request(body: &Value) -> Result<Option<Money>, CartError> {
-    match object(body)?.get("expected_total") {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => Money::from_json(v).map(Some),
+/// Most gift cards one checkout may use.
+pub const MAX_GIFT_CARDS: usize = 5;
+
+/// `POST /v1/cart/checkout` body.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckoutRequest {
+    /// The discounted total the shopper was shown.
+    pub expected_total: Option<Money>,
+    /// Gift card codes, normalized, each once, in the order given.
+    pub gift_cards: Vec<String>,
+}
+
+/// Parses `{"expected_total"?: Money, "gift_cards"?: ["CODE", ...]}` (an empty body is `{}`).
+pub fn parse_checkout_request(body: &Value) -> Result<CheckoutRequest, CartError> {
+    let obj = object(body)?;
+    let expected_total = match obj.get("expected_total") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(Money::from_json(v)?),
+    };
+    let mut gift_cards: Vec<String> = Vec::new();
+    match obj.get("gift_cards") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) if list.len() <= MAX_GIFT_CARDS => {
+            for c in list {
+                let code = c.as_str().and_then(crate::gift_card::normalize).ok_or_else(|| {
+                    CartError::new(ErrorCode::InvalidRequest, "gift_cards are gift card codes (letters and digits, dashes allowed)")
+                })?;
+                if !gift_cards.contains(&code) {
+                    gift_cards.push(code);
+                }
+            }
+        }
+        Some(_) => {
+            return Err(CartError::new(ErrorCode::InvalidRequest, format!("gift_cards is a list of at most {MAX_GIFT_CARDS} codes")));
+        }
     }
+    Ok(CheckoutRequest { expected_total, gift_cards })
 }
 
 /// What the payment provider says of one order.
@@ -734,10 +966,33 @@ pub mod read {
             current_price: money_opt(v, "current_price")?,
             price_changed: field(v, "price_changed").as_bool(),
             availability: availability(field(v, "availability")),
+            discount: money_opt(v, "discount")?,
+            line_total: money_opt(v, "line_total")?,
         })
     }
 
+    fn promo_code(v: &Value) -> R<PromoCode> {
+        PromoCode::parse(field(v, "code").as_str().unwrap_or("")).map_err(|e| e.message)
+    }
+
+    fn discount(d: &Value) -> R<DiscountView> {
+        Ok(DiscountView {
+            promotion: string(d, "promotion")?,
+            code: match field(d, "code") {
+                Value::Null => None,
+                _ => Some(promo_code(d)?),
+            },
+            description: string(d, "description")?,
+            amount: money(d, "amount")?,
+        })
+    }
+
+    fn string_opt(v: &Value, k: &str) -> Option<String> {
+        field(v, k).as_str().map(str::to_owned)
+    }
+
     pub fn cart(v: &Value) -> R<CartView> {
+        let currency = Currency::parse(&string(v, "currency")?).map_err(|e| e.message)?;
         Ok(CartView {
             owner: match field(v, "owner").as_str() {
                 Some("user") => Owner::User,
@@ -745,11 +1000,33 @@ pub mod read {
                 _ => return Err("owner is not guest or user".into()),
             },
             version: integer(v, "version")?,
-            currency: Currency::parse(&string(v, "currency")?).map_err(|e| e.message)?,
+            currency,
             lines: list(v, "lines", line)?,
             saved: list(v, "saved", line)?,
             item_count: integer(v, "item_count")?,
             subtotal: money(v, "subtotal")?,
+            // A server without promotions sends none of these: nothing is taken off.
+            discount_total: money_opt(v, "discount_total")?.unwrap_or(Money::zero(currency)),
+            total: match money_opt(v, "total")? {
+                Some(t) => t,
+                None => money(v, "subtotal")?,
+            },
+            promo_codes: match field(v, "promo_codes") {
+                Value::Null => Vec::new(),
+                _ => list(v, "promo_codes", |c| {
+                    Ok(PromoCodeView {
+                        code: promo_code(c)?,
+                        applied: field(c, "applied").as_bool().unwrap_or(false),
+                        reason: string_opt(c, "reason"),
+                        missing: money_opt(c, "missing")?,
+                        pending: field(c, "pending").as_bool(),
+                    })
+                })?,
+            },
+            discounts: match field(v, "discounts") {
+                Value::Null => Vec::new(),
+                _ => list(v, "discounts", discount)?,
+            },
             updated_at: timestamp(v, "updated_at")?,
             expires_at: timestamp(v, "expires_at")?,
         })
@@ -797,10 +1074,16 @@ pub mod read {
                     quantity: u32::try_from(integer(l, "quantity")?).map_err(|_| "quantity is too large".to_owned())?,
                     unit_price: money(l, "unit_price")?,
                     price_at_add: money_opt(l, "price_at_add")?,
+                    discount: money_opt(l, "discount")?,
                     line_total: money(l, "line_total")?,
                 })
             })?,
+            subtotal: money(v, "subtotal")?,
+            discounts: list(v, "discounts", discount)?,
+            discount_total: money(v, "discount_total")?,
             total: money(v, "total")?,
+            gift_cards: list(v, "gift_cards", |g| Ok(GiftCardUse { last4: string(g, "last4")?, amount: money(g, "amount")? }))?,
+            amount_due: money(v, "amount_due")?,
             reserved_until: timestamp(v, "reserved_until")?,
             created_at: timestamp(v, "created_at")?,
             payment_ref: field(v, "payment_ref").as_str().map(str::to_owned),

@@ -1,7 +1,8 @@
 //! Properties of the cart core that every client and the server rely on.
 
 use proptest::prelude::*;
-use shared::wire::{CartView, Owner, op_to_json, parse_ops};
+use shared::promo::Usage;
+use shared::wire::{CartView, Owner, Promos, op_to_json, parse_ops};
 use shared::{Cart, CartState, Currency, Limits, MergePolicy, Money, Op, OpId, OpKind, OpOutcome, Quantity, Sku, Timestamp, merge};
 
 const SKUS: [&str; 6] = ["A", "B", "C", "D", "E", "F"];
@@ -145,7 +146,7 @@ proptest! {
         prop_assert_eq!(back, ops.into_iter().map(|o| (o.id, Ok(o.kind))).collect::<Vec<_>>());
 
         let cart = cart_from(&kinds);
-        let view = CartView::new(&cart, Owner::Guest, Timestamp::from_millis(7), |_| None);
+        let view = CartView::new(&cart, Owner::Guest, Timestamp::from_millis(7), |_| None, &Promos::none());
         let json = serde_json::to_string(&view).unwrap();
         let mut fast = Vec::new();
         view.write_json(&mut fast);
@@ -181,11 +182,54 @@ proptest! {
                 current_price: price.map(|p| Money::new(p, Currency::USD).unwrap()),
                 availability: kinds_of[a],
             })
-        });
+        }, &Promos { promotions: &sample_promotions(), usage: &|_| Usage::default(), now: Timestamp::from_millis(times[0]) });
         let mut fast = Vec::new();
         view.write_json(&mut fast);
-        prop_assert_eq!(String::from_utf8(fast).unwrap(), serde_json::to_string(&view).unwrap());
+        let json = serde_json::to_string(&view).unwrap();
+        prop_assert_eq!(String::from_utf8(fast).unwrap(), json.clone());
+        if times.iter().all(|t| (0..4_000_000_000_000).contains(t)) {
+            prop_assert_eq!(&shared::wire::read::cart(&serde_json::from_str(&json).unwrap()).unwrap(), &view);
+        }
+        // The contract's sums.
+        let sum = |f: &dyn Fn(&shared::wire::LineView) -> i64| view.lines.iter().map(f).sum::<i64>();
+        prop_assert_eq!(view.total.amount(), view.subtotal.amount() - view.discount_total.amount());
+        prop_assert_eq!(view.discount_total.amount(), view.discounts.iter().map(|d| d.amount.amount()).sum::<i64>());
+        prop_assert_eq!(view.discount_total.amount(), sum(&|l| l.discount.unwrap().amount()));
+        prop_assert_eq!(view.total.amount(), sum(&|l| l.line_total.unwrap().amount()));
+        prop_assert!(view.lines.iter().all(|l| l.line_total.unwrap().amount() >= 0));
+        prop_assert!(view.saved.iter().all(|l| l.discount.is_none() && l.line_total.is_none()));
+        prop_assert_eq!(view.promo_codes.len(), cart.promo_codes.len());
     }
+}
+
+/// Promotions for the codes of `op_kind` (X1 to X6, X6 unknown) and one automatic one: every
+/// field of a view's promotions part shows up (reasons, what is missing, discounts with and
+/// without a code).
+fn sample_promotions() -> Vec<shared::promo::Promotion> {
+    use serde_json::json;
+    let defs = [
+        (
+            "auto",
+            json!({"description": "A \"deal\"", "action": {"type": "percent_off_items", "percent": 15, "skus": ["A", "B"]}, "combinable": true}),
+        ),
+        (
+            "x1",
+            json!({"code": "X1", "action": {"type": "percent_off_order", "percent": 10}, "min_subtotal": {"amount": 4000, "currency": "USD"}, "combinable": true}),
+        ),
+        ("x2", json!({"code": "X2", "action": {"type": "amount_off_order", "amount": {"amount": 700, "currency": "USD"}}})),
+        (
+            "x3",
+            json!({"code": "X3", "action": {"type": "buy_x_get_y", "skus": ["C", "D"], "buy": 1, "get": 1, "percent": 50}, "combinable": true}),
+        ),
+        (
+            "x4",
+            json!({"code": "X4", "action": {"type": "bundle", "items": [{"sku": "E", "quantity": 1}, {"sku": "F", "quantity": 1}], "price": {"amount": 100, "currency": "USD"}}}),
+        ),
+        ("x5", json!({"code": "X5", "action": {"type": "percent_off_order", "percent": 50}, "usage_limit_per_customer": 1})),
+    ];
+    defs.into_iter()
+        .map(|(id, d)| shared::promo_json::parse_promotion(shared::promo::PromotionId::parse(id).unwrap(), &d, Currency::USD).unwrap())
+        .collect()
 }
 
 fn line_qty(c: &Cart, sku: &str) -> Option<u32> {
@@ -219,7 +263,7 @@ fn the_seed_merge_example_sums_shared_skus() {
 fn the_hand_written_readers_agree_with_serde_on_every_response() {
     use shared::wire::{ErrorBody, MergeResponse, OpResult, OpsResponse, OrderLineView, OrderView, read};
     let usd = |a| Money::new(a, Currency::USD).unwrap();
-    let view = CartView::new(&Cart::new(Currency::USD), Owner::User, Timestamp::from_millis(9), |_| None);
+    let view = CartView::new(&Cart::new(Currency::USD), Owner::User, Timestamp::from_millis(9), |_| None, &Promos::none());
     let mut details = serde_json::Map::new();
     details.insert("items".into(), serde_json::json!([{"sku": "A"}]));
     let ops = OpsResponse {
@@ -245,9 +289,20 @@ fn the_hand_written_readers_agree_with_serde_on_every_response() {
             quantity: 2,
             unit_price: usd(5),
             price_at_add: Some(usd(4)),
-            line_total: usd(10),
+            discount: Some(usd(1)),
+            line_total: usd(9),
         }],
-        total: usd(10),
+        subtotal: usd(10),
+        discounts: vec![shared::wire::DiscountView {
+            promotion: "p".into(),
+            code: Some(shared::promo::PromoCode::parse("P").unwrap()),
+            description: "one off".into(),
+            amount: usd(1),
+        }],
+        discount_total: usd(1),
+        total: usd(9),
+        gift_cards: vec![shared::wire::GiftCardUse { last4: "ABCD".into(), amount: usd(4) }],
+        amount_due: usd(5),
         reserved_until: Timestamp::from_millis(1000),
         created_at: Timestamp::from_millis(500),
         payment_ref: None,

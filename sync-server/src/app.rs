@@ -194,7 +194,7 @@ pub async fn serve(
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    let served = axum::serve(api, app).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(api, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     if tokio::time::timeout(Duration::from_secs(20), worker).await.is_err() {
         tracing::error!("the write-behind queue did not drain in time");

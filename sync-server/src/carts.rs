@@ -14,6 +14,7 @@
 use crate::durable::{Durable, DurableError};
 use crate::hot::{ApplyResult, HotStore, MergeResult, Rules, StoreError};
 use crate::identity::CartKey;
+use shared::promo::PromoCode;
 use shared::wire::{OpResult, ParsedOp};
 use shared::{Cart, CartState, Limits, Op, OpId, OpKind, OpOutcome, Quantity, Sku, Timestamp, UserId};
 
@@ -193,9 +194,16 @@ impl Carts {
     /// payment and this) changes nothing. Lines added since the checkout stay. If the guest cart
     /// was merged into a user's cart since, the user's cart is the one changed; it also took
     /// over the guest cart's op ids, so a deduction made before the merge is not made twice.
-    pub async fn take_out_ordered(&self, cart: &CartKey, order_id: &str, lines: &[(Sku, u32)], now: Timestamp) -> Result<(), CartsError> {
+    pub async fn take_out_ordered(
+        &self,
+        cart: &CartKey,
+        order_id: &str,
+        lines: &[(Sku, u32)],
+        codes: &[PromoCode],
+        now: Timestamp,
+    ) -> Result<(), CartsError> {
         let any = Limits { max_line_quantity: Limits::ABSOLUTE_MAX_QUANTITY, max_lines: Limits::ABSOLUTE_MAX_LINES };
-        let ops: Vec<Op> = lines
+        let mut ops: Vec<Op> = lines
             .iter()
             .enumerate()
             .filter_map(|(i, (sku, quantity))| {
@@ -204,6 +212,11 @@ impl Carts {
                 Some(Op { id, kind: OpKind::Deduct { sku: sku.clone(), quantity } })
             })
             .collect();
+        // The codes the order used are spent: they leave the cart with its lines.
+        ops.extend(codes.iter().enumerate().filter_map(|(i, code)| {
+            let id = OpId::parse(&format!("paid:{order_id}:code:{i}")).ok()?;
+            Some(Op { id, kind: OpKind::RemovePromoCode { code: code.clone() } })
+        }));
         match self.apply(cart, &ops, None, now).await {
             Ok(_) => Ok(()),
             Err(CartsError::Merged { into: Some(user) }) => self.apply(&CartKey::for_user(&user), &ops, None, now).await.map(|_| ()),

@@ -179,6 +179,21 @@ pub struct Settings {
     #[arg(long, env = "CARTSYNC_STOCK_CACHE_SECONDS", default_value_t = 5)]
     pub stock_cache_seconds: u64,
 
+    /// Cart views use promotions (and their use counts) at most this old, in seconds; a change
+    /// made through this instance shows at once.
+    #[arg(long, env = "CARTSYNC_PROMOTION_CACHE_SECONDS", default_value_t = 5)]
+    pub promotion_cache_seconds: u64,
+
+    /// Failed gift card code lookups one client may make at once before it is refused (429).
+    #[arg(long, env = "CARTSYNC_GIFT_CARD_GUESSES", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub gift_card_guesses: u32,
+
+    /// After that, one more failed lookup per this many seconds.
+    #[arg(long, env = "CARTSYNC_GIFT_CARD_GUESS_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub gift_card_guess_seconds: u64,
+
     /// At or below this many free units a product shows as low_stock.
     #[arg(long, env = "CARTSYNC_LOW_STOCK_THRESHOLD", default_value_t = 5)]
     pub low_stock_threshold: i64,

@@ -31,6 +31,12 @@ impl ApiError {
         ApiError::new(ErrorCode::Internal, "something went wrong on our side")
     }
 
+    /// `429 rate_limited`, with `Retry-After` (and `retry_after` in the body) in whole seconds.
+    pub fn rate_limited(wait: std::time::Duration, message: impl Into<String>) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        ApiError::new(ErrorCode::RateLimited, message).with_detail("retry_after", Value::from(seconds.max(1)))
+    }
+
     /// A store that could not be reached.
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "store unavailable");
@@ -60,9 +66,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = (self.code == ErrorCode::RateLimited).then(|| self.details.get("retry_after").and_then(Value::as_u64)).flatten();
         let body = ErrorEnvelope { error: ErrorBody { code: self.code.as_str().to_owned(), message: self.message, details: self.details } };
         let mut res = (status, axum::Json(body)).into_response();
         res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(seconds) = retry_after {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         res
     }
 }

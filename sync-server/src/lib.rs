@@ -3,7 +3,7 @@
 //!
 //! Modules, lowest first (each uses only modules above it; see ARCHITECTURE.md for the map):
 //! `clock`, `config`, `error`, `metrics`, `signature` · `identity` · `hot`, `durable` · `catalog`,
-//! `idempotency` · `carts` · `orders` · `writebehind` · `state` · `routes`, `openapi` · `app`, `import`.
+//! `promotions`, `gift_cards`, `idempotency` · `carts` · `orders` · `writebehind` · `state` · `routes`, `openapi` · `app`, `import`.
 
 pub mod app;
 pub mod carts;
@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod durable;
 pub mod error;
+pub mod gift_cards;
 pub mod hot;
 pub mod idempotency;
 pub mod identity;
@@ -19,6 +20,7 @@ pub mod import;
 pub mod metrics;
 mod openapi;
 pub mod orders;
+pub mod promotions;
 pub mod routes;
 pub mod signature;
 pub mod state;

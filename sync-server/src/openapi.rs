@@ -77,7 +77,7 @@ pub fn document() -> Value {
     let all_codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
     let mut get_cart = responses(("200", ok(r("Cart"), "the cart; `ETag: \"<version>\"`")), &ident);
     get_cart["304"] = json!({ "description": "not modified since the `If-None-Match` version" });
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": { "title": "cartsync API", "version": "1.0.0", "description": "The cart, merge, checkout and order API of cartsync. Every error is `{\"error\": {\"code\", \"message\", ...details}}`." },
         "security": [{}, { "guestToken": [] }, { "userToken": [] }],
@@ -212,5 +212,138 @@ pub fn document() -> Value {
                 "Error": { "type": "object", "required": ["error"], "properties": { "error": r("ErrorBody") } }
             }
         }
-    })
+    });
+    promotions(&mut doc);
+    doc
+}
+
+/// Promotions, promo codes and gift cards (`promotions.md`): their paths and schemas.
+fn promotions(doc: &mut Value) {
+    use ErrorCode::*;
+    let admin = json!([{ "adminToken": [] }]);
+    let id_param =
+        json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$" } });
+    let card_param = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } });
+    let cart_codes = [InvalidCartToken, Unauthorized, VersionMismatch, CartMerged, Unavailable];
+    let mut apply_codes = vec![InvalidPromoCode, PromoCodeNotFound, TooManyPromoCodes];
+    apply_codes.extend_from_slice(&cart_codes);
+    let mut remove_codes = vec![InvalidPromoCode];
+    remove_codes.extend_from_slice(&cart_codes);
+    let paths = json!({
+        "/v1/cart/promo-codes": { "post": {
+            "summary": "Put a promo code on the cart. A code whose conditions are not met yet (a minimum, a login, a better promotion) is kept and applies by itself once they are.",
+            "requestBody": body(json!({ "type": "object", "required": ["code"], "properties": { "code": r("PromoCode") } })),
+            "responses": with_body(("200", ok(r("Cart"), "the cart")), &apply_codes)
+        }},
+        "/v1/cart/promo-codes/{code}": { "delete": {
+            "summary": "Take a promo code off the cart; an absent code is not an error.",
+            "parameters": [{ "name": "code", "in": "path", "required": true, "schema": r("PromoCode") }],
+            "responses": responses(("200", ok(r("Cart"), "the cart")), &remove_codes)
+        }},
+        "/v1/promotions": { "get": {
+            "summary": "The definitions the browser cart evaluates discounts with: every automatic promotion and those of the codes named. `exhausted`: every use is taken.",
+            "parameters": [{ "name": "codes", "in": "query", "schema": { "type": "string" }, "description": "comma-separated codes, at most 5" }],
+            "responses": responses(("200", ok(json!({ "type": "object", "properties": { "promotions": { "type": "array", "items": r("Promotion") } } }), "the promotions")), &[InvalidPromoCode, TooManyPromoCodes])
+        }},
+        "/v1/gift-cards/balance": { "post": {
+            "summary": "The free balance of a usable gift card. Failed lookups count against the client's allowance; past it, 429 with Retry-After.",
+            "security": [],
+            "requestBody": body(json!({ "type": "object", "required": ["code"], "properties": { "code": { "type": "string" } } })),
+            "responses": with_body(("200", ok(json!({ "type": "object", "properties": { "balance": r("Money"), "expires_at": r("Timestamp"), "last4": { "type": "string" } } }), "the balance")), &[InvalidRequest, GiftCardNotFound, RateLimited])
+        }},
+        "/v1/admin/promotions": { "get": {
+            "summary": "Every promotion, by id, with its use counts.", "security": admin,
+            "responses": responses(("200", ok(json!({ "type": "object", "properties": { "promotions": { "type": "array", "items": r("AdminPromotion") } } }), "the promotions")), &[Unauthorized])
+        }},
+        "/v1/admin/promotions/{id}": {
+            "put": { "summary": "Create (201) or replace (200) a promotion; its use counts stay.", "security": admin, "parameters": [id_param],
+                     "requestBody": body(r("Promotion")),
+                     "responses": with_body(("200", ok(r("AdminPromotion"), "the promotion")), &[Unauthorized, InvalidRequest, InvalidMoney, InvalidSku, InvalidPromoCode, CurrencyMismatch]) },
+            "get": { "summary": "A promotion with `redemptions` (paid orders) and `pending_redemptions`.", "security": admin, "parameters": [id_param],
+                     "responses": responses(("200", ok(r("AdminPromotion"), "the promotion")), &[Unauthorized, InvalidRequest, NotFound]) },
+            "delete": { "summary": "Deactivate a promotion; its history stays.", "security": admin, "parameters": [id_param],
+                        "responses": responses(("200", ok(r("AdminPromotion"), "the promotion, inactive")), &[Unauthorized, InvalidRequest, NotFound]) }
+        },
+        "/v1/admin/gift-cards": { "post": {
+            "summary": "Issue a gift card. The answer is the only place its code is ever shown; only a hash is stored.", "security": admin,
+            "requestBody": body(json!({ "type": "object", "required": ["balance"], "properties": { "balance": r("Money"), "expires_at": r("Timestamp") } })),
+            "responses": with_body(("201", ok(json!({ "type": "object", "properties": { "id": { "type": "string" }, "code": { "type": "string" }, "last4": { "type": "string" }, "balance": r("Money"), "expires_at": r("Timestamp") } }), "the card and its code")), &[Unauthorized, InvalidRequest, InvalidMoney, CurrencyMismatch])
+        }},
+        "/v1/admin/gift-cards/{id}": { "get": {
+            "summary": "A gift card's balance, held amount and last four symbols (never its code).", "security": admin, "parameters": [card_param],
+            "responses": responses(("200", ok(r("AdminGiftCard"), "the card")), &[Unauthorized, GiftCardNotFound])
+        }},
+        "/v1/admin/gift-cards/{id}/disable": { "post": {
+            "summary": "Disable a gift card for good.", "security": admin, "parameters": [card_param],
+            "responses": responses(("200", ok(r("AdminGiftCard"), "the card")), &[Unauthorized, GiftCardNotFound])
+        }}
+    });
+    let schemas = json!({
+        "PromoCode": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$", "description": "case-insensitive; stored and shown upper-case" },
+        "Promotion": { "type": "object", "required": ["action"], "properties": {
+            "code": r("PromoCode"), "description": { "type": "string" }, "active": { "type": "boolean" },
+            "starts_at": r("Timestamp"), "ends_at": r("Timestamp"), "min_subtotal": r("Money"), "max_discount": r("Money"),
+            "combinable": { "type": "boolean" }, "usage_limit": { "type": "integer", "minimum": 1 }, "usage_limit_per_customer": { "type": "integer", "minimum": 1 },
+            "action": { "type": "object", "required": ["type"], "properties": {
+                "type": { "enum": ["percent_off_order", "amount_off_order", "percent_off_items", "amount_off_items", "buy_x_get_y", "bundle"] },
+                "percent": { "type": "integer", "minimum": 1, "maximum": 100 }, "amount": r("Money"), "skus": { "type": "array", "items": r("Sku") },
+                "buy": { "type": "integer", "minimum": 1 }, "get": { "type": "integer", "minimum": 1 }, "price": r("Money"),
+                "items": { "type": "array", "items": { "type": "object", "properties": { "sku": r("Sku"), "quantity": { "type": "integer", "minimum": 1 } } } } } } } },
+        "AdminPromotion": { "allOf": [r("Promotion"), { "type": "object", "properties": { "id": { "type": "string" },
+            "redemptions": { "type": "integer" }, "pending_redemptions": { "type": "integer" } } }] },
+        "AdminGiftCard": { "type": "object", "properties": { "id": { "type": "string" }, "last4": { "type": "string" }, "initial_balance": r("Money"),
+            "balance": r("Money"), "held": r("Money"), "available": r("Money"), "expires_at": r("Timestamp"), "disabled": { "type": "boolean" } } },
+        "Discount": { "type": "object", "required": ["promotion", "description", "amount"], "properties": {
+            "promotion": { "type": "string" }, "code": r("PromoCode"), "description": { "type": "string" }, "amount": r("Money") } },
+        "PromoCodeState": { "type": "object", "required": ["code", "applied"], "properties": {
+            "code": r("PromoCode"), "applied": { "type": "boolean" },
+            "reason": { "enum": ["not_best", "min_subtotal_not_met", "not_started", "expired", "inactive", "usage_limit_reached", "login_required"] },
+            "missing": r("Money") } }
+    });
+    if let (Some(p), Some(new)) = (doc["paths"].as_object_mut(), paths.as_object()) {
+        p.extend(new.clone());
+    }
+    if let (Some(s), Some(new)) = (doc["components"]["schemas"].as_object_mut(), schemas.as_object()) {
+        s.extend(new.clone());
+    }
+    // The cart, its lines and orders gain their discounts; checkout takes gift cards.
+    let cart = &mut doc["components"]["schemas"]["Cart"]["properties"];
+    cart["discount_total"] = r("Money");
+    cart["total"] = r("Money");
+    cart["promo_codes"] = json!({ "type": "array", "items": r("PromoCodeState") });
+    cart["discounts"] = json!({ "type": "array", "items": r("Discount") });
+    let line = &mut doc["components"]["schemas"]["Line"]["properties"];
+    line["discount"] = r("Money");
+    line["line_total"] = r("Money");
+    let order = &mut doc["components"]["schemas"]["Order"]["properties"];
+    order["lines"]["items"]["properties"]["discount"] = r("Money");
+    for k in ["subtotal", "discount_total", "amount_due"] {
+        order[k] = r("Money");
+    }
+    order["discounts"] = json!({ "type": "array", "items": r("Discount") });
+    order["gift_cards"] =
+        json!({ "type": "array", "items": { "type": "object", "properties": { "last4": { "type": "string" }, "amount": r("Money") } } });
+    let op_types = &mut doc["components"]["schemas"]["Op"]["properties"];
+    op_types["type"] = json!({ "enum": ["add", "set_quantity", "remove", "save_for_later", "move_to_cart", "remove_saved", "clear", "apply_promo_code", "remove_promo_code"] });
+    op_types["code"] = r("PromoCode");
+    let checkout = &mut doc["paths"]["/v1/cart/checkout"]["post"];
+    checkout["requestBody"]["content"]["application/json"]["schema"]["properties"]["gift_cards"] =
+        json!({ "type": "array", "maxItems": 5, "items": { "type": "string" }, "description": "gift card codes, used in this order" });
+    checkout["summary"] = json!(
+        "Price every line live with the cart's promotions, hold stock, promotion uses and gift card amounts all or nothing for the hold time, and create an order (paid at once when gift cards cover it)."
+    );
+    let more = errors(&[PromotionUnavailable, GiftCardUnavailable, RateLimited, InvalidRequest]);
+    if let (Some(r), Some(new)) = (checkout["responses"].as_object_mut(), more.as_object()) {
+        for (status, v) in new {
+            match r.get_mut(status) {
+                Some(existing) => {
+                    let d = format!("{}, {}", existing["description"].as_str().unwrap_or(""), v["description"].as_str().unwrap_or(""));
+                    existing["description"] = json!(d);
+                }
+                None => {
+                    r.insert(status.clone(), v.clone());
+                }
+            }
+        }
+    }
 }

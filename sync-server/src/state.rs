@@ -4,11 +4,13 @@ use crate::carts::Carts;
 use crate::catalog::CatalogCache;
 use crate::config::{Secret, Settings};
 use crate::durable::Durable;
+use crate::gift_cards::Guesses;
 use crate::hot::{HotStore, MemoryStore, RedisStore, Rules};
 use crate::idempotency::Idempotency;
 use crate::identity::Auth;
 use crate::orders::checkout::Checkout;
 use crate::orders::payment::Payments;
+use crate::promotions::PromotionsCache;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +19,9 @@ pub struct AppState {
     pub durable: Durable,
     pub auth: Auth,
     pub catalog: Arc<CatalogCache>,
+    pub promotions: Arc<PromotionsCache>,
+    /// Failed gift card code lookups per client.
+    pub guesses: Guesses,
     pub idempotency: Idempotency,
     pub admin_token: Option<Secret>,
     pub webhook_secret: Option<Secret>,
@@ -37,11 +42,11 @@ impl AppState {
     }
 
     pub fn checkout(&self) -> Checkout<'_> {
-        Checkout { carts: &self.carts, durable: &self.durable, catalog: &self.catalog, hold_ms: self.hold_ms }
+        Checkout { carts: &self.carts, durable: &self.durable, catalog: &self.catalog, promotions: &self.promotions, hold_ms: self.hold_ms }
     }
 
     pub fn payments(&self) -> Payments<'_> {
-        Payments { carts: &self.carts, durable: &self.durable, catalog: &self.catalog }
+        Payments { carts: &self.carts, durable: &self.durable, catalog: &self.catalog, promotions: &self.promotions }
     }
 }
 
@@ -75,7 +80,13 @@ pub async fn connect(settings: &Settings) -> Result<AppState, String> {
         Duration::from_secs(settings.stock_cache_seconds),
         settings.low_stock_threshold,
     ));
+    let promotions = Arc::new(PromotionsCache::new(Duration::from_secs(settings.promotion_cache_seconds), settings.currency));
+    if let Err(e) = promotions.reload(&durable).await {
+        tracing::warn!(error = %e, "could not load promotions; cart views show none until they load");
+    }
     Ok(AppState {
+        promotions,
+        guesses: Guesses::new(settings.gift_card_guesses, Duration::from_secs(settings.gift_card_guess_seconds)),
         carts: Carts::new(hot, durable.clone(), rules),
         idempotency: Idempotency::new(durable.clone(), Duration::from_millis(settings.idempotency_wait_ms)),
         durable,

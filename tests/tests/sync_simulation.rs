@@ -123,7 +123,13 @@ impl Server<'_> {
     }
 
     fn view(&self, key: &CartKey, cart: &Cart) -> CartView {
-        CartView::new(cart, if key.is_user() { Owner::User } else { Owner::Guest }, cart.accessed_at, |_| None)
+        CartView::new(
+            cart,
+            if key.is_user() { Owner::User } else { Owner::Guest },
+            cart.accessed_at,
+            |_| None,
+            &shared::wire::Promos::none(),
+        )
     }
 
     /// A refusal as the HTTP route answers it, read back by the client's own reader.

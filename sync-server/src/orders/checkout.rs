@@ -1,20 +1,35 @@
-//! Checkout: the cart priced live and every line reserved for the hold time, all or nothing, in
-//! one database transaction per checkout.
+//! Checkout: the cart priced live, its promotions evaluated on those prices, and every line,
+//! promotion use and gift card amount held for the hold time, all or nothing, in one database
+//! transaction per checkout.
 //!
 //! Where a reservation is decided: the transaction locks the product rows of the cart (in SKU
-//! order) and moves `reserved` up only if every line fits, by `shared::decide_checkout`. A hot
-//! SKU serializes only the checkouts that want it, for the few statements of one transaction;
-//! other SKUs proceed in parallel. See ARCHITECTURE.md.
+//! order), then the promotions with a usage limit (in id order), then the gift cards named (in
+//! id order), and holds only if everything fits, by `shared::decide_checkout`. A hot SKU,
+//! promotion or card serializes only the checkouts that want it, for the few statements of one
+//! transaction; others proceed in parallel. See ARCHITECTURE.md.
 
-use super::holds::give_up_orders;
+use super::holds::{HoldEnd, end_holds, give_up_orders};
 use super::{ORDER_COLUMNS, Order, OrderStatus, retrying};
 use crate::carts::{Carts, CartsError};
 use crate::catalog::{CatalogCache, PRODUCT_COLUMNS, Product, ProductRow, product_of_row};
 use crate::durable::{Durable, DurableError, on_db, placeholders};
+use crate::gift_cards::{self, GiftCard, Unusable};
 use crate::identity::CartKey;
-use shared::wire::{OrderLineView, OrderView};
-use shared::{Cart, CheckoutDecision, Money, Offer, PriceChange, Shortage, Sku, Timestamp, decide_checkout};
+use crate::promotions::PromotionsCache;
+use serde::Serialize;
+use shared::promo::{Promotion, PromotionId, Usage};
+use shared::promo_json::promotion_from_json;
+use shared::wire::{DiscountView, GiftCardUse, OrderLineView, OrderTotals, OrderView, Promos};
+use shared::{Cart, CheckoutDecision, Money, Offer, PriceChange, Shortage, Sku, Timestamp, UnavailableCode, decide_checkout};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// A gift card a checkout cannot use (the `gift_cards` of `409 gift_card_unavailable`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CardRefusal {
+    pub last4: String,
+    pub reason: &'static str,
+}
 
 /// Why no order was placed.
 #[derive(Debug, thiserror::Error)]
@@ -25,10 +40,29 @@ pub enum CheckoutError {
     PriceChanged { changes: Vec<PriceChange>, total: Money },
     #[error("some lines cannot be reserved")]
     OutOfStock(Vec<Shortage>),
+    #[error("a promo code on the cart cannot be used")]
+    PromotionUnavailable(Vec<UnavailableCode>),
+    #[error("a gift card cannot be used")]
+    GiftCardUnavailable(Vec<CardRefusal>),
     #[error(transparent)]
     Cart(#[from] CartsError),
     #[error(transparent)]
     Db(#[from] DurableError),
+}
+
+/// Why the transaction placed nothing.
+enum Refused {
+    Decision(CheckoutDecision),
+    GiftCards(Vec<CardRefusal>),
+}
+
+/// What the shopper asks of a checkout.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    /// The discounted total the shopper was shown.
+    pub expected: Option<Money>,
+    /// Canonical gift card codes, in the order to use them.
+    pub gift_cards: Vec<String>,
 }
 
 /// What a checkout needs.
@@ -36,41 +70,79 @@ pub struct Checkout<'a> {
     pub carts: &'a Carts,
     pub durable: &'a Durable,
     pub catalog: &'a CatalogCache,
+    pub promotions: &'a Arc<PromotionsCache>,
     pub hold_ms: i64,
 }
 
 impl Checkout<'_> {
-    /// Places an order for the cart of `owner` at live prices, holding its stock for the hold
-    /// time, after releasing the owner's own earlier pending order (a shopper is never blocked by
-    /// their own hold). `expected` is the total the shopper was shown, if they said.
-    pub async fn place(&self, owner: &CartKey, expected: Option<Money>, now: Timestamp) -> Result<Order, CheckoutError> {
+    /// Places an order for the cart of `owner` at live prices with its promotions, holding its
+    /// stock, promotion uses and gift card amounts for the hold time, after releasing the owner's
+    /// own earlier pending order (a shopper is never blocked by their own hold). An order the
+    /// gift cards pay in full is paid at once and its lines leave the cart.
+    pub async fn place(&self, owner: &CartKey, request: &Request, now: Timestamp) -> Result<Order, CheckoutError> {
         let cart = self.carts.read(owner, now).await?;
         if cart.lines.is_empty() {
             return Err(CheckoutError::CartEmpty);
         }
-        let placed = retrying(|| reserve(self.durable, owner, &cart, expected, self.hold_ms, now)).await;
+        let placed = retrying(|| reserve(self.durable, owner, &cart, request, self.hold_ms, now)).await;
         self.catalog.forget(&cart.lines.iter().map(|l| l.sku.clone()).collect::<Vec<_>>());
-        match placed? {
-            Ok(order) => Ok(order),
-            Err(CheckoutDecision::PriceChanged { changes, total }) => Err(CheckoutError::PriceChanged { changes, total }),
-            Err(CheckoutDecision::OutOfStock(items)) => Err(CheckoutError::OutOfStock(items)),
-            Err(CheckoutDecision::Reserve(_)) => unreachable!("a reservation is an order"),
+        let order = match placed? {
+            Ok(order) => order,
+            Err(Refused::GiftCards(cards)) => return Err(CheckoutError::GiftCardUnavailable(cards)),
+            Err(Refused::Decision(CheckoutDecision::PriceChanged { changes, total })) => {
+                return Err(CheckoutError::PriceChanged { changes, total });
+            }
+            Err(Refused::Decision(CheckoutDecision::OutOfStock(items))) => return Err(CheckoutError::OutOfStock(items)),
+            Err(Refused::Decision(CheckoutDecision::PromotionUnavailable(codes))) => {
+                return Err(CheckoutError::PromotionUnavailable(codes));
+            }
+            Err(Refused::Decision(CheckoutDecision::Reserve(_))) => unreachable!("a reservation is an order"),
+        };
+        // This checkout moved the uses it held (and its replaced order gave some back).
+        self.promotions.reload_in_background(self.durable);
+        if let Some(user) = owner.user() {
+            self.promotions.forget_customer(user);
         }
+        if order.status == OrderStatus::Paid {
+            tracing::info!(order = %order.view.id, "order paid in full by gift cards");
+            let lines: Vec<_> = order.view.lines.iter().map(|l| (l.sku.clone(), l.quantity)).collect();
+            if let Err(e) = self.carts.take_out_ordered(&order.cart_key(), &order.view.id, &lines, &order.codes(), now).await {
+                tracing::warn!(order = %order.view.id, error = %e, "paid, but the ordered lines could not be taken out of the cart");
+            }
+        }
+        Ok(order)
     }
 }
 
-/// The checkout transaction: the order, or the decision that refused it (with nothing reserved:
-/// the transaction rolls back).
+/// The promotions that concern `cart` as the transaction reads them: the automatic ones and
+/// those of its codes, with their uses; the ones with a usage limit are locked first, so their
+/// counts cannot move until this transaction ends.
+struct InForce {
+    promotions: Vec<Promotion>,
+    used: HashMap<PromotionId, u64>,
+    by_customer: HashMap<PromotionId, u64>,
+}
+
+impl InForce {
+    fn usage(&self, id: &PromotionId) -> Usage {
+        Usage { total: self.used.get(id).copied().unwrap_or(0), by_customer: self.by_customer.get(id).copied().unwrap_or(0) }
+    }
+}
+
+/// The checkout transaction: the order, or what refused it (with nothing held: the
+/// transaction rolls back).
 async fn reserve(
     db: &Durable,
     owner: &CartKey,
     cart: &Cart,
-    expected: Option<Money>,
+    request: &Request,
     hold_ms: i64,
     now: Timestamp,
-) -> Result<Result<Order, CheckoutDecision>, DurableError> {
+) -> Result<Result<Order, Refused>, DurableError> {
     let lock = db.lock_rows();
     let is_pg = matches!(db, Durable::Postgres(_));
+    let currency = cart.currency;
+    let user = owner.user().map(|u| u.as_str().to_owned());
     on_db!(db, pool => {
         let mut tx = pool.begin().await?;
         if is_pg {
@@ -114,20 +186,127 @@ async fn reserve(
             products.insert(p.sku.as_str().to_owned(), p);
         }
 
-        // The shopper's own earlier order gives its hold back first, so it never blocks them.
+        // The shopper's own earlier order gives its holds back first, so it never blocks them.
         for (sku, units) in give_up_orders(&mut tx, &earlier, OrderStatus::Cancelled, now).await? {
             if let Some(p) = products.get_mut(&sku) {
                 p.reserved -= units;
             }
         }
 
+        // The promotions in force for this cart; those with a usage limit locked, in id order.
+        let codes: Vec<&str> = cart.promo_codes.iter().map(|c| c.as_str()).collect();
+        let sql = if codes.is_empty() {
+            "SELECT id, definition, redeemed + pending FROM promotions WHERE code IS NULL AND active ORDER BY id".to_owned()
+        } else {
+            format!(
+                "SELECT id, definition, redeemed + pending FROM promotions WHERE (code IS NULL AND active) OR code IN ({}) ORDER BY id",
+                placeholders(1, codes.len())
+            )
+        };
+        let mut q = sqlx::query_as(&sql);
+        for c in &codes {
+            q = q.bind(*c);
+        }
+        let found: Vec<(String, String, i64)> = q.fetch_all(&mut *tx).await?;
+        let mut in_force = InForce { promotions: Vec::with_capacity(found.len()), used: HashMap::new(), by_customer: HashMap::new() };
+        for (id, definition, used) in found {
+            let bad = |why: String| DurableError::Corrupt(format!("promotion {id}"), why);
+            let v: serde_json::Value = serde_json::from_str(&definition).map_err(|e| bad(e.to_string()))?;
+            let p = promotion_from_json(&v, currency).map_err(|e| bad(e.message))?;
+            in_force.used.insert(p.id.clone(), u64::try_from(used).unwrap_or(0));
+            in_force.promotions.push(p);
+        }
+        let limited: Vec<&str> = in_force
+            .promotions
+            .iter()
+            .filter(|p| p.active && (p.usage_limit.is_some() || p.usage_limit_per_customer.is_some()))
+            .map(|p| p.id.as_str())
+            .collect();
+        if !limited.is_empty() {
+            let sql = format!("SELECT id, redeemed + pending FROM promotions WHERE id IN ({}) ORDER BY id{lock}", placeholders(1, limited.len()));
+            let mut q = sqlx::query_as(&sql);
+            for id in &limited {
+                q = q.bind(*id);
+            }
+            let counts: Vec<(String, i64)> = q.fetch_all(&mut *tx).await?;
+            for (id, used) in counts {
+                if let Ok(id) = PromotionId::parse(&id) {
+                    in_force.used.insert(id, u64::try_from(used).unwrap_or(0));
+                }
+            }
+            if let Some(user) = &user {
+                let sql = format!(
+                    "SELECT promotion_id, COUNT(*) FROM redemptions WHERE user_id = $1 AND state <> 'released' AND promotion_id IN ({}) GROUP BY promotion_id",
+                    placeholders(2, limited.len())
+                );
+                let mut q = sqlx::query_as(&sql).bind(user);
+                for id in &limited {
+                    q = q.bind(*id);
+                }
+                let mine: Vec<(String, i64)> = q.fetch_all(&mut *tx).await?;
+                for (id, n) in mine {
+                    if let Ok(id) = PromotionId::parse(&id) {
+                        in_force.by_customer.insert(id, u64::try_from(n).unwrap_or(0));
+                    }
+                }
+            }
+        }
+
         let offer = |sku: &Sku| {
             products.get(sku.as_str()).map(|p| Offer { price: p.active.then_some(p.price), available: p.available() })
         };
-        let priced = match decide_checkout(cart, offer, expected) {
+        let usage = |id: &PromotionId| in_force.usage(id);
+        let promos = Promos { promotions: &in_force.promotions, usage: &usage, now };
+        let priced = match decide_checkout(cart, offer, request.expected, &promos, user.is_some()) {
             CheckoutDecision::Reserve(priced) => priced,
-            refused => return Ok(Err(refused)),
+            refused => return Ok(Err(Refused::Decision(refused))),
         };
+
+        // Gift cards, locked in id order, used in the order given, each for at most its free
+        // balance and at most what is still due.
+        let mut spends: Vec<(GiftCard, i64)> = Vec::new();
+        if !request.gift_cards.is_empty() {
+            let hashes: Vec<String> = request.gift_cards.iter().map(|c| gift_cards::hash_code(c)).collect();
+            let sql = format!(
+                "SELECT {}, code_hash FROM gift_cards WHERE code_hash IN ({}) ORDER BY id{lock}",
+                gift_cards::COLUMNS,
+                placeholders(1, hashes.len())
+            );
+            let mut q = sqlx::query_as(&sql);
+            for h in &hashes {
+                q = q.bind(h);
+            }
+            let rows: Vec<(String, String, String, i64, i64, i64, Option<i64>, bool, i64, String)> = q.fetch_all(&mut *tx).await?;
+            let mut by_hash: HashMap<String, GiftCard> = HashMap::new();
+            for (a, b, c, d, e, f, g, h, i, hash) in rows {
+                by_hash.insert(hash, gift_cards::card_of((a, b, c, d, e, f, g, h, i))?);
+            }
+            let mut refusals = Vec::new();
+            let mut due = priced.total.amount();
+            for (code, hash) in request.gift_cards.iter().zip(&hashes) {
+                let card = by_hash.remove(hash);
+                let why = match &card {
+                    None => Some(Unusable::Unknown),
+                    Some(c) => c.unusable(currency, now),
+                };
+                match (why, card) {
+                    (Some(why), _) => refusals.push(CardRefusal { last4: shared::gift_card::last4(code), reason: why.as_str() }),
+                    (None, Some(card)) => {
+                        let take = card.free().min(due);
+                        if take > 0 {
+                            due -= take;
+                            spends.push((card, take));
+                        }
+                    }
+                    (None, None) => {}
+                }
+            }
+            if !refusals.is_empty() {
+                return Ok(Err(Refused::GiftCards(refusals)));
+            }
+        }
+        let paid_by_cards: i64 = spends.iter().map(|(_, take)| take).sum();
+        let amount_due = Money::new(priced.total.amount() - paid_by_cards, currency).map_err(|e| DurableError::Config(e.message))?;
 
         let id = format!("ord_{}", uuid::Uuid::new_v4().simple());
         let reserved_until = Timestamp::from_millis(now.millis().saturating_add(hold_ms));
@@ -139,21 +318,39 @@ async fn reserve(
                 quantity: l.quantity,
                 unit_price: l.unit_price,
                 price_at_add: l.price_at_add,
+                discount: Some(l.discount),
                 line_total: l.line_total,
             })
             .collect();
-        let lines_json = serde_json::to_string(&lines).map_err(|e| DurableError::Corrupt(id.clone(), e.to_string()))?;
+        let totals = OrderTotals {
+            subtotal: priced.subtotal,
+            discounts: priced
+                .discounts
+                .iter()
+                .map(|d| DiscountView { promotion: d.promotion.as_str().to_owned(), code: d.code.clone(), description: d.description.clone(), amount: d.amount })
+                .collect(),
+            discount_total: priced.discount_total,
+            gift_cards: spends
+                .iter()
+                .map(|(card, take)| GiftCardUse { last4: card.last4.clone(), amount: Money::new(*take, currency).unwrap_or(Money::zero(currency)) })
+                .collect(),
+            amount_due,
+        };
+        let corrupt = |e: serde_json::Error| DurableError::Corrupt(id.clone(), e.to_string());
+        let lines_json = serde_json::to_string(&lines).map_err(corrupt)?;
+        let totals_json = serde_json::to_string(&totals).map_err(corrupt)?;
         sqlx::query(&format!(
-            "INSERT INTO orders ({ORDER_COLUMNS}, updated_at) VALUES ($1, $2, $3, 'pending_payment', $4, $5, $6, $7, $8, NULL, $9)"
+            "INSERT INTO orders ({ORDER_COLUMNS}, updated_at) VALUES ($1, $2, $3, 'pending_payment', $4, $5, $6, $7, $8, NULL, $9, $10)"
         ))
         .bind(&id)
         .bind(&owner.tag)
-        .bind(owner.user().map(|u| u.as_str().to_owned()))
-        .bind(cart.currency.as_str())
+        .bind(&user)
+        .bind(currency.as_str())
         .bind(priced.total.amount())
         .bind(&lines_json)
         .bind(reserved_until.millis())
         .bind(now.millis())
+        .bind(&totals_json)
         .bind(now.millis())
         .execute(&mut *tx)
         .await?;
@@ -171,17 +368,49 @@ async fn reserve(
                 .execute(&mut *tx)
                 .await?;
         }
+        // One use of each promotion kept, held like stock.
+        for d in &priced.discounts {
+            sqlx::query("INSERT INTO redemptions (order_id, promotion_id, user_id, amount, state) VALUES ($1, $2, $3, $4, 'live')")
+                .bind(&id)
+                .bind(d.promotion.as_str())
+                .bind(&user)
+                .bind(d.amount.amount())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE promotions SET pending = pending + 1 WHERE id = $1").bind(d.promotion.as_str()).execute(&mut *tx).await?;
+        }
+        for (card, take) in &spends {
+            sqlx::query("INSERT INTO gift_card_holds (order_id, gift_card_id, amount, state) VALUES ($1, $2, $3, 'live')")
+                .bind(&id)
+                .bind(&card.id)
+                .bind(*take)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE gift_cards SET held = held + $1 WHERE id = $2").bind(*take).bind(&card.id).execute(&mut *tx).await?;
+        }
+        // Nothing left to pay: the order is paid now, its holds consumed like a payment's.
+        let status = if amount_due.amount() == 0 {
+            end_holds(&mut tx, std::slice::from_ref(&id), HoldEnd::Consumed).await?;
+            sqlx::query("UPDATE orders SET status = 'paid', payment_ref = 'gift_cards' WHERE id = $1").bind(&id).execute(&mut *tx).await?;
+            OrderStatus::Paid
+        } else {
+            OrderStatus::PendingPayment
+        };
         tx.commit().await?;
-        let status = OrderStatus::PendingPayment;
         Ok(Ok(Order {
             view: OrderView {
                 id,
                 status: status.as_str().into(),
                 lines,
+                subtotal: totals.subtotal,
+                discounts: totals.discounts,
+                discount_total: totals.discount_total,
                 total: priced.total,
+                gift_cards: totals.gift_cards,
+                amount_due,
                 reserved_until,
                 created_at: now,
-                payment_ref: None,
+                payment_ref: (status == OrderStatus::Paid).then(|| "gift_cards".to_owned()),
             },
             status,
             owner: owner.tag.clone(),

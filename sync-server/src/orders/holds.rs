@@ -1,7 +1,8 @@
-//! Stock holds: one row per order line from checkout until the order is paid (the hold is
-//! *consumed*: the units leave the stock) or not (it is *released*: the units are free again).
-//! Every way a hold ends goes through [`end_holds`], the one statement that does it, so
-//! `products.reserved` always equals the sum of the live holds of each SKU.
+//! Holds: what a pending order takes until it is paid (the hold is *consumed*) or not (it is
+//! *released*): one stock hold per order line, one redemption per promotion it used, one gift
+//! card hold per card it spends. Every way a hold ends goes through [`end_holds`], which ends all
+//! three kinds together, so `products.reserved`, `promotions.pending` and `gift_cards.held`
+//! always equal the sums of their live rows.
 
 use super::OrderStatus;
 use crate::durable::{Durable, DurableError, on_db, placeholders};
@@ -31,11 +32,31 @@ impl HoldEnd {
             HoldEnd::Consumed => "UPDATE products SET on_hand = on_hand - $1, reserved = reserved - $1 WHERE sku = $2",
         }
     }
+
+    const fn promotion_update(self) -> &'static str {
+        match self {
+            HoldEnd::Released => "UPDATE promotions SET pending = pending - $1 WHERE id = $2",
+            HoldEnd::Consumed => "UPDATE promotions SET pending = pending - $1, redeemed = redeemed + $1 WHERE id = $2",
+        }
+    }
+
+    const fn gift_card_update(self) -> &'static str {
+        match self {
+            HoldEnd::Released => "UPDATE gift_cards SET held = held - $1 WHERE id = $2",
+            HoldEnd::Consumed => "UPDATE gift_cards SET held = held - $1, balance = balance - $1 WHERE id = $2",
+        }
+    }
+}
+
+/// `UPDATE <table> SET state = $1 WHERE state = 'live' AND order_id IN (…) RETURNING <key>, <n>`.
+fn ending(table: &str, returning: &str, orders: usize) -> String {
+    format!("UPDATE {table} SET state = $1 WHERE state = 'live' AND order_id IN ({}) RETURNING {returning}", placeholders(2, orders))
 }
 
 /// Ends the live holds of `order_ids` inside the caller's transaction (which holds those orders'
-/// rows) and moves the products' figures with them, SKU by SKU in SKU order. Returns the units
-/// per SKU that were held.
+/// rows) and moves the figures with them: products SKU by SKU in SKU order, then promotions and
+/// gift cards each in id order (the lock order of checkout). Returns the units per SKU that
+/// were held.
 pub(crate) async fn end_holds<'c, DB>(
     tx: &mut sqlx::Transaction<'c, DB>,
     order_ids: &[String],
@@ -53,19 +74,27 @@ where
     if order_ids.is_empty() {
         return Ok(per_sku);
     }
-    let sql = format!(
-        "UPDATE holds SET state = $1 WHERE state = 'live' AND order_id IN ({}) RETURNING sku, quantity",
-        placeholders(2, order_ids.len())
-    );
-    let mut q = sqlx::query_as::<DB, (String, i64)>(&sql).bind(end.state());
-    for id in order_ids {
-        q = q.bind(id.as_str());
+    let mut per_promotion: BTreeMap<String, i64> = BTreeMap::new();
+    let mut per_card: BTreeMap<String, i64> = BTreeMap::new();
+    for (sql, sums, count_rows) in [
+        (ending("holds", "sku, quantity", order_ids.len()), &mut per_sku, false),
+        (ending("redemptions", "promotion_id, amount", order_ids.len()), &mut per_promotion, true),
+        (ending("gift_card_holds", "gift_card_id, amount", order_ids.len()), &mut per_card, false),
+    ] {
+        let mut q = sqlx::query_as::<DB, (String, i64)>(&sql).bind(end.state());
+        for id in order_ids {
+            q = q.bind(id.as_str());
+        }
+        for (key, n) in q.fetch_all(&mut **tx).await? {
+            // A redemption is one use, whatever it took off.
+            *sums.entry(key).or_default() += if count_rows { 1 } else { n };
+        }
     }
-    for (sku, quantity) in q.fetch_all(&mut **tx).await? {
-        *per_sku.entry(sku).or_default() += quantity;
-    }
-    for (sku, quantity) in &per_sku {
-        sqlx::query::<DB>(end.product_update()).bind(*quantity).bind(sku.as_str()).execute(&mut **tx).await?;
+    for (update, sums) in [(end.product_update(), &per_sku), (end.promotion_update(), &per_promotion), (end.gift_card_update(), &per_card)]
+    {
+        for (key, n) in sums {
+            sqlx::query::<DB>(update).bind(*n).bind(key.as_str()).execute(&mut **tx).await?;
+        }
     }
     Ok(per_sku)
 }

@@ -11,7 +11,8 @@ pub mod payment;
 
 use crate::durable::{Durable, DurableError, is_retryable, on_db};
 use crate::identity::CartKey;
-use shared::wire::{OrderLineView, OrderView};
+use shared::promo::PromoCode;
+use shared::wire::{OrderLineView, OrderTotals, OrderView};
 use shared::{Currency, Money, Sku, Timestamp, UserId};
 
 /// Where an order is in its life.
@@ -61,9 +62,14 @@ impl Order {
         self.view.lines.iter().map(|l| l.sku.clone()).collect()
     }
 
-    /// What a payment must bring: the order's total.
+    /// What a payment must bring: the order's total less its gift cards.
     pub fn amount_due(&self) -> Money {
-        self.view.total
+        self.view.amount_due
+    }
+
+    /// The codes whose promotions the order used.
+    pub fn codes(&self) -> Vec<PromoCode> {
+        self.view.discounts.iter().filter_map(|d| d.code.clone()).collect()
     }
 
     pub(crate) fn set_status(&mut self, status: OrderStatus) {
@@ -72,22 +78,40 @@ impl Order {
     }
 }
 
-pub(crate) type OrderRow = (String, String, Option<String>, String, String, i64, String, i64, i64, Option<String>);
+pub(crate) type OrderRow = (String, String, Option<String>, String, String, i64, String, i64, i64, Option<String>, Option<String>);
 
-pub(crate) const ORDER_COLUMNS: &str = "id, owner, user_id, status, currency, total_amount, lines, reserved_until, created_at, payment_ref";
+pub(crate) const ORDER_COLUMNS: &str =
+    "id, owner, user_id, status, currency, total_amount, lines, reserved_until, created_at, payment_ref, totals";
 
 pub(crate) fn order_of(row: OrderRow) -> Result<Order, DurableError> {
-    let (id, owner, user, status, currency, total, lines, reserved_until, created_at, payment_ref) = row;
+    let (id, owner, user, status, currency, total, lines, reserved_until, created_at, payment_ref, totals) = row;
     let bad = |why: String| DurableError::Corrupt(id.clone(), why);
     let currency = Currency::parse(&currency).map_err(|e| bad(e.message))?;
     let lines: Vec<OrderLineView> = serde_json::from_str(&lines).map_err(|e| bad(e.to_string()))?;
     let parsed_status = OrderStatus::parse(&status).ok_or_else(|| bad(format!("unknown status {status:?}")))?;
+    let total = Money::new(total, currency).map_err(|e| bad(e.message))?;
+    // Orders from before promotions store no totals: nothing was taken off them.
+    let totals: OrderTotals = match totals {
+        Some(t) => serde_json::from_str(&t).map_err(|e| bad(e.to_string()))?,
+        None => OrderTotals {
+            subtotal: total,
+            discounts: Vec::new(),
+            discount_total: Money::zero(currency),
+            gift_cards: Vec::new(),
+            amount_due: total,
+        },
+    };
     Ok(Order {
         view: OrderView {
             id: id.clone(),
             status,
             lines,
-            total: Money::new(total, currency).map_err(|e| bad(e.message))?,
+            subtotal: totals.subtotal,
+            discounts: totals.discounts,
+            discount_total: totals.discount_total,
+            total,
+            gift_cards: totals.gift_cards,
+            amount_due: totals.amount_due,
             reserved_until: Timestamp::from_millis(reserved_until),
             created_at: Timestamp::from_millis(created_at),
             payment_ref,

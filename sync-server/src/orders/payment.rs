@@ -121,6 +121,7 @@ pub struct Payments<'a> {
     pub carts: &'a Carts,
     pub durable: &'a Durable,
     pub catalog: &'a CatalogCache,
+    pub promotions: &'a std::sync::Arc<crate::promotions::PromotionsCache>,
 }
 
 impl Payments<'_> {
@@ -133,6 +134,13 @@ impl Payments<'_> {
         };
         if matches!(step, Transition::Pay | Transition::Cancel | Transition::Expire) {
             self.catalog.forget(&order.skus());
+            if !order.view.discounts.is_empty() {
+                // Uses given back (or made permanent): views should count them at once.
+                self.promotions.reload_in_background(self.durable);
+                if let Some(user) = &order.user {
+                    self.promotions.forget_customer(user);
+                }
+            }
         }
         match step {
             Transition::Pay | Transition::Cancel | Transition::Replay => {}
@@ -145,7 +153,7 @@ impl Payments<'_> {
         }
         if order.status == OrderStatus::Paid {
             let lines: Vec<_> = order.view.lines.iter().map(|l| (l.sku.clone(), l.quantity)).collect();
-            self.carts.take_out_ordered(&order.cart_key(), &order.view.id, &lines, now).await?;
+            self.carts.take_out_ordered(&order.cart_key(), &order.view.id, &lines, &order.codes(), now).await?;
         }
         Ok(order)
     }
@@ -167,7 +175,12 @@ mod tests {
                 id: "ord_1".into(),
                 status: status.as_str().into(),
                 lines: vec![],
+                subtotal: usd(500),
+                discounts: vec![],
+                discount_total: usd(0),
                 total: usd(500),
+                gift_cards: vec![],
+                amount_due: usd(500),
                 reserved_until: Timestamp::from_millis(1_000),
                 created_at: Timestamp::from_millis(0),
                 payment_ref: payment_ref.map(str::to_owned),

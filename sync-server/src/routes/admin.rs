@@ -16,7 +16,7 @@ use shared::ErrorCode;
 
 /// Compares digests rather than the tokens, so the comparison takes the same time whatever the
 /// guess; with no token configured, everything is refused.
-fn require_admin(state: &SharedState, headers: &HeaderMap) -> ApiResult<()> {
+pub(crate) fn require_admin(state: &SharedState, headers: &HeaderMap) -> ApiResult<()> {
     let refused = || ApiError::new(ErrorCode::Unauthorized, "admin endpoints need Authorization: Bearer <admin token>");
     let expected = state.admin_token.as_ref().ok_or_else(refused)?;
     let given = headers

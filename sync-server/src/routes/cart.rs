@@ -9,7 +9,8 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use shared::wire::{self, CartView, Owner};
+use shared::promo::PromotionId;
+use shared::wire::{self, CartView, Owner, Promos};
 use shared::{Cart, ErrorCode, OpKind, OpOutcome};
 
 /// `If-Match: "7"` (or `7`, or `W/"7"`); `*` matches anything. Anything else can never match.
@@ -92,9 +93,20 @@ async fn view(state: &SharedState, id: &CartKey, cart: &Cart, freshness: Annotat
             }
         },
     };
+    // Promotions from their snapshot (reloaded first on a read, in the background on a write),
+    // and a user's own uses only where some promotion limits them per customer.
+    let wait = freshness == Annotations::Refreshed;
+    let promotions = if wait { state.promotions.fresh(&state.durable).await } else { state.promotions.cached(&state.durable) };
+    let mine = match id.user() {
+        Some(user) if promotions.per_customer => Some(state.promotions.customer(&state.durable, user, wait).await),
+        _ => None,
+    };
+    let usage = |p: &PromotionId| promotions.usage(p, mine.as_deref());
+    let in_force = promotions.for_codes(&cart.promo_codes);
+    let promos = Promos { promotions: &in_force, usage: &usage, now: now() };
     // The facts come in the order the view asks for its lines.
     let mut facts = facts.into_iter();
-    CartView::new(cart, owner, expires_at, |l| state.catalog.annotate(facts.next().flatten(), l.quantity))
+    CartView::new(cart, owner, expires_at, |l| state.catalog.annotate(facts.next().flatten(), l.quantity), &promos)
 }
 
 /// Applies one op made from a REST call; a rejection becomes the response's error.
@@ -172,6 +184,48 @@ pub async fn remove_saved(
     sku: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     single(state, headers, OpKind::RemoveSaved { sku: path_sku(sku)? }).await
+}
+
+/// `POST /v1/cart/promo-codes {"code"}`: puts a code on the cart if a promotion has it and it
+/// can be had now; one whose conditions are not met yet (a minimum, a login) is kept and applies
+/// by itself once they are.
+pub async fn apply_promo_code(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    let code = wire::parse_promo_code_request(&body)?;
+    let snapshot = state.promotions.fresh(&state.durable).await;
+    let promotion = match snapshot.by_code(&code) {
+        Some(p) => Some(p.clone()),
+        // Made on another instance since the snapshot: one indexed lookup settles it.
+        None => {
+            let found = crate::promotions::by_code(&state.durable, &code, state.rules().currency).await.map_err(ApiError::unavailable)?;
+            if found.is_some() {
+                state.promotions.reload_in_background(&state.durable);
+            }
+            found
+        }
+    };
+    let not_found = |reason: Option<&str>| {
+        let e = ApiError::new(ErrorCode::PromoCodeNotFound, format!("{code} is not a promo code that can be used now"));
+        match reason {
+            Some(r) => e.with_detail("reason", serde_json::json!(r)),
+            None => e,
+        }
+    };
+    let Some(p) = promotion else { return Err(not_found(None)) };
+    if let Some(reason) = p.unavailable_at(now()) {
+        return Err(not_found(Some(reason.as_str())));
+    }
+    single(state, headers, OpKind::ApplyPromoCode { code }).await
+}
+
+/// `DELETE /v1/cart/promo-codes/{code}`: an absent code is not an error.
+pub async fn remove_promo_code(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    code: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let Path(raw) = code.map_err(|_| ApiError::new(ErrorCode::InvalidPromoCode, "the code in the path is not valid"))?;
+    let code = shared::promo::PromoCode::parse(&raw)?;
+    single(state, headers, OpKind::RemovePromoCode { code }).await
 }
 
 pub async fn push_ops(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {

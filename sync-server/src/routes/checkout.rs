@@ -1,10 +1,12 @@
 //! Checkout and the storefront's product lookup.
 
+use super::ClientAddr;
 use crate::clock::now;
 use crate::error::{ApiError, ApiResult};
+use crate::gift_cards::Unusable;
 use crate::idempotency::{Begin, IdempotencyError, Saved};
 use crate::identity::identify;
-use crate::orders::checkout::CheckoutError;
+use crate::orders::checkout::{CheckoutError, Request};
 use crate::state::SharedState;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -63,6 +65,13 @@ impl From<CheckoutError> for ApiError {
             }
             CheckoutError::OutOfStock(items) => ApiError::new(ErrorCode::OutOfStock, "some items cannot be reserved in the quantity asked")
                 .with_detail("items", json!(items)),
+            CheckoutError::PromotionUnavailable(codes) => {
+                ApiError::new(ErrorCode::PromotionUnavailable, "a promo code on the cart cannot be used now; remove it and check out again")
+                    .with_detail("promotions", json!(codes))
+            }
+            CheckoutError::GiftCardUnavailable(cards) => {
+                ApiError::new(ErrorCode::GiftCardUnavailable, "a gift card cannot be used").with_detail("gift_cards", json!(cards))
+            }
             CheckoutError::Cart(e) => e.into(),
             CheckoutError::Db(e) => ApiError::unavailable(e),
         }
@@ -72,7 +81,12 @@ impl From<CheckoutError> for ApiError {
 /// `POST /v1/cart/checkout`. The whole answer, error or not, is kept under the
 /// `Idempotency-Key` and replayed for the same key and body; only failures on our side (5xx)
 /// give the key back, so a retry runs afresh.
-pub async fn checkout(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub async fn checkout(
+    State(state): State<SharedState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let identity = identify(&headers, &state.auth)?;
     let key = parse_idempotency_key(headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or(""))?.to_owned();
     let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
@@ -80,7 +94,12 @@ pub async fn checkout(State(state): State<SharedState>, headers: HeaderMap, body
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("the body is not valid JSON: {e}")))?
     };
-    let expected = parse_checkout_request(&body)?;
+    let request = parse_checkout_request(&body)?;
+    if !request.gift_cards.is_empty()
+        && let Some(wait) = state.guesses.refused(client)
+    {
+        return Err(ApiError::rate_limited(wait, "too many unknown gift card codes from this client; try again later"));
+    }
     if identity.issued_token {
         // A guest with no token has no cart yet: nothing to order, and no key worth keeping.
         return Err(ApiError::new(ErrorCode::CartEmpty, "the cart is empty"));
@@ -101,7 +120,8 @@ pub async fn checkout(State(state): State<SharedState>, headers: HeaderMap, body
         Err(IdempotencyError::Store(e)) => return Err(ApiError::unavailable(e)),
     };
 
-    let saved = match state.checkout().place(&owner, expected, now()).await {
+    let asked = Request { expected: request.expected_total, gift_cards: request.gift_cards };
+    let saved = match state.checkout().place(&owner, &asked, now()).await {
         Ok(order) => {
             tracing::info!(order = %order.view.id, total = order.view.total.amount(), "order created");
             crate::metrics::event("cartsync_checkouts_total", "created");
@@ -109,6 +129,13 @@ pub async fn checkout(State(state): State<SharedState>, headers: HeaderMap, body
             Saved { status: StatusCode::CREATED.as_u16(), body }
         }
         Err(e) => {
+            if let CheckoutError::GiftCardUnavailable(cards) = &e {
+                // An unknown code counts as a guess: enumerating codes through checkout is slowed
+                // down like the balance lookup.
+                for _ in cards.iter().filter(|c| c.reason == Unusable::Unknown.as_str()) {
+                    state.guesses.failed(client);
+                }
+            }
             let e = ApiError::from(e);
             crate::metrics::event("cartsync_checkouts_total", e.code.as_str());
             Saved { status: e.status().as_u16(), body: serde_json::to_string(&e.envelope()).unwrap_or_default() }

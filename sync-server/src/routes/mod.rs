@@ -1,12 +1,14 @@
 //! The HTTP routes of the v1 API. Handlers parse the request, call a service (`carts`,
 //! `orders`, `idempotency`, `catalog`) and shape its answer; no protocol lives here.
 //! By feature: the cart, its ops and the login merge in `cart`, checkout and the product lookup
-//! in `checkout`, orders and the payment webhook in `orders`, the catalog admin in `admin`.
+//! in `checkout`, orders and the payment webhook in `orders`, the catalog admin in `admin`,
+//! promotions and gift cards (admin and public) in `promotions`.
 
 mod admin;
 mod cart;
 mod checkout;
 mod orders;
+mod promotions;
 
 use crate::carts::CartsError;
 use crate::clock::now;
@@ -53,6 +55,8 @@ fn routes() -> Routes {
         .at(Method::POST, "/v1/cart/items/{sku}/save-for-later", cart::save_for_later)
         .at(Method::POST, "/v1/cart/saved/{sku}/move-to-cart", cart::move_to_cart)
         .at(Method::DELETE, "/v1/cart/saved/{sku}", cart::remove_saved)
+        .at(Method::POST, "/v1/cart/promo-codes", cart::apply_promo_code)
+        .at(Method::DELETE, "/v1/cart/promo-codes/{code}", cart::remove_promo_code)
         .at(Method::POST, "/v1/cart/ops", cart::push_ops)
         .at(Method::POST, "/v1/cart/merge", cart::merge)
         .at(Method::GET, "/v1/products", checkout::products)
@@ -62,6 +66,15 @@ fn routes() -> Routes {
         .at(Method::POST, "/v1/admin/products", admin::bulk_load)
         .at(Method::PUT, "/v1/admin/products/{sku}", admin::put_product)
         .at(Method::GET, "/v1/admin/products/{sku}", admin::get_product)
+        .at(Method::GET, "/v1/admin/promotions", promotions::list_promotions)
+        .at(Method::PUT, "/v1/admin/promotions/{id}", promotions::put_promotion)
+        .at(Method::GET, "/v1/admin/promotions/{id}", promotions::get_promotion)
+        .at(Method::DELETE, "/v1/admin/promotions/{id}", promotions::delete_promotion)
+        .at(Method::POST, "/v1/admin/gift-cards", promotions::issue_gift_card)
+        .at(Method::GET, "/v1/admin/gift-cards/{id}", promotions::get_gift_card)
+        .at(Method::POST, "/v1/admin/gift-cards/{id}/disable", promotions::disable_gift_card)
+        .at(Method::GET, "/v1/promotions", promotions::public_promotions)
+        .at(Method::POST, "/v1/gift-cards/balance", promotions::gift_card_balance)
         .at(Method::POST, "/v1/dev/login", dev_login)
         .at(Method::GET, "/healthz", healthz)
         .at(Method::GET, "/readyz", readyz)
@@ -108,6 +121,19 @@ impl From<CartsError> for ApiError {
             CartsError::Durable(e) => ApiError::unavailable(e),
             CartsError::NotRestored => ApiError::internal(e),
         }
+    }
+}
+
+/// The address of the client, where the server was started with connection info (the binary
+/// and the tests are); otherwise the unspecified address, so every client shares one allowance.
+pub(crate) struct ClientAddr(pub std::net::IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let addr = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+        Ok(ClientAddr(addr.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))))
     }
 }
 
