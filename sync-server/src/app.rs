@@ -218,6 +218,8 @@ async fn sweep_holds(state: SharedState, every: Duration, mut stop: watch::Recei
                 tracing::info!(skus = skus.len(), "released expired stock holds");
                 crate::metrics::event("cartsync_hold_sweeps_total", "released");
                 state.catalog.forget(&skus);
+                // Their promotion uses came back too.
+                state.promotions.invalidate();
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not release expired holds"),

@@ -105,6 +105,14 @@ pub fn generate_code() -> Result<String, getrandom::Error> {
 }
 
 pub(crate) type Row = (String, String, String, i64, i64, i64, Option<i64>, bool, i64);
+/// A row of [`COLUMNS`] followed by the code's hash.
+pub(crate) type HashedRow = (String, String, String, i64, i64, i64, Option<i64>, bool, i64, String);
+
+/// The card of a [`HashedRow`], and its code's hash.
+pub(crate) fn hashed_card_of(row: HashedRow) -> Result<(GiftCard, String), DurableError> {
+    let (a, b, c, d, e, f, g, h, i, hash) = row;
+    Ok((card_of((a, b, c, d, e, f, g, h, i))?, hash))
+}
 pub(crate) const COLUMNS: &str = "id, last4, currency, initial, balance, held, expires_at, disabled, created_at";
 
 pub(crate) fn card_of(row: Row) -> Result<GiftCard, DurableError> {

@@ -221,7 +221,11 @@ impl Snapshot {
 
 struct Held {
     snapshot: Arc<Snapshot>,
+    /// When the load that made `snapshot` started.
     at: Instant,
+    /// When this instance last changed a promotion or its uses: a snapshot whose load started
+    /// before is stale, whatever its age.
+    changed: Instant,
 }
 
 /// The promotions snapshot, with the uses per customer that user carts' views need.
@@ -231,8 +235,11 @@ pub struct PromotionsCache {
     currency: Currency,
     reloading: AtomicBool,
     load: tokio::sync::Mutex<()>,
-    customers: Mutex<HashMap<UserId, (Instant, Arc<HashMap<PromotionId, u64>>)>>,
+    customers: Mutex<HashMap<UserId, (Instant, Uses)>>,
 }
+
+/// One customer's uses of each promotion.
+type Uses = Arc<HashMap<PromotionId, u64>>;
 
 /// Most customers whose uses are remembered at once; past it the memory starts over.
 const MAX_CUSTOMERS: usize = 100_000;
@@ -240,7 +247,11 @@ const MAX_CUSTOMERS: usize = 100_000;
 impl PromotionsCache {
     pub fn new(ttl: Duration, currency: Currency) -> PromotionsCache {
         PromotionsCache {
-            held: RwLock::new(Held { snapshot: Arc::default(), at: Instant::now() - ttl - Duration::from_secs(1) }),
+            held: RwLock::new(Held {
+                snapshot: Arc::default(),
+                at: Instant::now() - ttl - Duration::from_secs(1),
+                changed: Instant::now(),
+            }),
             ttl,
             currency,
             reloading: AtomicBool::new(false),
@@ -251,7 +262,13 @@ impl PromotionsCache {
 
     fn held(&self) -> (Arc<Snapshot>, bool) {
         let h = self.held.read().unwrap_or_else(|e| e.into_inner());
-        (h.snapshot.clone(), h.at.elapsed() > self.ttl)
+        (h.snapshot.clone(), h.at.elapsed() > self.ttl || h.at <= h.changed)
+    }
+
+    /// This instance changed promotions or their uses: the next read loads them again, and the
+    /// next write starts that in the background.
+    pub fn invalidate(&self) {
+        self.held.write().unwrap_or_else(|e| e.into_inner()).changed = Instant::now();
     }
 
     /// Loads every promotion now.
@@ -261,7 +278,8 @@ impl PromotionsCache {
         let snapshot = Arc::new(Snapshot::of(list(db, self.currency).await?));
         let mut h = self.held.write().unwrap_or_else(|e| e.into_inner());
         if h.at < started {
-            *h = Held { snapshot: snapshot.clone(), at: started };
+            h.snapshot = snapshot;
+            h.at = started;
         }
         Ok(h.snapshot.clone())
     }
@@ -291,8 +309,8 @@ impl PromotionsCache {
         snapshot
     }
 
-    /// Starts a reload unless one is under way (after this instance changed uses).
-    pub fn reload_in_background(self: &Arc<Self>, db: &Durable) {
+    /// Starts a reload unless one is under way.
+    fn reload_in_background(self: &Arc<Self>, db: &Durable) {
         if self.reloading.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -307,7 +325,7 @@ impl PromotionsCache {
 
     /// A customer's uses of each promotion: looked up when `wait` (a cart read) and the held
     /// figure is stale, else as held (none known: no uses).
-    pub async fn customer(&self, db: &Durable, user: &UserId, wait: bool) -> Arc<HashMap<PromotionId, u64>> {
+    pub async fn customer(&self, db: &Durable, user: &UserId, wait: bool) -> Uses {
         let held = {
             let c = self.customers.lock().unwrap_or_else(|e| e.into_inner());
             c.get(user).cloned()
@@ -333,8 +351,21 @@ impl PromotionsCache {
         }
     }
 
-    /// Forgets a customer's uses (this instance just changed them).
-    pub fn forget_customer(&self, user: &UserId) {
-        self.customers.lock().unwrap_or_else(|e| e.into_inner()).remove(user);
+    /// Loads a customer's uses again now (this instance just changed them), so their next cart
+    /// write, which does not wait on the database, already counts them.
+    pub async fn refresh_customer(&self, db: &Durable, user: &UserId) {
+        match customer_usage(db, user).await {
+            Ok(uses) => {
+                let mut c = self.customers.lock().unwrap_or_else(|e| e.into_inner());
+                if c.len() >= MAX_CUSTOMERS {
+                    c.clear();
+                }
+                c.insert(user.clone(), (Instant::now(), Arc::new(uses)));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read a customer's promotion uses");
+                self.customers.lock().unwrap_or_else(|e| e.into_inner()).remove(user);
+            }
+        }
     }
 }

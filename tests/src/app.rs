@@ -249,19 +249,24 @@ impl TestApp {
         self.webhook(&id, &body, &crate::sign_webhook(&body)).await
     }
 
-    /// An order's total as stored (`Null` for an unknown order), read straight from the database.
+    /// An order's amount due as stored (`Null` for an unknown order), read straight from the
+    /// database.
     pub async fn order_total(&self, id: &str) -> Value {
         use sqlx::Connection;
-        let q = "SELECT total_amount, currency FROM orders WHERE id = $1";
+        let q = "SELECT total_amount, currency, totals FROM orders WHERE id = $1";
         let url = &self.settings.database_url;
-        let row: Option<(i64, String)> = if url.starts_with("postgres") {
+        let row: Option<(i64, String, Option<String>)> = if url.starts_with("postgres") {
             let mut c = sqlx::PgConnection::connect(url).await.expect("connect to the test database");
             sqlx::query_as(q).bind(id).fetch_optional(&mut c).await.expect("read an order")
         } else {
             let mut c = sqlx::SqliteConnection::connect(url).await.expect("open the test SQLite file");
             sqlx::query_as(q).bind(id).fetch_optional(&mut c).await.expect("read an order")
         };
-        row.map_or(Value::Null, |(amount, currency)| serde_json::json!({"amount": amount, "currency": currency}))
+        match row {
+            None => Value::Null,
+            Some((_, _, Some(totals))) => serde_json::from_str::<Value>(&totals).expect("stored totals are JSON")["amount_due"].clone(),
+            Some((amount, currency, None)) => serde_json::json!({"amount": amount, "currency": currency}),
+        }
     }
 
     /// `POST /v1/orders/{path_id}/payment` with exactly this body and `Cartsync-Signature`.
@@ -289,7 +294,8 @@ pub trait OrderRef {
 
 impl OrderRef for &Value {
     async fn id_and_total(&self, _: &TestApp) -> (String, Value) {
-        (self["id"].as_str().expect("an order with an id").to_owned(), self["total"].clone())
+        let due = if self["amount_due"].is_null() { self["total"].clone() } else { self["amount_due"].clone() };
+        (self["id"].as_str().expect("an order with an id").to_owned(), due)
     }
 }
 

@@ -131,9 +131,15 @@ both_modes!(a_raised_price_is_caught_before_anything_is_reserved, |app: TestApp|
     assert_eq!(order["status"], "pending_payment");
     assert_eq!(
         order["lines"],
-        json!([{"sku": "TEE", "quantity": 2, "unit_price": {"amount": 2499, "currency": "USD"}, "price_at_add": {"amount": 1999, "currency": "USD"}, "line_total": {"amount": 4998, "currency": "USD"}}])
+        json!([{"sku": "TEE", "quantity": 2, "unit_price": {"amount": 2499, "currency": "USD"}, "price_at_add": {"amount": 1999, "currency": "USD"},
+                "discount": {"amount": 0, "currency": "USD"}, "line_total": {"amount": 4998, "currency": "USD"}}])
     );
     assert_eq!(order["total"], json!({"amount": 4998, "currency": "USD"}));
+    assert_eq!(
+        (&order["subtotal"], &order["discount_total"], &order["amount_due"]),
+        (&order["total"], &json!({"amount": 0, "currency": "USD"}), &order["total"])
+    );
+    assert_eq!((&order["discounts"], &order["gift_cards"]), (&json!([]), &json!([])));
     assert!(order["reserved_until"].as_str().is_some() && order["created_at"].as_str().is_some());
 });
 

@@ -99,9 +99,9 @@ impl Checkout<'_> {
             Err(Refused::Decision(CheckoutDecision::Reserve(_))) => unreachable!("a reservation is an order"),
         };
         // This checkout moved the uses it held (and its replaced order gave some back).
-        self.promotions.reload_in_background(self.durable);
+        self.promotions.invalidate();
         if let Some(user) = owner.user() {
-            self.promotions.forget_customer(user);
+            self.promotions.refresh_customer(self.durable, user).await;
         }
         if order.status == OrderStatus::Paid {
             tracing::info!(order = %order.view.id, "order paid in full by gift cards");
@@ -276,10 +276,11 @@ async fn reserve(
             for h in &hashes {
                 q = q.bind(h);
             }
-            let rows: Vec<(String, String, String, i64, i64, i64, Option<i64>, bool, i64, String)> = q.fetch_all(&mut *tx).await?;
+            let rows: Vec<gift_cards::HashedRow> = q.fetch_all(&mut *tx).await?;
             let mut by_hash: HashMap<String, GiftCard> = HashMap::new();
-            for (a, b, c, d, e, f, g, h, i, hash) in rows {
-                by_hash.insert(hash, gift_cards::card_of((a, b, c, d, e, f, g, h, i))?);
+            for row in rows {
+                let (card, hash) = gift_cards::hashed_card_of(row)?;
+                by_hash.insert(hash, card);
             }
             let mut refusals = Vec::new();
             let mut due = priced.total.amount();

@@ -135,10 +135,10 @@ impl Payments<'_> {
         if matches!(step, Transition::Pay | Transition::Cancel | Transition::Expire) {
             self.catalog.forget(&order.skus());
             if !order.view.discounts.is_empty() {
-                // Uses given back (or made permanent): views should count them at once.
-                self.promotions.reload_in_background(self.durable);
+                // Uses given back (or made permanent): views count them at once.
+                self.promotions.invalidate();
                 if let Some(user) = &order.user {
-                    self.promotions.forget_customer(user);
+                    self.promotions.refresh_customer(self.durable, user).await;
                 }
             }
         }

@@ -111,13 +111,18 @@ async fn view(state: &SharedState, id: &CartKey, cart: &Cart, freshness: Annotat
 
 /// Applies one op made from a REST call; a rejection becomes the response's error.
 async fn single(state: SharedState, headers: HeaderMap, kind: OpKind) -> ApiResult<Response> {
+    single_with(state, headers, kind, Annotations::Cached).await
+}
+
+/// [`single`], with the cart view's annotations as fresh as asked.
+async fn single_with(state: SharedState, headers: HeaderMap, kind: OpKind, freshness: Annotations) -> ApiResult<Response> {
     let identity = identify(&headers, &state.auth)?;
     let key = identity.cart.key();
     let (cart, outcome) = state.carts.apply_one(&key, kind, if_match(&headers), now()).await?;
     if let OpOutcome::Rejected(e) = outcome {
         return Err(e.into());
     }
-    Ok(cart_response(&identity, &view(&state, &key, &cart, Annotations::Cached).await))
+    Ok(cart_response(&identity, &view(&state, &key, &cart, freshness).await))
 }
 
 pub async fn get_cart(State(state): State<SharedState>, headers: HeaderMap) -> ApiResult<Response> {
@@ -198,7 +203,7 @@ pub async fn apply_promo_code(State(state): State<SharedState>, headers: HeaderM
         None => {
             let found = crate::promotions::by_code(&state.durable, &code, state.rules().currency).await.map_err(ApiError::unavailable)?;
             if found.is_some() {
-                state.promotions.reload_in_background(&state.durable);
+                state.promotions.invalidate();
             }
             found
         }
@@ -214,7 +219,9 @@ pub async fn apply_promo_code(State(state): State<SharedState>, headers: HeaderM
     if let Some(reason) = p.unavailable_at(now()) {
         return Err(not_found(Some(reason.as_str())));
     }
-    single(state, headers, OpKind::ApplyPromoCode { code }).await
+    // The shopper is about to read what the code takes off: the prices it is computed on are
+    // looked up rather than taken from whatever the cache holds.
+    single_with(state, headers, OpKind::ApplyPromoCode { code }, Annotations::Refreshed).await
 }
 
 /// `DELETE /v1/cart/promo-codes/{code}`: an absent code is not an error.
@@ -225,7 +232,7 @@ pub async fn remove_promo_code(
 ) -> ApiResult<Response> {
     let Path(raw) = code.map_err(|_| ApiError::new(ErrorCode::InvalidPromoCode, "the code in the path is not valid"))?;
     let code = shared::promo::PromoCode::parse(&raw)?;
-    single(state, headers, OpKind::RemovePromoCode { code }).await
+    single_with(state, headers, OpKind::RemovePromoCode { code }, Annotations::Refreshed).await
 }
 
 pub async fn push_ops(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {

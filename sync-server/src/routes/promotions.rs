@@ -41,7 +41,7 @@ pub async fn put_promotion(
     let (stored, created) = promotions::put(&state.durable, &promotion, currency, now()).await.map_err(|e| match e {
         PutError::CodeTaken { code, owner } => {
             ApiError::new(ErrorCode::InvalidPromoCode, format!("the code {code} already belongs to {owner}"))
-                .with_detail("code", json!(code))
+                .with_detail("promo_code", json!(code))
         }
         PutError::Db(e) => ApiError::unavailable(e),
     })?;
