@@ -1,11 +1,12 @@
 //! The `CartClient` class of the npm package: a thin layer over `engine` that owns the browser
 //! (localStorage, fetch, timers, the `storage` and `online` events) and nothing else.
 
-use crate::engine::{Engine, Failure, Identity, Push, checkout_settled, failure_of};
+use crate::engine::{DiscountSnapshot, Engine, Failure, Identity, Push, checkout_settled, failure_of};
 use crate::storage::{MemoryStorage, Storage, StorageError};
 use js_sys::{Function, JSON, Promise, Reflect};
 use serde::Serialize;
 use serde_json::Value;
+use shared::promo::PromoCode;
 use shared::wire::{ErrorBody, OrderView, read};
 use shared::{CartError, Currency, ErrorCode, Limits, Money, OpKind, Quantity, Sku, Timestamp};
 use std::cell::{Cell, RefCell};
@@ -43,7 +44,19 @@ export type Availability = "in_stock" | "low_stock" | "out_of_stock" | "unknown"
 export type Line = {
   sku: string; quantity: number; priceAtAdd?: Money; addedAt: string;
   currentPrice?: Money; priceChanged?: boolean; availability?: Availability;
+  /** Cart lines only: what the promotions take off, and quantity × unit price − discount. */
+  discount?: Money; lineTotal?: Money;
 };
+export type PromoCodeState = {
+  code: string; applied: boolean;
+  /** Why not applied: not_best, min_subtotal_not_met, not_started, expired, inactive, usage_limit_reached, login_required. */
+  reason?: string;
+  /** With min_subtotal_not_met: what is still to add. */
+  missing?: Money;
+  /** The client does not know this code's promotion yet; no discount until the server answers. */
+  pending?: boolean;
+};
+export type Discount = { promotion: string; code?: string; description: string; amount: Money };
 export type CartSnapshot = {
   owner: "guest" | "user";
   /** Last server version seen (0 if never synced). */
@@ -52,14 +65,27 @@ export type CartSnapshot = {
   lines: Line[];
   saved: Line[];
   itemCount: number;
+  /** Before discounts. */
   subtotal: Money;
+  promoCodes: PromoCodeState[];
+  discounts: Discount[];
+  discountTotal: Money;
+  /** subtotal − discountTotal: what checkout charges, before gift cards, if prices hold. */
+  total: Money;
   /** Ops not yet acknowledged by the server. */
   pendingOps: number;
   syncing: boolean;
   lastError?: { code: string; message: string };
 };
-export type OrderLine = { sku: string; quantity: number; unitPrice: Money; priceAtAdd?: Money; lineTotal: Money };
-export type Order = { id: string; status: string; lines: OrderLine[]; total: Money; reservedUntil: string; createdAt: string };
+export type OrderLine = { sku: string; quantity: number; unitPrice: Money; priceAtAdd?: Money; discount: Money; lineTotal: Money };
+export type Order = {
+  id: string; status: string; lines: OrderLine[];
+  subtotal: Money; discounts: Discount[]; discountTotal: Money; total: Money;
+  giftCards: { last4: string; amount: Money }[];
+  /** What the payment must bring; 0 when gift cards paid it all (the order is then paid). */
+  amountDue: Money;
+  reservedUntil: string; createdAt: string;
+};
 export type CartClientOptions = {
   /** Base URL of the sync server (".../api" serves "/v1/..." below it). Without it the cart is local-only. */
   endpoint?: string;
@@ -72,7 +98,7 @@ export type CartClientOptions = {
   /** Must match the server's CARTSYNC_MAX_LINES (default 200). */
   maxLines?: number;
 };
-export type CheckoutOptions = { idempotencyKey?: string; expectedTotal?: Money };
+export type CheckoutOptions = { idempotencyKey?: string; expectedTotal?: Money; giftCards?: string[] };
 "#;
 
 fn now() -> Timestamp {
@@ -139,6 +165,9 @@ impl Storage for LocalStorage {
 
 type EventHandler = Closure<dyn FnMut(web_sys::Event)>;
 
+/// A checkout under way: its expected total and gift cards, its promise, and whether it ended.
+type RunningCheckout = (Option<Money>, Vec<String>, Promise, Rc<Cell<bool>>);
+
 struct Inner {
     engine: Engine,
     endpoint: Option<String>,
@@ -152,7 +181,9 @@ struct Inner {
     events: Vec<(&'static str, EventHandler)>,
     /// The checkout under way without a key of the caller's, with the total it expects: a second
     /// `checkout()` with the same total joins it rather than start another.
-    checkout: Option<(Option<Money>, Promise, Rc<Cell<bool>>)>,
+    checkout: Option<RunningCheckout>,
+    /// A promotions lookup is under way.
+    looking_up: bool,
 }
 
 /// Shares one storage object between the engine and the lease.
@@ -185,7 +216,7 @@ fn notify(rc: &Rc<RefCell<Inner>>) {
 
 impl Inner {
     fn snapshot(&self) -> JsValue {
-        to_js(&self.engine.snapshot(self.syncing))
+        to_js(&self.engine.snapshot(self.syncing, now()))
     }
 
     /// What to call the listeners with; they are called by [`notify`] once no borrow is held,
@@ -257,6 +288,24 @@ fn parse_quantity(v: &JsValue, limits: &Limits) -> Result<Quantity, JsValue> {
     Quantity::new(n, limits).map_err(cart_error)
 }
 
+fn parse_code(v: &JsValue) -> Result<PromoCode, JsValue> {
+    let s = v.as_string().ok_or_else(|| js_error(ErrorCode::InvalidPromoCode, "a promo code is a string"))?;
+    PromoCode::parse(&s).map_err(cart_error)
+}
+
+/// `giftCards`: an array of at most five code strings, each in a gift card code's shape.
+fn parse_gift_cards(v: &JsValue) -> Result<Vec<String>, JsValue> {
+    let bad = || js_error(ErrorCode::InvalidRequest, "giftCards is an array of at most 5 gift card codes");
+    if !js_sys::Array::is_array(v) {
+        return Err(bad());
+    }
+    let list = js_sys::Array::from(v);
+    if list.length() as usize > shared::wire::MAX_GIFT_CARDS {
+        return Err(bad());
+    }
+    list.iter().map(|c| c.as_string().and_then(|c| shared::gift_card::normalize(&c)).ok_or_else(bad)).collect()
+}
+
 fn parse_money(v: &JsValue) -> Result<Option<Money>, JsValue> {
     if v.is_undefined() || v.is_null() {
         return Ok(None);
@@ -273,7 +322,15 @@ struct OrderLineJs {
     unit_price: Money,
     #[serde(skip_serializing_if = "Option::is_none")]
     price_at_add: Option<Money>,
+    discount: Money,
     line_total: Money,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GiftCardJs {
+    last4: String,
+    amount: Money,
 }
 
 #[derive(Serialize)]
@@ -282,7 +339,12 @@ struct OrderJs {
     id: String,
     status: String,
     lines: Vec<OrderLineJs>,
+    subtotal: Money,
+    discounts: Vec<DiscountSnapshot>,
+    discount_total: Money,
     total: Money,
+    gift_cards: Vec<GiftCardJs>,
+    amount_due: Money,
     reserved_until: Timestamp,
     created_at: Timestamp,
 }
@@ -300,10 +362,20 @@ impl From<OrderView> for OrderJs {
                     quantity: l.quantity,
                     unit_price: l.unit_price,
                     price_at_add: l.price_at_add,
+                    discount: l.discount.unwrap_or(Money::zero(l.line_total.currency())),
                     line_total: l.line_total,
                 })
                 .collect(),
+            subtotal: o.subtotal,
+            discounts: o
+                .discounts
+                .into_iter()
+                .map(|d| DiscountSnapshot { promotion: d.promotion, code: d.code, description: d.description, amount: d.amount })
+                .collect(),
+            discount_total: o.discount_total,
             total: o.total,
+            gift_cards: o.gift_cards.into_iter().map(|g| GiftCardJs { last4: g.last4, amount: g.amount }).collect(),
+            amount_due: o.amount_due,
             reserved_until: o.reserved_until,
             created_at: o.created_at,
         }
@@ -435,6 +507,7 @@ async fn pull(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
             let view = read_answer(&text, read::cart).map_err(unavailable)?;
             rc.borrow_mut().engine.finish_pull(&identity, &view);
             notify(rc);
+            look_up_promotions(rc).await;
             Ok(())
         }
         Ok((status, text)) => Err(answer_error(ErrorBody::of_answer(status, &text))),
@@ -442,9 +515,39 @@ async fn pull(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
     }
 }
 
+/// Looks up the promotions the cart needs (its codes' and the automatic ones) when some code was
+/// never looked up or the last lookup is old, so discounts are computed here, offline too. A
+/// failed lookup changes nothing: the codes stay `pending` and the next sync tries again.
+async fn look_up_promotions(rc: &Rc<RefCell<Inner>>) {
+    let (endpoint, (query, asked)) = {
+        let mut inner = rc.borrow_mut();
+        let Some(endpoint) = inner.endpoint.clone() else { return };
+        if inner.looking_up {
+            return;
+        }
+        let Some(q) = inner.engine.promotions_query(now()) else { return };
+        inner.looking_up = true;
+        (endpoint, q)
+    };
+    let path = if query.is_empty() { "/v1/promotions".to_owned() } else { format!("/v1/promotions?{query}") };
+    let answer = http(&endpoint, "GET", &path, None, None, &[]).await;
+    rc.borrow_mut().looking_up = false;
+    if let Ok((200, text)) = answer
+        && let Ok(v) = serde_json::from_str::<Value>(&text)
+    {
+        rc.borrow_mut().engine.finish_promotions(asked, &v, now());
+        notify(rc);
+    }
+}
+
 /// One checkout: push, then `POST /v1/cart/checkout` with the caller's key or the cart
 /// version's own.
-async fn checkout_now(rc: &Rc<RefCell<Inner>>, given_key: Option<String>, expected: Option<Money>) -> Result<JsValue, JsValue> {
+async fn checkout_now(
+    rc: &Rc<RefCell<Inner>>,
+    given_key: Option<String>,
+    expected: Option<Money>,
+    gift_cards: Vec<String>,
+) -> Result<JsValue, JsValue> {
     let Some(endpoint) = rc.borrow().endpoint.clone() else {
         return Err(js_error(ErrorCode::NoEndpoint, "checkout needs an endpoint"));
     };
@@ -454,10 +557,13 @@ async fn checkout_now(rc: &Rc<RefCell<Inner>>, given_key: Option<String>, expect
         None => rc.borrow_mut().engine.checkout_key(),
     };
     let identity = rc.borrow().engine.identity().clone();
-    let body = match expected {
-        Some(m) => serde_json::json!({ "expected_total": m }),
-        None => serde_json::json!({}),
-    };
+    let mut body = serde_json::json!({});
+    if let Some(m) = expected {
+        body["expected_total"] = serde_json::json!(m);
+    }
+    if !gift_cards.is_empty() {
+        body["gift_cards"] = serde_json::json!(gift_cards);
+    }
     let answer = http(&endpoint, "POST", "/v1/cart/checkout", Some(&identity), Some(&body), &[("Idempotency-Key", &key)]).await;
     let (status, text) = answer.map_err(|why| network_error(&why))?;
     let error = (status != 201).then(|| ErrorBody::of_answer(status, &text));
@@ -536,6 +642,7 @@ impl CartClient {
             events_target: window.clone(),
             events: Vec::new(),
             checkout: None,
+            looking_up: false,
         };
         let rc = Rc::new(RefCell::new(inner));
         if let Some(w) = window {
@@ -635,6 +742,24 @@ impl CartClient {
         self.mutate(OpKind::RemoveSaved { sku: parse_sku(&sku)? })
     }
 
+    /// Puts a promo code on the cart (case-insensitive; at most five). Optimistic: the code is
+    /// queued as an op; if this client does not know its promotion yet, the code shows as
+    /// `pending` until the lookup it starts answers, and applies by itself from then on, offline
+    /// too. Throws `invalid_promo_code` or `too_many_promo_codes`.
+    #[wasm_bindgen(js_name = applyPromoCode, unchecked_return_type = "CartSnapshot")]
+    pub fn apply_promo_code(&self, #[wasm_bindgen(unchecked_param_type = "string")] code: JsValue) -> Result<JsValue, JsValue> {
+        let snap = self.mutate(OpKind::ApplyPromoCode { code: parse_code(&code)? })?;
+        let rc = self.inner.clone();
+        wasm_bindgen_futures::spawn_local(async move { look_up_promotions(&rc).await });
+        Ok(snap)
+    }
+
+    /// Takes a promo code off the cart; an absent code is not an error.
+    #[wasm_bindgen(js_name = removePromoCode, unchecked_return_type = "CartSnapshot")]
+    pub fn remove_promo_code(&self, #[wasm_bindgen(unchecked_param_type = "string")] code: JsValue) -> Result<JsValue, JsValue> {
+        self.mutate(OpKind::RemovePromoCode { code: parse_code(&code)? })
+    }
+
     /// Empties the cart (the saved list stays).
     #[wasm_bindgen(unchecked_return_type = "CartSnapshot")]
     pub fn clear(&self) -> Result<JsValue, JsValue> {
@@ -717,9 +842,12 @@ impl CartClient {
         self.inner.borrow().snapshot()
     }
 
-    /// Pushes pending ops, then checks out on the server: live prices, stock reserved for the
-    /// hold time. Rejects with `price_changed` (with `details.changes`, `details.total`) or
-    /// `out_of_stock` (with `details.items`) when the order cannot be placed as is.
+    /// Pushes pending ops, then checks out on the server: live prices with the cart's
+    /// promotions, stock reserved for the hold time, `giftCards` used in the order given.
+    /// Rejects with `price_changed` (with `details.changes`, `details.total`: compare
+    /// `expectedTotal` with the discounted `total`), `out_of_stock` (`details.items`),
+    /// `promotion_unavailable` (`details.promotions`) or `gift_card_unavailable`
+    /// (`details.gift_cards`) when the order cannot be placed as is.
     ///
     /// Without an `idempotencyKey`, every checkout of one cart version uses one key until an
     /// answer settles it, and a call made while another is under way joins it: a double click,
@@ -732,9 +860,14 @@ impl CartClient {
             Ok(e) => e.flatten(),
             Err(e) => return Promise::reject(&e),
         };
+        let gift_cards = match option(&options, "giftCards", |v| Some(v.clone())).map(|v| parse_gift_cards(&v)).transpose() {
+            Ok(g) => g.unwrap_or_default(),
+            Err(e) => return Promise::reject(&e),
+        };
         if given_key.is_none()
-            && let Some((joined_total, running, done)) = &rc.borrow().checkout
+            && let Some((joined_total, joined_cards, running, done)) = &rc.borrow().checkout
             && *joined_total == expected
+            && *joined_cards == gift_cards
             && !done.get()
         {
             return running.clone();
@@ -742,17 +875,18 @@ impl CartClient {
         let own = given_key.is_none();
         let (task, done) = (rc.clone(), Rc::new(Cell::new(false)));
         let finished = done.clone();
+        let cards = gift_cards.clone();
         let promise = wasm_bindgen_futures::future_to_promise(async move {
-            let result = checkout_now(&task, given_key, expected).await;
+            let result = checkout_now(&task, given_key, expected, cards).await;
             finished.set(true);
             let mut inner = task.borrow_mut();
-            if inner.checkout.as_ref().is_some_and(|c| Rc::ptr_eq(&c.2, &finished)) {
+            if inner.checkout.as_ref().is_some_and(|c| Rc::ptr_eq(&c.3, &finished)) {
                 inner.checkout = None;
             }
             result
         });
         if own && !done.get() {
-            rc.borrow_mut().checkout = Some((expected, promise.clone(), done));
+            rc.borrow_mut().checkout = Some((expected, gift_cards, promise.clone(), done));
         }
         promise
     }

@@ -10,10 +10,11 @@
 use crate::storage::{Storage, StorageError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use shared::promo::{PromoCode, Promotion, PromotionId, Usage};
 use shared::stored::StoredCart;
-use shared::wire::{self, Availability, CartView, ErrorBody, OpsResponse, Owner};
+use shared::wire::{self, Availability, CartView, DiscountView, ErrorBody, OpsResponse, Owner, Promos};
 use shared::{Cart, CartError, CartLine, Currency, ErrorCode, GuestToken, Limits, Money, Op, OpId, OpKind, Quantity, Sku, Timestamp};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The stored format of the client's state; anything else under the key starts a clean cart.
 pub const FORMAT: u32 = 1;
@@ -64,6 +65,69 @@ pub struct Annotation {
     pub availability: Option<Availability>,
 }
 
+/// The promotions this client knows (from `GET /v1/promotions`): the automatic ones and those of
+/// the codes it asked about, so it computes discounts itself, offline too.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KnownPromotions {
+    pub list: Vec<Promotion>,
+    /// Promotions every use of which is taken (as of the lookup).
+    pub exhausted: BTreeSet<PromotionId>,
+    /// The codes the lookup covered, found or not: a code outside this set is `pending`.
+    pub asked: BTreeSet<PromoCode>,
+    /// When the lookup was made.
+    pub at: Option<Timestamp>,
+}
+
+/// How long known promotions are trusted before they are looked up again, when online.
+pub const PROMOTIONS_TTL_MS: i64 = 60_000;
+
+impl KnownPromotions {
+    /// Reads a `GET /v1/promotions` answer (or the stored copy of one); unreadable entries are
+    /// skipped.
+    pub fn from_answer(v: &Value, asked: BTreeSet<PromoCode>, at: Option<Timestamp>, currency: Currency) -> KnownPromotions {
+        let mut known = KnownPromotions { asked, at, ..KnownPromotions::default() };
+        for p in v.get("promotions").and_then(Value::as_array).into_iter().flatten() {
+            if let Ok(promotion) = shared::promo_json::promotion_from_json(p, currency) {
+                if p.get("exhausted").and_then(Value::as_bool) == Some(true) {
+                    known.exhausted.insert(promotion.id.clone());
+                }
+                known.list.push(promotion);
+            }
+        }
+        known
+    }
+
+    fn to_json(&self) -> Value {
+        let list: Vec<Value> = self
+            .list
+            .iter()
+            .map(|p| {
+                let mut v = shared::promo_json::promotion_json(p);
+                v["exhausted"] = Value::Bool(self.exhausted.contains(&p.id));
+                v
+            })
+            .collect();
+        serde_json::json!({
+            "promotions": list,
+            "asked": self.asked.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            "at": self.at,
+        })
+    }
+
+    fn from_json(v: &Value, currency: Currency) -> KnownPromotions {
+        let asked =
+            v.get("asked").and_then(Value::as_array).into_iter().flatten().filter_map(|c| PromoCode::parse(c.as_str()?).ok()).collect();
+        let at = v.get("at").and_then(Value::as_str).and_then(Timestamp::parse_rfc3339);
+        KnownPromotions::from_answer(v, asked, at, currency)
+    }
+
+    /// What the engine is told of a promotion's uses: none, unless the lookup said every one is
+    /// taken. (A customer's own uses are the server's to count; its answer corrects the view.)
+    fn usage(&self, id: &PromotionId) -> Usage {
+        if self.exhausted.contains(id) { Usage { total: u64::MAX, by_customer: 0 } } else { Usage::default() }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingOp {
     pub op: Op,
@@ -80,6 +144,7 @@ pub struct ClientState {
     pub pending: Vec<PendingOp>,
     pub last_error: Option<LastError>,
     pub checkout_key: Option<CheckoutKey>,
+    pub promotions: KnownPromotions,
 }
 
 /// What `parse` reads besides the identity.
@@ -112,6 +177,7 @@ struct Stored<'a> {
     last_error: Option<LastError>,
     #[serde(skip_serializing_if = "Option::is_none")]
     checkout_key: Option<StoredCheckoutKey<'a>>,
+    promotions: Value,
 }
 
 /// A push of pending ops to `POST /v1/cart/ops`.
@@ -142,6 +208,10 @@ pub struct Snapshot {
     pub saved: Vec<LineSnapshot>,
     pub item_count: u64,
     pub subtotal: Money,
+    pub promo_codes: Vec<PromoCodeSnapshot>,
+    pub discounts: Vec<DiscountSnapshot>,
+    pub discount_total: Money,
+    pub total: Money,
     pub pending_ops: usize,
     pub syncing: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -162,6 +232,35 @@ pub struct LineSnapshot {
     pub price_changed: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub availability: Option<Availability>,
+    /// Cart lines only, not the saved list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discount: Option<Money>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line_total: Option<Money>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromoCodeSnapshot {
+    pub code: PromoCode,
+    pub applied: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Money>,
+    /// The client does not know the code's promotion yet: no discount until the server answers.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscountSnapshot {
+    pub promotion: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<PromoCode>,
+    pub description: String,
+    pub amount: Money,
 }
 
 /// The source of randomness (op ids, guest tokens): `crypto.getRandomValues` in a browser, a
@@ -243,6 +342,7 @@ impl Engine {
             pending: Vec::new(),
             last_error: None,
             checkout_key: None,
+            promotions: KnownPromotions::default(),
         };
         let mut e = Engine {
             storage,
@@ -277,6 +377,7 @@ impl Engine {
             pending: Vec::new(),
             last_error,
             checkout_key: None,
+            promotions: KnownPromotions::default(),
         }
     }
 
@@ -383,7 +484,16 @@ impl Engine {
             .zip(times)
             .filter_map(|((id, kind), (at, sent))| kind.ok().map(|kind| PendingOp { op: Op { id, kind }, at, sent }))
             .collect();
-        Ok(ClientState { identity, confirmed, annotations: stored.annotations, pending, last_error: stored.last_error, checkout_key })
+        let promotions = v.get("promotions").map(|p| KnownPromotions::from_json(p, confirmed.currency)).unwrap_or_default();
+        Ok(ClientState {
+            identity,
+            confirmed,
+            annotations: stored.annotations,
+            pending,
+            last_error: stored.last_error,
+            checkout_key,
+            promotions,
+        })
     }
 
     /// Writes the state. A full or refused storage keeps the state in memory and says so.
@@ -422,6 +532,7 @@ impl Engine {
                 .collect(),
             last_error: self.state.last_error.clone(),
             checkout_key: self.state.checkout_key.as_ref().map(|k| StoredCheckoutKey { version: k.version, key: &k.key }),
+            promotions: self.state.promotions.to_json(),
         };
         let text = serde_json::to_string(&stored).unwrap_or_default();
         match self.storage.set(&self.key, &text) {
@@ -461,6 +572,9 @@ impl Engine {
         // This client changes the key only right after reading the store, and saves at once: what
         // the store holds is the newest word on it (a key another tab settled stays settled).
         self.state.checkout_key = theirs.checkout_key;
+        if theirs.promotions.at > self.state.promotions.at {
+            self.state.promotions = theirs.promotions;
+        }
         for p in theirs.pending {
             if !self.state.pending.iter().any(|q| q.op.id == p.op.id) {
                 self.state.pending.push(p);
@@ -477,13 +591,18 @@ impl Engine {
         cart
     }
 
-    /// The state a UI renders. The lines, their price annotations and the subtotal come from
-    /// `shared`'s `CartView`, exactly as the server computes them.
-    pub fn snapshot(&self, syncing: bool) -> Snapshot {
+    /// The state a UI renders at `now`. The lines, their price annotations, the subtotal and the
+    /// discounts come from `shared`'s `CartView` and discount engine, exactly as the server
+    /// computes them, with the promotions this client knows; a code whose promotion it does not
+    /// know yet is `pending` and takes nothing off.
+    pub fn snapshot(&self, syncing: bool, now: Timestamp) -> Snapshot {
         let owner = match self.state.identity {
             Identity::Guest { .. } => Owner::Guest,
             Identity::User { .. } => Owner::User,
         };
+        let known = &self.state.promotions;
+        let usage = |id: &PromotionId| known.usage(id);
+        let promos = Promos { promotions: &known.list, usage: &usage, now };
         let view = CartView::new(
             &self.optimistic(),
             owner,
@@ -494,7 +613,7 @@ impl Engine {
                     availability: a.availability.unwrap_or(Availability::Unknown),
                 })
             },
-            &wire::Promos::none(),
+            &promos,
         );
         let line = |l: &wire::LineView| LineSnapshot {
             sku: l.sku.clone(),
@@ -504,18 +623,64 @@ impl Engine {
             current_price: l.current_price,
             price_changed: l.price_changed,
             availability: l.availability,
+            discount: l.discount,
+            line_total: l.line_total,
+        };
+        let discount = |d: &DiscountView| DiscountSnapshot {
+            promotion: d.promotion.clone(),
+            code: d.code.clone(),
+            description: d.description.clone(),
+            amount: d.amount,
         };
         Snapshot {
             owner,
             version: self.state.confirmed.version,
             item_count: view.item_count,
             subtotal: view.subtotal,
+            promo_codes: view
+                .promo_codes
+                .iter()
+                .map(|c| {
+                    let pending = !known.asked.contains(&c.code);
+                    PromoCodeSnapshot {
+                        code: c.code.clone(),
+                        applied: c.applied,
+                        reason: if pending { None } else { c.reason.clone() },
+                        missing: c.missing,
+                        pending,
+                    }
+                })
+                .collect(),
+            discounts: view.discounts.iter().map(discount).collect(),
+            discount_total: view.discount_total,
+            total: view.total,
             lines: view.lines.iter().map(line).collect(),
             saved: view.saved.iter().map(line).collect(),
             pending_ops: self.state.pending.len(),
             syncing,
             last_error: self.state.last_error.clone(),
         }
+    }
+
+    /// The query of the promotions lookup this client needs now (`codes=A,B`, or empty for the
+    /// automatic ones only), if any: when a code on the cart was never looked up, or the last
+    /// lookup is older than [`PROMOTIONS_TTL_MS`]. Returns the codes it covers too.
+    pub fn promotions_query(&self, now: Timestamp) -> Option<(String, BTreeSet<PromoCode>)> {
+        let codes: BTreeSet<PromoCode> = self.optimistic().promo_codes.into_iter().collect();
+        let known = &self.state.promotions;
+        let stale = known.at.is_none_or(|at| now.millis().saturating_sub(at.millis()) > PROMOTIONS_TTL_MS);
+        if !stale && codes.is_subset(&known.asked) {
+            return None;
+        }
+        let list: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+        Some((if list.is_empty() { String::new() } else { format!("codes={}", list.join(",")) }, codes))
+    }
+
+    /// The answer to a promotions lookup that covered `asked`.
+    pub fn finish_promotions(&mut self, asked: BTreeSet<PromoCode>, answer: &Value, now: Timestamp) {
+        self.reload();
+        self.state.promotions = KnownPromotions::from_answer(answer, asked, Some(now), self.currency);
+        self.persist();
     }
 
     /// Applies a change locally and queues it for the server. An op the cart would reject

@@ -387,8 +387,12 @@ fn run(world: &World, seed: u64, stats: &mut Stats) -> Result<(), String> {
                 view.version
             ));
         }
-        if tab.engine.snapshot(false).version != view.version {
-            return Err(format!("tab {i} is at version {} but the server at {}", tab.engine.snapshot(false).version, view.version));
+        if tab.engine.snapshot(false, Timestamp::default()).version != view.version {
+            return Err(format!(
+                "tab {i} is at version {} but the server at {}",
+                tab.engine.snapshot(false, Timestamp::default()).version,
+                view.version
+            ));
         }
     }
     for (id, n) in &server.applied {
