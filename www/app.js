@@ -42,7 +42,8 @@ function lineItem(line, saved) {
     ? `<s>${money(line.priceAtAdd)}</s> ${money(line.currentPrice)}`
     : money(line.currentPrice ?? line.priceAtAdd);
   const stock = line.availability && line.availability !== "in_stock" ? `<em class="avail ${line.availability}">${line.availability.replace("_", " ")}</em>` : "";
-  li.innerHTML = `<span class="name">${productName(line.sku)}</span> <span class="price">${price}</span> ${stock}`;
+  const off = !saved && line.discount && line.discount.amount > 0 ? ` <span class="line-discount" data-testid="line-discount">−${money(line.discount)} → ${money(line.lineTotal)}</span>` : "";
+  li.innerHTML = `<span class="name">${productName(line.sku)}</span> <span class="price">${price}</span>${off} ${stock}`;
   if (saved) {
     li.append(button("Move to cart", "move", () => cart.moveToCart(line.sku)), button("Remove", "remove-saved", () => cart.removeSaved(line.sku)));
   } else {
@@ -66,6 +67,42 @@ function button(label, testid, onclick) {
   return b;
 }
 
+// Why a code takes nothing off, in words a shopper reads.
+function reasonText(c) {
+  if (c.pending) return "checking…";
+  switch (c.reason) {
+    case "min_subtotal_not_met": return `add ${money(c.missing)} more`;
+    case "not_best": return "another offer saves you more";
+    case "login_required": return "log in to use it";
+    case "usage_limit_reached": return "no longer available";
+    case "expired": return "expired";
+    case "not_started": return "not started yet";
+    case "inactive": return "not a valid code";
+    default: return c.reason || "";
+  }
+}
+
+function renderPromotions(s) {
+  $("codes").replaceChildren(
+    ...s.promoCodes.map((c) => {
+      const li = document.createElement("li");
+      li.dataset.code = c.code;
+      li.className = c.applied ? "applied" : "not-applied";
+      li.innerHTML = c.applied ? `<strong>${c.code}</strong> applied` : `<strong>${c.code}</strong> not applied: <span data-testid="reason">${reasonText(c)}</span>`;
+      li.append(button("×", "remove-code", () => cart.removePromoCode(c.code)));
+      return li;
+    }),
+  );
+  $("discounts").replaceChildren(
+    ...s.discounts.map((d) => {
+      const li = document.createElement("li");
+      li.textContent = `${d.description || d.code || d.promotion}: −${money(d.amount)}`;
+      return li;
+    }),
+  );
+  $("total").textContent = money(s.total);
+}
+
 function render(s) {
   $("count").textContent = s.itemCount;
   $("pending").textContent = `${s.pendingOps} pending${s.syncing ? " · syncing" : ""}`;
@@ -86,6 +123,7 @@ function render(s) {
     }
   }
   $("saved").replaceChildren(...s.saved.map((l) => lineItem(l, true)));
+  renderPromotions(s);
   if (s.lastError && s.lastError.code !== "network_error") toast(s.lastError.message, s.lastError.code);
 }
 
@@ -132,12 +170,47 @@ $("logout-btn").addEventListener("click", () => {
   localStorage.removeItem("cartsync-demo-user");
   cart.logout();
 });
+$("promo").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const code = $("promo-code").value.trim();
+  if (!code) return;
+  attempt(() => {
+    cart.applyPromoCode(code);
+    $("promo-code").value = "";
+  });
+});
+
+function showOrder(order) {
+  const o = $("order");
+  const cards = order.giftCards.map((g) => `<li>gift card …${g.last4}: −${money(g.amount)}</li>`).join("");
+  o.innerHTML = `<p>Order <strong data-testid="order-id">${order.id}</strong> · <span data-testid="order-status">${order.status}</span></p>
+    <p>Subtotal ${money(order.subtotal)} · discounts −${money(order.discountTotal)} · total <span data-testid="order-total">${money(order.total)}</span></p>
+    <ul>${cards}</ul>
+    <p>Amount due <strong data-testid="amount-due">${money(order.amountDue)}</strong>${order.status === "pending_payment" ? ` (held until ${new Date(order.reservedUntil).toLocaleTimeString()})` : ""}</p>`;
+  o.hidden = false;
+}
+
 $("checkout").addEventListener("click", async () => {
+  const snap = cart.snapshot();
+  const giftCard = $("gift-card").value.trim();
   try {
-    const order = await cart.checkout();
-    toast(`Order ${order.id} placed: ${money(order.total)}, held until ${new Date(order.reservedUntil).toLocaleTimeString()}`);
+    // The total the shopper sees is the one they agree to pay: if prices moved, say so first.
+    const order = await cart.checkout({ expectedTotal: snap.total, giftCards: giftCard ? [giftCard] : [] });
+    $("gift-card").value = "";
+    showOrder(order);
   } catch (e) {
-    toast(e.message, e.code);
+    if (e.code === "price_changed") {
+      toast(`Prices changed: the total is now ${money(e.details?.total)}. Review your cart and check out again.`, e.code);
+      await cart.sync().catch(() => {});
+    } else if (e.code === "promotion_unavailable") {
+      const codes = (e.details?.promotions ?? []).map((p) => `${p.code} (${p.reason.replaceAll("_", " ")})`).join(", ");
+      toast(`A promo code can no longer be used: ${codes}. Remove it and check out again.`, e.code);
+    } else if (e.code === "gift_card_unavailable") {
+      const cards = (e.details?.gift_cards ?? []).map((g) => `…${g.last4} (${g.reason.replaceAll("_", " ")})`).join(", ");
+      toast(`The gift card cannot be used: ${cards}`, e.code);
+    } else {
+      toast(e.message, e.code);
+    }
   }
 });
 $("cart-toggle").addEventListener("click", () => $("drawer").classList.toggle("open"));

@@ -98,9 +98,10 @@ export class SyncServer {
     return { status: res.status, body: text ? JSON.parse(text) : null };
   }
 
-  /** The payment provider's webhook for `order`, for its whole amount, signed as the provider signs it. */
+  /** The payment provider's webhook for `order`, for its whole amount due, signed as the provider signs it. */
   async pay(order, status, paymentRef) {
-    const body = JSON.stringify({ order_id: order.id, status, payment_ref: paymentRef, amount: order.total });
+    const amount = order.amountDue ?? order.amount_due ?? order.total;
+    const body = JSON.stringify({ order_id: order.id, status, payment_ref: paymentRef, amount });
     const t = Math.floor(Date.now() / 1000);
     const v1 = createHmac("sha256", WEBHOOK_SECRET).update(`${t}.${body}`).digest("hex");
     const res = await fetch(`${this.url}/v1/orders/${order.id}/payment`, {

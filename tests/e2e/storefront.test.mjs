@@ -128,6 +128,67 @@ test("two checkouts at once make one order, and its payment takes just that orde
   await context.close();
 });
 
+test("a promo code applies offline, and checkout with the shown total and a gift card places the order", async () => {
+  const promo = await server.api("PUT", "/v1/admin/promotions/e2e-spring", {
+    admin: true,
+    body: { code: "SPRING10", description: "10% off $30 or more", min_subtotal: { amount: 3000, currency: "USD" }, action: { type: "percent_off_order", percent: 10 } },
+  });
+  assert.ok([200, 201].includes(promo.status), JSON.stringify(promo.body));
+  const card = await server.api("POST", "/v1/admin/gift-cards", { admin: true, body: { balance: { amount: 1000, currency: "USD" } } });
+  assert.equal(card.status, 201, JSON.stringify(card.body));
+
+  const context = await browser.newContext();
+  const page = await openShop(context);
+  await addProduct(page, "TEE-RED-M");
+  await page.fill("[data-testid=promo-code]", "spring10");
+  await page.click("[data-testid=apply-code]");
+  // Not applied yet: the shopper is told how much more to add (30.00 − 19.99).
+  await waitFor("the code's reason", async () => (await page.textContent("#codes li[data-code=SPRING10]"))?.includes("add $10.01 more"), 10_000);
+  await addProduct(page, "TEE-RED-M");
+  await waitFor("the code to apply", async () => (await snapshot(page)).promoCodes[0]?.applied === true, 10_000);
+  assert.equal(await page.textContent("[data-testid=total]"), "$35.98", "39.98 less 4.00 (10% of 39.98, half-even)");
+  await waitFor("the sync", async () => (await snapshot(page)).pendingOps === 0, 15_000);
+
+  // Offline: the browser computes the discount itself, with the same engine as the server.
+  await context.setOffline(true);
+  await addProduct(page, "CAP-BLK");
+  let s = await snapshot(page);
+  assert.ok(s.pendingOps > 0, "the change waits for the network");
+  assert.equal(s.discountTotal.amount, 550, "10% of 54.97 is 5.497, rounded to 5.50");
+  assert.equal(s.total.amount, 4947);
+  assert.equal(await page.textContent("[data-testid=total]"), "$49.47");
+  assert.equal(s.lines.reduce((n, l) => n + l.lineTotal.amount, 0), s.total.amount, "the lines add up to the total");
+
+  await context.setOffline(false);
+  await page.evaluate(() => window.cart.sync());
+  await waitFor("the sync", async () => (await snapshot(page)).pendingOps === 0, 30_000);
+  const token = (await stored(page)).guest_token;
+  const onServer = await server.api("GET", "/v1/cart", { guest: token });
+  assert.deepEqual([onServer.body.discount_total.amount, onServer.body.total.amount], [550, 4947], "the server computes what the browser showed");
+
+  // The cap's price goes up before checkout: the shopper is told, nothing is reserved, and the
+  // next checkout is at the new total.
+  await server.api("PUT", "/v1/admin/products/CAP-BLK", { admin: true, body: { price: { amount: 1599, currency: "USD" } } });
+  await page.fill("[data-testid=gift-card]", card.body.code);
+  await page.click("[data-testid=checkout]");
+  await waitFor("the price-changed notice", async () => (await page.getAttribute("[data-testid=toast]", "data-code")) === "price_changed", 15_000);
+  assert.ok((await page.textContent("[data-testid=toast]")).includes("$50.37"), await page.textContent("[data-testid=toast]"));
+  await waitFor("the new total", async () => (await page.textContent("[data-testid=total]")) === "$50.37", 15_000);
+  await page.click("[data-testid=checkout]");
+  await page.waitForSelector("[data-testid=order]:not([hidden])", { timeout: 15_000 });
+  assert.equal(await page.textContent("[data-testid=order-total]"), "$50.37");
+  assert.equal(await page.textContent("[data-testid=amount-due]"), "$40.37", "the gift card paid 10.00");
+  assert.equal(await page.textContent("[data-testid=order-status]"), "pending_payment");
+  const id = await page.textContent("[data-testid=order-id]");
+  const order = (await server.api("GET", `/v1/orders/${id}`, { guest: token })).body;
+  assert.deepEqual([order.subtotal.amount, order.discount_total.amount, order.total.amount, order.amount_due.amount], [5597, 560, 5037, 4037]);
+  assert.equal(order.gift_cards[0].amount.amount, 1000);
+  const paid = await server.pay(order, "succeeded", `pay-${Date.now()}`);
+  assert.equal(paid.status, 200, JSON.stringify(paid.body));
+  await server.api("PUT", "/v1/admin/products/CAP-BLK", { admin: true, body: { price: { amount: 1499, currency: "USD" } } });
+  await context.close();
+});
+
 test("two tabs see each other's changes", async () => {
   const context = await browser.newContext();
   const one = await openShop(context);
