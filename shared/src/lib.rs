@@ -26,7 +26,7 @@ pub use checkout::{
     price_cart,
 };
 pub use error::{CartError, ErrorCode};
-pub use merge::{MergePolicy, merge};
+pub use merge::{MergePolicy, merge, merge_codes, merge_ranked};
 pub use op::{Op, OpId, OpKind};
 pub use time::Timestamp;
 pub use types::{Currency, GuestToken, Limits, Money, Quantity, Sku, UserId};

@@ -555,6 +555,32 @@ pub fn evaluate<U: Fn(&PromotionId) -> Usage>(cx: &Context<'_, U>) -> Evaluation
     }
 }
 
+/// The codes of `cx.codes`, ordered by what each one's promotion alone takes off the cart, most
+/// first (ties keep their order): how a login merge chooses the codes it keeps past five.
+pub fn rank_codes<U: Fn(&PromotionId) -> Usage>(cx: &Context<'_, U>) -> Vec<PromoCode> {
+    let mut scored: Vec<(i64, usize, &PromoCode)> = cx
+        .codes
+        .iter()
+        .enumerate()
+        .map(|(i, code)| {
+            let alone: Vec<Promotion> = cx.promotions.iter().filter(|p| p.code.as_ref() == Some(code)).cloned().collect();
+            let one = std::slice::from_ref(code);
+            let e = evaluate(&Context {
+                currency: cx.currency,
+                lines: cx.lines,
+                promotions: &alone,
+                codes: one,
+                now: cx.now,
+                is_user: cx.is_user,
+                usage: &cx.usage,
+            });
+            (e.discount_total.amount(), i, code)
+        })
+        .collect();
+    scored.sort_by_key(|(off, i, _)| (Reverse(*off), *i));
+    scored.into_iter().map(|(_, _, c)| c.clone()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

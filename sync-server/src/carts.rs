@@ -152,6 +152,21 @@ impl Carts {
     /// guest cart was merged already (a login retried after its answer was lost), they go to the
     /// user's cart instead, which by then knows every op id the guest cart applied.
     pub async fn merge(&self, user: &UserId, guest: &CartKey, ops: &[ParsedOp], now: Timestamp) -> Result<MergeOutcome, CartsError> {
+        self.merge_ranking_codes(user, guest, ops, now, |_| Vec::new()).await
+    }
+
+    /// [`Carts::merge`], where `rank` orders the promo codes of a merged cart when the two
+    /// carts hold more than five between them (the best first; see `shared::merge_codes`). It
+    /// is called with the user's cart and the guest's merged as they stand just before the
+    /// merge, codes not capped.
+    pub async fn merge_ranking_codes(
+        &self,
+        user: &UserId,
+        guest: &CartKey,
+        ops: &[ParsedOp],
+        now: Timestamp,
+        rank: impl FnOnce(&Cart) -> Vec<PromoCode>,
+    ) -> Result<MergeOutcome, CartsError> {
         let user_key = CartKey::for_user(user);
         let mut results = Vec::new();
         let mut for_user = false;
@@ -162,7 +177,18 @@ impl Carts {
                 Err(e) => return Err(e),
             }
         }
-        let frozen = self.hot.freeze_guest(guest, user, &self.rules, now).await?;
+        let mut frozen = self.hot.freeze_guest(guest, user, &self.rules, now).await?;
+        if !frozen.cart.promo_codes.is_empty() {
+            let mine = self.read(&user_key, now).await?;
+            let mut union = mine.promo_codes.clone();
+            union.extend(frozen.cart.promo_codes.iter().filter(|c| !mine.promo_codes.contains(c)).cloned());
+            if union.len() > shared::promo::MAX_PROMO_CODES {
+                let mut merged = mine;
+                shared::merge(&mut merged, &frozen.cart, self.rules.merge, &self.rules.limits, now);
+                merged.promo_codes = union;
+                frozen.code_rank = rank(&merged);
+            }
+        }
         let op_id = format!("merge:{}:{}", guest.tag, frozen.generation);
         let mut done = None;
         for _ in 0..RESTORE_ATTEMPTS {

@@ -144,6 +144,7 @@ proptest! {
         guest_ops in batches(),
         user_ops in batches(),
         policy in prop_oneof![Just(MergePolicy::Sum), Just(MergePolicy::Max), Just(MergePolicy::KeepUser)],
+        rank in prop::collection::vec(code(), 0..8),
     ) {
         let p = pair();
         let rules = rules(policy);
@@ -161,9 +162,12 @@ proptest! {
         }
         let later = Timestamp::from_millis(now.millis() + 10);
         let user_id = user.user().unwrap().clone();
-        let rf = p.rt.block_on(p.redis.freeze_guest(&guest, &user_id, &rules, later)).unwrap();
-        let mf = p.rt.block_on(p.memory.freeze_guest(&guest, &user_id, &rules, later)).unwrap();
+        let mut rf = p.rt.block_on(p.redis.freeze_guest(&guest, &user_id, &rules, later)).unwrap();
+        let mut mf = p.rt.block_on(p.memory.freeze_guest(&guest, &user_id, &rules, later)).unwrap();
         prop_assert_eq!((rf.generation, &rf.cart), (mf.generation, &mf.cart));
+        // A ranking of codes (with repeats and codes neither cart has), for carts past five.
+        rf.code_rank = rank.clone();
+        mf.code_rank = rank;
         let (mut ra, mut ma) = (rf.applied.clone(), mf.applied.clone());
         ra.sort();
         ma.sort();

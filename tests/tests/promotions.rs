@@ -242,6 +242,27 @@ both_modes!(merge_keeps_both_carts_codes_and_the_best_one_wins, |app: TestApp| a
     );
     assert_eq!(cart["discount_total"], usd(800));
     assert_sums(cart);
+
+    // Past five codes between the two carts, the ones whose promotion alone takes the most off
+    // the merged cart stay.
+    for (id, code, percent) in [("p1", "ONE", 1), ("p2", "TWO", 2), ("p3", "THREE", 3), ("p4", "FOUR", 4), ("p50", "HALF", 50)] {
+        promotion(&app, id, json!({"code": code, "action": {"type": "percent_off_order", "percent": percent}})).await;
+    }
+    let u2 = format!("u-{}", uuid::Uuid::new_v4().simple());
+    let me = As::User(u2.clone());
+    app.add(&me, "A", 1).await;
+    for code in ["TWO", "ONE", "FOUR", "THREE"] {
+        assert_eq!(apply_code(&app, &me, code).await.status, StatusCode::OK);
+    }
+    let token = guest_token();
+    let g = As::Guest(token.clone());
+    app.add(&g, "A", 1).await;
+    apply_code(&app, &g, "HALF").await;
+    apply_code(&app, &g, "USER10").await;
+    let merged = app.merge(&u2, &token).await;
+    let codes: Vec<&str> = merged.body["cart"]["promo_codes"].as_array().unwrap().iter().map(|c| c["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["TWO", "FOUR", "THREE", "HALF", "USER10"], "ONE (1%) gave way; the rest keep their order");
+    assert_eq!(merged.body["cart"]["discount_total"], usd(2000), "half of 2 × 20.00");
 });
 
 both_modes!(two_hundred_checkouts_against_a_ten_use_code_make_exactly_ten_orders, |app: TestApp| async move {

@@ -3,7 +3,7 @@
 
 use super::{ApplyResult, Frozen, MergeResult, Rules, WriteBehindEntry};
 use crate::identity::CartKey;
-use shared::{Cart, CartState, Op, OpOutcome, Timestamp, UserId, merge};
+use shared::{Cart, CartState, Op, OpOutcome, Timestamp, UserId, merge_ranked};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use tokio::sync::Notify;
@@ -112,12 +112,12 @@ impl MemoryStore {
         let applied: Vec<String> =
             inner.applied.get(&key).filter(|e| e.expires_at > now).map(|e| e.value.iter().cloned().collect()).unwrap_or_default();
         if let Some(f) = inner.frozen.get(&key).filter(|e| e.expires_at > now) {
-            return Frozen { generation: f.value.0, cart: f.value.1.clone(), applied };
+            return Frozen { generation: f.value.0, cart: f.value.1.clone(), applied, code_rank: Vec::new() };
         }
         let mut cart = take_live(&mut inner.carts, &key, now).unwrap_or_else(|| Cart::new(rules.currency));
         cart.touch(now, &expiry);
         let taken = cart.freeze(user, now);
-        let mut frozen = Frozen { generation: 0, cart: Cart::new(rules.currency), applied };
+        let mut frozen = Frozen { generation: 0, cart: Cart::new(rules.currency), applied, code_rank: Vec::new() };
         if !taken.is_empty() {
             let generation = take_live(&mut inner.generations, &key, now).unwrap_or(0) + 1;
             inner.generations.insert(key.clone(), Expiring { value: generation, expires_at: snapshot_expires });
@@ -141,7 +141,7 @@ impl MemoryStore {
         cart.touch(now, &expiry);
         let fresh = applied.insert(op_id.to_owned());
         if fresh {
-            merge(&mut cart, &guest.cart, rules.merge, &rules.limits, now);
+            merge_ranked(&mut cart, &guest.cart, rules.merge, &rules.limits, now, &guest.code_rank);
             applied.extend(guest.applied.iter().cloned());
         }
         let expires_at = Timestamp::from_millis(now.millis() + Rules::key_ttl_ms(&expiry, &cart));

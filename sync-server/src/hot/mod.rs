@@ -80,6 +80,9 @@ pub struct Frozen {
     pub generation: u64,
     pub cart: Cart,
     pub applied: Vec<String>,
+    /// How the merge ranks promo codes when the two carts hold more than five between them
+    /// (`shared::merge_codes`); set by the merge protocol, empty otherwise.
+    pub code_rank: Vec<shared::promo::PromoCode>,
 }
 
 /// One user cart the durable store must catch up with.

@@ -409,7 +409,7 @@ impl RedisStore {
         }
         let generation = reply[0].int().max(0) as u64;
         let cart = if generation == 0 { Cart::new(rules.currency) } else { cart_from_fields(&reply[1].strings(), rules.currency, now)? };
-        Ok(Frozen { generation, cart, applied: reply[2].strings() })
+        Ok(Frozen { generation, cart, applied: reply[2].strings(), code_rank: Vec::new() })
     }
 
     pub async fn merge_into(
@@ -420,7 +420,12 @@ impl RedisStore {
         rules: &Rules,
         now: Timestamp,
     ) -> Result<MergeResult, StoreError> {
-        let fields = line_fields(&guest.cart);
+        let mut fields = line_fields(&guest.cart);
+        if !guest.code_rank.is_empty() {
+            // The ranking comes first, so it is known when the codes are merged.
+            let rank = guest.code_rank.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",");
+            fields.splice(0..0, ["r".to_owned(), rank]);
+        }
         let keys = self.keys(user);
         let cmd = Self::script_cmd(&self.scripts.merge, &keys, |c| {
             rule_args(c, user, rules, now);

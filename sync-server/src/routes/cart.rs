@@ -9,7 +9,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use shared::promo::PromotionId;
+use shared::promo::{Context, LineInput, PromotionId};
 use shared::wire::{self, CartView, Owner, Promos};
 use shared::{Cart, ErrorCode, OpKind, OpOutcome};
 
@@ -252,7 +252,34 @@ pub async fn merge(State(state): State<SharedState>, headers: HeaderMap, JsonBod
     };
     let (token, parsed) = wire::parse_merge_request(&body, &state.rules().limits)?;
     let guest = CartId::Guest(token).key();
-    let outcome = state.carts.merge(user, &guest, &parsed, now()).await?;
+    // Past five codes between the two carts, the merge keeps those whose promotion alone takes
+    // the most off the merged cart, priced as its view would be.
+    let promotions = state.promotions.fresh(&state.durable).await;
+    let at = now();
+    let rank = |merged: &Cart| {
+        let facts = state.catalog.lookup_cached(&state.durable, merged.lines.iter().map(|l| &l.sku));
+        let lines: Vec<LineInput> = merged
+            .lines
+            .iter()
+            .zip(facts)
+            .map(|(l, f)| LineInput {
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+                unit_price: f.and_then(|f| f.price).or(l.price_at_add).filter(|p| p.currency() == merged.currency),
+            })
+            .collect();
+        let in_force = promotions.for_codes(&merged.promo_codes);
+        shared::promo::rank_codes(&Context {
+            currency: merged.currency,
+            lines: &lines,
+            promotions: &in_force,
+            codes: &merged.promo_codes,
+            now: at,
+            is_user: true,
+            usage: |p: &PromotionId| promotions.usage(p, None),
+        })
+    };
+    let outcome = state.carts.merge_ranking_codes(user, &guest, &parsed, at, rank).await?;
     let key = identity.cart.key();
     // Written as `MergeResponse` serializes.
     Ok(wrapped_response(&identity, &view(&state, &key, &outcome.cart, Annotations::Cached).await, "merged", &outcome.merged))

@@ -2,8 +2,9 @@
 -- into the user's, at most once per merge op id. O(guest lines): merges are rare.
 -- KEYS: 1 main, 2 saved, 3 op ids of the user's cart (see common.lua).
 -- ARGV: 1 now ms, 2 max quantity, 3 max lines, 4 cart ttl ms, 5 saved ttl ms, 6 currency,
---       7 merge op id, 8 policy, 9 number of guest line items, the items ("l:<sku>" or
---       "s:<sku>" and its value, in the guest cart's order), then the guest cart's applied op ids,
+--       7 merge op id, 8 policy, 9 number of guest line items, the items ("r" and the code
+--       ranking, first if any; "p" and the guest's codes; "l:<sku>" or "s:<sku>" and its value,
+--       in the guest cart's order), then the guest cart's applied op ids,
 --       which the user cart takes over: an op applied to the guest cart stays applied once it is
 --       sent again for the user.
 -- Returns {"restore"} | {"duplicate", version} | {"applied", version}.
@@ -16,19 +17,39 @@ local status = 'duplicate'
 if not (s.o and redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1) then
   local policy, nf = ARGV[8], tonumber(ARGV[9])
   local changed = false
+  local rank = ''
   for i = 10, 9 + nf, 2 do
-    if ARGV[i] == 'p' then
-      -- Both carts' codes, each once, the user's first, at most five.
-      local have, n = {}, 0
-      for c in string.gmatch(s.p, '[^,]+') do have[c] = true; n = n + 1 end
+    if ARGV[i] == 'r' then
+      rank = ARGV[i + 1]
+    elseif ARGV[i] == 'p' then
+      -- shared::merge_codes: both carts' codes, each once, the user's first; past five, the
+      -- first in the ranking, ties and unranked codes in the union's order.
+      local union, have = {}, {}
+      for c in string.gmatch(s.p, '[^,]+') do union[#union + 1] = c; have[c] = true end
       for c in string.gmatch(ARGV[i + 1], '[^,]+') do
-        if not have[c] and n < 5 then
-          s.p = (s.p == '' and c) or (s.p .. ',' .. c)
-          have[c] = true
-          n = n + 1
-          changed = true
-        end
+        if not have[c] then union[#union + 1] = c; have[c] = true end
       end
+      if #union > 5 then
+        local place, n = {}, 0
+        for c in string.gmatch(rank, '[^,]+') do
+          n = n + 1
+          if place[c] == nil then place[c] = n end
+        end
+        local order = {}
+        for k = 1, #union do order[k] = k end
+        table.sort(order, function(a, b)
+          local pa, pb = place[union[a]] or (n + 1), place[union[b]] or (n + 1)
+          if pa ~= pb then return pa < pb end
+          return a < b
+        end)
+        local keep = {}
+        for k = 1, 5 do keep[order[k]] = true end
+        local kept = {}
+        for k = 1, #union do if keep[k] then kept[#kept + 1] = union[k] end end
+        union = kept
+      end
+      local codes = table.concat(union, ',')
+      if codes ~= s.p then s.p = codes; changed = true end
     else
     local saved = string.sub(ARGV[i], 1, 2) == 's:'
     local sku, g = string.sub(ARGV[i], 3), decode(ARGV[i + 1])
