@@ -367,11 +367,7 @@ impl From<OrderView> for OrderJs {
                 })
                 .collect(),
             subtotal: o.subtotal,
-            discounts: o
-                .discounts
-                .into_iter()
-                .map(|d| DiscountSnapshot { promotion: d.promotion, code: d.code, description: d.description, amount: d.amount })
-                .collect(),
+            discounts: o.discounts.iter().map(DiscountSnapshot::from).collect(),
             discount_total: o.discount_total,
             total: o.total,
             gift_cards: o.gift_cards.into_iter().map(|g| GiftCardJs { last4: g.last4, amount: g.amount }).collect(),

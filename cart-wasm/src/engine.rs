@@ -263,6 +263,12 @@ pub struct DiscountSnapshot {
     pub amount: Money,
 }
 
+impl From<&DiscountView> for DiscountSnapshot {
+    fn from(d: &DiscountView) -> Self {
+        DiscountSnapshot { promotion: d.promotion.clone(), code: d.code.clone(), description: d.description.clone(), amount: d.amount }
+    }
+}
+
 /// The source of randomness (op ids, guest tokens): `crypto.getRandomValues` in a browser, a
 /// seeded generator in simulations.
 pub type Random = Box<dyn FnMut(&mut [u8])>;
@@ -626,12 +632,6 @@ impl Engine {
             discount: l.discount,
             line_total: l.line_total,
         };
-        let discount = |d: &DiscountView| DiscountSnapshot {
-            promotion: d.promotion.clone(),
-            code: d.code.clone(),
-            description: d.description.clone(),
-            amount: d.amount,
-        };
         Snapshot {
             owner,
             version: self.state.confirmed.version,
@@ -651,7 +651,7 @@ impl Engine {
                     }
                 })
                 .collect(),
-            discounts: view.discounts.iter().map(discount).collect(),
+            discounts: view.discounts.iter().map(DiscountSnapshot::from).collect(),
             discount_total: view.discount_total,
             total: view.total,
             lines: view.lines.iter().map(line).collect(),

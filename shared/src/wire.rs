@@ -83,6 +83,17 @@ pub struct DiscountView {
     pub amount: Money,
 }
 
+impl From<&crate::promo::Discount> for DiscountView {
+    fn from(d: &crate::promo::Discount) -> Self {
+        DiscountView {
+            promotion: d.promotion.as_str().to_owned(),
+            code: d.code.clone(),
+            description: d.description.clone(),
+            amount: d.amount,
+        }
+    }
+}
+
 /// What the discount engine needs besides the cart: the promotions in force that may concern it
 /// (automatic ones and those of its codes; others are ignored), how often each was used, and
 /// the time.
@@ -202,16 +213,7 @@ impl CartView {
                     pending: None,
                 })
                 .collect();
-            discounts = e
-                .discounts
-                .into_iter()
-                .map(|d| DiscountView {
-                    promotion: d.promotion.as_str().to_owned(),
-                    code: d.code,
-                    description: d.description,
-                    amount: d.amount,
-                })
-                .collect();
+            discounts = e.discounts.iter().map(DiscountView::from).collect();
         }
         CartView {
             owner,

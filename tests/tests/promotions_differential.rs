@@ -21,25 +21,7 @@ use shared::wire::{CartView, read};
 use shared::{Currency, Limits, Money, OpKind, Quantity, Sku, Timestamp};
 use std::collections::BTreeSet;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
+use cartsync_tests::Rng;
 
 fn usd(a: i64) -> Value {
     json!({"amount": a, "currency": "USD"})

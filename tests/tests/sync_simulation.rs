@@ -24,27 +24,7 @@ use sync_server::error::ApiError;
 use sync_server::hot::{HotStore, MemoryStore, Rules};
 use sync_server::identity::{CartId, CartKey};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            *b = self.next() as u8;
-        }
-    }
-}
+use cartsync_tests::Rng;
 
 const LIMITS: Limits = Limits { max_line_quantity: 9, max_lines: 5 };
 const SKUS: [&str; 7] = ["A", "B", "C", "D", "E", "F", "G"];

@@ -325,11 +325,7 @@ async fn reserve(
             .collect();
         let totals = OrderTotals {
             subtotal: priced.subtotal,
-            discounts: priced
-                .discounts
-                .iter()
-                .map(|d| DiscountView { promotion: d.promotion.as_str().to_owned(), code: d.code.clone(), description: d.description.clone(), amount: d.amount })
-                .collect(),
+            discounts: priced.discounts.iter().map(DiscountView::from).collect(),
             discount_total: priced.discount_total,
             gift_cards: spends
                 .iter()

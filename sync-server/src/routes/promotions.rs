@@ -23,6 +23,14 @@ fn path_id(p: Result<Path<String>, PathRejection>) -> ApiResult<PromotionId> {
     Ok(PromotionId::parse(&raw)?)
 }
 
+/// Cart views on this instance see an admin's change at once.
+async fn reload_after_change(state: &SharedState) {
+    if let Err(e) = state.promotions.reload(&state.durable).await {
+        tracing::warn!(error = %e, "could not reload promotions after a change");
+        state.promotions.invalidate();
+    }
+}
+
 fn no_promotion(id: &PromotionId) -> ApiError {
     ApiError::new(ErrorCode::NotFound, format!("there is no promotion {}", id.as_str()))
 }
@@ -45,10 +53,7 @@ pub async fn put_promotion(
         }
         PutError::Db(e) => ApiError::unavailable(e),
     })?;
-    // Cart views on this instance see the change at once.
-    if let Err(e) = state.promotions.reload(&state.durable).await {
-        tracing::warn!(error = %e, "could not reload promotions after a change");
-    }
+    reload_after_change(&state).await;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, axum::Json(stored.admin_json())).into_response())
 }
@@ -82,9 +87,7 @@ pub async fn delete_promotion(
     let id = path_id(id)?;
     let done = promotions::deactivate(&state.durable, &id, state.rules().currency, now()).await.map_err(ApiError::unavailable)?;
     let Some(p) = done else { return Err(no_promotion(&id)) };
-    if let Err(e) = state.promotions.reload(&state.durable).await {
-        tracing::warn!(error = %e, "could not reload promotions after a change");
-    }
+    reload_after_change(&state).await;
     Ok(axum::Json(p.admin_json()).into_response())
 }
 
@@ -154,11 +157,8 @@ pub async fn get_gift_card(
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     require_admin(&state, &headers)?;
-    let id = card_id(id)?;
-    match gift_cards::get(&state.durable, &id).await.map_err(ApiError::unavailable)? {
-        Some(c) => Ok(axum::Json(c.admin_json()).into_response()),
-        None => Err(ApiError::new(ErrorCode::GiftCardNotFound, "there is no such gift card")),
-    }
+    let card = gift_cards::get(&state.durable, &card_id(id)?).await.map_err(ApiError::unavailable)?;
+    admin_card(card)
 }
 
 pub async fn disable_gift_card(
@@ -167,12 +167,17 @@ pub async fn disable_gift_card(
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     require_admin(&state, &headers)?;
-    let id = card_id(id)?;
-    match gift_cards::disable(&state.durable, &id).await.map_err(ApiError::unavailable)? {
-        Some(c) => {
-            tracing::info!(gift_card = %c.id, "gift card disabled");
-            Ok(axum::Json(c.admin_json()).into_response())
-        }
+    let card = gift_cards::disable(&state.durable, &card_id(id)?).await.map_err(ApiError::unavailable)?;
+    if let Some(c) = &card {
+        tracing::info!(gift_card = %c.id, "gift card disabled");
+    }
+    admin_card(card)
+}
+
+/// The admin's view of a card, or `404 gift_card_not_found`.
+fn admin_card(card: Option<gift_cards::GiftCard>) -> ApiResult<Response> {
+    match card {
+        Some(c) => Ok(axum::Json(c.admin_json()).into_response()),
         None => Err(ApiError::new(ErrorCode::GiftCardNotFound, "there is no such gift card")),
     }
 }
