@@ -18,21 +18,21 @@ pub mod app;
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
     pub fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
     pub fn fill(&mut self, buf: &mut [u8]) {
         for b in buf {
-            *b = self.next() as u8;
+            *b = self.next_u64() as u8;
         }
     }
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {

@@ -209,7 +209,7 @@ fn run(world: &World, seed: u64, stats: &mut Stats) -> Result<(), String> {
     for d in 0..devices {
         let storage = MemoryStorage::default();
         for _ in 0..(1 + rng.below(2)) {
-            let mut r = Rng(rng.next() | 1);
+            let mut r = Rng(rng.next_u64() | 1);
             let engine = Engine::new(Box::new(storage.clone()), "cart", LIMITS, Currency::USD, Box::new(move |b: &mut [u8]| r.fill(b)));
             tabs.push(Tab { device: d, engine, busy: false });
         }
