@@ -10,6 +10,7 @@
 mod cart;
 mod checkout;
 mod error;
+pub mod events;
 pub mod gift_card;
 mod merge;
 mod op;

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, header};
 use axum::serve::ListenerExt;
-use shared::{ErrorCode, Timestamp};
+use shared::ErrorCode;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,6 +173,11 @@ pub async fn serve(
         });
     }
     tokio::spawn(sweep_holds(state.clone(), Duration::from_millis(settings.sweep_interval_ms), stop_rx.clone()));
+    let recorder = tokio::spawn(crate::events::recorder::run(state.hot().clone(), state.durable.clone(), stop_rx.clone()));
+    tokio::spawn(crate::events::webhooks::run(state.durable.clone(), state.webhook_policy, stop_rx.clone()));
+    tokio::spawn(abandonment_job(state.clone(), Duration::from_millis(settings.abandon_check_interval_ms), stop_rx.clone()));
+    tokio::spawn(retention_job(state.clone(), settings.clone(), stop_rx.clone()));
+    tokio::spawn(backlog_gauges(state.clone(), stop_rx.clone()));
     if let Some(metrics) = listeners.metrics {
         tracing::info!(addr = %metrics.local_addr().map_err(|e| e.to_string())?, "serving metrics");
         let mut stop = stop_rx.clone();
@@ -199,15 +204,17 @@ pub async fn serve(
     if tokio::time::timeout(Duration::from_secs(20), worker).await.is_err() {
         tracing::error!("the write-behind queue did not drain in time");
     }
+    if tokio::time::timeout(Duration::from_secs(20), recorder).await.is_err() {
+        tracing::error!("the event queue did not drain in time");
+    }
     served.map_err(|e| format!("server error: {e}"))
 }
 
-/// Releases expired stock holds every `every`, and forgets idempotency keys after two days.
+/// Releases expired stock holds every `every`.
 /// Any number of instances may run this at once: each hold is released by exactly one.
 async fn sweep_holds(state: SharedState, every: Duration, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_key_sweep = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -224,12 +231,74 @@ async fn sweep_holds(state: SharedState, every: Duration, mut stop: watch::Recei
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not release expired holds"),
         }
-        if last_key_sweep.elapsed() > Duration::from_secs(3600) {
-            last_key_sweep = std::time::Instant::now();
-            let before = Timestamp::from_millis(now().millis() - idempotency::KEEP_MS);
-            if let Err(e) = state.idempotency.sweep(before).await {
-                tracing::warn!(error = %e, "could not forget old idempotency keys");
+    }
+}
+
+/// Reports idle carts every `every` (see `events::abandonment`).
+async fn abandonment_job(state: SharedState, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match crate::events::abandonment::run_once(&state.durable, &state.abandonment, now()).await {
+            Ok(n) if n > 0 => tracing::info!(carts = n, "reported abandoned carts"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "the abandonment job failed; it runs again at its next tick"),
+        }
+    }
+}
+
+/// Deletes what is past its retention (see `events::retention`).
+async fn retention_job(state: SharedState, settings: Settings, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(settings.retention_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let swept = crate::events::retention::sweep(
+            &state.durable,
+            now(),
+            settings.cart_retention_days,
+            settings.event_retention_days,
+            idempotency::KEEP_MS,
+            20,
+        )
+        .await;
+        match swept {
+            Ok(s) => {
+                if s != Default::default() {
+                    tracing::info!(carts = s.carts, events = s.events, keys = s.idempotency_keys, "retention sweep");
+                }
+                crate::metrics::count("cartsync_retention_deleted_total", s.carts + s.events + s.idempotency_keys);
             }
+            Err(e) => tracing::warn!(error = %e, "the retention job failed; it runs again at its next tick"),
+        }
+    }
+}
+
+/// Backlog gauges every few seconds: entries waiting in the hot store's queues and the age of
+/// the oldest, and webhook deliveries pending.
+async fn backlog_gauges(state: SharedState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        for (q, name) in [(crate::hot::Queue::Events, "events"), (crate::hot::Queue::WriteBehind, "write_behind")] {
+            if let Ok((n, age)) = state.hot().queue_backlog(q, now()).await {
+                crate::metrics::gauge("cartsync_queue_backlog", name, n as f64);
+                crate::metrics::gauge("cartsync_queue_oldest_seconds", name, age as f64 / 1000.0);
+            }
+        }
+        if let Ok((n, age)) = crate::events::webhooks::backlog(&state.durable, now()).await {
+            crate::metrics::gauge("cartsync_queue_backlog", "webhook_deliveries", n as f64);
+            crate::metrics::gauge("cartsync_queue_oldest_seconds", "webhook_deliveries", age as f64 / 1000.0);
         }
     }
 }

@@ -184,6 +184,63 @@ pub struct Settings {
     #[arg(long, env = "CARTSYNC_PROMOTION_CACHE_SECONDS", default_value_t = 5)]
     pub promotion_cache_seconds: u64,
 
+    /// Events are kept this many days.
+    #[arg(long, env = "CARTSYNC_EVENT_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..))]
+    pub event_retention_days: u64,
+
+    /// Durable user carts untouched this many days are deleted.
+    #[arg(long, env = "CARTSYNC_CART_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cart_retention_days: u64,
+
+    /// How often the retention job runs, in milliseconds.
+    #[arg(long, env = "CARTSYNC_RETENTION_INTERVAL_MS", default_value_t = 3_600_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub retention_interval_ms: u64,
+
+    /// The first webhook retry comes after this many milliseconds; each next one after twice as long.
+    #[arg(long, env = "CARTSYNC_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_retry_base_ms: u64,
+
+    /// A webhook delivery is retried for this many hours from its event before it is given up.
+    #[arg(long, env = "CARTSYNC_WEBHOOK_RETRY_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_retry_hours: u64,
+
+    /// How often the abandonment job looks for idle carts, in milliseconds.
+    #[arg(long, env = "CARTSYNC_ABANDON_CHECK_INTERVAL_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(50..))]
+    pub abandon_check_interval_ms: u64,
+
+    /// A user cart with lines idle this long is abandoned, in seconds.
+    #[arg(long, env = "CARTSYNC_ABANDON_AFTER_SECONDS", default_value_t = 3600)]
+    pub abandon_after_seconds: u64,
+
+    /// At most one `cart.abandoned` per cart in this many seconds.
+    #[arg(long, env = "CARTSYNC_ABANDON_MIN_INTERVAL_SECONDS", default_value_t = 86_400)]
+    pub abandon_min_interval_seconds: u64,
+
+    /// The recovery link of `cart.abandoned`, with `{token}` where the signed token goes.
+    #[arg(long, env = "CARTSYNC_RECOVERY_URL")]
+    pub recovery_url: Option<String>,
+
+    /// Signs recovery tokens (at least 16 characters). Unset: the JWT secret, or else a random
+    /// one per process (tokens then stop working at a restart).
+    #[arg(long, env = "CARTSYNC_RECOVERY_SECRET")]
+    pub recovery_secret: Option<Secret>,
+
+    /// Percent off in the code a high-value abandoned cart gets (1 to 100); unset: no code.
+    #[arg(long, env = "CARTSYNC_ABANDON_DISCOUNT_PERCENT", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub abandon_discount_percent: Option<u32>,
+
+    /// A cart totalling at least this (minor units) gets the code.
+    #[arg(long, env = "CARTSYNC_ABANDON_DISCOUNT_MIN_TOTAL", default_value_t = 10_000)]
+    pub abandon_discount_min_total: i64,
+
+    /// The code works this many days.
+    #[arg(long, env = "CARTSYNC_ABANDON_DISCOUNT_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..))]
+    pub abandon_discount_days: u64,
+
+    /// A paid order this many days after its cart was reported abandoned makes `cart.recovered`.
+    #[arg(long, env = "CARTSYNC_RECOVERY_WINDOW_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..))]
+    pub recovery_window_days: u64,
+
     /// Failed gift card code lookups one client may make at once before it is refused (429).
     #[arg(long, env = "CARTSYNC_GIFT_CARD_GUESSES", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..))]

@@ -113,14 +113,17 @@ impl Durable {
         on_db!(self, pool => {
             let mut tx = pool.begin().await?;
             let written = sqlx::query(
-                "INSERT INTO user_carts (user_id, version, cart, written_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (user_id) DO UPDATE SET version = EXCLUDED.version, cart = EXCLUDED.cart, written_at = EXCLUDED.written_at
+                "INSERT INTO user_carts (user_id, version, cart, written_at, last_activity, line_count) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (user_id) DO UPDATE SET version = EXCLUDED.version, cart = EXCLUDED.cart, written_at = EXCLUDED.written_at,
+                    last_activity = EXCLUDED.last_activity, line_count = EXCLUDED.line_count
                  WHERE user_carts.version < EXCLUDED.version",
             )
             .bind(user.as_str())
             .bind(version)
             .bind(&doc)
             .bind(now)
+            .bind(state.cart.updated_at.millis())
+            .bind(i64::try_from(state.cart.lines.len()).unwrap_or(0))
             .execute(&mut *tx)
             .await?
             .rows_affected()

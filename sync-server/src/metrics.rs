@@ -100,3 +100,13 @@ pub fn op(outcome: &'static str) {
 pub fn event(name: &'static str, result: &'static str) {
     metrics::counter!(name, "result" => result).increment(1);
 }
+
+/// Adds `n` to a counter without labels.
+pub fn count(name: &'static str, n: u64) {
+    metrics::counter!(name).increment(n);
+}
+
+/// Sets a gauge.
+pub fn gauge(name: &'static str, label: &'static str, value: f64) {
+    metrics::gauge!(name, "queue" => label).set(value);
+}

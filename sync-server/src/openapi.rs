@@ -214,7 +214,83 @@ pub fn document() -> Value {
         }
     });
     promotions(&mut doc);
+    events(&mut doc);
     doc
+}
+
+/// Events, webhooks, abandonment and analytics (`events.md`).
+fn events(doc: &mut Value) {
+    use ErrorCode::*;
+    let admin = json!([{ "adminToken": [] }]);
+    let id = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } });
+    let user = json!({ "name": "user", "in": "path", "required": true, "schema": { "type": "string" } });
+    let window = json!([
+        { "name": "from", "in": "query", "schema": r("Timestamp"), "description": "default: 30 days before `to`" },
+        { "name": "to", "in": "query", "schema": r("Timestamp"), "description": "default: now" }
+    ]);
+    let mut sku_params = window.as_array().cloned().unwrap_or_default();
+    sku_params.push(json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 10000 } }));
+    let hook = json!({ "type": "object", "properties": { "id": { "type": "string" }, "url": { "type": "string" },
+        "events": { "type": "array", "items": { "type": "string" } }, "active": { "type": "boolean" }, "created_at": r("Timestamp"),
+        "secret": { "type": "string", "description": "only in the answer to its creation" } } });
+    let paths = json!({
+        "/v1/admin/webhooks": {
+            "post": { "summary": "Add a webhook endpoint. Each event it wants is POSTed as CloudEvents 1.0 JSON, signed with `Cartsync-Signature: t=…,v1=<hex HMAC-SHA256 of \"<t>.<body>\">` with its secret (generated when absent, shown only here), at least once, retried with exponential backoff and jitter for CARTSYNC_WEBHOOK_RETRY_HOURS.",
+                      "security": admin,
+                      "requestBody": body(json!({ "type": "object", "required": ["url", "events"], "properties": {
+                          "url": { "type": "string", "format": "uri" }, "events": { "type": "array", "items": { "type": "string" }, "description": "types (`order.paid`), families (`order.*`) or `*`" },
+                          "secret": { "type": "string", "minLength": 16, "maxLength": 256 } } })),
+                      "responses": with_body(("201", ok(hook.clone(), "the endpoint, with its secret")), &[Unauthorized, InvalidRequest]) },
+            "get": { "summary": "The endpoints (without secrets).", "security": admin,
+                     "responses": responses(("200", ok(json!({ "type": "object", "properties": { "webhooks": { "type": "array", "items": hook.clone() } } }), "the endpoints")), &[Unauthorized]) }
+        },
+        "/v1/admin/webhooks/{id}": {
+            "get": { "summary": "One endpoint.", "security": admin, "parameters": [id.clone()],
+                     "responses": responses(("200", ok(hook.clone(), "the endpoint")), &[Unauthorized, NotFound]) },
+            "delete": { "summary": "Remove an endpoint; its pending deliveries are dropped.", "security": admin, "parameters": [id.clone()],
+                        "responses": responses(("204", json!({ "description": "removed" })), &[Unauthorized, NotFound]) }
+        },
+        "/v1/admin/webhooks/{id}/deliveries": { "get": {
+            "summary": "Recent delivery attempts, newest first: event, status (`pending`, `delivered`, `failed`, `dropped`), attempts, response code, next attempt.",
+            "security": admin, "parameters": [id.clone(), { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }],
+            "responses": responses(("200", ok(json!({ "type": "object", "properties": { "deliveries": { "type": "array", "items": { "type": "object" } } } }), "the attempts")), &[Unauthorized, NotFound, InvalidRequest])
+        }},
+        "/v1/admin/webhooks/{id}/replay": { "post": {
+            "summary": "Send the endpoint's events of a time range again.", "security": admin, "parameters": [id.clone()],
+            "requestBody": body(json!({ "type": "object", "required": ["from", "to"], "properties": { "from": r("Timestamp"), "to": r("Timestamp") } })),
+            "responses": with_body(("202", ok(json!({ "type": "object", "properties": { "queued": { "type": "integer" } } }), "queued")), &[Unauthorized, NotFound, InvalidRequest])
+        }},
+        "/v1/admin/suppressions/{user}": {
+            "put": { "summary": "No `cart.abandoned` for this user.", "security": admin, "parameters": [user.clone()],
+                     "responses": responses(("200", ok(json!({ "type": "object" }), "suppressed")), &[Unauthorized, InvalidRequest]) },
+            "delete": { "summary": "Lift a suppression.", "security": admin, "parameters": [user.clone()],
+                        "responses": responses(("200", ok(json!({ "type": "object" }), "not suppressed")), &[Unauthorized, InvalidRequest]) }
+        },
+        "/v1/me/preferences": {
+            "get": { "summary": "The user's own preferences (Bearer).", "security": [{ "userToken": [] }],
+                     "responses": responses(("200", ok(json!({ "type": "object", "properties": { "abandonment_emails": { "type": "boolean" } } }), "the preferences")), &[Unauthorized]) },
+            "put": { "summary": "Set the user's own preferences: `abandonment_emails: false` stops `cart.abandoned` for them.", "security": [{ "userToken": [] }],
+                     "requestBody": body(json!({ "type": "object", "required": ["abandonment_emails"], "properties": { "abandonment_emails": { "type": "boolean" } } })),
+                     "responses": with_body(("200", ok(json!({ "type": "object", "properties": { "abandonment_emails": { "type": "boolean" } } }), "the preferences")), &[Unauthorized, InvalidRequest]) }
+        },
+        "/v1/admin/analytics/funnel": { "get": {
+            "summary": "The funnel over a window, from the events: carts created, carts with items, checkouts started, orders paid, carts abandoned and recovered, conversion rate (orders paid / carts with items) and revenue.",
+            "security": admin, "parameters": window,
+            "responses": responses(("200", ok(json!({ "type": "object", "properties": {
+                "carts_created": { "type": "integer" }, "carts_with_items": { "type": "integer" }, "checkouts_started": { "type": "integer" },
+                "orders_paid": { "type": "integer" }, "carts_abandoned": { "type": "integer" }, "carts_recovered": { "type": "integer" },
+                "conversion_rate": { "type": "number" }, "revenue": r("Money") } }), "the funnel")), &[Unauthorized, InvalidRequest])
+        }},
+        "/v1/admin/analytics/skus": { "get": {
+            "summary": "Per SKU over a window: units added, units removed by shoppers, units in paid orders, carts that held it; most added first.",
+            "security": admin, "parameters": sku_params,
+            "responses": responses(("200", ok(json!({ "type": "object", "properties": { "skus": { "type": "array", "items": { "type": "object", "properties": {
+                "sku": r("Sku"), "units_added": { "type": "integer" }, "units_removed": { "type": "integer" }, "units_ordered": { "type": "integer" }, "carts": { "type": "integer" } } } } } }), "the SKUs")), &[Unauthorized, InvalidRequest])
+        }}
+    });
+    if let (Some(p), Some(new)) = (doc["paths"].as_object_mut(), paths.as_object()) {
+        p.extend(new.clone());
+    }
 }
 
 /// Promotions, promo codes and gift cards (`promotions.md`): their paths and schemas.

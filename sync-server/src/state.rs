@@ -26,6 +26,12 @@ pub struct AppState {
     pub admin_token: Option<Secret>,
     pub webhook_secret: Option<Secret>,
     pub hold_ms: i64,
+    /// A paid order recovers a cart reported abandoned this recently.
+    pub recovery_window_ms: i64,
+    /// The abandonment job's settings (its recovery tokens' secret among them).
+    pub abandonment: crate::events::abandonment::Settings,
+    /// How the webhook worker retries.
+    pub webhook_policy: crate::events::webhooks::Policy,
     /// Set when development logins are enabled: the HS256 secret to sign them with.
     pub dev_login_secret: Option<Secret>,
 }
@@ -42,11 +48,24 @@ impl AppState {
     }
 
     pub fn checkout(&self) -> Checkout<'_> {
-        Checkout { carts: &self.carts, durable: &self.durable, catalog: &self.catalog, promotions: &self.promotions, hold_ms: self.hold_ms }
+        Checkout {
+            carts: &self.carts,
+            durable: &self.durable,
+            catalog: &self.catalog,
+            promotions: &self.promotions,
+            hold_ms: self.hold_ms,
+            recovery_window_ms: self.recovery_window_ms,
+        }
     }
 
     pub fn payments(&self) -> Payments<'_> {
-        Payments { carts: &self.carts, durable: &self.durable, catalog: &self.catalog, promotions: &self.promotions }
+        Payments {
+            carts: &self.carts,
+            durable: &self.durable,
+            catalog: &self.catalog,
+            promotions: &self.promotions,
+            recovery_window_ms: self.recovery_window_ms,
+        }
     }
 }
 
@@ -84,7 +103,36 @@ pub async fn connect(settings: &Settings) -> Result<AppState, String> {
     if let Err(e) = promotions.reload(&durable).await {
         tracing::warn!(error = %e, "could not load promotions; cart views show none until they load");
     }
+    let recovery_window_ms = i64::try_from(settings.recovery_window_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
+    let secret = match (&settings.recovery_secret, &settings.jwt_secret) {
+        (Some(s), _) if s.expose().len() >= 16 => s.expose().as_bytes().to_vec(),
+        (Some(_), _) => return Err("CARTSYNC_RECOVERY_SECRET: at least 16 characters".into()),
+        (None, Some(jwt)) => format!("recovery:{}", jwt.expose()).into_bytes(),
+        (None, None) => {
+            let mut b = vec![0u8; 32];
+            getrandom::fill(&mut b).map_err(|e| format!("no randomness for a recovery secret: {e}"))?;
+            b
+        }
+    };
+    let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let abandonment = crate::events::abandonment::Settings {
+        after_ms: ms(settings.abandon_after_seconds),
+        min_interval_ms: ms(settings.abandon_min_interval_seconds),
+        recovery_url: settings.recovery_url.clone(),
+        discount_percent: settings.abandon_discount_percent,
+        discount_min_total: settings.abandon_discount_min_total,
+        discount_days: settings.abandon_discount_days,
+        recovery_window_ms,
+        secret,
+        currency: settings.currency,
+    };
     Ok(AppState {
+        recovery_window_ms,
+        abandonment,
+        webhook_policy: crate::events::webhooks::Policy {
+            retry_base_ms: settings.webhook_retry_base_ms,
+            retry_hours: settings.webhook_retry_hours,
+        },
         promotions,
         guesses: Guesses::new(settings.gift_card_guesses, Duration::from_secs(settings.gift_card_guess_seconds)),
         carts: Carts::new(hot, durable.clone(), rules),

@@ -127,19 +127,23 @@ async fn another_instance_takes_over_the_writes_a_stopped_one_left_unacknowledge
     let op = shared::Op { id: shared::OpId::parse("claim-op").unwrap(), kind: shared::OpKind::Clear };
     dead.apply(&key, &[op], None, &rules, now).await.unwrap();
     // The first instance fetches the entry and stops before acknowledging it.
-    let taken = dead.write_behind_fetch(10).await.unwrap();
-    assert_eq!(taken.iter().map(|e| e.user.as_str()).collect::<Vec<_>>(), ["claimed-user"]);
+    let wb = sync_server::hot::Queue::WriteBehind;
+    let users =
+        |entries: &[sync_server::hot::QueueEntry]| entries.iter().map(|e| e.field("u").unwrap_or("").to_owned()).collect::<Vec<_>>();
+    let taken = dead.queue_fetch(wb, 10).await.unwrap();
+    assert_eq!(users(&taken), ["claimed-user"]);
     let mut claimed = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..200 {
         tokio::time::sleep(Duration::from_millis(25)).await;
-        claimed = alive.write_behind_fetch(10).await.unwrap();
+        claimed = alive.queue_fetch(wb, 10).await.unwrap();
         if !claimed.is_empty() {
             break;
         }
     }
-    assert_eq!(claimed.iter().map(|e| e.user.as_str()).collect::<Vec<_>>(), ["claimed-user"], "taken over once idle");
-    alive.write_behind_ack(&claimed.iter().map(|e| e.id.clone()).collect::<Vec<_>>()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(alive.write_behind_fetch(10).await.unwrap().is_empty(), "acknowledged entries are gone for good");
-    assert!(dead.write_behind_fetch(10).await.unwrap().is_empty());
+    assert_eq!(users(&claimed), ["claimed-user"], "taken over once idle");
+    assert_eq!(claimed[0].deliveries, 2, "handed out once before");
+    alive.queue_ack(wb, &claimed.iter().map(|e| e.id.clone()).collect::<Vec<_>>()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(alive.queue_fetch(wb, 10).await.unwrap().is_empty(), "acknowledged entries are gone for good");
+    assert!(dead.queue_fetch(wb, 10).await.unwrap().is_empty());
 }

@@ -1,8 +1,9 @@
 //! The in-process hot store of the embedded default. It keeps the same keys, expiries and
 //! exactly-once bookkeeping as the Redis layout, and runs `shared`'s own logic on them.
 
-use super::{ApplyResult, Frozen, MergeResult, Rules, WriteBehindEntry};
+use super::{ApplyResult, EntryId, Frozen, MergeResult, Queue, QueueEntry, Rules, event_fields, subject_of};
 use crate::identity::CartKey;
+use shared::events::{EventType, op_event};
 use shared::{Cart, CartState, Op, OpOutcome, Timestamp, UserId, merge_ranked};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -19,9 +20,34 @@ struct Inner {
     applied: HashMap<String, Expiring<BTreeSet<String>>>,
     frozen: HashMap<String, Expiring<(u64, Cart)>>,
     generations: HashMap<String, Expiring<u64>>,
-    queue: VecDeque<(u64, UserId)>,
-    in_flight: Vec<(u64, UserId)>,
-    next_entry: u64,
+    /// The write-behind queue and the event queue.
+    queues: [MemQueue; 2],
+}
+
+/// One queue: entries not handed out yet, and entries handed out and not acknowledged.
+#[derive(Default)]
+struct MemQueue {
+    next: u64,
+    waiting: VecDeque<(u64, Vec<(String, String)>, Timestamp)>,
+    out: Vec<Out>,
+}
+
+struct Out {
+    id: u64,
+    fields: Vec<(String, String)>,
+    deliveries: u64,
+    handed_at: std::time::Instant,
+    at: Timestamp,
+}
+
+/// A handed-out entry that was not acknowledged is handed out again after this long.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl MemQueue {
+    fn push(&mut self, fields: Vec<(String, String)>, at: Timestamp) {
+        self.next += 1;
+        self.waiting.push_back((self.next, fields, at));
+    }
 }
 
 fn take_live<T>(map: &mut HashMap<String, Expiring<T>>, key: &str, now: Timestamp) -> Option<T> {
@@ -31,7 +57,7 @@ fn take_live<T>(map: &mut HashMap<String, Expiring<T>>, key: &str, now: Timestam
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
-    queued: Notify,
+    queued: [Notify; 2],
 }
 
 impl MemoryStore {
@@ -76,13 +102,37 @@ impl MemoryStore {
             put_back(&mut inner, before, state.applied);
             return ApplyResult::VersionMismatch(version);
         }
-        let outcomes: Vec<OpOutcome> = ops.iter().map(|op| state.apply_op(op, &rules.limits, now)).collect();
+        let mut events = Vec::new();
+        let outcomes: Vec<OpOutcome> = ops
+            .iter()
+            .map(|op| {
+                let before = state.cart.clone();
+                let outcome = state.apply_op(op, &rules.limits, now);
+                if outcome == OpOutcome::Applied {
+                    events.push(op_event(&op.kind, &before, &state.cart));
+                }
+                outcome
+            })
+            .collect();
         let any_applied = outcomes.contains(&OpOutcome::Applied);
         if exists || any_applied {
             put_back(&mut inner, Some(state.cart.clone()), state.applied);
-            if any_applied && let Some(u) = id.user() {
-                enqueue(&mut inner, u);
-                self.queued.notify_one();
+            if any_applied {
+                // The events and the write-behind entry, under the same lock as the change.
+                let subject = subject_of(&key);
+                if !exists {
+                    inner.queues[Queue::Events as usize]
+                        .push(with_id(event_fields(EventType::CartCreated.as_str(), &subject, id.user(), None, now)), now);
+                }
+                for e in &events {
+                    inner.queues[Queue::Events as usize]
+                        .push(with_id(event_fields(e.kind.as_str(), &subject, id.user(), Some(e), now)), now);
+                }
+                self.queued[Queue::Events as usize].notify_one();
+                if let Some(u) = id.user() {
+                    inner.queues[Queue::WriteBehind as usize].push(vec![("u".into(), u.as_str().to_owned())], now);
+                    self.queued[Queue::WriteBehind as usize].notify_one();
+                }
             }
         } else {
             put_back(&mut inner, None, state.applied);
@@ -112,12 +162,13 @@ impl MemoryStore {
         let applied: Vec<String> =
             inner.applied.get(&key).filter(|e| e.expires_at > now).map(|e| e.value.iter().cloned().collect()).unwrap_or_default();
         if let Some(f) = inner.frozen.get(&key).filter(|e| e.expires_at > now) {
-            return Frozen { generation: f.value.0, cart: f.value.1.clone(), applied, code_rank: Vec::new() };
+            return Frozen { generation: f.value.0, cart: f.value.1.clone(), applied, code_rank: Vec::new(), subject: subject_of(&key) };
         }
         let mut cart = take_live(&mut inner.carts, &key, now).unwrap_or_else(|| Cart::new(rules.currency));
         cart.touch(now, &expiry);
         let taken = cart.freeze(user, now);
-        let mut frozen = Frozen { generation: 0, cart: Cart::new(rules.currency), applied, code_rank: Vec::new() };
+        let mut frozen =
+            Frozen { generation: 0, cart: Cart::new(rules.currency), applied, code_rank: Vec::new(), subject: subject_of(&key) };
         if !taken.is_empty() {
             let generation = take_live(&mut inner.generations, &key, now).unwrap_or(0) + 1;
             inner.generations.insert(key.clone(), Expiring { value: generation, expires_at: snapshot_expires });
@@ -146,10 +197,15 @@ impl MemoryStore {
         }
         let expires_at = Timestamp::from_millis(now.millis() + Rules::key_ttl_ms(&expiry, &cart));
         inner.carts.insert(key.clone(), Expiring { value: cart.clone(), expires_at });
-        inner.applied.insert(key, Expiring { value: applied, expires_at });
-        if fresh && let Some(u) = user.user() {
-            enqueue(&mut inner, u);
-            self.queued.notify_one();
+        inner.applied.insert(key.clone(), Expiring { value: applied, expires_at });
+        if fresh {
+            let mut fields = merged_fields(&subject_of(&key), user.user(), &guest.cart, &cart, &guest.subject, now);
+            inner.queues[Queue::Events as usize].push(with_id(std::mem::take(&mut fields)), now);
+            self.queued[Queue::Events as usize].notify_one();
+            if let Some(u) = user.user() {
+                inner.queues[Queue::WriteBehind as usize].push(vec![("u".into(), u.as_str().to_owned())], now);
+                self.queued[Queue::WriteBehind as usize].notify_one();
+            }
         }
         MergeResult::Done { cart, applied: fresh }
     }
@@ -166,22 +222,38 @@ impl MemoryStore {
         Some(CartState { cart, applied })
     }
 
-    pub fn write_behind_fetch(&self, max: usize) -> Vec<WriteBehindEntry> {
+    pub fn queue_fetch(&self, q: Queue, max: usize) -> Vec<QueueEntry> {
         let mut inner = self.lock();
-        if inner.in_flight.is_empty() {
-            let n = max.min(inner.queue.len());
-            let batch: Vec<_> = inner.queue.drain(..n).collect();
-            inner.in_flight = batch;
+        let queue = &mut inner.queues[q as usize];
+        let now = std::time::Instant::now();
+        let mut out = Vec::new();
+        for o in queue.out.iter_mut().filter(|o| now.duration_since(o.handed_at) >= RETRY_AFTER).take(max) {
+            o.deliveries += 1;
+            o.handed_at = now;
+            out.push(QueueEntry { id: EntryId { bucket: 0, id: o.id.to_string() }, deliveries: o.deliveries, fields: o.fields.clone() });
         }
-        inner.in_flight.iter().map(|(id, user)| WriteBehindEntry { id: id.to_string(), user: user.clone() }).collect()
+        let n = max.saturating_sub(out.len()).min(queue.waiting.len());
+        for (id, fields, at) in queue.waiting.drain(..n).collect::<Vec<_>>() {
+            out.push(QueueEntry { id: EntryId { bucket: 0, id: id.to_string() }, deliveries: 1, fields: fields.clone() });
+            queue.out.push(Out { id, fields, deliveries: 1, handed_at: now, at });
+        }
+        out
     }
 
-    pub fn write_behind_ack(&self, ids: &[String]) {
-        self.lock().in_flight.retain(|(id, _)| !ids.contains(&id.to_string()));
+    pub fn queue_ack(&self, q: Queue, ids: &[EntryId]) {
+        let mut inner = self.lock();
+        inner.queues[q as usize].out.retain(|o| !ids.iter().any(|i| i.id == o.id.to_string()));
     }
 
-    pub async fn write_behind_wait(&self) {
-        let _ = tokio::time::timeout(std::time::Duration::from_millis(250), self.queued.notified()).await;
+    pub fn queue_backlog(&self, q: Queue, now: Timestamp) -> (u64, i64) {
+        let inner = self.lock();
+        let queue = &inner.queues[q as usize];
+        let oldest = queue.out.iter().map(|o| o.at).chain(queue.waiting.iter().map(|w| w.2)).min();
+        ((queue.out.len() + queue.waiting.len()) as u64, oldest.map_or(0, |t| now.millis() - t.millis()))
+    }
+
+    pub async fn queue_wait(&self, q: Queue) {
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(250), self.queued[q as usize].notified()).await;
     }
 
     /// Drops everything that has expired; called now and then so idle carts do not pile up.
@@ -196,8 +268,29 @@ impl MemoryStore {
     }
 }
 
-fn enqueue(inner: &mut Inner, user: &UserId) {
-    inner.next_entry += 1;
-    let id = inner.next_entry;
-    inner.queue.push_back((id, user.clone()));
+/// An event entry with an id of its own (`i`): in process, entries are numbered from 1 at every
+/// start, so the number cannot name the event.
+fn with_id(mut fields: Vec<(String, String)>) -> Vec<(String, String)> {
+    fields.push(("i".into(), format!("m{}", uuid::Uuid::new_v4().simple())));
+    fields
+}
+
+/// The `cart.merged` event of a merge into `merged` (`merge.lua` writes the same fields): `q`
+/// the lines the guest cart brought, `x` the guest cart's subject.
+pub(super) fn merged_fields(
+    subject: &str,
+    user: Option<&UserId>,
+    guest: &Cart,
+    merged: &Cart,
+    guest_subject: &str,
+    now: Timestamp,
+) -> Vec<(String, String)> {
+    let e = shared::events::OpEvent {
+        kind: EventType::Merged,
+        sku: None,
+        quantity: guest.lines.len() as u32,
+        extra: guest_subject.to_owned(),
+        version: merged.version,
+    };
+    event_fields(EventType::Merged.as_str(), subject, user, Some(&e), now)
 }

@@ -4,7 +4,9 @@
 //! an in-process store for the embedded default. The in-process store runs `shared`'s own
 //! `apply`/`merge`; the Lua scripts mirror them, and a property test holds the two together.
 //!
-//! Both also hold the write-behind queue of user carts that the durable store has yet to see.
+//! Both also hold two queues, filled in the same atomic step as the cart change they come from:
+//! the events of every applied op, and the user carts the durable store has yet to see. Workers
+//! read them with [`HotStore::queue_fetch`] and acknowledge what they acted on.
 
 mod cache;
 mod codec;
@@ -13,7 +15,7 @@ mod redis;
 
 pub use self::codec::{cart_from_fields, line_fields};
 pub use self::memory::MemoryStore;
-pub use self::redis::RedisStore;
+pub use self::redis::{BUCKETS, Queue, RedisStore, bucket_of};
 
 use crate::identity::CartKey;
 use shared::{Cart, CartState, Currency, Expiry, Limits, MergePolicy, Op, OpOutcome, Timestamp, UserId};
@@ -83,12 +85,72 @@ pub struct Frozen {
     /// How the merge ranks promo codes when the two carts hold more than five between them
     /// (`shared::merge_codes`); set by the merge protocol, empty otherwise.
     pub code_rank: Vec<shared::promo::PromoCode>,
+    /// The guest cart's event subject (the `cart.merged` event names it).
+    pub subject: String,
 }
 
-/// One user cart the durable store must catch up with.
-pub struct WriteBehindEntry {
+/// Where a queue entry is: its bucket (0 in process) and its id there.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntryId {
+    pub bucket: u32,
     pub id: String,
-    pub user: UserId,
+}
+
+/// An entry of one of the hot store's queues: its fields, and how often it was handed out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueEntry {
+    pub id: EntryId,
+    pub deliveries: u64,
+    pub fields: Vec<(String, String)>,
+}
+
+impl QueueEntry {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The event subject of a cart: an opaque hash of its storage tag (never a guest token).
+pub fn subject_of(tag: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("cartsync-subject:{tag}").as_bytes());
+    hex::encode(&digest[..16])
+}
+
+/// The fields of an event entry, as the Lua scripts write them: `t` type, `j` subject, `u` user
+/// (empty for a guest cart), `v` cart version, `s` SKU, `q` quantity, `x` extra, `m` time (ms).
+pub fn event_fields(
+    kind: &str,
+    subject: &str,
+    user: Option<&UserId>,
+    e: Option<&shared::events::OpEvent>,
+    now: Timestamp,
+) -> Vec<(String, String)> {
+    let (version, sku, q, x) = match e {
+        Some(e) => {
+            let sku = match e.kind {
+                shared::events::EventType::Cleared
+                | shared::events::EventType::PromoCodeApplied
+                | shared::events::EventType::PromoCodeRemoved => "",
+                _ => e.sku.as_ref().map_or("", |s| s.as_str()),
+            };
+            (e.version, sku.to_owned(), e.quantity, e.extra.clone())
+        }
+        None => (0, String::new(), 0, String::new()),
+    };
+    [
+        ("t", kind.to_owned()),
+        ("j", subject.to_owned()),
+        ("u", user.map_or(String::new(), |u| u.as_str().to_owned())),
+        ("v", version.to_string()),
+        ("s", sku),
+        ("q", q.to_string()),
+        ("x", x),
+        ("m", now.millis().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 #[derive(Clone)]
@@ -169,28 +231,38 @@ impl HotStore {
         }
     }
 
-    /// Up to `max` queued user carts, starting with any fetched before but not acknowledged.
-    pub async fn write_behind_fetch(&self, max: usize) -> Result<Vec<WriteBehindEntry>, StoreError> {
+    /// Up to `max` entries of a queue (per bucket in Redis): new ones, and ones handed out
+    /// before that were not acknowledged (see [`RedisStore::queue_fetch`]).
+    pub async fn queue_fetch(&self, q: Queue, max: usize) -> Result<Vec<QueueEntry>, StoreError> {
         match self {
-            HotStore::Memory(m) => Ok(m.write_behind_fetch(max)),
-            HotStore::Redis(r) => r.write_behind_fetch(max).await,
+            HotStore::Memory(m) => Ok(m.queue_fetch(q, max)),
+            HotStore::Redis(r) => r.queue_fetch(q, max).await,
         }
     }
 
-    pub async fn write_behind_ack(&self, ids: &[String]) -> Result<(), StoreError> {
+    /// Acknowledges entries acted on (or set aside): they are gone from the queue.
+    pub async fn queue_ack(&self, q: Queue, ids: &[EntryId]) -> Result<(), StoreError> {
         match self {
             HotStore::Memory(m) => {
-                m.write_behind_ack(ids);
+                m.queue_ack(q, ids);
                 Ok(())
             }
-            HotStore::Redis(r) => r.write_behind_ack(ids).await,
+            HotStore::Redis(r) => r.queue_ack(q, ids).await,
+        }
+    }
+
+    /// How many entries wait in a queue, and how old the oldest is (ms).
+    pub async fn queue_backlog(&self, q: Queue, now: Timestamp) -> Result<(u64, i64), StoreError> {
+        match self {
+            HotStore::Memory(m) => Ok(m.queue_backlog(q, now)),
+            HotStore::Redis(r) => r.queue_backlog(q, now).await,
         }
     }
 
     /// Waits until something may be queued (or a short while passes).
-    pub async fn write_behind_wait(&self) {
+    pub async fn queue_wait(&self, q: Queue) {
         match self {
-            HotStore::Memory(m) => m.write_behind_wait().await,
+            HotStore::Memory(m) => m.queue_wait(q).await,
             HotStore::Redis(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
         }
     }

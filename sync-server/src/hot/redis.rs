@@ -1,13 +1,16 @@
 //! The Redis hot store. Every cart write is one `EVALSHA` of a script in `lua/` that touches only
 //! the fields its ops change, pipelined with the `HGETALL`s that read the cart back, in one round
-//! trip; a read is the `HGETALL`s and the TTL renewals, pipelined, with no script at all. All keys
-//! of a cart share one hash tag, so the same code runs on a single node and on a Redis Cluster. A
-//! write to a user cart is sent together with an `XADD` to the write-behind stream: both go out at
-//! once on the multiplexed connection, so the write still costs one round trip.
+//! trip; a read is the `HGETALL`s and the TTL renewals, pipelined, with no script at all.
+//!
+//! Carts are spread over [`BUCKETS`] buckets, each a hash tag (`{b17}`): every key of a cart, and
+//! its bucket's two streams (events, and user carts for the write-behind worker), live in one
+//! slot, so the script that changes a cart also records its events and queues it for the durable
+//! store in the same atomic step, on a single node and on a Redis Cluster alike. The workers read
+//! the streams bucket by bucket through consumer groups.
 
 use super::cache::{CartCache, Copy};
 use super::codec::{cart_from_fields, cart_of, cart_parts, expired_unnoticed, line_fields};
-use super::{ApplyResult, Frozen, MergeResult, Rules, StoreError, WriteBehindEntry};
+use super::{ApplyResult, EntryId, Frozen, MergeResult, QueueEntry, Rules, StoreError};
 use crate::identity::CartKey;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
@@ -69,12 +72,51 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     /// The carts this instance served last, so a write need not read them back.
     cache: Arc<CartCache>,
-    /// When this instance last looked for entries a stopped instance left behind.
-    last_claim: Arc<std::sync::Mutex<std::time::Instant>>,
+    /// When this instance last looked for entries to retry or take over, per queue.
+    last_claim: Arc<std::sync::Mutex<[std::time::Instant; 2]>>,
     claim_idle_ms: u64,
 }
 
-const GROUP: &str = "durable-writers";
+/// How many buckets carts are spread over (a fixed number: changing it would move every cart).
+pub const BUCKETS: u32 = 128;
+
+/// The bucket of a cart's storage tag (FNV-1a).
+pub fn bucket_of(tag: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in tag.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % BUCKETS
+}
+
+/// The two streams of each bucket, each read by its own consumer group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queue {
+    /// User carts to copy to the durable store (`u`: the user).
+    WriteBehind,
+    /// Cart events to record in the durable store.
+    Events,
+}
+
+impl Queue {
+    const fn suffix(self) -> &'static str {
+        match self {
+            Queue::WriteBehind => "wb",
+            Queue::Events => "events",
+        }
+    }
+
+    const fn group(self) -> &'static str {
+        match self {
+            Queue::WriteBehind => "durable-writers",
+            Queue::Events => "event-recorders",
+        }
+    }
+}
+
+/// An own entry that failed is handed out again after this long.
+const RETRY_IDLE_MS: u64 = 2_000;
 /// How many carts an instance keeps a copy of.
 const CACHED_CARTS: usize = 100_000;
 /// Entries a crashed instance fetched but never acknowledged are taken over after this long
@@ -103,7 +145,7 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             consumer: uuid::Uuid::new_v4().to_string(),
             cache: Arc::new(CartCache::new(CACHED_CARTS)),
-            last_claim: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+            last_claim: Arc::new(std::sync::Mutex::new([std::time::Instant::now(); 2])),
             claim_idle_ms: CLAIM_IDLE_MS,
             scripts: Arc::new(Scripts {
                 // The hot path stands alone: the prelude's helpers would only cost it time.
@@ -114,7 +156,9 @@ impl RedisStore {
                 snapshot: script(include_str!("lua/snapshot.lua")),
             }),
         };
-        store.ensure_group().await?;
+        for q in [Queue::WriteBehind, Queue::Events] {
+            store.ensure_groups(q).await?;
+        }
         Ok(store)
     }
 
@@ -126,7 +170,7 @@ impl RedisStore {
     }
 
     fn key(&self, id: &CartKey, suffix: &str) -> String {
-        format!("{}:cart:{{{}}}{suffix}", self.prefix, id.tag)
+        format!("{}:{{b{}}}:cart:{}{suffix}", self.prefix, bucket_of(&id.tag), id.tag)
     }
 
     /// The three keys of a cart: main (lines and meta), saved, op ids (see `lua/common.lua`).
@@ -136,64 +180,53 @@ impl RedisStore {
         [main, saved, ops]
     }
 
-    fn stream(&self) -> String {
-        format!("{}:writebehind", self.prefix)
+    /// A cart's keys and its bucket's two streams: the keys of the apply and merge scripts.
+    fn script_keys(&self, id: &CartKey) -> [String; 5] {
+        let [main, saved, ops] = self.keys(id);
+        let b = bucket_of(&id.tag);
+        [main, saved, ops, self.stream(Queue::Events, b), self.stream(Queue::WriteBehind, b)]
     }
 
-    async fn ensure_group(&self) -> Result<(), StoreError> {
+    fn stream(&self, q: Queue, bucket: u32) -> String {
+        format!("{}:{{b{bucket}}}:{}", self.prefix, q.suffix())
+    }
+
+    async fn ensure_group(&self, q: Queue, bucket: u32) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        let r: Result<(), _> =
-            redis::cmd("XGROUP").arg("CREATE").arg(self.stream()).arg(GROUP).arg("0").arg("MKSTREAM").query_async(&mut c).await;
+        let r: Result<(), _> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.stream(q, bucket))
+            .arg(q.group())
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut c)
+            .await;
         match r {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             other => other.map_err(StoreError::from),
         }
     }
 
-    fn enqueue_cmd(&self, user: &UserId) -> Cmd {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(self.stream()).arg("MAXLEN").arg("~").arg(1_000_000).arg("*").arg("u").arg(user.as_str());
-        cmd
+    async fn ensure_groups(&self, q: Queue) -> Result<(), StoreError> {
+        let all = futures::future::join_all((0..BUCKETS).map(|b| self.ensure_group(q, b))).await;
+        all.into_iter().collect()
     }
 
-    /// Sends `cmd` (a script call) pipelined with the reads of the cart's two hashes, and the
-    /// write-behind `XADD` alongside when `user` is set. Loads the script when Redis lost it.
-    async fn with_cart(
-        &self,
-        script: &Script,
-        cmd: Cmd,
-        keys: &[String; 3],
-        user: Option<&UserId>,
-        read_back: bool,
-    ) -> Result<[Value; 3], StoreError> {
+    /// Sends `cmd` (a script call) pipelined with the reads of the cart's two hashes. Loads the
+    /// script when Redis lost it.
+    async fn with_cart(&self, script: &Script, cmd: Cmd, keys: &[String], read_back: bool) -> Result<[Value; 3], StoreError> {
         let mut pipe = redis::pipe();
         pipe.add_command(cmd);
         if read_back {
             pipe.cmd("HGETALL").arg(&keys[0]).cmd("HGETALL").arg(&keys[1]);
         }
-        let run = || async {
-            let mut c = self.conn.clone();
-            match pipe.query_async::<Vec<Value>>(&mut c).await {
-                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                    script.load_async(&mut c).await?;
-                    pipe.query_async::<Vec<Value>>(&mut c).await
-                }
-                other => other,
+        let mut c = self.conn.clone();
+        let replies = match pipe.query_async::<Vec<Value>>(&mut c).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script.load_async(&mut c).await?;
+                pipe.query_async::<Vec<Value>>(&mut c).await?
             }
-        };
-        let replies = match user {
-            None => run().await?,
-            Some(u) => {
-                let mut c2 = self.conn.clone();
-                let cmd = self.enqueue_cmd(u);
-                let (result, queued) = tokio::join!(run(), cmd.query_async::<Value>(&mut c2));
-                // The entry only names the cart; a spare one (the script changed nothing) costs the
-                // writer one skipped version check. A lost one is caught up by the next change.
-                if let Err(e) = queued {
-                    tracing::warn!(error = %e, "could not queue a user cart for the durable store");
-                }
-                result?
-            }
+            other => other?,
         };
         let mut replies = replies.into_iter();
         let reply = replies.next().ok_or_else(|| StoreError::Corrupt("no reply to a cart script".into()))?;
@@ -295,10 +328,11 @@ impl RedisStore {
         rules: &Rules,
         now: Timestamp,
     ) -> Result<ApplyResult, StoreError> {
-        let keys = self.keys(id);
+        let keys = self.script_keys(id);
+        let cart_keys = [keys[0].clone(), keys[1].clone(), keys[2].clone()];
         if ops.is_empty()
             && if_match.is_none()
-            && let Some(read) = self.read(id, &keys, rules, now).await?
+            && let Some(read) = self.read(id, &cart_keys, rules, now).await?
         {
             return Ok(read);
         }
@@ -309,6 +343,7 @@ impl RedisStore {
                 Some(v) => c.arg(v),
                 None => c.arg(""),
             };
+            c.arg(super::subject_of(&id.tag)).arg(id.user().map_or("", |u| u.as_str()));
             for op in ops {
                 c.arg(op.id.as_str()).arg(op.kind.type_name()).arg(op.kind.sku().map_or("", |s| s.as_str()));
                 match &op.kind {
@@ -325,9 +360,8 @@ impl RedisStore {
                 };
             }
         });
-        let user = id.user().filter(|_| !ops.is_empty());
         let copy = self.cache.take(&id.tag);
-        let [reply, main, saved] = self.with_cart(&self.scripts.apply, cmd, &keys, user, copy.is_none()).await?;
+        let [reply, main, saved] = self.with_cart(&self.scripts.apply, cmd, &keys, copy.is_none()).await?;
         let reply = strings_or_arrays(reply)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(ApplyResult::NeedsRestore),
@@ -353,12 +387,12 @@ impl RedisStore {
                             copy
                         } else {
                             tracing::warn!(version, local = copy.version, "a cart copy disagreed with the script; reading it back");
-                            let (main, saved) = self.read_back(&keys).await?;
+                            let (main, saved) = self.read_back(&cart_keys).await?;
                             self.decoded(id, &main, &saved, rules, now)?
                         }
                     }
                     Some(_) => {
-                        let (main, saved) = self.read_back(&keys).await?;
+                        let (main, saved) = self.read_back(&cart_keys).await?;
                         self.decoded(id, &main, &saved, rules, now)?
                     }
                 };
@@ -409,7 +443,7 @@ impl RedisStore {
         }
         let generation = reply[0].int().max(0) as u64;
         let cart = if generation == 0 { Cart::new(rules.currency) } else { cart_from_fields(&reply[1].strings(), rules.currency, now)? };
-        Ok(Frozen { generation, cart, applied: reply[2].strings(), code_rank: Vec::new() })
+        Ok(Frozen { generation, cart, applied: reply[2].strings(), code_rank: Vec::new(), subject: super::subject_of(&guest.tag) })
     }
 
     pub async fn merge_into(
@@ -426,12 +460,14 @@ impl RedisStore {
             let rank = guest.code_rank.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",");
             fields.splice(0..0, ["r".to_owned(), rank]);
         }
-        let keys = self.keys(user);
+        let keys = self.script_keys(user);
         let cmd = Self::script_cmd(&self.scripts.merge, &keys, |c| {
             rule_args(c, user, rules, now);
-            c.arg(op_id).arg(rules.merge.as_str()).arg(fields.len()).arg(&fields).arg(&guest.applied);
+            c.arg(op_id).arg(rules.merge.as_str());
+            c.arg(super::subject_of(&user.tag)).arg(user.user().map_or("", |u| u.as_str())).arg(&guest.subject);
+            c.arg(fields.len()).arg(&fields).arg(&guest.applied);
         });
-        let [reply, main, saved] = self.with_cart(&self.scripts.merge, cmd, &keys, user.user(), true).await?;
+        let [reply, main, saved] = self.with_cart(&self.scripts.merge, cmd, &keys, true).await?;
         let reply = strings_or_arrays(reply)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(MergeResult::NeedsRestore),
@@ -463,71 +499,153 @@ impl RedisStore {
         Ok(Some(CartState { cart, applied }))
     }
 
-    pub async fn write_behind_fetch(&self, max: usize) -> Result<Vec<WriteBehindEntry>, StoreError> {
-        match self.fetch_entries(max).await {
-            // Redis lost the stream and its group (a restart without persistence, a flush):
-            // recreate them; whatever was queued before is gone with the carts themselves.
-            Err(StoreError::Redis(e)) if e.code() == Some("NOGROUP") => {
-                tracing::warn!("the write-behind consumer group was missing; recreating it");
-                self.ensure_group().await?;
-                self.fetch_entries(max).await
-            }
-            other => other,
+    /// Up to `max` entries of a queue per bucket: the new ones of every bucket, and, every
+    /// second or so, those handed out before and never acknowledged: this instance's own after
+    /// [`RETRY_IDLE_MS`] (a failed write is retried), any instance's after the claim time (a
+    /// stopped instance's are taken over). Each comes with how often it was handed out, so a
+    /// worker can set aside an entry that keeps failing.
+    pub async fn queue_fetch(&self, q: Queue, max: usize) -> Result<Vec<QueueEntry>, StoreError> {
+        let reads = futures::future::join_all((0..BUCKETS).map(|b| self.read_new(q, b, max))).await;
+        let mut out = Vec::new();
+        for r in reads {
+            out.extend(r?);
         }
+        let due = {
+            let mut last = self.last_claim.lock().unwrap_or_else(|e| e.into_inner());
+            let slot = &mut last[q as usize];
+            let due = slot.elapsed() >= Duration::from_millis(RETRY_IDLE_MS.min(self.claim_idle_ms).max(200) / 2);
+            if due {
+                *slot = std::time::Instant::now();
+            }
+            due
+        };
+        if due {
+            let claims = futures::future::join_all((0..BUCKETS).map(|b| self.claim_stale(q, b, max))).await;
+            for r in claims {
+                out.extend(r?);
+            }
+        }
+        Ok(out)
     }
 
-    async fn fetch_entries(&self, max: usize) -> Result<Vec<WriteBehindEntry>, StoreError> {
-        let mut c = self.conn.clone();
-        // Our own unacknowledged entries first (a failed write is retried), then new ones.
-        for start in ["0", ">"] {
-            let reply: Value = redis::cmd("XREADGROUP")
+    async fn read_new(&self, q: Queue, bucket: u32, max: usize) -> Result<Vec<QueueEntry>, StoreError> {
+        let key = self.stream(q, bucket);
+        let read = || async {
+            let mut c = self.conn.clone();
+            redis::cmd("XREADGROUP")
                 .arg("GROUP")
-                .arg(GROUP)
+                .arg(q.group())
                 .arg(&self.consumer)
                 .arg("COUNT")
                 .arg(max)
                 .arg("STREAMS")
-                .arg(self.stream())
-                .arg(start)
-                .query_async(&mut c)
-                .await?;
-            let entries = parse_stream_entries(&reply);
-            if !entries.is_empty() {
-                return Ok(entries);
+                .arg(&key)
+                .arg(">")
+                .query_async::<Value>(&mut c)
+                .await
+        };
+        let reply = match read().await {
+            // Redis lost the stream and its group (a restart without persistence, a flush):
+            // recreate them; whatever was queued before is gone with the carts themselves.
+            Err(e) if e.code() == Some("NOGROUP") => {
+                tracing::warn!(queue = q.suffix(), bucket, "a consumer group was missing; recreating it");
+                self.ensure_group(q, bucket).await?;
+                read().await?
             }
-        }
-        // Then, every few seconds, whatever a stopped instance left behind.
-        {
-            let mut last = self.last_claim.lock().unwrap_or_else(|e| e.into_inner());
-            if last.elapsed() < Duration::from_millis(self.claim_idle_ms / 6) {
-                return Ok(Vec::new());
-            }
-            *last = std::time::Instant::now();
-        }
-        let reply: Value = redis::cmd("XAUTOCLAIM")
-            .arg(self.stream())
-            .arg(GROUP)
-            .arg(&self.consumer)
-            .arg(self.claim_idle_ms)
-            .arg("0")
-            .arg("COUNT")
-            .arg(max)
-            .query_async(&mut c)
-            .await?;
+            other => other?,
+        };
         Ok(match reply {
-            Value::Array(parts) if parts.len() >= 2 => entries_of(&parts[1]),
+            Value::Array(streams) => streams
+                .iter()
+                .flat_map(|s| match s {
+                    Value::Array(kv) if kv.len() == 2 => entries_of(&kv[1], bucket, 1),
+                    _ => Vec::new(),
+                })
+                .collect(),
             _ => Vec::new(),
         })
     }
 
-    pub async fn write_behind_ack(&self, ids: &[String]) -> Result<(), StoreError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
+    /// Entries handed out and not acknowledged: this instance's own idle for [`RETRY_IDLE_MS`],
+    /// any instance's idle for the claim time; claimed for this instance, with their delivery
+    /// counts.
+    async fn claim_stale(&self, q: Queue, bucket: u32, max: usize) -> Result<Vec<QueueEntry>, StoreError> {
+        let key = self.stream(q, bucket);
         let mut c = self.conn.clone();
-        redis::cmd("XACK").arg(self.stream()).arg(GROUP).arg(ids).query_async::<()>(&mut c).await?;
-        redis::cmd("XDEL").arg(self.stream()).arg(ids).query_async::<()>(&mut c).await?;
+        let mut due: Vec<(String, u64)> = Vec::new();
+        for (idle, consumer) in [(RETRY_IDLE_MS.min(self.claim_idle_ms), Some(self.consumer.as_str())), (self.claim_idle_ms, None)] {
+            let mut cmd = redis::cmd("XPENDING");
+            cmd.arg(&key).arg(q.group()).arg("IDLE").arg(idle).arg("-").arg("+").arg(max);
+            if let Some(me) = consumer {
+                cmd.arg(me);
+            }
+            let reply: Value = match cmd.query_async(&mut c).await {
+                Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
+                other => other?,
+            };
+            if let Value::Array(items) = reply {
+                for item in items {
+                    if let Value::Array(f) = item
+                        && let (Some(id), Some(Value::Int(n))) = (f.first().and_then(bulk), f.get(3))
+                        && !due.iter().any(|(d, _)| *d == id)
+                    {
+                        due.push((id, u64::try_from(*n).unwrap_or(0) + 1));
+                    }
+                }
+            }
+        }
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("XCLAIM");
+        cmd.arg(&key).arg(q.group()).arg(&self.consumer).arg(RETRY_IDLE_MS.min(self.claim_idle_ms));
+        for (id, _) in &due {
+            cmd.arg(id);
+        }
+        let reply: Value = cmd.query_async(&mut c).await?;
+        let mut entries = entries_of(&reply, bucket, 1);
+        for e in &mut entries {
+            e.deliveries = due.iter().find(|(id, _)| *id == e.id.id).map_or(1, |d| d.1);
+        }
+        Ok(entries)
+    }
+
+    /// Acknowledges and deletes entries of a queue: they were acted on, or set aside.
+    pub async fn queue_ack(&self, q: Queue, ids: &[EntryId]) -> Result<(), StoreError> {
+        let mut by_bucket: std::collections::BTreeMap<u32, Vec<&str>> = std::collections::BTreeMap::new();
+        for id in ids {
+            by_bucket.entry(id.bucket).or_default().push(id.id.as_str());
+        }
+        for (bucket, ids) in by_bucket {
+            let key = self.stream(q, bucket);
+            let mut c = self.conn.clone();
+            let mut pipe = redis::pipe();
+            pipe.cmd("XACK").arg(&key).arg(q.group()).arg(&ids).ignore().cmd("XDEL").arg(&key).arg(&ids).ignore();
+            pipe.query_async::<()>(&mut c).await?;
+        }
         Ok(())
+    }
+
+    /// How many entries of a queue wait, and how old the oldest is (ms), over every bucket.
+    pub async fn queue_backlog(&self, q: Queue, now: Timestamp) -> Result<(u64, i64), StoreError> {
+        let infos = futures::future::join_all((0..BUCKETS).map(|b| async move {
+            let mut c = self.conn.clone();
+            let mut pipe = redis::pipe();
+            pipe.cmd("XLEN").arg(self.stream(q, b)).cmd("XRANGE").arg(self.stream(q, b)).arg("-").arg("+").arg("COUNT").arg(1);
+            pipe.query_async::<(u64, Value)>(&mut c).await
+        }))
+        .await;
+        let (mut n, mut oldest) = (0u64, 0i64);
+        for r in infos {
+            let (len, first) = r?;
+            n += len;
+            if let Some(e) = entries_of(&first, 0, 1).first()
+                && let Some(ms) = e.id.id.split('-').next().and_then(|m| m.parse::<i64>().ok())
+            {
+                oldest = oldest.max(now.millis() - ms);
+            }
+        }
+        Ok((n, oldest))
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -635,8 +753,8 @@ fn bulk(v: &Value) -> Option<String> {
     }
 }
 
-/// `[[id, [field, value, ...]], ...]` → entries naming a user.
-fn entries_of(v: &Value) -> Vec<WriteBehindEntry> {
+/// `[[id, [field, value, ...]], ...]` → queue entries of `bucket`.
+fn entries_of(v: &Value, bucket: u32, deliveries: u64) -> Vec<QueueEntry> {
     let Value::Array(items) = v else {
         return Vec::new();
     };
@@ -647,25 +765,12 @@ fn entries_of(v: &Value) -> Vec<WriteBehindEntry> {
                 return None;
             };
             let id = bulk(pair.first()?)?;
-            let Value::Array(fields) = pair.get(1)? else {
-                return None;
+            let fields = match pair.get(1) {
+                Some(Value::Array(fields)) => fields.chunks_exact(2).filter_map(|kv| Some((bulk(&kv[0])?, bulk(&kv[1])?))).collect(),
+                // An entry deleted while it was pending comes back without fields.
+                _ => Vec::new(),
             };
-            let user = fields.chunks_exact(2).find(|kv| bulk(&kv[0]).as_deref() == Some("u")).and_then(|kv| bulk(&kv[1]))?;
-            Some(WriteBehindEntry { id, user: UserId::parse(&user).ok()? })
+            Some(QueueEntry { id: EntryId { bucket, id }, deliveries, fields })
         })
         .collect()
-}
-
-/// `XREADGROUP` reply: `[[stream, entries]]`, or nil when there is nothing.
-fn parse_stream_entries(v: &Value) -> Vec<WriteBehindEntry> {
-    match v {
-        Value::Array(streams) => streams
-            .iter()
-            .flat_map(|s| match s {
-                Value::Array(kv) if kv.len() == 2 => entries_of(&kv[1]),
-                _ => Vec::new(),
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
 }

@@ -13,10 +13,12 @@ use super::{ORDER_COLUMNS, Order, OrderStatus, retrying};
 use crate::carts::{Carts, CartsError};
 use crate::catalog::{CatalogCache, PRODUCT_COLUMNS, Product, ProductRow, product_of_row};
 use crate::durable::{Durable, DurableError, on_db, placeholders};
+use crate::events::Event;
 use crate::gift_cards::{self, GiftCard, Unusable};
 use crate::identity::CartKey;
 use crate::promotions::PromotionsCache;
 use serde::Serialize;
+use shared::events::EventType;
 use shared::promo::{Promotion, PromotionId, Usage};
 use shared::promo_json::promotion_from_json;
 use shared::wire::{DiscountView, GiftCardUse, OrderLineView, OrderTotals, OrderView, Promos};
@@ -72,6 +74,8 @@ pub struct Checkout<'a> {
     pub catalog: &'a CatalogCache,
     pub promotions: &'a Arc<PromotionsCache>,
     pub hold_ms: i64,
+    /// A paid order recovers a cart reported abandoned this recently.
+    pub recovery_window_ms: i64,
 }
 
 impl Checkout<'_> {
@@ -84,19 +88,27 @@ impl Checkout<'_> {
         if cart.lines.is_empty() {
             return Err(CheckoutError::CartEmpty);
         }
-        let placed = retrying(|| reserve(self.durable, owner, &cart, request, self.hold_ms, now)).await;
+        let placed = retrying(|| reserve(self.durable, owner, &cart, request, self.hold_ms, self.recovery_window_ms, now)).await;
         self.catalog.forget(&cart.lines.iter().map(|l| l.sku.clone()).collect::<Vec<_>>());
-        let order = match placed? {
-            Ok(order) => order,
-            Err(Refused::GiftCards(cards)) => return Err(CheckoutError::GiftCardUnavailable(cards)),
+        let refused = match placed? {
+            Ok(order) => Ok(order),
+            Err(Refused::GiftCards(cards)) => Err(CheckoutError::GiftCardUnavailable(cards)),
             Err(Refused::Decision(CheckoutDecision::PriceChanged { changes, total })) => {
-                return Err(CheckoutError::PriceChanged { changes, total });
+                Err(CheckoutError::PriceChanged { changes, total })
             }
-            Err(Refused::Decision(CheckoutDecision::OutOfStock(items))) => return Err(CheckoutError::OutOfStock(items)),
-            Err(Refused::Decision(CheckoutDecision::PromotionUnavailable(codes))) => {
-                return Err(CheckoutError::PromotionUnavailable(codes));
-            }
+            Err(Refused::Decision(CheckoutDecision::OutOfStock(items))) => Err(CheckoutError::OutOfStock(items)),
+            Err(Refused::Decision(CheckoutDecision::PromotionUnavailable(codes))) => Err(CheckoutError::PromotionUnavailable(codes)),
             Err(Refused::Decision(CheckoutDecision::Reserve(_))) => unreachable!("a reservation is an order"),
+        };
+        let order = match refused {
+            Ok(order) => {
+                crate::events::webhooks::wake();
+                order
+            }
+            Err(e) => {
+                self.record_failure(owner, &cart, &e, now).await;
+                return Err(e);
+            }
         };
         // This checkout moved the uses it held (and its replaced order gave some back).
         self.promotions.invalidate();
@@ -111,6 +123,41 @@ impl Checkout<'_> {
             }
         }
         Ok(order)
+    }
+}
+
+impl Checkout<'_> {
+    /// `checkout.failed`, with the reason, for a checkout refused for the cart's content. A
+    /// refusal is not a change, so the event is written on its own; if that fails, the shopper
+    /// still gets the refusal.
+    async fn record_failure(&self, owner: &CartKey, cart: &Cart, e: &CheckoutError, now: Timestamp) {
+        let reason = match e {
+            CheckoutError::OutOfStock(_) => "out_of_stock",
+            CheckoutError::PriceChanged { .. } => "price_changed",
+            CheckoutError::PromotionUnavailable(_) => "promotion_unavailable",
+            CheckoutError::GiftCardUnavailable(_) => "gift_card_unavailable",
+            _ => return,
+        };
+        let mut data =
+            serde_json::json!({"owner": if owner.is_user() { "user" } else { "guest" }, "reason": reason, "cart_version": cart.version});
+        if let Some(u) = owner.user() {
+            data["user"] = serde_json::json!(u.as_str());
+        }
+        let event = crate::events::Event {
+            id: format!("checkout.failed:{}", uuid::Uuid::new_v4().simple()),
+            kind: EventType::CheckoutFailed.as_str().to_owned(),
+            subject: crate::hot::subject_of(&owner.tag),
+            user: owner.user().map(|u| u.as_str().to_owned()),
+            sku: None,
+            quantity: None,
+            detail: Some(reason.to_owned()),
+            amount: None,
+            at: now,
+            data,
+        };
+        if let Err(err) = crate::events::record_now(self.durable, &[event]).await {
+            tracing::warn!(error = %err, "could not record a failed checkout's event");
+        }
     }
 }
 
@@ -137,6 +184,7 @@ async fn reserve(
     cart: &Cart,
     request: &Request,
     hold_ms: i64,
+    recovery_window_ms: i64,
     now: Timestamp,
 ) -> Result<Result<Order, Refused>, DurableError> {
     let lock = db.lock_rows();
@@ -187,7 +235,7 @@ async fn reserve(
         }
 
         // The shopper's own earlier order gives its holds back first, so it never blocks them.
-        for (sku, units) in give_up_orders(&mut tx, &earlier, OrderStatus::Cancelled, now).await? {
+        for (sku, units) in give_up_orders(&mut tx, &earlier, OrderStatus::Cancelled, "replaced", now).await? {
             if let Some(p) = products.get_mut(&sku) {
                 p.reserved -= units;
             }
@@ -393,10 +441,9 @@ async fn reserve(
         } else {
             OrderStatus::PendingPayment
         };
-        tx.commit().await?;
-        Ok(Ok(Order {
+        let order = Order {
             view: OrderView {
-                id,
+                id: id.clone(),
                 status: status.as_str().into(),
                 lines,
                 subtotal: totals.subtotal,
@@ -412,6 +459,15 @@ async fn reserve(
             status,
             owner: owner.tag.clone(),
             user: owner.user().cloned(),
-        }))
+        };
+        let mut events = vec![Event::of_order(EventType::CheckoutStarted, &order, now, None)];
+        if status == OrderStatus::Paid {
+            events.push(Event::of_order(EventType::OrderPaid, &order, now, None));
+            crate::events::record_paid_lines(&mut tx, &order, now).await?;
+            events.extend(crate::events::abandonment::recovered_events(&mut tx, &order, recovery_window_ms, now).await?);
+        }
+        crate::events::record(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(Ok(order))
     })
 }

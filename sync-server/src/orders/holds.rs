@@ -4,8 +4,10 @@
 //! three kinds together, so `products.reserved`, `promotions.pending` and `gift_cards.held`
 //! always equal the sums of their live rows.
 
-use super::OrderStatus;
+use super::{ORDER_COLUMNS, OrderRow, OrderStatus, order_of};
 use crate::durable::{Durable, DurableError, on_db, placeholders};
+use crate::events::Event;
+use shared::events::EventType;
 use shared::{Sku, Timestamp};
 use std::collections::BTreeMap;
 
@@ -99,12 +101,14 @@ where
     Ok(per_sku)
 }
 
-/// Gives up pending orders inside the caller's transaction: releases their holds and marks them
-/// `status` (cancelled, or expired). Returns the units per SKU that were held.
+/// Gives up pending orders inside the caller's transaction: releases their holds, marks them
+/// `status` (cancelled, or expired) and records their `order.cancelled` / `order.expired` events
+/// (with `reason`). Returns the units per SKU that were held.
 pub(crate) async fn give_up_orders<'c, DB>(
     tx: &mut sqlx::Transaction<'c, DB>,
     order_ids: &[String],
     status: OrderStatus,
+    reason: &str,
     now: Timestamp,
 ) -> Result<BTreeMap<String, i64>, sqlx::Error>
 where
@@ -113,7 +117,12 @@ where
     for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'r> (String, i64): sqlx::FromRow<'r, DB::Row>,
+    for<'r> (String, String): sqlx::FromRow<'r, DB::Row>,
+    for<'r> (String,): sqlx::FromRow<'r, DB::Row>,
+    for<'r> OrderRow: sqlx::FromRow<'r, DB::Row>,
 {
     let released = end_holds(tx, order_ids, HoldEnd::Released).await?;
     if !order_ids.is_empty() {
@@ -123,6 +132,20 @@ where
             q = q.bind(id.as_str());
         }
         q.execute(&mut **tx).await?;
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id IN ({}) ORDER BY id", placeholders(1, order_ids.len()));
+        let mut q = sqlx::query_as::<DB, OrderRow>(&sql);
+        for id in order_ids {
+            q = q.bind(id.as_str());
+        }
+        let kind = if status == OrderStatus::Expired { EventType::OrderExpired } else { EventType::OrderCancelled };
+        let events: Vec<Event> = q
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .filter_map(|row| order_of(row).ok())
+            .map(|o| Event::of_order(kind, &o, now, Some(("reason", serde_json::json!(reason)))))
+            .collect();
+        crate::events::record(tx, &events).await?;
     }
     Ok(released)
 }
@@ -141,7 +164,7 @@ pub async fn release_expired(db: &Durable, now: Timestamp, limit: i64) -> Result
         let mut tx = pool.begin().await?;
         let due: Vec<(String,)> = sqlx::query_as(&sql).bind(now.millis()).bind(limit).fetch_all(&mut *tx).await?;
         let ids: Vec<String> = due.into_iter().map(|r| r.0).collect();
-        let moved = give_up_orders(&mut tx, &ids, OrderStatus::Expired, now).await?;
+        let moved = give_up_orders(&mut tx, &ids, OrderStatus::Expired, "hold_expired", now).await?;
         tx.commit().await?;
         moved
     });

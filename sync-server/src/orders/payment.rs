@@ -10,6 +10,8 @@ use super::{ORDER_COLUMNS, Order, OrderRow, OrderStatus, order_of, retrying};
 use crate::carts::{Carts, CartsError};
 use crate::catalog::CatalogCache;
 use crate::durable::{Durable, DurableError, on_db};
+use crate::events::Event;
+use shared::events::EventType;
 use shared::wire::{PaymentNotice, PaymentStatus};
 use shared::{Money, Timestamp};
 
@@ -78,11 +80,21 @@ pub enum PaymentError {
 }
 
 /// Acts on `notice` in one transaction; returns the order after it and what was done.
-pub async fn record(db: &Durable, notice: &PaymentNotice, now: Timestamp) -> Result<Option<(Order, Transition)>, DurableError> {
-    retrying(|| record_once(db, notice, now)).await
+pub async fn record(
+    db: &Durable,
+    notice: &PaymentNotice,
+    recovery_window_ms: i64,
+    now: Timestamp,
+) -> Result<Option<(Order, Transition)>, DurableError> {
+    retrying(|| record_once(db, notice, recovery_window_ms, now)).await
 }
 
-async fn record_once(db: &Durable, notice: &PaymentNotice, now: Timestamp) -> Result<Option<(Order, Transition)>, DurableError> {
+async fn record_once(
+    db: &Durable,
+    notice: &PaymentNotice,
+    recovery_window_ms: i64,
+    now: Timestamp,
+) -> Result<Option<(Order, Transition)>, DurableError> {
     let lock = db.lock_rows();
     on_db!(db, pool => {
         let mut tx = pool.begin().await?;
@@ -111,7 +123,20 @@ async fn record_once(db: &Durable, notice: &PaymentNotice, now: Timestamp) -> Re
             .bind(&order.view.id)
             .execute(&mut *tx)
             .await?;
+        // The order's event, in the same transaction (an outbox).
+        let mut events = Vec::new();
+        match step {
+            Transition::Pay => {
+                events.push(Event::of_order(EventType::OrderPaid, &order, now, Some(("payment_ref", serde_json::json!(notice.payment_ref)))));
+                crate::events::record_paid_lines(&mut tx, &order, now).await?;
+                events.extend(crate::events::abandonment::recovered_events(&mut tx, &order, recovery_window_ms, now).await?);
+            }
+            Transition::Cancel => events.push(Event::of_order(EventType::OrderCancelled, &order, now, Some(("reason", serde_json::json!("payment_failed"))))),
+            _ => events.push(Event::of_order(EventType::OrderExpired, &order, now, Some(("reason", serde_json::json!("hold_expired"))))),
+        }
+        crate::events::record(&mut tx, &events).await?;
         tx.commit().await?;
+        crate::events::webhooks::wake();
         Ok(Some((order, step)))
     })
 }
@@ -122,6 +147,7 @@ pub struct Payments<'a> {
     pub durable: &'a Durable,
     pub catalog: &'a CatalogCache,
     pub promotions: &'a std::sync::Arc<crate::promotions::PromotionsCache>,
+    pub recovery_window_ms: i64,
 }
 
 impl Payments<'_> {
@@ -129,7 +155,7 @@ impl Payments<'_> {
     /// came from (or out of the user's cart its guest cart was merged into since), on the first
     /// success and again on every replay, which changes nothing once it has been done.
     pub async fn receive(&self, notice: &PaymentNotice, now: Timestamp) -> Result<Order, PaymentError> {
-        let Some((order, step)) = record(self.durable, notice, now).await? else {
+        let Some((order, step)) = record(self.durable, notice, self.recovery_window_ms, now).await? else {
             return Err(PaymentError::NotFound);
         };
         if matches!(step, Transition::Pay | Transition::Cancel | Transition::Expire) {

@@ -7,6 +7,7 @@
 mod admin;
 mod cart;
 mod checkout;
+mod events;
 mod orders;
 mod promotions;
 
@@ -74,6 +75,18 @@ fn routes() -> Routes {
         .at(Method::GET, "/v1/admin/gift-cards/{id}", promotions::get_gift_card)
         .at(Method::POST, "/v1/admin/gift-cards/{id}/disable", promotions::disable_gift_card)
         .at(Method::GET, "/v1/promotions", promotions::public_promotions)
+        .at(Method::POST, "/v1/admin/webhooks", events::create_webhook)
+        .at(Method::GET, "/v1/admin/webhooks", events::list_webhooks)
+        .at(Method::GET, "/v1/admin/webhooks/{id}", events::get_webhook)
+        .at(Method::DELETE, "/v1/admin/webhooks/{id}", events::delete_webhook)
+        .at(Method::GET, "/v1/admin/webhooks/{id}/deliveries", events::list_deliveries)
+        .at(Method::POST, "/v1/admin/webhooks/{id}/replay", events::replay)
+        .at(Method::PUT, "/v1/admin/suppressions/{user}", events::suppress)
+        .at(Method::DELETE, "/v1/admin/suppressions/{user}", events::unsuppress)
+        .at(Method::GET, "/v1/me/preferences", events::get_preferences)
+        .at(Method::PUT, "/v1/me/preferences", events::put_preferences)
+        .at(Method::GET, "/v1/admin/analytics/funnel", events::funnel)
+        .at(Method::GET, "/v1/admin/analytics/skus", events::skus)
         .at(Method::POST, "/v1/gift-cards/balance", promotions::gift_card_balance)
         .at(Method::POST, "/v1/dev/login", dev_login)
         .at(Method::GET, "/healthz", healthz)

@@ -3,11 +3,16 @@
 -- Redis's Lua: one HMGET reads the meta and every line the ops name, one HSET writes them back,
 -- state lives in locals rather than tables, and nothing loops over the cart's lines except a
 -- clear or an expiry. An add costs HMGET, HSET and PEXPIRE.
--- KEYS: 1 main, 2 saved, 3 op ids (see common.lua).
+-- KEYS: 1 main, 2 saved, 3 op ids (see common.lua), 4 the bucket's event stream, 5 the bucket's
+--       write-behind stream.
 -- ARGV: 1 now ms, 2 max quantity, 3 max lines, 4 cart ttl ms, 5 saved ttl ms, 6 currency of a new
 --       cart, 7 "1" if the cart must already exist (user carts: else it is restored first),
---       8 expected version or "", then 5 per op: id ("" for none: recorded nowhere), type, sku,
---       quantity (for a promo-code op: the code), price ("amount|CUR" or "").
+--       8 expected version or "", 9 the cart's event subject, 10 its user ("" for a guest cart),
+--       then 5 per op: id ("" for none: recorded nowhere), type, sku, quantity (for a promo-code
+--       op: the code), price ("amount|CUR" or "").
+-- Every applied op adds its event to the event stream (shared::events::op_event says what each
+-- carries), in this same atomic step, and an applied op on a user cart adds the user to the
+-- write-behind stream: nothing acknowledged can miss either.
 -- Returns {"restore"} | {"merged", user} | {"mismatch", version} |
 -- {"ok", results, version, version before, incarnation}; a result is "a" (applied), "d"
 -- (duplicate) or "r|code|message". The version before is the cart's when the script began (-1
@@ -21,7 +26,7 @@ local cart_ttl, saved_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 -- saved list, is read then). Tables are made at their size where it is known: growing one costs
 -- a rehash.
 local want, at, nw = {'#v', '#s', '#z', '#l', '#n', '#c', '#o', '#i', '#x', '#p'}, {}, 10
-for i = 9, #ARGV, 5 do
+for i = 11, #ARGV, 5 do
   local sku = ARGV[i + 2]
   if sku ~= '' and not at[sku] then nw = nw + 1; want[nw] = sku; at[sku] = nw end
 end
@@ -65,7 +70,7 @@ if ss > 0 then
   if redis.call('EXISTS', KEYS[2]) == 0 then ss = 0; dropped = true end
   if dropped then v = v + 1; u = now; before = -1 end
 end
-if z and #ARGV > 8 then return {'merged', z} end
+if z and #ARGV > 10 then return {'merged', z} end
 if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= v then return {'mismatch', v} end
 
 local function full(name)
@@ -79,9 +84,12 @@ local function split(raw)
 end
 
 local results, seen, applied = {}, nil, 0
-for i = 9, #ARGV, 5 do
+-- The events of the applied ops: type, sku, quantity, extra, each after its op's version.
+local evs, ne = {}, 0
+for i = 11, #ARGV, 5 do
   local id, t, sku, q, price = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]) or 0, ARGV[i + 4]
   local ch, code, msg = false, nil, nil
+  local et, eq, ex = nil, 0, ''
   if id ~= '' and ((seen and seen[id]) or (o and redis.call('HEXISTS', KEYS[3], id) == 1)) then
     results[#results + 1] = 'd'
   else
@@ -92,6 +100,7 @@ for i = 9, #ARGV, 5 do
         code, msg = 'currency_mismatch', 'this cart is priced in ' .. c .. ', not ' .. cur
       else
         local raw = line(sku)
+        et, eq = 'cart.item_added', q
         if raw then
           local have, rest = split(raw)
           local nq = math.min(have + q, maxq)
@@ -101,12 +110,14 @@ for i = 9, #ARGV, 5 do
           end
           if nq ~= have then ch = true end
           if ch then lines[sku] = nq .. rest end
+          ex = nq
         elseif l >= maxl then
           code, msg = full('cart')
         else
           lines[sku] = q .. '|' .. n .. '|' .. now .. '|' .. price
           if price == '' then lines[sku] = lines[sku] .. '|' end
           n, l, ch = n + 1, l + 1, true
+          ex = q
         end
       end
     elseif t == 'set_quantity' then
@@ -116,17 +127,22 @@ for i = 9, #ARGV, 5 do
       else
         local have, rest = split(raw)
         if have ~= q then lines[sku] = q .. rest; ch = true end
+        et, eq, ex = 'cart.quantity_changed', q, have
       end
     elseif t == 'remove' then
-      if line(sku) then lines[sku] = false; l = l - 1; ch = true end
+      local raw = line(sku)
+      et = 'cart.item_removed'
+      if raw then eq = split(raw); lines[sku] = false; l = l - 1; ch = true end
     elseif t == 'deduct' then
       local raw = line(sku)
+      et, ex = 'cart.item_removed', 'ordered'
       if raw then
         local have, rest = split(raw)
-        if have > q then lines[sku] = (have - q) .. rest else lines[sku] = false; l = l - 1 end
+        if have > q then lines[sku] = (have - q) .. rest; eq = q else lines[sku] = false; l = l - 1; eq = have end
         ch = true
       end
     elseif t == 'clear' then
+      et, eq = 'cart.cleared', l
       if l > 0 then drop_all(); ch = true end
     elseif t == 'apply_promo_code' or t == 'remove_promo_code' then
       -- The code travels in the quantity's place.
@@ -147,14 +163,19 @@ for i = 9, #ARGV, 5 do
         ch = true
       end
       if ch then codes, codes_changed = table.concat(list, ','), true end
+      ex = pc
+      if t == 'apply_promo_code' then et = 'cart.promo_code_applied' else et = 'cart.promo_code_removed' end
     elseif t == 'remove_saved' then
-      if redis.call('HDEL', KEYS[2], sku) == 1 then ss = ss - 1; ch = true end
+      local there = ss > 0 and redis.call('HGET', KEYS[2], sku)
+      et = 'cart.saved_item_removed'
+      if there then eq = split(there); redis.call('HDEL', KEYS[2], sku); ss = ss - 1; ch = true end
     elseif t == 'save_for_later' then
       local raw = line(sku)
       if not raw then
         code, msg = 'line_not_found', sku .. ' is not in the cart'
       else
         local there = redis.call('HGET', KEYS[2], sku)
+        et, eq = 'cart.saved_for_later', split(raw)
         if there then
           local have, rest = split(there)
           redis.call('HSET', KEYS[2], sku, math.min(have + split(raw), maxq) .. rest)
@@ -173,6 +194,7 @@ for i = 9, #ARGV, 5 do
       if not raw then
         code, msg = 'line_not_found', sku .. ' is not in the saved list'
       else
+        et, eq = 'cart.moved_to_cart', split(raw)
         local there = line(sku)
         if there then
           local have, rest = split(there)
@@ -201,6 +223,8 @@ for i = 9, #ARGV, 5 do
       end
       applied = applied + 1
       results[#results + 1] = 'a'
+      ne = ne + 1
+      evs[ne] = {et, sku, eq, ex, v}
     end
   end
 end
@@ -229,4 +253,17 @@ if ss > 0 and saved_ttl > long then long = saved_ttl end
 redis.call('PEXPIRE', main, long)
 if o then redis.call('PEXPIRE', KEYS[3], long) end
 if ss > 0 then redis.call('PEXPIRE', KEYS[2], saved_ttl) end
+if applied > 0 then
+  local subject, user = ARGV[9], ARGV[10]
+  if fresh then
+    redis.call('XADD', KEYS[4], '*', 't', 'cart.created', 'j', subject, 'u', user, 'v', 0, 's', '', 'q', 0, 'x', '', 'm', now)
+  end
+  for k = 1, ne do
+    local e = evs[k]
+    local esku = e[2]
+    if e[1] == 'cart.cleared' or e[1] == 'cart.promo_code_applied' or e[1] == 'cart.promo_code_removed' then esku = '' end
+    redis.call('XADD', KEYS[4], '*', 't', e[1], 'j', subject, 'u', user, 'v', e[5], 's', esku, 'q', e[3], 'x', e[4], 'm', now)
+  end
+  if user ~= '' then redis.call('XADD', KEYS[5], '*', 'u', user) end
+end
 return {'ok', results, v, before, inc}

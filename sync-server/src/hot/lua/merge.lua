@@ -1,8 +1,10 @@
 -- Second half of a login merge, on the user cart's slot: shared::merge of a frozen guest cart
 -- into the user's, at most once per merge op id. O(guest lines): merges are rare.
--- KEYS: 1 main, 2 saved, 3 op ids of the user's cart (see common.lua).
+-- KEYS: 1 main, 2 saved, 3 op ids of the user's cart (see common.lua), 4 the bucket's event
+--       stream, 5 its write-behind stream.
 -- ARGV: 1 now ms, 2 max quantity, 3 max lines, 4 cart ttl ms, 5 saved ttl ms, 6 currency,
---       7 merge op id, 8 policy, 9 number of guest line items, the items ("r" and the code
+--       7 merge op id, 8 policy, 9 the user cart's event subject, 10 the user, 11 the guest
+--       cart's subject, 12 number of guest line items, the items ("r" and the code
 --       ranking, first if any; "p" and the guest's codes; "l:<sku>" or "s:<sku>" and its value,
 --       in the guest cart's order), then the guest cart's applied op ids,
 --       which the user cart takes over: an op applied to the guest cart stays applied once it is
@@ -15,10 +17,14 @@ if not exists then return {'restore'} end
 notice_expired(s, now, cart_ttl)
 local status = 'duplicate'
 if not (s.o and redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1) then
-  local policy, nf = ARGV[8], tonumber(ARGV[9])
+  local policy, nf = ARGV[8], tonumber(ARGV[12])
   local changed = false
   local rank = ''
-  for i = 10, 9 + nf, 2 do
+  local guest_lines = 0
+  for i = 13, 12 + nf, 2 do
+    if string.sub(ARGV[i], 1, 2) == 'l:' then guest_lines = guest_lines + 1 end
+  end
+  for i = 13, 12 + nf, 2 do
     if ARGV[i] == 'r' then
       rank = ARGV[i + 1]
     elseif ARGV[i] == 'p' then
@@ -79,12 +85,14 @@ if not (s.o and redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1) then
     end
   end
   local ids = {}
-  for i = 10 + nf, #ARGV do ids[#ids + 1] = ARGV[i]; ids[#ids + 1] = '1' end
+  for i = 13 + nf, #ARGV do ids[#ids + 1] = ARGV[i]; ids[#ids + 1] = '1' end
   ids[#ids + 1] = ARGV[7]; ids[#ids + 1] = '1'
   chunked('HSET', KEYS[3], ids, 1000)
   s.o = true
   if changed then s.v = s.v + 1; s.u = now end
   status = 'applied'
+  redis.call('XADD', KEYS[4], '*', 't', 'cart.merged', 'j', ARGV[9], 'u', ARGV[10], 'v', s.v, 's', '', 'q', guest_lines, 'x', ARGV[11], 'm', now)
+  if ARGV[10] ~= '' then redis.call('XADD', KEYS[5], '*', 'u', ARGV[10]) end
 end
 save(s, now, cart_ttl, saved_ttl)
 return {status, s.v}

@@ -1,0 +1,89 @@
+-- Cart and order events, their webhook deliveries, abandonment recovery, and what the queue
+-- workers set aside. Portable SQL for PostgreSQL and SQLite alike (see 0001).
+
+-- One row per event, CloudEvents body included. `id` is the event's own (the stream entry it
+-- came from, or the order transaction that wrote it), so recording one twice changes nothing.
+CREATE TABLE events (
+    id         TEXT PRIMARY KEY,
+    type       TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    user_id    TEXT,
+    sku        TEXT,
+    quantity   BIGINT,
+    detail     TEXT,
+    amount     BIGINT,
+    at         BIGINT NOT NULL,
+    body       TEXT NOT NULL
+);
+CREATE INDEX events_by_type_time ON events (type, at);
+CREATE INDEX events_by_sku ON events (sku, type, at);
+CREATE INDEX events_by_time ON events (at);
+
+-- The units of each paid order, for per-SKU analytics.
+CREATE TABLE paid_lines (
+    order_id TEXT NOT NULL,
+    sku      TEXT NOT NULL,
+    quantity BIGINT NOT NULL,
+    subject  TEXT NOT NULL,
+    at       BIGINT NOT NULL,
+    PRIMARY KEY (order_id, sku)
+);
+CREATE INDEX paid_lines_by_time ON paid_lines (at, sku);
+
+CREATE TABLE webhooks (
+    id         TEXT PRIMARY KEY,
+    url        TEXT NOT NULL,
+    events     TEXT NOT NULL,
+    secret     TEXT NOT NULL,
+    active     BOOLEAN NOT NULL DEFAULT TRUE,
+    created_at BIGINT NOT NULL
+);
+
+-- One row per event and endpoint: pending until delivered, or given up after the retry window.
+CREATE TABLE deliveries (
+    webhook_id    TEXT NOT NULL,
+    event_id      TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_at       BIGINT NOT NULL,
+    first_at      BIGINT NOT NULL,
+    last_status   INTEGER,
+    last_error    TEXT,
+    updated_at    BIGINT NOT NULL,
+    PRIMARY KEY (webhook_id, event_id)
+);
+CREATE INDEX deliveries_due ON deliveries (next_at) WHERE state = 'pending';
+CREATE INDEX deliveries_recent ON deliveries (webhook_id, updated_at);
+
+CREATE TABLE dead_letters (
+    id         TEXT PRIMARY KEY,
+    queue      TEXT NOT NULL,
+    fields     TEXT NOT NULL,
+    error      TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+
+-- Abandonment: the last idle period a user's cart was reported abandoned for.
+CREATE TABLE abandonments (
+    user_id      TEXT PRIMARY KEY,
+    activity_at  BIGINT NOT NULL,
+    abandoned_at BIGINT NOT NULL,
+    subject      TEXT NOT NULL,
+    recovered_at BIGINT
+);
+
+CREATE TABLE suppressions (
+    user_id    TEXT PRIMARY KEY,
+    created_at BIGINT NOT NULL
+);
+
+CREATE TABLE preferences (
+    user_id            TEXT PRIMARY KEY,
+    abandonment_emails BOOLEAN NOT NULL,
+    updated_at         BIGINT NOT NULL
+);
+
+-- What the abandonment job needs of a durable user cart without reading its JSON.
+ALTER TABLE user_carts ADD COLUMN last_activity BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE user_carts ADD COLUMN line_count INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX user_carts_idle ON user_carts (last_activity) WHERE line_count > 0;

@@ -1,0 +1,176 @@
+//! Cart and order events (`events.md`): how they are recorded in the durable store, and the jobs
+//! built on them.
+//!
+//! Cart events are written by the hot store in the same atomic step as the change (the Lua
+//! scripts, or the in-process store's lock) into a queue; [`recorder`] moves them into the
+//! `events` table, idempotently (an event's id is its queue entry's). Order events are written by
+//! the order transactions themselves ([`record`] inside them: an outbox). Recording an event also
+//! queues one delivery per webhook endpoint that wants it (`webhooks`), in the same transaction.
+//!
+//! `webhooks` delivers, `abandonment` finds idle carts, `analytics` answers the funnel and SKU
+//! questions, `retention` deletes what is past its time.
+
+pub mod abandonment;
+pub mod analytics;
+pub mod recorder;
+pub mod retention;
+pub mod webhooks;
+
+use serde_json::{Value, json};
+use shared::Timestamp;
+use shared::events::EventType;
+
+/// An event as the `events` table holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub id: String,
+    pub kind: String,
+    pub subject: String,
+    pub user: Option<String>,
+    pub sku: Option<String>,
+    pub quantity: Option<i64>,
+    pub detail: Option<String>,
+    pub amount: Option<i64>,
+    pub at: Timestamp,
+    pub data: Value,
+}
+
+impl Event {
+    /// The CloudEvents 1.0 JSON delivered for it.
+    pub fn body(&self) -> String {
+        shared::events::cloud_event(&self.id, &self.kind, self.at, &self.subject, &self.data).to_string()
+    }
+
+    /// An order event: `data` names the order, its owner and its amounts.
+    pub fn of_order(kind: EventType, order: &crate::orders::Order, now: Timestamp, extra: Option<(&str, Value)>) -> Event {
+        let v = &order.view;
+        let mut data = json!({
+            "owner": if order.user.is_some() { "user" } else { "guest" },
+            "order_id": v.id,
+            "status": v.status,
+            "total": v.total,
+            "amount_due": v.amount_due,
+            "lines": v.lines.iter().map(|l| json!({"sku": l.sku, "quantity": l.quantity, "unit_price": l.unit_price, "line_total": l.line_total})).collect::<Vec<_>>(),
+        });
+        if let Some(u) = &order.user {
+            data["user"] = json!(u.as_str());
+        }
+        if !v.discounts.is_empty() {
+            data["discount_total"] = json!(v.discount_total);
+        }
+        if let Some((k, value)) = extra {
+            data[k] = value;
+        }
+        Event {
+            id: format!("{}:{}", kind.as_str(), v.id),
+            kind: kind.as_str().to_owned(),
+            subject: crate::hot::subject_of(&order.owner),
+            user: order.user.as_ref().map(|u| u.as_str().to_owned()),
+            sku: None,
+            quantity: None,
+            detail: None,
+            amount: (kind == EventType::OrderPaid).then(|| v.total.amount()),
+            at: now,
+            data,
+        }
+    }
+}
+
+/// Records `events` in a transaction of their own (a refused checkout's `checkout.failed`).
+pub async fn record_now(db: &crate::durable::Durable, events: &[Event]) -> Result<(), crate::durable::DurableError> {
+    crate::durable::on_db!(db, pool => {
+        let mut tx = pool.begin().await?;
+        record(&mut tx, events).await?;
+        tx.commit().await?;
+    });
+    webhooks::wake();
+    Ok(())
+}
+
+/// The units of a paid order, for per-SKU analytics, inside the payment's transaction.
+pub(crate) async fn record_paid_lines<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    order: &crate::orders::Order,
+    now: Timestamp,
+) -> Result<(), sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let subject = crate::hot::subject_of(&order.owner);
+    for l in &order.view.lines {
+        sqlx::query::<DB>("INSERT INTO paid_lines (order_id, sku, quantity, subject, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id, sku) DO NOTHING")
+            .bind(order.view.id.as_str())
+            .bind(l.sku.as_str())
+            .bind(i64::from(l.quantity))
+            .bind(subject.as_str())
+            .bind(now.millis())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Records `events` inside the caller's transaction, each at most once (by id), with one pending
+/// delivery per active webhook endpoint whose filters take it. Returns how many were new.
+pub(crate) async fn record<'c, DB>(tx: &mut sqlx::Transaction<'c, DB>, events: &[Event]) -> Result<usize, sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (String, String): sqlx::FromRow<'r, DB::Row>,
+    for<'r> (String,): sqlx::FromRow<'r, DB::Row>,
+{
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let hooks: Vec<(String, String)> =
+        sqlx::query_as::<DB, (String, String)>("SELECT id, events FROM webhooks WHERE active").fetch_all(&mut **tx).await?;
+    let hooks: Vec<(String, Vec<String>)> =
+        hooks.into_iter().map(|(id, filters)| (id, serde_json::from_str::<Vec<String>>(&filters).unwrap_or_default())).collect();
+    let mut new = 0;
+    for e in events {
+        let body = e.body();
+        let inserted = sqlx::query_as::<DB, (String,)>(
+            "INSERT INTO events (id, type, subject, user_id, sku, quantity, detail, amount, at, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (id) DO NOTHING RETURNING id",
+        )
+        .bind(e.id.as_str())
+        .bind(e.kind.as_str())
+        .bind(e.subject.as_str())
+        .bind(e.user.as_deref())
+        .bind(e.sku.as_deref())
+        .bind(e.quantity)
+        .bind(e.detail.as_deref())
+        .bind(e.amount)
+        .bind(e.at.millis())
+        .bind(body.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+        if inserted.is_none() {
+            continue;
+        }
+        new += 1;
+        for (hook, filters) in &hooks {
+            if filters.iter().any(|f| shared::events::filter_matches(f, &e.kind)) {
+                sqlx::query::<DB>(
+                    "INSERT INTO deliveries (webhook_id, event_id, state, attempts, next_at, first_at, updated_at) VALUES ($1, $2, 'pending', 0, $3, $3, $3)
+                     ON CONFLICT (webhook_id, event_id) DO NOTHING",
+                )
+                .bind(hook.as_str())
+                .bind(e.id.as_str())
+                .bind(e.at.millis())
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+    }
+    Ok(new)
+}
