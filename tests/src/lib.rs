@@ -365,3 +365,101 @@ pub async fn durable_rows(database_url: &str) -> Vec<(String, i64)> {
         sqlx::query_as(q).fetch_all(&mut c).await.expect("read user_carts")
     }
 }
+
+/// A webhook receiver on loopback for the tests: records every delivery (its signature checked
+/// against `secret`), and answers as it is told (a status; a stall until released).
+pub mod receiver {
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::{Arc, Mutex};
+    use tokio::sync::Notify;
+
+    #[derive(Default)]
+    pub struct Shared {
+        pub secret: Mutex<String>,
+        /// Each delivery's body, with whether its signature checked out.
+        pub got: Mutex<Vec<(serde_json::Value, bool)>>,
+        /// Answers with this status while above zero (decremented per request); then 200.
+        pub fail_next: Mutex<u32>,
+        /// When set, requests wait until `release` is notified.
+        pub stall: Mutex<bool>,
+        pub stalled_now: Mutex<u32>,
+        pub release: Notify,
+    }
+
+    pub struct Receiver {
+        pub url: String,
+        pub state: Arc<Shared>,
+    }
+
+    impl Receiver {
+        pub async fn start() -> Receiver {
+            let state = Arc::new(Shared::default());
+            let app = axum::Router::new().route("/hook", axum::routing::post(take)).with_state(state.clone());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the receiver");
+            let url = format!("http://{}/hook", listener.local_addr().expect("an address"));
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            Receiver { url, state }
+        }
+
+        /// The events received so far (signature checked), in arrival order.
+        pub fn events(&self) -> Vec<serde_json::Value> {
+            self.state.got.lock().unwrap().iter().map(|(v, _)| v.clone()).collect()
+        }
+
+        pub fn all_signed(&self) -> bool {
+            self.state.got.lock().unwrap().iter().all(|(_, ok)| *ok)
+        }
+    }
+
+    async fn take(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+        if *s.stall.lock().unwrap() {
+            *s.stalled_now.lock().unwrap() += 1;
+            s.release.notified().await;
+            *s.stalled_now.lock().unwrap() -= 1;
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
+        {
+            let mut fail = s.fail_next.lock().unwrap();
+            if *fail > 0 {
+                *fail -= 1;
+                return StatusCode::INTERNAL_SERVER_ERROR;
+            }
+        }
+        let secret = s.secret.lock().unwrap().clone();
+        let sig = headers.get("cartsync-signature").and_then(|v| v.to_str().ok());
+        let now = super::unix_now() as i64;
+        let ok = sync_server::signature::verify(secret.as_bytes(), sig, &body, now).is_ok()
+            && headers.get("content-type").and_then(|v| v.to_str().ok()) == Some("application/cloudevents+json");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        s.got.lock().unwrap().push((v, ok));
+        StatusCode::OK
+    }
+}
+
+/// `(type, subject, user, sku, quantity)` of every recorded event, in time order, read straight
+/// from the database.
+pub async fn recorded_events(database_url: &str) -> Vec<(String, String, Option<String>, Option<String>, Option<i64>)> {
+    use sqlx::Connection;
+    let q = "SELECT type, subject, user_id, sku, quantity FROM events ORDER BY at, id";
+    if database_url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(database_url).await.expect("connect to the test database");
+        sqlx::query_as(q).fetch_all(&mut c).await.expect("read the events")
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(database_url).await.expect("open the test SQLite file");
+        sqlx::query_as(q).fetch_all(&mut c).await.expect("read the events")
+    }
+}
+
+/// Waits (polling, at most `secs` seconds) until `check` holds; panics with `what` otherwise.
+/// A bound on waiting for background work, not a speed requirement.
+pub async fn eventually<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut check: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -57,7 +57,7 @@ pub fn verify_recovery_token(secret: &[u8], token: &str, now: Timestamp) -> Opti
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).ok()?;
     mac.update(payload.as_bytes());
     let expected = hex::encode(&mac.finalize().into_bytes()[..16]);
-    if !bool::from(subtle_eq(expected.as_bytes(), sig.as_bytes())) {
+    if !subtle_eq(expected.as_bytes(), sig.as_bytes()) {
         return None;
     }
     if exp.parse::<i64>().ok()?.saturating_mul(1000) < now.millis() {

@@ -91,5 +91,6 @@ async fn write(db: &Durable, events: &[Event]) -> Result<(), DurableError> {
 /// Runs until `stop` turns true, then drains what is queued and returns.
 pub async fn run(hot: HotStore, durable: Durable, stop: watch::Receiver<bool>) {
     let recorder = Recorder { durable: durable.clone() };
+    hot.recorder_started();
     crate::queues::run(hot, Queue::Events, durable, recorder, stop).await;
 }

@@ -158,7 +158,8 @@ pub async fn delete(db: &Durable, id: &str) -> Result<bool, DurableError> {
 
 /// The most recent delivery attempts of an endpoint, newest first.
 pub async fn deliveries(db: &Durable, id: &str, limit: i64) -> Result<Vec<Value>, DurableError> {
-    let rows: Vec<(String, String, i64, i64, Option<i32>, Option<String>, i64, String)> = on_db!(db, pool => sqlx::query_as(
+    type Row = (String, String, i64, i64, Option<i32>, Option<String>, i64, String);
+    let rows: Vec<Row> = on_db!(db, pool => sqlx::query_as(
         "SELECT d.event_id, d.state, d.attempts, d.next_at, d.last_status, d.last_error, d.updated_at, e.type
          FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.webhook_id = $1 ORDER BY d.updated_at DESC, d.event_id LIMIT $2")
         .bind(id).bind(limit).fetch_all(pool).await?);

@@ -24,11 +24,14 @@ struct Inner {
     queues: [MemQueue; 2],
 }
 
+/// An entry's fields, in order.
+type Fields = Vec<(String, String)>;
+
 /// One queue: entries not handed out yet, and entries handed out and not acknowledged.
 #[derive(Default)]
 struct MemQueue {
     next: u64,
-    waiting: VecDeque<(u64, Vec<(String, String)>, Timestamp)>,
+    waiting: VecDeque<(u64, Fields, Timestamp)>,
     out: Vec<Out>,
 }
 
@@ -54,10 +57,25 @@ fn take_live<T>(map: &mut HashMap<String, Expiring<T>>, key: &str, now: Timestam
     map.remove(key).filter(|e| e.expires_at > now).map(|e| e.value)
 }
 
-#[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     queued: [Notify; 2],
+    /// Set once an event recorder runs: from then on a change is acknowledged only after its
+    /// events are in the durable store (this store itself does not survive the process).
+    recorder: std::sync::atomic::AtomicBool,
+    /// Every event entry up to this number is recorded (acknowledged by the recorder).
+    recorded: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            inner: Mutex::default(),
+            queued: Default::default(),
+            recorder: std::sync::atomic::AtomicBool::new(false),
+            recorded: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -242,7 +260,45 @@ impl MemoryStore {
 
     pub fn queue_ack(&self, q: Queue, ids: &[EntryId]) {
         let mut inner = self.lock();
-        inner.queues[q as usize].out.retain(|o| !ids.iter().any(|i| i.id == o.id.to_string()));
+        let queue = &mut inner.queues[q as usize];
+        queue.out.retain(|o| !ids.iter().any(|i| i.id == o.id.to_string()));
+        if q == Queue::Events {
+            let first_open = queue.out.iter().map(|o| o.id).chain(queue.waiting.iter().map(|w| w.0)).min().unwrap_or(queue.next + 1);
+            self.recorded.send_if_modified(|r| {
+                let mark = first_open - 1;
+                (mark > *r).then(|| *r = mark).is_some()
+            });
+        }
+    }
+
+    /// An event recorder runs: changes wait for their events to be recorded from now on.
+    pub fn recorder_started(&self) {
+        self.recorder.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// After a change: waits until the events it queued (entries past `before`) are recorded.
+    pub async fn events_recorded(&self, before: u64) -> Result<(), super::StoreError> {
+        let last = self.last_event();
+        if last == before || self.wait_recorded(last, std::time::Duration::from_secs(10)).await {
+            Ok(())
+        } else {
+            Err(super::StoreError::Unrecorded("the event recorder did not record them within 10 s".into()))
+        }
+    }
+
+    /// The number of the last event entry queued so far.
+    pub fn last_event(&self) -> u64 {
+        self.lock().queues[Queue::Events as usize].next
+    }
+
+    /// Waits until every event entry up to `n` is recorded (when a recorder runs), at most
+    /// `limit`. `false` when it was not in time.
+    pub async fn wait_recorded(&self, n: u64, limit: std::time::Duration) -> bool {
+        if !self.recorder.load(std::sync::atomic::Ordering::Acquire) {
+            return true;
+        }
+        let mut rx = self.recorded.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|r| *r >= n)).await.is_ok_and(|r| r.is_ok())
     }
 
     pub fn queue_backlog(&self, q: Queue, now: Timestamp) -> (u64, i64) {

@@ -27,6 +27,9 @@ pub enum StoreError {
     Redis(#[from] ::redis::RedisError),
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
+    /// In process: a change was made but its events could not be recorded in time.
+    #[error("the events of a change could not be recorded: {0}")]
+    Unrecorded(String),
 }
 
 /// The cart rules of this deployment, as configured.
@@ -171,7 +174,12 @@ impl HotStore {
         now: Timestamp,
     ) -> Result<ApplyResult, StoreError> {
         match self {
-            HotStore::Memory(m) => Ok(m.apply(id, ops, if_match, rules, now)),
+            HotStore::Memory(m) => {
+                let before = m.last_event();
+                let result = m.apply(id, ops, if_match, rules, now);
+                m.events_recorded(before).await?;
+                Ok(result)
+            }
             HotStore::Redis(r) => r.apply(id, ops, if_match, rules, now).await,
         }
     }
@@ -207,7 +215,12 @@ impl HotStore {
         now: Timestamp,
     ) -> Result<MergeResult, StoreError> {
         match self {
-            HotStore::Memory(m) => Ok(m.merge_into(user, op_id, guest, rules, now)),
+            HotStore::Memory(m) => {
+                let before = m.last_event();
+                let result = m.merge_into(user, op_id, guest, rules, now);
+                m.events_recorded(before).await?;
+                Ok(result)
+            }
             HotStore::Redis(r) => r.merge_into(user, op_id, guest, rules, now).await,
         }
     }
@@ -256,6 +269,13 @@ impl HotStore {
         match self {
             HotStore::Memory(m) => Ok(m.queue_backlog(q, now)),
             HotStore::Redis(r) => r.queue_backlog(q, now).await,
+        }
+    }
+
+    /// An event recorder runs (in process, changes then wait for their events to be recorded).
+    pub fn recorder_started(&self) {
+        if let HotStore::Memory(m) = self {
+            m.recorder_started();
         }
     }
 

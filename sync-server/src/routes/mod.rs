@@ -114,6 +114,7 @@ async fn method_not_allowed() -> ApiError {
 
 fn store_error(e: StoreError) -> ApiError {
     match &e {
+        StoreError::Unrecorded(_) => ApiError::unavailable(e),
         StoreError::Redis(r) if r.is_io_error() || r.is_timeout() || r.is_connection_dropped() || r.is_connection_refusal() => {
             ApiError::unavailable(e)
         }
