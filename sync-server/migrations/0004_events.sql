@@ -1,5 +1,6 @@
 -- Cart and order events, their webhook deliveries, abandonment recovery, and what the queue
--- workers set aside. Portable SQL for PostgreSQL and SQLite alike (see 0001).
+-- workers set aside. Portable SQL for PostgreSQL and SQLite alike (see 0001). Every integer is a
+-- BIGINT, read as i64 on both.
 
 -- One row per event, CloudEvents body included. `id` is the event's own (the stream entry it
 -- came from, or the order transaction that wrote it), so recording one twice changes nothing.
@@ -44,10 +45,10 @@ CREATE TABLE deliveries (
     webhook_id    TEXT NOT NULL,
     event_id      TEXT NOT NULL,
     state         TEXT NOT NULL,
-    attempts      INTEGER NOT NULL DEFAULT 0,
+    attempts      BIGINT NOT NULL DEFAULT 0,
     next_at       BIGINT NOT NULL,
     first_at      BIGINT NOT NULL,
-    last_status   INTEGER,
+    last_status   BIGINT,
     last_error    TEXT,
     updated_at    BIGINT NOT NULL,
     PRIMARY KEY (webhook_id, event_id)
@@ -85,5 +86,5 @@ CREATE TABLE preferences (
 
 -- What the abandonment job needs of a durable user cart without reading its JSON.
 ALTER TABLE user_carts ADD COLUMN last_activity BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE user_carts ADD COLUMN line_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE user_carts ADD COLUMN line_count BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX user_carts_idle ON user_carts (last_activity) WHERE line_count > 0;

@@ -1,6 +1,6 @@
 //! Funnel and per-SKU analytics, computed from the `events` table (and `paid_lines`) over a
 //! time window, on the `(type, at)` index: the window's rows of the few types each figure needs,
-//! never a scan of every event.
+//! never a scan of every event. Sums are cast to BIGINT: PostgreSQL sums a BIGINT as NUMERIC.
 
 use crate::durable::{Durable, DurableError, on_db};
 use serde_json::{Value, json};
@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 /// The funnel over `[from, to]`.
 pub async fn funnel(db: &Durable, from: Timestamp, to: Timestamp, currency: Currency) -> Result<Value, DurableError> {
     let counts: Vec<(String, i64, Option<i64>)> = on_db!(db, pool => sqlx::query_as(
-        "SELECT type, COUNT(*), SUM(amount) FROM events
+        "SELECT type, COUNT(*), CAST(SUM(amount) AS BIGINT) FROM events
          WHERE type IN ('cart.created', 'checkout.started', 'order.paid', 'cart.abandoned', 'cart.recovered') AND at >= $1 AND at <= $2
          GROUP BY type")
         .bind(from.millis()).bind(to.millis()).fetch_all(pool).await?);
@@ -39,14 +39,14 @@ pub async fn funnel(db: &Durable, from: Timestamp, to: Timestamp, currency: Curr
 pub async fn skus(db: &Durable, from: Timestamp, to: Timestamp, limit: usize) -> Result<Value, DurableError> {
     let rows: Vec<(String, Option<i64>, Option<i64>, i64)> = on_db!(db, pool => sqlx::query_as(
         "SELECT sku,
-                SUM(CASE WHEN type = 'cart.item_added' THEN quantity ELSE 0 END),
-                SUM(CASE WHEN type = 'cart.item_removed' AND detail IS NULL THEN quantity ELSE 0 END),
+                CAST(SUM(CASE WHEN type = 'cart.item_added' THEN quantity ELSE 0 END) AS BIGINT),
+                CAST(SUM(CASE WHEN type = 'cart.item_removed' AND detail IS NULL THEN quantity ELSE 0 END) AS BIGINT),
                 COUNT(DISTINCT CASE WHEN type = 'cart.item_added' THEN subject END)
          FROM events WHERE type IN ('cart.item_added', 'cart.item_removed') AND at >= $1 AND at <= $2 AND sku IS NOT NULL
          GROUP BY sku")
         .bind(from.millis()).bind(to.millis()).fetch_all(pool).await?);
     let ordered: Vec<(String, Option<i64>)> = on_db!(db, pool => sqlx::query_as(
-        "SELECT sku, SUM(quantity) FROM paid_lines WHERE at >= $1 AND at <= $2 GROUP BY sku")
+        "SELECT sku, CAST(SUM(quantity) AS BIGINT) FROM paid_lines WHERE at >= $1 AND at <= $2 GROUP BY sku")
         .bind(from.millis()).bind(to.millis()).fetch_all(pool).await?);
     let mut by_sku: BTreeMap<String, [i64; 4]> = BTreeMap::new();
     for (sku, added, removed, carts) in rows {

@@ -4,7 +4,7 @@
 
 use super::{Event, record};
 use crate::durable::{Durable, DurableError, on_db};
-use crate::hot::{HotStore, Queue, QueueEntry};
+use crate::hot::{EntryId, HotStore, Queue, QueueEntry};
 use crate::queues::{Failure, Handler};
 use serde_json::{Value, json};
 use shared::Timestamp;
@@ -12,6 +12,15 @@ use shared::events::{EventType, OpEvent, op_data};
 use tokio::sync::watch;
 
 /// The event of a queue entry (fields as `hot::event_fields` and the Lua scripts write them).
+/// The id of an event from its stream entry (`<ms>-<seq>` in bucket `b`): the same on every
+/// redelivery, and zero-padded so that ids sort in the order the stream took the events.
+fn stream_event_id(id: &EntryId) -> String {
+    match id.id.split_once('-').and_then(|(ms, seq)| Some((ms.parse::<u64>().ok()?, seq.parse::<u64>().ok()?))) {
+        Some((ms, seq)) => format!("e{:03}-{ms:013}-{seq:06}", id.bucket),
+        None => format!("e{}-{}", id.bucket, id.id),
+    }
+}
+
 pub fn event_of(entry: &QueueEntry) -> Result<Event, String> {
     let f = |k: &str| entry.field(k).ok_or_else(|| format!("an event entry without {k:?}: {:?}", entry.fields));
     let kind_name = f("t")?;
@@ -36,7 +45,7 @@ pub fn event_of(entry: &QueueEntry) -> Result<Event, String> {
     if let Some(u) = &user {
         data["user"] = json!(u);
     }
-    let id = entry.field("i").map_or_else(|| format!("e{}-{}", entry.id.bucket, entry.id.id), str::to_owned);
+    let id = entry.field("i").map_or_else(|| stream_event_id(&entry.id), str::to_owned);
     Ok(Event {
         id,
         kind: kind.as_str().to_owned(),

@@ -158,7 +158,7 @@ pub async fn delete(db: &Durable, id: &str) -> Result<bool, DurableError> {
 
 /// The most recent delivery attempts of an endpoint, newest first.
 pub async fn deliveries(db: &Durable, id: &str, limit: i64) -> Result<Vec<Value>, DurableError> {
-    type Row = (String, String, i64, i64, Option<i32>, Option<String>, i64, String);
+    type Row = (String, String, i64, i64, Option<i64>, Option<String>, i64, String);
     let rows: Vec<Row> = on_db!(db, pool => sqlx::query_as(
         "SELECT d.event_id, d.state, d.attempts, d.next_at, d.last_status, d.last_error, d.updated_at, e.type
          FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.webhook_id = $1 ORDER BY d.updated_at DESC, d.event_id LIMIT $2")
@@ -226,12 +226,9 @@ async fn take_due(db: &Durable, now: Timestamp, limit: i64) -> Result<Vec<Due>, 
            (SELECT webhook_id, event_id FROM deliveries WHERE state = 'pending' AND next_at <= $2 ORDER BY next_at LIMIT $3{skip})
          RETURNING webhook_id, event_id, attempts, first_at"
     );
-    let rows: Vec<(String, String, i32, i64)> =
+    let rows: Vec<(String, String, i64, i64)> =
         on_db!(db, pool => sqlx::query_as(&sql).bind(now.millis() + LEASE_MS).bind(now.millis()).bind(limit).fetch_all(pool).await?);
-    Ok(rows
-        .into_iter()
-        .map(|(webhook, event, attempts, first_at)| Due { webhook, event, attempts: i64::from(attempts), first_at })
-        .collect())
+    Ok(rows.into_iter().map(|(webhook, event, attempts, first_at)| Due { webhook, event, attempts, first_at }).collect())
 }
 
 /// What delivering settings say: the first retry delay and how long to keep trying.
@@ -380,7 +377,7 @@ async fn deliver(client: &reqwest::Client, db: &Durable, hook: &Webhook, d: &Due
             let code = res.status().as_u16();
             // The body is not needed; reading a little of it lets the connection be reused.
             let _ = tokio::time::timeout(Duration::from_secs(1), res.bytes()).await;
-            (Some(i32::from(code)), (!(200..300).contains(&code)).then(|| format!("HTTP {code}")))
+            (Some(i64::from(code)), (!(200..300).contains(&code)).then(|| format!("HTTP {code}")))
         }
         Err(e) => (None, Some(if e.is_timeout() { "timed out".to_owned() } else { format!("could not deliver: {e}") })),
     };
@@ -396,7 +393,7 @@ async fn deliver(client: &reqwest::Client, db: &Durable, hook: &Webhook, d: &Due
         on_db!(db, pool => {
             sqlx::query("UPDATE deliveries SET state = $1, attempts = $2, next_at = $3, last_status = $4, last_error = $5, updated_at = $6
                          WHERE webhook_id = $7 AND event_id = $8 AND state = 'pending'")
-                .bind(state).bind(i32::try_from(attempts).unwrap_or(i32::MAX)).bind(next_at).bind(status).bind(&error).bind(now)
+                .bind(state).bind(attempts).bind(next_at).bind(status).bind(&error).bind(now)
                 .bind(&d.webhook).bind(&d.event)
                 .execute(pool).await?;
         });

@@ -94,6 +94,8 @@ impl MemoryStore {
             return ApplyResult::NeedsRestore;
         }
         let exists = existing.is_some();
+        // A cart no op ever changed (new, or a user's restored empty) comes into being now.
+        let created = existing.as_ref().is_none_or(|c| c.version == 0);
         let before = existing.clone();
         let applied = take_live(&mut inner.applied, &key, now).unwrap_or_default();
         let mut state = CartState { cart: existing.unwrap_or_else(|| Cart::new(rules.currency)), applied };
@@ -138,7 +140,7 @@ impl MemoryStore {
             if any_applied {
                 // The events and the write-behind entry, under the same lock as the change.
                 let subject = subject_of(&key);
-                if !exists {
+                if created {
                     inner.queues[Queue::Events as usize]
                         .push(with_id(event_fields(EventType::CartCreated.as_str(), &subject, id.user(), None, now)), now);
                 }
@@ -216,7 +218,8 @@ impl MemoryStore {
         let expires_at = Timestamp::from_millis(now.millis() + Rules::key_ttl_ms(&expiry, &cart));
         inner.carts.insert(key.clone(), Expiring { value: cart.clone(), expires_at });
         inner.applied.insert(key.clone(), Expiring { value: applied, expires_at });
-        if fresh {
+        // A login with an empty guest cart merges nothing: no event (as in `merge.lua`).
+        if fresh && !guest.cart.is_empty() {
             let mut fields = merged_fields(&subject_of(&key), user.user(), &guest.cart, &cart, &guest.subject, now);
             inner.queues[Queue::Events as usize].push(with_id(std::mem::take(&mut fields)), now);
             self.queued[Queue::Events as usize].notify_one();
@@ -326,8 +329,14 @@ impl MemoryStore {
 
 /// An event entry with an id of its own (`i`): in process, entries are numbered from 1 at every
 /// start, so the number cannot name the event.
+/// Gives an event entry its id: unique across restarts (the process's own prefix) and, within a
+/// process, increasing in the order the events happened (the recorded order of a cart's events).
 fn with_id(mut fields: Vec<(String, String)>) -> Vec<(String, String)> {
-    fields.push(("i".into(), format!("m{}", uuid::Uuid::new_v4().simple())));
+    static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let process = PROCESS.get_or_init(|| uuid::Uuid::new_v4().simple().to_string());
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    fields.push(("i".into(), format!("m{process}-{n:016}")));
     fields
 }
 

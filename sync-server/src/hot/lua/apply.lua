@@ -32,6 +32,8 @@ for i = 11, #ARGV, 5 do
 end
 local m = redis.call('HMGET', main, unpack(want, 1, nw))
 local fresh = not m[1]
+-- A cart no op ever changed (new, or a user's restored empty) comes into being with this call.
+local created = (tonumber(m[1]) or 0) == 0
 if fresh and ARGV[7] == '1' then return {'restore'} end
 local v, ss, z, l, n = tonumber(m[1]) or 0, tonumber(m[2]) or 0, m[3], tonumber(m[4]) or 0, tonumber(m[5]) or 0
 local c, o, inc = m[6] or ARGV[6], m[7] == '1', m[8] or now
@@ -255,7 +257,7 @@ if o then redis.call('PEXPIRE', KEYS[3], long) end
 if ss > 0 then redis.call('PEXPIRE', KEYS[2], saved_ttl) end
 if applied > 0 then
   local subject, user = ARGV[9], ARGV[10]
-  if fresh then
+  if created then
     redis.call('XADD', KEYS[4], '*', 't', 'cart.created', 'j', subject, 'u', user, 'v', 0, 's', '', 'q', 0, 'x', '', 'm', now)
   end
   for k = 1, ne do

@@ -91,7 +91,10 @@ if not (s.o and redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1) then
   s.o = true
   if changed then s.v = s.v + 1; s.u = now end
   status = 'applied'
-  redis.call('XADD', KEYS[4], '*', 't', 'cart.merged', 'j', ARGV[9], 'u', ARGV[10], 'v', s.v, 's', '', 'q', guest_lines, 'x', ARGV[11], 'm', now)
+  -- A login with an empty guest cart merges nothing: no event.
+  if nf > 0 then
+    redis.call('XADD', KEYS[4], '*', 't', 'cart.merged', 'j', ARGV[9], 'u', ARGV[10], 'v', s.v, 's', '', 'q', guest_lines, 'x', ARGV[11], 'm', now)
+  end
   if ARGV[10] ~= '' then redis.call('XADD', KEYS[5], '*', 'u', ARGV[10]) end
 end
 save(s, now, cart_ttl, saved_ttl)
