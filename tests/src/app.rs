@@ -139,8 +139,26 @@ impl TestApp {
         app
     }
 
+    /// A client of a server running elsewhere (a process of its own, see [`crate::process`]),
+    /// with the same request helpers; dropping it leaves that server alone.
+    pub async fn external(base: String, mode: Mode, settings: Settings) -> TestApp {
+        let app = TestApp {
+            base,
+            metrics: None,
+            mode,
+            settings,
+            http: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("an HTTP client"),
+            stop: None,
+            task: None,
+            _sqlite_dir: None,
+        };
+        app.wait_ready().await;
+        app
+    }
+
     async fn wait_ready(&self) {
-        for _ in 0..200 {
+        // A bound on start-up (migrations, a child process's first connections), not a speed test.
+        for _ in 0..800 {
             if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await
                 && r.status().is_success()
             {

@@ -368,6 +368,73 @@ pub async fn durable_rows(database_url: &str) -> Vec<(String, i64)> {
 
 /// A webhook receiver on loopback for the tests: records every delivery (its signature checked
 /// against `secret`), and answers as it is told (a status; a stall until released).
+/// The real `sync-server` binary as a child process, for tests that kill it.
+pub mod process {
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::OnceLock;
+    use sync_server::Settings;
+
+    /// The debug binary, built once per test process.
+    pub fn binary() -> PathBuf {
+        static BUILT: OnceLock<PathBuf> = OnceLock::new();
+        BUILT
+            .get_or_init(|| {
+                let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_path_buf();
+                let ok = Command::new(env!("CARGO")).args(["build", "-q", "-p", "sync-server"]).current_dir(&root).status();
+                assert!(ok.is_ok_and(|s| s.success()), "building sync-server");
+                let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+                target.join("debug/sync-server")
+            })
+            .clone()
+    }
+
+    pub struct ServerProcess {
+        child: Child,
+        pub base: String,
+    }
+
+    impl ServerProcess {
+        /// Starts the binary on a free loopback port with the stores, prefix and secrets of
+        /// `settings` (as `TestApp::base_settings` made them) and `extra` variables.
+        pub fn start(settings: &Settings, extra: &[(&str, String)]) -> ServerProcess {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+            let mut c = Command::new(binary());
+            c.env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("CARTSYNC_LISTEN", format!("127.0.0.1:{port}"))
+                .env("CARTSYNC_METRICS_LISTEN", "")
+                .env("CARTSYNC_REDIS_PREFIX", &settings.redis_prefix)
+                .env("CARTSYNC_DATABASE_URL", &settings.database_url)
+                .env("CARTSYNC_JWT_SECRET", crate::JWT_SECRET)
+                .env("CARTSYNC_ADMIN_TOKEN", crate::ADMIN_TOKEN)
+                .env("CARTSYNC_WEBHOOK_SECRET", crate::WEBHOOK_SECRET)
+                .stdout(Stdio::null())
+                .stderr(if std::env::var_os("CARTSYNC_TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() });
+            if let Some(url) = &settings.redis_url {
+                c.env("CARTSYNC_REDIS_URL", url);
+            }
+            for (k, v) in extra {
+                c.env(k, v);
+            }
+            ServerProcess { child: c.spawn().expect("start sync-server"), base: format!("http://127.0.0.1:{port}") }
+        }
+
+        /// SIGKILL: no shutdown, no draining, whatever was in flight is cut off.
+        pub fn kill(mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Drop for ServerProcess {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub mod receiver {
     use axum::body::Bytes;
     use axum::extract::State;

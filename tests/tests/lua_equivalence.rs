@@ -2,13 +2,16 @@
 //! full carts, clamped quantities, moves between the lists, a paid order's deductions), freezes
 //! and merges run through the Redis store and through the in-process store, which applies
 //! `shared` directly; every cart, version, sequence number and op outcome must match. The freeze
-//! of a guest cart is also checked against `shared::Cart::freeze` itself.
+//! of a guest cart is also checked against `shared::Cart::freeze` itself. Both stores also
+//! record the same events (type, cart, version, SKU, quantity, detail, time), in the same order
+//! per cart.
 
 use proptest::prelude::*;
 use shared::promo::PromoCode;
 use shared::{Currency, Expiry, Limits, MergePolicy, Money, Op, OpId, OpKind, OpOutcome, Quantity, Sku, Timestamp};
 use std::sync::Arc;
-use sync_server::hot::{ApplyResult, HotStore, MemoryStore, MergeResult, RedisStore, Rules};
+use std::collections::BTreeMap;
+use sync_server::hot::{ApplyResult, HotStore, MemoryStore, MergeResult, Queue, RedisStore, Rules};
 use sync_server::identity::{CartId, CartKey};
 
 const SKUS: [&str; 5] = ["A", "B", "C", "D", "E"];
@@ -78,6 +81,30 @@ fn pair() -> Pair {
     Pair { redis: HotStore::Redis(redis), other: HotStore::Redis(other), memory: HotStore::Memory(Arc::new(MemoryStore::default())), rt }
 }
 
+/// Every event a store has queued, per cart subject in the order they were queued, without the
+/// in-process store's own entry id (`i`); the entries are taken off the queue.
+fn events_of(p: &Pair, store: &HotStore) -> BTreeMap<String, Vec<Vec<(String, String)>>> {
+    let mut by_subject: BTreeMap<String, Vec<Vec<(String, String)>>> = BTreeMap::new();
+    loop {
+        let got = p.rt.block_on(store.queue_fetch(Queue::Events, 1000)).unwrap();
+        if got.is_empty() {
+            return by_subject;
+        }
+        let ids: Vec<_> = got.iter().map(|e| e.id.clone()).collect();
+        p.rt.block_on(store.queue_ack(Queue::Events, &ids)).unwrap();
+        for e in got {
+            let subject = e.field("j").unwrap().to_owned();
+            by_subject.entry(subject).or_default().push(e.fields.into_iter().filter(|(k, _)| k != "i").collect());
+        }
+    }
+}
+
+fn same_events(p: &Pair) -> Result<(), TestCaseError> {
+    let (r, m) = (events_of(p, &p.redis), events_of(p, &p.memory));
+    prop_assert_eq!(r, m);
+    Ok(())
+}
+
 fn same_outcomes(a: &[OpOutcome], b: &[OpOutcome]) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| match (x, y) {
@@ -113,6 +140,7 @@ proptest! {
             now += gap;
             apply_both(&p, &id, &ops_of(batch), &rules, Timestamp::from_millis(now))?;
         }
+        same_events(&p)?;
     }
 
     /// Two servers writing one cart in turn, each keeping its own copy of the carts it served
@@ -203,6 +231,7 @@ proptest! {
                 prop_assert_eq!(&outcomes[0], &OpOutcome::Duplicate);
             }
         }
+        same_events(&p)?;
     }
 }
 

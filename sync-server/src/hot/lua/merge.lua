@@ -20,9 +20,10 @@ if not (s.o and redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1) then
   local policy, nf = ARGV[8], tonumber(ARGV[12])
   local changed = false
   local rank = ''
-  local guest_lines = 0
+  local guest_lines, guest_items = 0, 0
   for i = 13, 12 + nf, 2 do
     if string.sub(ARGV[i], 1, 2) == 'l:' then guest_lines = guest_lines + 1 end
+    if ARGV[i] ~= 'r' then guest_items = guest_items + 1 end
   end
   for i = 13, 12 + nf, 2 do
     if ARGV[i] == 'r' then
@@ -92,7 +93,7 @@ if not (s.o and redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1) then
   if changed then s.v = s.v + 1; s.u = now end
   status = 'applied'
   -- A login with an empty guest cart merges nothing: no event.
-  if nf > 0 then
+  if guest_items > 0 then
     redis.call('XADD', KEYS[4], '*', 't', 'cart.merged', 'j', ARGV[9], 'u', ARGV[10], 'v', s.v, 's', '', 'q', guest_lines, 'x', ARGV[11], 'm', now)
   end
   if ARGV[10] ~= '' then redis.call('XADD', KEYS[5], '*', 'u', ARGV[10]) end
