@@ -41,7 +41,11 @@ async fn acknowledged_events_survive_a_killed_server(mode: Mode) {
                 let mut who = As::Guest(guest_token());
                 for i in 0..MAX_OPS {
                     if i % 40 == 0 {
-                        who = if w % 2 == 0 { As::Guest(guest_token()) } else { As::User(format!("k{w}-{i}-{}", uuid::Uuid::new_v4().simple())) };
+                        who = if w % 2 == 0 {
+                            As::Guest(guest_token())
+                        } else {
+                            As::User(format!("k{w}-{i}-{}", uuid::Uuid::new_v4().simple()))
+                        };
                     }
                     let sku = format!("K{w}-{i}");
                     let op = json!({"ops": [{"op_id": sku, "type": "add", "sku": sku, "quantity": 1}]});
@@ -85,6 +89,7 @@ async fn acknowledged_events_survive_a_killed_server(mode: Mode) {
     })
     .await;
     let got = added().await;
+    eprintln!("{mode:?}: {} adds acknowledged before the kill, {} recorded", acked.len(), got.len());
     assert!(got.values().all(|n| *n == 1), "no change recorded twice: {:?}", got.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>());
     // What was applied but cut off before its answer may be there too; nothing else.
     assert!(got.keys().all(|sku| sku.starts_with('K')));

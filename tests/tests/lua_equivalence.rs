@@ -9,8 +9,8 @@
 use proptest::prelude::*;
 use shared::promo::PromoCode;
 use shared::{Currency, Expiry, Limits, MergePolicy, Money, Op, OpId, OpKind, OpOutcome, Quantity, Sku, Timestamp};
-use std::sync::Arc;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use sync_server::hot::{ApplyResult, HotStore, MemoryStore, MergeResult, Queue, RedisStore, Rules};
 use sync_server::identity::{CartId, CartKey};
 
