@@ -1,9 +1,9 @@
+use crate::applied::Applied;
 use crate::error::{CartError, ErrorCode};
 use crate::op::{Op, OpKind};
 use crate::promo::{MAX_PROMO_CODES, PromoCode};
 use crate::time::Timestamp;
 use crate::types::{Currency, Limits, Money, Sku, UserId};
-use std::collections::BTreeSet;
 
 /// One line of the cart or of the saved list.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -306,35 +306,35 @@ impl OpOutcome {
     }
 }
 
-/// A cart together with the ids of the ops it has applied: the unit of exactly-once application.
-/// Rejected ops are not recorded, so a retry is judged afresh.
+/// A cart together with what it remembers of the ops it applied ([`Applied`]): the unit of
+/// exactly-once application. Rejected ops with only an id are not recorded, so a retry is judged
+/// afresh; a client's numbered op is settled either way (its client moves on past it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CartState {
     pub cart: Cart,
-    pub applied: BTreeSet<String>,
+    pub applied: Applied,
 }
 
 impl CartState {
     pub fn new(cart: Cart) -> Self {
-        CartState { cart, applied: BTreeSet::new() }
+        CartState { cart, applied: Applied::default() }
     }
 
-    /// Applies one op unless its id was applied before; an untracked op is applied every time
-    /// and recorded nowhere.
+    /// Applies one op unless it was applied before; an untracked op is applied every time and
+    /// recorded nowhere. The caller checks the order of a request's client ops first
+    /// ([`Applied::check_order`]).
     pub fn apply_op(&mut self, op: &Op, limits: &Limits, now: Timestamp) -> OpOutcome {
-        let tracked = op.id.is_tracked();
-        if tracked && self.applied.contains(op.id.as_str()) {
+        if self.applied.is_duplicate(&op.id) {
             return OpOutcome::Duplicate;
         }
-        match self.cart.apply(&op.kind, limits, now) {
-            Ok(_) => {
-                if tracked {
-                    self.applied.insert(op.id.as_str().to_owned());
-                }
-                OpOutcome::Applied
-            }
+        let outcome = match self.cart.apply(&op.kind, limits, now) {
+            Ok(_) => OpOutcome::Applied,
             Err(e) => OpOutcome::Rejected(e),
+        };
+        if outcome == OpOutcome::Applied || op.id.client().is_some() {
+            self.applied.record(&op.id, now.millis());
         }
+        outcome
     }
 }
 

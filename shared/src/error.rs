@@ -39,6 +39,7 @@ pub enum ErrorCode {
     StockBelowReserved,
     UnknownProduct,
     CartMerged,
+    OpOutOfOrder,
     InvalidSignature,
     AmountMismatch,
     InvalidPromoCode,
@@ -57,7 +58,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// The codes the server answers with.
-    pub const ALL: [ErrorCode; 40] = [
+    pub const ALL: [ErrorCode; 41] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidCartToken,
@@ -90,6 +91,7 @@ impl ErrorCode {
         ErrorCode::StockBelowReserved,
         ErrorCode::UnknownProduct,
         ErrorCode::CartMerged,
+        ErrorCode::OpOutOfOrder,
         ErrorCode::InvalidSignature,
         ErrorCode::AmountMismatch,
         ErrorCode::InvalidPromoCode,
@@ -138,6 +140,7 @@ impl ErrorCode {
             ErrorCode::StockBelowReserved => "stock_below_reserved",
             ErrorCode::UnknownProduct => "unknown_product",
             ErrorCode::CartMerged => "cart_merged",
+            ErrorCode::OpOutOfOrder => "op_out_of_order",
             ErrorCode::InvalidSignature => "invalid_signature",
             ErrorCode::AmountMismatch => "amount_mismatch",
             ErrorCode::InvalidPromoCode => "invalid_promo_code",
@@ -178,6 +181,7 @@ impl ErrorCode {
             | ErrorCode::OrderNotPending
             | ErrorCode::StockBelowReserved
             | ErrorCode::CartMerged
+            | ErrorCode::OpOutOfOrder
             | ErrorCode::AmountMismatch
             | ErrorCode::PromotionUnavailable
             | ErrorCode::GiftCardUnavailable => 409,

@@ -7,6 +7,7 @@
 //! Callers pass in the current time and the configured [`Limits`]; functions here cannot fail
 //! except with a [`CartError`] that describes bad input.
 
+mod applied;
 mod cart;
 mod checkout;
 mod error;
@@ -21,6 +22,7 @@ mod time;
 mod types;
 pub mod wire;
 
+pub use applied::{Applied, MAX_CLIENTS, Mark, OutOfOrder, RECENT_OPS};
 pub use cart::{Cart, CartLine, CartState, Expiry, OpOutcome};
 pub use checkout::{
     CheckoutDecision, Offer, PriceChange, PricedCart, PricedLine, Shortage, UnavailableCode, decide_checkout, parse_idempotency_key,
@@ -28,6 +30,6 @@ pub use checkout::{
 };
 pub use error::{CartError, ErrorCode};
 pub use merge::{MergePolicy, merge, merge_codes, merge_ranked};
-pub use op::{Op, OpId, OpKind};
+pub use op::{ClientSeq, Op, OpId, OpKind};
 pub use time::Timestamp;
 pub use types::{Currency, GuestToken, Limits, Money, Quantity, Sku, UserId};

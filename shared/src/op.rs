@@ -3,39 +3,73 @@ use crate::promo::PromoCode;
 use crate::types::{Money, Quantity, Sku};
 use std::fmt;
 
-/// The client-chosen id of one op (a UUID in practice): 1 to 64 characters of `[A-Za-z0-9._:-]`.
-/// A cart applies each id at most once.
+/// The client-chosen id of one op (a UUID in practice): 1 to 64 characters of `[A-Za-z0-9._:-]`,
+/// and, from a client that numbers its ops, that client's id and the op's number ([`ClientSeq`]).
+/// A cart applies each op at most once ([`crate::Applied`]).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct OpId(String);
+pub struct OpId {
+    id: String,
+    from: Option<ClientSeq>,
+}
+
+/// A client's id (1 to 64 of `[A-Za-z0-9_-]`, chosen once per browser or tab) and its op's
+/// number in that client's sequence (1, 2, 3, …).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientSeq {
+    pub client: String,
+    pub seq: u64,
+}
+
+impl ClientSeq {
+    pub fn parse(client: &str, seq: u64) -> Result<ClientSeq, CartError> {
+        let ok = !client.is_empty() && client.len() <= 64 && client.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
+        if !ok {
+            return Err(CartError::new(ErrorCode::InvalidOp, "client_id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -"));
+        }
+        if seq == 0 || seq > 1 << 53 {
+            return Err(CartError::new(ErrorCode::InvalidOp, "seq must be a whole number from 1"));
+        }
+        Ok(ClientSeq { client: client.to_owned(), seq })
+    }
+}
 
 impl OpId {
     pub fn parse(s: &str) -> Result<OpId, CartError> {
         let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'));
         if ok {
-            Ok(OpId(s.to_owned()))
+            Ok(OpId { id: s.to_owned(), from: None })
         } else {
             Err(CartError::new(ErrorCode::InvalidOp, "op_id must be 1 to 64 characters such as a UUID"))
         }
     }
 
+    /// The same op, numbered in a client's sequence.
+    pub fn with_client(self, from: ClientSeq) -> OpId {
+        OpId { from: Some(from), ..self }
+    }
+
     /// The id of an op that is recorded nowhere (a REST call's, which carries no id of its own):
     /// it is applied each time it is sent, and never answers `duplicate`.
     pub fn untracked() -> OpId {
-        OpId(String::new())
+        OpId { id: String::new(), from: None }
     }
 
     pub fn is_tracked(&self) -> bool {
-        !self.0.is_empty()
+        !self.id.is_empty() || self.from.is_some()
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.id
+    }
+
+    pub fn client(&self) -> Option<&ClientSeq> {
+        self.from.as_ref()
     }
 }
 
 impl fmt::Display for OpId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.id)
     }
 }
 

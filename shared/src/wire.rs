@@ -607,6 +607,16 @@ pub fn parse_ops(v: Option<&Value>, limits: &Limits) -> Result<Vec<ParsedOp>, Ca
                     return Err(CartError::new(ErrorCode::InvalidOp, "each op needs an op_id string"));
                 }
             };
+            // A client's numbering decides duplicates and order, so a malformed one fails the
+            // whole list, like a missing op_id.
+            let id = match (obj.get("client_id"), obj.get("seq")) {
+                (None, None) => id,
+                (Some(Value::String(c)), Some(Value::Number(n))) => {
+                    let seq = n.as_u64().ok_or_else(|| CartError::new(ErrorCode::InvalidOp, "seq must be a whole number from 1"))?;
+                    id.with_client(crate::op::ClientSeq::parse(c, seq)?)
+                }
+                _ => return Err(CartError::new(ErrorCode::InvalidOp, "client_id (a string) and seq (a number) come together")),
+            };
             Ok((id, parse_op_kind(obj, limits)))
         })
         .collect()
@@ -637,6 +647,10 @@ pub fn parse_merge_request(body: &Value, limits: &Limits) -> Result<(GuestToken,
 pub fn op_to_json(op: &Op, at: Option<Timestamp>) -> Value {
     let mut v = json!({"op_id": op.id.as_str(), "type": op.kind.type_name()});
     let m = v.as_object_mut().expect("built as an object");
+    if let Some(from) = op.id.client() {
+        m.insert("client_id".into(), json!(from.client));
+        m.insert("seq".into(), json!(from.seq));
+    }
     if let Some(sku) = op.kind.sku() {
         m.insert("sku".into(), json!(sku));
     }

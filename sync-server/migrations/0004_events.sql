@@ -88,3 +88,10 @@ CREATE TABLE preferences (
 ALTER TABLE user_carts ADD COLUMN last_activity BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE user_carts ADD COLUMN line_count BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX user_carts_idle ON user_carts (last_activity) WHERE line_count > 0;
+
+-- What a user cart remembers of its ops is bounded (api-v1.md, Ops): each op id has its
+-- position in the cart's window of recent ids (rows before it are deleted as the window moves),
+-- and each numbering client its high-water mark, kept with the cart as JSON.
+ALTER TABLE user_cart_ops ADD COLUMN n BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX user_cart_ops_by_position ON user_cart_ops (user_id, n);
+ALTER TABLE user_carts ADD COLUMN clients TEXT NOT NULL DEFAULT '{}';

@@ -29,6 +29,9 @@ pub enum CartsError {
     /// `If-Match` named another version; nothing was applied.
     #[error("the cart is at version {0}")]
     VersionMismatch(u64),
+    /// A client's op skipped ahead of its high-water mark; nothing was applied.
+    #[error("client {} sent seq {} before {}", .0.client, .0.got, .0.expected)]
+    OutOfOrder(shared::OutOfOrder),
     #[error("hot store: {0}")]
     Hot(#[from] StoreError),
     #[error("durable store: {0}")]
@@ -116,6 +119,7 @@ impl Carts {
                 ApplyResult::NeedsRestore => self.restore(id, now).await?,
                 ApplyResult::Merged { into } => return Err(CartsError::Merged { into }),
                 ApplyResult::VersionMismatch(current) => return Err(CartsError::VersionMismatch(current)),
+                ApplyResult::OutOfOrder(e) => return Err(CartsError::OutOfOrder(e)),
             }
         }
         Err(CartsError::NotRestored)

@@ -3,10 +3,11 @@
 //! request waits on it otherwise.
 
 use shared::stored::StoredCart;
-use shared::{CartState, UserId};
+use shared::{Applied, CartState, Mark, UserId};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -84,38 +85,53 @@ impl Durable {
     }
 
     pub async fn load_user_cart(&self, user: &UserId) -> Result<Option<CartState>, DurableError> {
-        let (doc, ops): (Option<(String,)>, Vec<(String,)>) = on_db!(self, pool => (
-            sqlx::query_as("SELECT cart FROM user_carts WHERE user_id = $1").bind(user.as_str()).fetch_optional(pool).await?,
-            sqlx::query_as("SELECT op_id FROM user_cart_ops WHERE user_id = $1").bind(user.as_str()).fetch_all(pool).await?,
+        type Row = (String, String);
+        let (doc, ops): (Option<Row>, Vec<(i64, String)>) = on_db!(self, pool => (
+            sqlx::query_as("SELECT cart, clients FROM user_carts WHERE user_id = $1").bind(user.as_str()).fetch_optional(pool).await?,
+            sqlx::query_as("SELECT n, op_id FROM user_cart_ops WHERE user_id = $1 ORDER BY n, op_id").bind(user.as_str()).fetch_all(pool).await?,
         ));
-        let Some((doc,)) = doc else { return Ok(None) };
+        let Some((doc, clients)) = doc else { return Ok(None) };
         let corrupt = |why: String| DurableError::Corrupt(user.as_str().to_owned(), why);
         let stored: StoredCart = serde_json::from_str(&doc).map_err(|e| corrupt(e.to_string()))?;
         let cart = stored.into_cart().ok_or_else(|| corrupt("unknown format".into()))?;
-        Ok(Some(CartState { cart, applied: ops.into_iter().map(|o| o.0).collect() }))
+        let clients: BTreeMap<String, (u64, i64)> = serde_json::from_str(&clients).map_err(|e| corrupt(e.to_string()))?;
+        let applied = Applied::from_parts(
+            clients.into_iter().map(|(c, (seq, at))| (c, Mark { seq, at })),
+            ops.into_iter().map(|(n, id)| (u64::try_from(n).unwrap_or(0), id)),
+        );
+        Ok(Some(CartState { cart, applied }))
     }
 
-    /// Writes a user cart unless the stored one is as new or newer, together with its op ids.
-    /// Idempotent: the same snapshot written twice changes nothing the second time.
+    /// Writes a user cart unless the stored one is as new or newer, with its clients' marks, and
+    /// of its op ids only what changed: those past the last position stored are inserted, those
+    /// before the window's oldest deleted. Idempotent: the same snapshot written twice changes
+    /// nothing the second time.
     pub async fn save_user_cart(&self, user: &UserId, state: &CartState) -> Result<bool, DurableError> {
         let corrupt = |e: serde_json::Error| DurableError::Corrupt(user.as_str().to_owned(), e.to_string());
         let doc = serde_json::to_string(&StoredCart::from(&state.cart)).map_err(corrupt)?;
         let version = i64::try_from(state.cart.version).unwrap_or(i64::MAX);
-        let ops = serde_json::to_string(&state.applied).map_err(corrupt)?;
+        let clients: BTreeMap<&str, (u64, i64)> = state.applied.clients().map(|(c, m)| (c, (m.seq, m.at))).collect();
+        let clients = serde_json::to_string(&clients).map_err(corrupt)?;
+        let oldest = state.applied.recent().next().map_or(0, |(n, _)| i64::try_from(n).unwrap_or(i64::MAX));
         let now = crate::clock::now().millis();
-        // The op ids travel as one JSON array, unpacked by each database's own JSON function.
+        // The new op ids travel as one JSON array of [id, position], unpacked by each database's
+        // own JSON function.
         let insert_ops = match self {
             Durable::Postgres(_) => {
-                "INSERT INTO user_cart_ops (user_id, op_id) SELECT $1, json_array_elements_text($2::json) ON CONFLICT DO NOTHING"
+                "INSERT INTO user_cart_ops (user_id, op_id, n) SELECT $1, e->>0, (e->>1)::BIGINT FROM json_array_elements($2::json) AS e
+                 ON CONFLICT (user_id, op_id) DO UPDATE SET n = EXCLUDED.n"
             }
-            Durable::Sqlite(_) => "INSERT OR IGNORE INTO user_cart_ops (user_id, op_id) SELECT $1, value FROM json_each($2)",
+            Durable::Sqlite(_) => {
+                "INSERT INTO user_cart_ops (user_id, op_id, n) SELECT $1, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each($2) WHERE true
+                 ON CONFLICT (user_id, op_id) DO UPDATE SET n = excluded.n"
+            }
         };
         on_db!(self, pool => {
             let mut tx = pool.begin().await?;
             let written = sqlx::query(
-                "INSERT INTO user_carts (user_id, version, cart, written_at, last_activity, line_count) VALUES ($1, $2, $3, $4, $5, $6)
+                "INSERT INTO user_carts (user_id, version, cart, written_at, last_activity, line_count, clients) VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (user_id) DO UPDATE SET version = EXCLUDED.version, cart = EXCLUDED.cart, written_at = EXCLUDED.written_at,
-                    last_activity = EXCLUDED.last_activity, line_count = EXCLUDED.line_count
+                    last_activity = EXCLUDED.last_activity, line_count = EXCLUDED.line_count, clients = EXCLUDED.clients
                  WHERE user_carts.version < EXCLUDED.version",
             )
             .bind(user.as_str())
@@ -124,11 +140,26 @@ impl Durable {
             .bind(now)
             .bind(state.cart.updated_at.millis())
             .bind(i64::try_from(state.cart.lines.len()).unwrap_or(0))
+            .bind(&clients)
             .execute(&mut *tx)
             .await?
             .rows_affected()
                 > 0;
-            sqlx::query(insert_ops).bind(user.as_str()).bind(&ops).execute(&mut *tx).await?;
+            let (stored,): (Option<i64>,) =
+                sqlx::query_as("SELECT MAX(n) FROM user_cart_ops WHERE user_id = $1").bind(user.as_str()).fetch_one(&mut *tx).await?;
+            let fresh: Vec<(&str, u64)> = state
+                .applied
+                .recent()
+                .filter(|(n, _)| stored.is_none_or(|s| i64::try_from(*n).unwrap_or(i64::MAX) > s))
+                .map(|(n, id)| (id, n))
+                .collect();
+            if !fresh.is_empty() {
+                let fresh = serde_json::to_string(&fresh).map_err(corrupt)?;
+                sqlx::query(insert_ops).bind(user.as_str()).bind(&fresh).execute(&mut *tx).await?;
+            }
+            if state.applied.recent().next().is_some() {
+                sqlx::query("DELETE FROM user_cart_ops WHERE user_id = $1 AND n < $2").bind(user.as_str()).bind(oldest).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
             Ok(written)
         })

@@ -281,3 +281,48 @@ both_modes!(the_spec_is_served_and_the_metrics_only_on_their_own_listener, |app:
     let text = app.send(app.http.get(format!("{metrics_base}/metrics"))).await.body.as_str().unwrap_or_default().to_owned();
     assert!(!text.contains("FROBNICATE") && text.contains("method=\"other\""), "{text}");
 });
+
+both_modes!(a_clients_numbered_ops_apply_once_and_in_order, |app: TestApp| async move {
+    let who = As::Guest(guest_token());
+    let op = |seq: u64| json!({"op_id": format!("n-{seq}"), "client_id": "tab_1", "seq": seq, "type": "add", "sku": "A", "quantity": 1});
+    let statuses = |a: &cartsync_tests::app::Answer| -> Vec<String> {
+        a.body["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap().to_owned()).collect()
+    };
+    let first = app.ops(&who, json!([op(1), op(2)])).await;
+    assert_eq!(statuses(&first), ["applied", "applied"]);
+    // Sent again (a retry after a lost answer): known by the client's high-water mark.
+    let again = app.ops(&who, json!([op(1), op(2)])).await;
+    assert_eq!(statuses(&again), ["duplicate", "duplicate"]);
+    // Skipping ahead refuses the whole request, even the op that would follow on.
+    let gap = app.ops(&who, json!([op(3), op(5)])).await;
+    assert_eq!((gap.status, gap.code()), (StatusCode::CONFLICT, "op_out_of_order"), "{:?}", gap.body);
+    assert_eq!(gap.body["error"]["expected_seq"], 4);
+    assert_eq!(gap.body["error"]["client_id"], "tab_1");
+    let skipped = app.ops(&who, json!([op(4)])).await;
+    assert_eq!((skipped.status, skipped.body["error"]["expected_seq"].clone()), (StatusCode::CONFLICT, json!(3)));
+    assert_eq!(app.get_cart(&who).await.lines(), [("A".to_owned(), 2)], "nothing of a refused request applied");
+    // Resent from the oldest unacknowledged op, all apply; another client starts where it is.
+    let resent = app.ops(&who, json!([op(3), op(4), op(5)])).await;
+    assert_eq!(statuses(&resent), ["applied", "applied", "applied"]);
+    let other = app.ops(&who, json!([{"op_id": "o-40", "client_id": "tab_2", "seq": 40, "type": "add", "sku": "B", "quantity": 1}])).await;
+    assert_eq!(statuses(&other), ["applied"]);
+    // A rejected numbered op is settled too: the client moves on past it.
+    let bad = app
+        .ops(&who, json!([{"op_id": "n-6", "client_id": "tab_1", "seq": 6, "type": "set_quantity", "sku": "Z", "quantity": 1}, op(7)]))
+        .await;
+    assert_eq!(statuses(&bad), ["rejected", "applied"]);
+    assert_eq!(app.get_cart(&who).await.lines(), [("A".to_owned(), 6), ("B".to_owned(), 1)]);
+    for malformed in [
+        json!({"op_id": "m", "client_id": "tab_1", "type": "clear"}),
+        json!({"op_id": "m", "seq": 3, "type": "clear"}),
+        json!({"op_id": "m", "client_id": "tab 1", "seq": 3, "type": "clear"}),
+        json!({"op_id": "m", "client_id": "tab_1", "seq": 0, "type": "clear"}),
+        json!({"op_id": "m", "client_id": "tab_1", "seq": -2, "type": "clear"}),
+        json!({"op_id": "m", "client_id": "tab_1", "seq": "8", "type": "clear"}),
+        json!({"op_id": "m", "client_id": "x".repeat(65), "seq": 8, "type": "clear"}),
+    ] {
+        let a = app.ops(&who, json!([malformed])).await;
+        assert_eq!((a.status.as_u16(), a.code()), (422, "invalid_op"), "{malformed}");
+    }
+    assert_eq!(app.get_cart(&who).await.lines(), [("A".to_owned(), 6), ("B".to_owned(), 1)]);
+});

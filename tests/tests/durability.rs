@@ -5,7 +5,7 @@ use cartsync_tests::app::As;
 use cartsync_tests::{Mode, TestApp, redis, wait_for_durable_version};
 use reqwest::StatusCode;
 use serde_json::json;
-use shared::{Cart, CartState, Currency, Timestamp, UserId};
+use shared::{Cart, CartState, ClientSeq, Currency, OpId, Timestamp, UserId};
 use std::time::Duration;
 use sync_server::durable::Durable;
 
@@ -76,17 +76,34 @@ async fn never_moves_backwards(durable: Durable) {
     newer.updated_at = Timestamp::from_millis(5);
     let mut older = newer.clone();
     older.version = 3;
-    let mut newer_state = CartState::new(newer.clone());
-    newer_state.applied.insert("op-5".into());
+    // The older snapshot knew op-3; the newer one op-3 and then op-5.
     let mut older_state = CartState::new(older);
-    older_state.applied.insert("op-3".into());
+    older_state.applied.push_id("op-3");
+    let mut newer_state = CartState::new(newer.clone());
+    newer_state.applied = older_state.applied.clone();
+    newer_state.applied.push_id("op-5");
 
     assert!(durable.save_user_cart(&user, &newer_state).await.unwrap());
     assert!(!durable.save_user_cart(&user, &older_state).await.unwrap(), "an older version is not written");
     assert!(!durable.save_user_cart(&user, &newer_state).await.unwrap(), "the same version twice is a no-op");
     let loaded = durable.load_user_cart(&user).await.unwrap().unwrap();
     assert_eq!(loaded.cart, newer);
-    assert!(loaded.applied.contains("op-5") && loaded.applied.contains("op-3"), "op ids only accumulate");
+    assert_eq!(loaded.applied, newer_state.applied, "an older snapshot takes nothing away");
+
+    // The window of op ids moves on: the durable rows follow it, positions and marks alike.
+    let mut state = newer_state.clone();
+    let mark = OpId::parse("m").unwrap().with_client(ClientSeq::parse("tab-1", 7).unwrap());
+    state.applied.record(&mark, 42);
+    for i in 0..shared::RECENT_OPS + 20 {
+        state.applied.push_id(&format!("w-{i}"));
+    }
+    state.cart.version = 6;
+    assert!(durable.save_user_cart(&user, &state).await.unwrap());
+    let loaded = durable.load_user_cart(&user).await.unwrap().unwrap();
+    assert_eq!(loaded.applied, state.applied);
+    assert_eq!(loaded.applied.recent().count(), shared::RECENT_OPS);
+    assert!(!loaded.applied.contains_id("op-3") && loaded.applied.contains_id(&format!("w-{}", shared::RECENT_OPS + 19)));
+    assert!(loaded.applied.is_duplicate(&mark));
 }
 
 #[tokio::test]

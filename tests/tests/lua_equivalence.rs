@@ -8,7 +8,7 @@
 
 use proptest::prelude::*;
 use shared::promo::PromoCode;
-use shared::{Currency, Expiry, Limits, MergePolicy, Money, Op, OpId, OpKind, OpOutcome, Quantity, Sku, Timestamp};
+use shared::{ClientSeq, Currency, Expiry, Limits, MergePolicy, Money, Op, OpId, OpKind, OpOutcome, Quantity, Sku, Timestamp};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use sync_server::hot::{ApplyResult, HotStore, MemoryStore, MergeResult, Queue, RedisStore, Rules};
@@ -52,13 +52,21 @@ fn batches() -> impl Strategy<Value = Vec<Vec<(u8, OpKind)>>> {
     prop::collection::vec(prop::collection::vec((0u8..24, op_kind()), 0..6), 1..8)
 }
 
-/// Ops with ids from a small pool (replays are common), and some with none (a REST call's, which
-/// no cart records).
+/// Ops with ids from a small pool (replays are common), some with none (a REST call's, which
+/// no cart records), and some numbered by one of two clients with seqs 1 to 4, so that their
+/// ops come in order, as duplicates, or skipping ahead.
 fn ops_of(batch: &[(u8, OpKind)]) -> Vec<Op> {
     batch
         .iter()
         .map(|(id, kind)| Op {
-            id: if *id < 4 { OpId::untracked() } else { OpId::parse(&format!("op-{id}")).unwrap() },
+            id: match *id {
+                0..4 => OpId::untracked(),
+                4..16 => OpId::parse(&format!("op-{id}")).unwrap(),
+                n => {
+                    let (client, seq) = (format!("c{}", (n - 16) / 4), u64::from((n - 16) % 4 + 1));
+                    OpId::parse(&format!("op-{id}")).unwrap().with_client(ClientSeq::parse(&client, seq).unwrap())
+                }
+            },
             kind: kind.clone(),
         })
         .collect()
@@ -122,8 +130,13 @@ fn apply_both(p: &Pair, id: &CartKey, ops: &[Op], rules: &Rules, now: Timestamp)
             prop_assert!(same_outcomes(&ro, &mo), "outcomes differ: {:?} vs {:?}", ro, mo);
         }
         (ApplyResult::NeedsRestore, ApplyResult::NeedsRestore) => {}
+        (ApplyResult::OutOfOrder(a), ApplyResult::OutOfOrder(b)) => prop_assert_eq!(a, b),
         _ => prop_assert!(false, "the stores disagree on the kind of result"),
     }
+    // What each remembers of the ops: the same op ids at the same positions, the same marks.
+    let rs = p.rt.block_on(p.redis.snapshot(id, rules)).unwrap().map(|s| s.applied);
+    let ms = p.rt.block_on(p.memory.snapshot(id, rules)).unwrap().map(|s| s.applied);
+    prop_assert_eq!(rs.unwrap_or_default(), ms.unwrap_or_default());
     Ok(())
 }
 
@@ -162,6 +175,7 @@ proptest! {
                     prop_assert_eq!(rc, mc);
                     prop_assert!(same_outcomes(&ro, &mo), "outcomes differ: {:?} vs {:?}", ro, mo);
                 }
+                (ApplyResult::OutOfOrder(a), ApplyResult::OutOfOrder(b)) => prop_assert_eq!(a, b),
                 _ => prop_assert!(false, "the stores disagree on the kind of result"),
             }
         }
@@ -196,10 +210,7 @@ proptest! {
         // A ranking of codes (with repeats and codes neither cart has), for carts past five.
         rf.code_rank = rank.clone();
         mf.code_rank = rank;
-        let (mut ra, mut ma) = (rf.applied.clone(), mf.applied.clone());
-        ra.sort();
-        ma.sort();
-        prop_assert_eq!(ra, ma);
+        prop_assert_eq!(&rf.applied, &mf.applied);
         for attempt in 0..2 {
             let r = p.rt.block_on(p.redis.merge_into(&user, "merge-1", &rf, &rules, later)).unwrap();
             let m = p.rt.block_on(p.memory.merge_into(&user, "merge-1", &mf, &rules, later)).unwrap();
@@ -223,14 +234,22 @@ proptest! {
             prop_assert_eq!(into.as_ref(), Some(&user_id), "refused as merged into the user");
         }
         // The user cart took over the guest's op ids: sending a guest op again as the user is a duplicate.
-        if let Some(id) = rf.applied.iter().find(|id| !id.is_empty()) {
-            let again = Op { id: OpId::parse(id).unwrap(), kind: OpKind::Clear };
+        // So is a numbering client's op at or below the mark the guest cart had for it.
+        let mut again: Vec<Op> = rf.applied.recent().take(1).map(|(_, id)| Op { id: OpId::parse(id).unwrap(), kind: OpKind::Clear }).collect();
+        again.extend(rf.applied.clients().take(1).map(|(client, m)| Op {
+            id: OpId::parse("again").unwrap().with_client(ClientSeq::parse(client, m.seq).unwrap()),
+            kind: OpKind::Clear,
+        }));
+        for op in &again {
             for store in [&p.redis, &p.memory] {
-                let r = p.rt.block_on(store.apply(&user, std::slice::from_ref(&again), None, &rules, later)).unwrap();
+                let r = p.rt.block_on(store.apply(&user, std::slice::from_ref(op), None, &rules, later)).unwrap();
                 let ApplyResult::Done { outcomes, .. } = r else { panic!("a user cart applies") };
                 prop_assert_eq!(&outcomes[0], &OpOutcome::Duplicate);
             }
         }
+        let rs = p.rt.block_on(p.redis.snapshot(&user, &rules)).unwrap().map(|s| s.applied);
+        let ms = p.rt.block_on(p.memory.snapshot(&user, &rules)).unwrap().map(|s| s.applied);
+        prop_assert_eq!(rs, ms);
         same_events(&p)?;
     }
 }
@@ -282,6 +301,37 @@ proptest! {
 /// expiry are gone while a longer-lived saved list stays, and their going is one change, as
 /// `shared::Cart::touch` has it; a write after that works on what is left. Freezing such a cart
 /// takes only the saved list.
+/// Past a thousand op ids the oldest are forgotten, in Lua as in `shared`, at the same positions.
+#[test]
+fn the_op_id_window_moves_alike_in_lua_and_shared() {
+    let p = pair();
+    let rules = rules(MergePolicy::Sum);
+    let id = CartId::Guest(shared::GuestToken::parse(&cartsync_tests::guest_token()).unwrap()).key();
+    let now = Timestamp::from_millis(1_800_000_000_000);
+    let add = |i: usize| Op {
+        id: OpId::parse(&format!("w-{i}")).unwrap(),
+        kind: OpKind::Add { sku: Sku::parse("A").unwrap(), quantity: Quantity::new(1, &Limits::default()).unwrap(), price_at_add: None },
+    };
+    let total = shared::RECENT_OPS + 150;
+    for chunk in (0..total).collect::<Vec<_>>().chunks(400) {
+        let ops: Vec<Op> = chunk.iter().map(|i| add(*i)).collect();
+        apply_both(&p, &id, &ops, &rules, now).unwrap();
+    }
+    let kept = p.rt.block_on(p.redis.snapshot(&id, &rules)).unwrap().unwrap().applied;
+    assert_eq!(kept.recent().count(), shared::RECENT_OPS);
+    assert_eq!(kept.recent().next(), Some((150, "w-150")));
+    // The forgotten are applied again; the kept are duplicates.
+    for (i, want) in [(150, OpOutcome::Duplicate), (total - 1, OpOutcome::Duplicate), (149, OpOutcome::Applied)] {
+        for store in [&p.redis, &p.memory] {
+            let ApplyResult::Done { outcomes, .. } = p.rt.block_on(store.apply(&id, &[add(i)], None, &rules, now)).unwrap() else {
+                panic!("applies")
+            };
+            assert_eq!(outcomes[0], want, "w-{i}");
+        }
+    }
+    apply_both(&p, &id, &[], &rules, now).unwrap();
+}
+
 #[test]
 fn lua_expiry_drops_lines_but_keeps_a_longer_lived_saved_list_like_shared() {
     let p = pair();

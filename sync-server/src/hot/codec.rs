@@ -6,7 +6,7 @@
 use super::StoreError;
 use redis::Value;
 use shared::promo::PromoCode;
-use shared::{Cart, CartLine, Currency, Money, Sku, Timestamp, UserId};
+use shared::{Applied, Cart, CartLine, Currency, Mark, Money, Sku, Timestamp, UserId};
 
 fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
@@ -195,6 +195,46 @@ pub fn cart_from_fields(items: &[String], default_currency: Currency, accessed_a
     cart.lines.sort_by_key(|l| l.seq);
     cart.saved.sort_by_key(|l| l.seq);
     Ok(cart)
+}
+
+/// What a cart remembers of its ops, as the fields of its op-id hash (`lua/common.lua`): each
+/// op id and its position, `#q<n>` the id at `n`, `#t`/`#h` the next and oldest positions,
+/// `#c<client>` a client's mark `seq|at`, `#k` the number of clients.
+pub(super) fn applied_fields(a: &Applied) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut first = None;
+    let mut next = 0;
+    for (n, id) in a.recent() {
+        first.get_or_insert(n);
+        next = n + 1;
+        out.extend([id.to_owned(), n.to_string(), format!("#q{n}"), id.to_owned()]);
+    }
+    out.extend(["#t".to_owned(), next.to_string(), "#h".to_owned(), first.unwrap_or(0).to_string()]);
+    let mut k = 0;
+    for (client, m) in a.clients() {
+        k += 1;
+        out.extend([format!("#c{client}"), format!("{}|{}", m.seq, m.at)]);
+    }
+    out.extend(["#k".to_owned(), k.to_string()]);
+    out
+}
+
+/// The op-id hash read back (an `HGETALL` reply). Ids kept before positions existed (valued
+/// "1") are taken in name order.
+pub(super) fn applied_of(v: &Value) -> Result<Applied, StoreError> {
+    let mut clients = Vec::new();
+    let mut ids = Vec::new();
+    for (field, value) in pairs(v) {
+        match field {
+            [b'#', b'c', client @ ..] => {
+                let (seq, at) = text(value)?.split_once('|').ok_or_else(|| corrupt("a client mark without its time"))?;
+                clients.push((text(client)?.to_owned(), Mark { seq: number("#c", seq.as_bytes())?, at: number("#c", at.as_bytes())? }));
+            }
+            [b'#', ..] => {}
+            id => ids.push((number("an op id's position", value)?, text(id)?.to_owned())),
+        }
+    }
+    Ok(Applied::from_parts(clients, ids))
 }
 
 #[cfg(test)]

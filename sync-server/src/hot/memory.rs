@@ -4,8 +4,8 @@
 use super::{ApplyResult, EntryId, Frozen, MergeResult, Queue, QueueEntry, Rules, event_fields, subject_of};
 use crate::identity::CartKey;
 use shared::events::{EventType, op_event};
-use shared::{Cart, CartState, Op, OpOutcome, Timestamp, UserId, merge_ranked};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use shared::{Applied, Cart, CartState, Op, OpOutcome, Timestamp, UserId, merge_ranked};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use tokio::sync::Notify;
 
@@ -17,7 +17,7 @@ struct Expiring<T> {
 #[derive(Default)]
 struct Inner {
     carts: HashMap<String, Expiring<Cart>>,
-    applied: HashMap<String, Expiring<BTreeSet<String>>>,
+    applied: HashMap<String, Expiring<Applied>>,
     frozen: HashMap<String, Expiring<(u64, Cart)>>,
     generations: HashMap<String, Expiring<u64>>,
     /// The write-behind queue and the event queue.
@@ -100,7 +100,7 @@ impl MemoryStore {
         let applied = take_live(&mut inner.applied, &key, now).unwrap_or_default();
         let mut state = CartState { cart: existing.unwrap_or_else(|| Cart::new(rules.currency)), applied };
         state.cart.touch(now, &expiry);
-        let put_back = |inner: &mut Inner, cart: Option<Cart>, applied: BTreeSet<String>| {
+        let put_back = |inner: &mut Inner, cart: Option<Cart>, applied: Applied| {
             let ttl = cart.as_ref().map_or(expiry.cart_seconds * 1000, |c| Rules::key_ttl_ms(&expiry, c));
             let expires_at = Timestamp::from_millis(now.millis() + ttl);
             if let Some(c) = cart {
@@ -114,6 +114,10 @@ impl MemoryStore {
             let into = state.cart.merged_into.clone();
             put_back(&mut inner, before, state.applied);
             return ApplyResult::Merged { into };
+        }
+        if let Err(e) = state.applied.check_order(ops) {
+            put_back(&mut inner, before, state.applied);
+            return ApplyResult::OutOfOrder(e);
         }
         if let Some(expected) = if_match
             && expected != state.cart.version
@@ -155,7 +159,9 @@ impl MemoryStore {
                 }
             }
         } else {
-            put_back(&mut inner, None, state.applied);
+            // A cart that does not exist and applied nothing stays absent, op ids and all (as in
+            // apply.lua, which writes nothing then).
+            put_back(&mut inner, None, Applied::default());
         }
         ApplyResult::Done { cart: state.cart, outcomes }
     }
@@ -179,8 +185,7 @@ impl MemoryStore {
         let expiry = rules.expiry(guest);
         let snapshot_expires = Timestamp::from_millis(now.millis() + expiry.cart_seconds.max(expiry.saved_seconds) * 1000);
         let mut inner = self.lock();
-        let applied: Vec<String> =
-            inner.applied.get(&key).filter(|e| e.expires_at > now).map(|e| e.value.iter().cloned().collect()).unwrap_or_default();
+        let applied: Applied = inner.applied.get(&key).filter(|e| e.expires_at > now).map(|e| e.value.clone()).unwrap_or_default();
         if let Some(f) = inner.frozen.get(&key).filter(|e| e.expires_at > now) {
             return Frozen { generation: f.value.0, cart: f.value.1.clone(), applied, code_rank: Vec::new(), subject: subject_of(&key) };
         }
@@ -210,10 +215,12 @@ impl MemoryStore {
         };
         let mut applied = take_live(&mut inner.applied, &key, now).unwrap_or_default();
         cart.touch(now, &expiry);
-        let fresh = applied.insert(op_id.to_owned());
+        let fresh = !applied.contains_id(op_id);
         if fresh {
             merge_ranked(&mut cart, &guest.cart, rules.merge, &rules.limits, now, &guest.code_rank);
-            applied.extend(guest.applied.iter().cloned());
+            // The guest's op ids, its clients' marks, then the merge's own id (as merge.lua).
+            applied.absorb(&guest.applied, now.millis());
+            applied.push_id(op_id);
         }
         let expires_at = Timestamp::from_millis(now.millis() + Rules::key_ttl_ms(&expiry, &cart));
         inner.carts.insert(key.clone(), Expiring { value: cart.clone(), expires_at });

@@ -68,6 +68,8 @@ pub enum ApplyResult {
     Merged {
         into: Option<UserId>,
     },
+    /// A client's op skips ahead of its high-water mark; nothing was applied.
+    OutOfOrder(shared::OutOfOrder),
 }
 
 pub enum MergeResult {
@@ -84,7 +86,7 @@ pub enum MergeResult {
 pub struct Frozen {
     pub generation: u64,
     pub cart: Cart,
-    pub applied: Vec<String>,
+    pub applied: shared::Applied,
     /// How the merge ranks promo codes when the two carts hold more than five between them
     /// (`shared::merge_codes`); set by the merge protocol, empty otherwise.
     pub code_rank: Vec<shared::promo::PromoCode>,

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const COMMON: &str = include_str!("lua/common.lua");
+const OPS: &str = include_str!("lua/ops.lua");
 
 fn script(body: &str) -> Script {
     Script::new(&format!("{COMMON}\n{body}"))
@@ -148,11 +149,12 @@ impl RedisStore {
             last_claim: Arc::new(std::sync::Mutex::new([std::time::Instant::now(); 2])),
             claim_idle_ms: CLAIM_IDLE_MS,
             scripts: Arc::new(Scripts {
-                // The hot path stands alone: the prelude's helpers would only cost it time.
-                apply: Script::new(include_str!("lua/apply.lua")),
+                // The hot path stands alone (the prelude's helpers would only cost it time) but
+                // for the op-id helpers.
+                apply: Script::new(&format!("{OPS}\n{}", include_str!("lua/apply.lua"))),
                 restore: script(include_str!("lua/restore.lua")),
                 freeze: script(include_str!("lua/freeze.lua")),
-                merge: script(include_str!("lua/merge.lua")),
+                merge: script(&format!("{OPS}\n{}", include_str!("lua/merge.lua"))),
                 snapshot: script(include_str!("lua/snapshot.lua")),
             }),
         };
@@ -345,7 +347,11 @@ impl RedisStore {
             };
             c.arg(super::subject_of(&id.tag)).arg(id.user().map_or("", |u| u.as_str()));
             for op in ops {
-                c.arg(op.id.as_str()).arg(op.kind.type_name()).arg(op.kind.sku().map_or("", |s| s.as_str()));
+                match op.id.client() {
+                    Some(from) => c.arg(format!("{}#{}#{}", op.id.as_str(), from.client, from.seq)),
+                    None => c.arg(op.id.as_str()),
+                };
+                c.arg(op.kind.type_name()).arg(op.kind.sku().map_or("", |s| s.as_str()));
                 match &op.kind {
                     OpKind::Add { quantity, .. } | OpKind::SetQuantity { quantity, .. } | OpKind::Deduct { quantity, .. } => {
                         c.arg(quantity.get())
@@ -367,6 +373,11 @@ impl RedisStore {
             Some("restore") => Ok(ApplyResult::NeedsRestore),
             Some("merged") => Ok(ApplyResult::Merged { into: reply.get(1).and_then(|u| UserId::parse(u.as_str()).ok()) }),
             Some("mismatch") => Ok(ApplyResult::VersionMismatch(reply.get(1).map(|v| v.int()).unwrap_or(0) as u64)),
+            Some("out_of_order") if reply.len() == 4 => Ok(ApplyResult::OutOfOrder(shared::OutOfOrder {
+                client: reply[1].as_str().to_owned(),
+                expected: reply[2].int().max(0) as u64,
+                got: reply[3].int().max(0) as u64,
+            })),
             Some("ok") if reply.len() == 5 => {
                 let outcomes: Vec<OpOutcome> = reply[1].list().iter().map(|r| parse_outcome(r.as_str())).collect::<Result<_, _>>()?;
                 let (version, before, incarnation) = (reply[2].int().max(0) as u64, reply[3].int(), reply[4].as_str());
@@ -415,10 +426,8 @@ impl RedisStore {
                 .arg(main.len())
                 .arg(saved.len())
                 .arg(&main)
-                .arg(&saved);
-            for op in &state.applied {
-                c.arg(op);
-            }
+                .arg(&saved)
+                .arg(super::codec::applied_fields(&state.applied));
         });
         self.invoke(&self.scripts.restore, &cmd).await?;
         Ok(())
@@ -443,7 +452,9 @@ impl RedisStore {
         }
         let generation = reply[0].int().max(0) as u64;
         let cart = if generation == 0 { Cart::new(rules.currency) } else { cart_from_fields(&reply[1].strings(), rules.currency, now)? };
-        Ok(Frozen { generation, cart, applied: reply[2].strings(), code_rank: Vec::new(), subject: super::subject_of(&guest.tag) })
+        let applied =
+            super::codec::applied_of(&Value::Array(reply[2].strings().into_iter().map(|s| Value::BulkString(s.into_bytes())).collect()))?;
+        Ok(Frozen { generation, cart, applied, code_rank: Vec::new(), subject: super::subject_of(&guest.tag) })
     }
 
     pub async fn merge_into(
@@ -465,7 +476,13 @@ impl RedisStore {
             rule_args(c, user, rules, now);
             c.arg(op_id).arg(rules.merge.as_str());
             c.arg(super::subject_of(&user.tag)).arg(user.user().map_or("", |u| u.as_str())).arg(&guest.subject);
-            c.arg(fields.len()).arg(&fields).arg(&guest.applied);
+            c.arg(fields.len()).arg(&fields);
+            for (_, id) in guest.applied.recent() {
+                c.arg(id);
+            }
+            for (client, m) in guest.applied.clients() {
+                c.arg(format!("#{client}|{}", m.seq));
+            }
         });
         let [reply, main, saved] = self.with_cart(&self.scripts.merge, cmd, &keys, true).await?;
         let reply = strings_or_arrays(reply)?;
@@ -492,10 +509,7 @@ impl RedisStore {
             _ => return Ok(None),
         };
         let (cart, _) = cart_of(&reply[0], &reply[1], rules.currency, crate::clock::now())?;
-        let applied = match &reply[2] {
-            Value::Array(ids) | Value::Set(ids) => ids.iter().filter_map(bulk).collect(),
-            _ => Default::default(),
-        };
+        let applied = super::codec::applied_of(&reply[2])?;
         Ok(Some(CartState { cart, applied }))
     }
 

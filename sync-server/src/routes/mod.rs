@@ -131,6 +131,15 @@ impl From<CartsError> for ApiError {
             ),
             CartsError::VersionMismatch(current) => ApiError::new(ErrorCode::VersionMismatch, format!("the cart is at version {current}"))
                 .with_detail("current_version", json!(current)),
+            CartsError::OutOfOrder(o) => ApiError::new(
+                ErrorCode::OpOutOfOrder,
+                format!(
+                    "client {} sent seq {} but the cart expects {} next; resend from the oldest unacknowledged op",
+                    o.client, o.got, o.expected
+                ),
+            )
+            .with_detail("client_id", json!(o.client))
+            .with_detail("expected_seq", json!(o.expected)),
             CartsError::Hot(e) => store_error(e),
             CartsError::Durable(e) => ApiError::unavailable(e),
             CartsError::NotRestored => ApiError::internal(e),

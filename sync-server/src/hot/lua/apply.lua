@@ -8,12 +8,14 @@
 -- ARGV: 1 now ms, 2 max quantity, 3 max lines, 4 cart ttl ms, 5 saved ttl ms, 6 currency of a new
 --       cart, 7 "1" if the cart must already exist (user carts: else it is restored first),
 --       8 expected version or "", 9 the cart's event subject, 10 its user ("" for a guest cart),
---       then 5 per op: id ("" for none: recorded nowhere), type, sku, quantity (for a promo-code
---       op: the code), price ("amount|CUR" or "").
+--       then 5 per op: id ("" for none: recorded nowhere; "id#client#seq" for a client's
+--       numbered op), type, sku, quantity (for a promo-code op: the code), price ("amount|CUR"
+--       or "").
 -- Every applied op adds its event to the event stream (shared::events::op_event says what each
 -- carries), in this same atomic step, and an applied op on a user cart adds the user to the
 -- write-behind stream: nothing acknowledged can miss either.
 -- Returns {"restore"} | {"merged", user} | {"mismatch", version} |
+-- {"out_of_order", client, expected seq, seq} |
 -- {"ok", results, version, version before, incarnation}; a result is "a" (applied), "d"
 -- (duplicate) or "r|code|message". The version before is the cart's when the script began (-1
 -- when an expiry changed it first) and the incarnation names this life of the cart (its #i): a
@@ -73,6 +75,18 @@ if ss > 0 then
   if dropped then v = v + 1; u = now; before = -1 end
 end
 if z and #ARGV > 10 then return {'merged', z} end
+-- A client's ops follow on from its mark (shared::Applied::check_order): one that skips ahead
+-- refuses the whole call. A client the cart does not know starts at its first op.
+local marks = {}
+for i = 11, #ARGV, 5 do
+  local _, cl, sq = parse_id(ARGV[i])
+  if cl then
+    if marks[cl] == nil then marks[cl] = o and client_seq(cl) or false end
+    local hw = marks[cl]
+    if hw == false or sq == hw + 1 then marks[cl] = sq
+    elseif sq > hw + 1 then return {'out_of_order', cl, fmt(hw + 1), fmt(sq)} end
+  end
+end
 if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= v then return {'mismatch', v} end
 
 local function full(name)
@@ -86,13 +100,20 @@ local function split(raw)
 end
 
 local results, seen, applied = {}, nil, 0
+-- Each client's mark as the ops go (nil: not known), the op ids and marks to record.
+local cur, new_ids, new_marks = {}, {}, {}
+for cl in pairs(marks) do cur[cl] = o and client_seq(cl) or nil end
 -- The events of the applied ops: type, sku, quantity, extra, each after its op's version.
 local evs, ne = {}, 0
 for i = 11, #ARGV, 5 do
-  local id, t, sku, q, price = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]) or 0, ARGV[i + 4]
+  local id, cl, sq = parse_id(ARGV[i])
+  local t, sku, q, price = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]) or 0, ARGV[i + 4]
   local ch, code, msg = false, nil, nil
   local et, eq, ex = nil, 0, ''
-  if id ~= '' and ((seen and seen[id]) or (o and redis.call('HEXISTS', KEYS[3], id) == 1)) then
+  local dup
+  if cl then dup = cur[cl] ~= nil and sq <= cur[cl]
+  else dup = id ~= '' and ((seen and seen[id]) or (o and redis.call('HEXISTS', KEYS[3], id) == 1)) end
+  if dup then
     results[#results + 1] = 'd'
   else
     if t == 'add' then
@@ -213,15 +234,19 @@ for i = 11, #ARGV, 5 do
     else
       code, msg = 'invalid_op', 'unknown op type'
     end
+    -- A client's op is settled whatever its outcome; an op id is kept only when applied.
+    if cl then
+      if cur[cl] == nil or sq > cur[cl] then cur[cl] = sq end
+      new_marks[#new_marks + 1] = {cl, sq}
+    end
     if code then
       results[#results + 1] = 'r|' .. code .. '|' .. msg
     else
       if ch then v = v + 1; u = now end
-      if id ~= '' then
+      if not cl and id ~= '' then
         seen = seen or {}
         seen[id] = true
-        redis.call('HSET', KEYS[3], id, '1')
-        o = true
+        new_ids[#new_ids + 1] = id
       end
       applied = applied + 1
       results[#results + 1] = 'a'
@@ -232,6 +257,11 @@ for i = 11, #ARGV, 5 do
 end
 
 if fresh and applied == 0 then return {'ok', results, v, -1, ''} end
+if #new_ids > 0 or #new_marks > 0 then
+  push_ids(new_ids)
+  set_marks(new_marks, now)
+  o = true
+end
 -- One write of the main hash: the changed lines and meta fields.
 local w, k, del = {false, false, false, false, false, false, false, false, false, false, false, false}, 0, gone or {}
 for sku, value in pairs(lines) do

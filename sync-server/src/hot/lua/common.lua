@@ -14,7 +14,11 @@
 --                 that user's id (such a cart takes no more ops), and #p, the promo codes on the
 --                 cart, comma-separated, at most five;
 --   saved (hash)  the save-for-later list, one field per SKU, valued as the lines are;
---   ops   (hash)  the ids of the ops the cart applied (valued "1").
+--   ops   (hash)  what the cart remembers of the ops it applied, bounded as shared::Applied:
+--                 each recent op id valued by its position, "#q<n>" the id at position n, "#t"
+--                 the next position and "#h" the oldest kept (at most 1,000 ids), "#c<client>"
+--                 a numbering client's mark "seq|last ms", "#k" the number of clients (at
+--                 most 64). Neither op ids nor client ids hold a '#'.
 -- Expiry is Redis's own: every access renews the TTLs (main and ops: the cart's expiry, or the
 -- saved list's while that is longer and the list is not empty; saved: the saved list's). Only
 -- while a saved list keeps a cart alive past its lines' expiry are the lines expired by the data
@@ -117,3 +121,4 @@ local function save(s, now, cart_ttl, saved_ttl)
   if s.o then redis.call('PEXPIRE', KEYS[3], long) end
   if s.s > 0 then redis.call('PEXPIRE', KEYS[2], saved_ttl) end
 end
+

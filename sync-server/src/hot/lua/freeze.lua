@@ -8,11 +8,11 @@
 -- KEYS: 1 main, 2 saved, 3 op ids (see common.lua), 4 snapshot, 5 generation counter.
 -- ARGV: 1 now ms, 2 cart ttl ms, 3 saved ttl ms, 4 snapshot ttl ms, 5 currency of a new cart,
 --       6 the user's id.
--- Returns {generation, snapshot fields, op ids}; generation 0 when there is nothing to merge. The
+-- Returns {generation, snapshot fields, the op-id hash's fields and values}; generation 0 when there is nothing to merge. The
 -- snapshot holds v, n, c, u and the lines as "l:<sku>" / "s:<sku>" fields.
 local now, cart_ttl, saved_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local unfinished = redis.call('HGET', KEYS[4], 'g')
-if unfinished then return {tonumber(unfinished), redis.call('HGETALL', KEYS[4]), redis.call('HKEYS', KEYS[3])} end
+if unfinished then return {tonumber(unfinished), redis.call('HGETALL', KEYS[4]), redis.call('HGETALL', KEYS[3])} end
 local s = load_meta(ARGV[5])
 notice_expired(s, now, cart_ttl)
 if #s.del > 0 then chunked('HDEL', KEYS[1], s.del, 1000); s.del = {} end
@@ -37,4 +37,4 @@ if s.l > 0 or s.s > 0 or s.p ~= '' then
 end
 s.z = s.z or ARGV[6]
 save(s, now, cart_ttl, saved_ttl)
-return {gen, f, redis.call('HKEYS', KEYS[3])}
+return {gen, f, redis.call('HGETALL', KEYS[3])}

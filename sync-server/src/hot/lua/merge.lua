@@ -6,9 +6,9 @@
 --       7 merge op id, 8 policy, 9 the user cart's event subject, 10 the user, 11 the guest
 --       cart's subject, 12 number of guest line items, the items ("r" and the code
 --       ranking, first if any; "p" and the guest's codes; "l:<sku>" or "s:<sku>" and its value,
---       in the guest cart's order), then the guest cart's applied op ids,
---       which the user cart takes over: an op applied to the guest cart stays applied once it is
---       sent again for the user.
+--       in the guest cart's order), then what the guest cart remembers of its ops (its op ids
+--       oldest first, then "#client|seq" per numbering client), which the user cart takes over:
+--       an op applied to the guest cart stays applied once it is sent again for the user.
 -- Returns {"restore"} | {"duplicate", version} | {"applied", version}.
 local now, maxq, maxl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local cart_ttl, saved_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -85,10 +85,21 @@ if not (s.o and redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1) then
     end
     end
   end
-  local ids = {}
-  for i = 13 + nf, #ARGV do ids[#ids + 1] = ARGV[i]; ids[#ids + 1] = '1' end
-  ids[#ids + 1] = ARGV[7]; ids[#ids + 1] = '1'
-  chunked('HSET', KEYS[3], ids, 1000)
+  -- shared::Applied::absorb, then the merge's own op id: the guest's op ids the user cart lacks,
+  -- its clients' marks ("#client|seq"), then the merge op.
+  local ids, marks = {}, {}
+  for i = 13 + nf, #ARGV do
+    local a = ARGV[i]
+    if string.byte(a) == 35 then
+      local cl, sq = string.match(a, '^#([^|]+)|(%d+)$')
+      marks[#marks + 1] = {cl, tonumber(sq)}
+    elseif not (s.o and redis.call('HEXISTS', KEYS[3], a) == 1) then
+      ids[#ids + 1] = a
+    end
+  end
+  push_ids(ids)
+  set_marks(marks, now)
+  push_ids({ARGV[7]})
   s.o = true
   if changed then s.v = s.v + 1; s.u = now end
   status = 'applied'
