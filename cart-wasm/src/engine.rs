@@ -13,7 +13,9 @@ use serde_json::Value;
 use shared::promo::{PromoCode, Promotion, PromotionId, Usage};
 use shared::stored::StoredCart;
 use shared::wire::{self, Availability, CartView, DiscountView, ErrorBody, OpsResponse, Owner, Promos};
-use shared::{Cart, CartError, CartLine, Currency, ErrorCode, GuestToken, Limits, Money, Op, OpId, OpKind, Quantity, Sku, Timestamp};
+use shared::{
+    Cart, CartError, CartLine, ClientSeq, Currency, ErrorCode, GuestToken, Limits, Money, Op, OpId, OpKind, Quantity, Sku, Timestamp,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The stored format of the client's state; anything else under the key starts a clean cart.
@@ -294,6 +296,12 @@ pub struct Engine {
     /// Grows with each identity change, so an answer to an older identity is ignored.
     epoch: u64,
     failures: u32,
+    /// This tab's client id and the `seq` its next op takes (api-v1 Ops): the server knows a
+    /// numbered op by the client's high-water mark. Per tab (tabs share the queue, not a
+    /// counter), and replaced whenever ops of a client are dropped unsent or renumbered, so no
+    /// client's sequence has a gap.
+    client: String,
+    next_seq: u64,
 }
 
 fn uuid_v4(random: &mut dyn FnMut(&mut [u8])) -> String {
@@ -363,7 +371,10 @@ impl Engine {
             in_flight: Vec::new(),
             epoch: 0,
             failures: 0,
+            client: String::new(),
+            next_seq: 1,
         };
+        e.client = uuid_v4(&mut *e.random);
         e.reload();
         if e.seen.is_none() {
             e.persist();
@@ -375,7 +386,10 @@ impl Engine {
         &self.key
     }
 
+    /// A clean state, with a new client sequence (the old one's queued ops are gone).
     fn fresh_state(&mut self, last_error: Option<LastError>) -> ClientState {
+        self.client = uuid_v4(&mut *self.random);
+        self.next_seq = 1;
         ClientState {
             identity: Identity::Guest { token: new_guest_token(&mut *self.random) },
             confirmed: Cart::new(self.currency),
@@ -700,10 +714,33 @@ impl Engine {
         cart.apply(&kind, &self.limits, now)?;
         if !self.coalesce(&kind) {
             let id = OpId::parse(&uuid_v4(&mut *self.random)).expect("a uuid is a valid op id");
+            let id = id.with_client(self.take_seq());
             self.state.pending.push(PendingOp { op: Op { id, kind }, at: now, sent: false });
         }
         self.persist();
         Ok(())
+    }
+
+    fn take_seq(&mut self) -> ClientSeq {
+        let seq = ClientSeq::parse(&self.client, self.next_seq).expect("a uuid is a valid client id");
+        self.next_seq += 1;
+        seq
+    }
+
+    /// Starts a new client sequence (a new client id, from 1) and numbers the pending ops of
+    /// `client` in it, in queue order: after ops of that client were dropped unsent, or the
+    /// server found a gap in its sequence (`op_out_of_order`). The server starts a client it does
+    /// not know wherever it is, so the renumbered ops are accepted; each keeps its op id.
+    fn renumber(&mut self, client: &str) {
+        self.client = uuid_v4(&mut *self.random);
+        self.next_seq = 1;
+        for i in 0..self.state.pending.len() {
+            if self.state.pending[i].op.id.client().is_some_and(|c| c.client == client) {
+                let seq = self.take_seq();
+                let p = &mut self.state.pending[i];
+                p.op.id = OpId::parse(p.op.id.as_str()).expect("a kept op id is valid").with_client(seq);
+            }
+        }
     }
 
     /// Folds a change into the last pending op when both touch one line the same way and that op
@@ -737,6 +774,8 @@ impl Engine {
         if local && !self.state.pending.is_empty() {
             self.state.confirmed = self.optimistic();
             self.state.pending.clear();
+            self.client = uuid_v4(&mut *self.random);
+            self.next_seq = 1;
             self.persist();
         }
     }
@@ -799,13 +838,36 @@ impl Engine {
                 self.failures += 1;
                 self.state.last_error = Some(LastError::new(ErrorCode::NetworkError, why));
             }
+            Err(Failure::Refused { error, status }) if error.is(ErrorCode::OpOutOfOrder) => {
+                // A gap in a client's sequence: nothing was applied. Its ops are numbered afresh
+                // and sent again, after a pause.
+                self.failures += 1;
+                let client = error.details.get("client_id").and_then(Value::as_str).map(str::to_owned);
+                if let Some(client) = client {
+                    self.renumber(&client);
+                }
+                let _ = status;
+            }
             Err(Failure::Refused { error, status }) => {
                 self.failures = 0;
                 // Our own ops were refused as a whole: sending them again would only fail again,
                 // except for an identity problem: an expired token (renewed by a new login), or a
                 // guest cart merged at a login in another tab (the ops go to the user's cart).
                 if status != 401 && !error.is(ErrorCode::CartMerged) {
+                    let dropped: Vec<String> = self
+                        .state
+                        .pending
+                        .iter()
+                        .filter(|p| push.ids.contains(&p.op.id.as_str().to_owned()))
+                        .filter_map(|p| p.op.id.client().map(|c| c.client.clone()))
+                        .collect();
                     self.state.pending.retain(|p| !push.ids.contains(&p.op.id.as_str().to_owned()));
+                    // The server settled none of them: the ops after them would leave a gap.
+                    let mut clients = dropped;
+                    clients.dedup();
+                    for c in clients {
+                        self.renumber(&c);
+                    }
                 }
                 self.state.last_error = Some(error.into());
             }
@@ -927,7 +989,7 @@ mod tests {
     use crate::storage::MemoryStorage;
 
     fn engine(storage: &MemoryStorage, seed: u8) -> Engine {
-        let mut n = seed;
+        let mut n = u64::from(seed);
         Engine::new(
             Box::new(storage.clone()),
             "cart",
@@ -935,8 +997,8 @@ mod tests {
             Currency::USD,
             Box::new(move |b: &mut [u8]| {
                 for x in b {
-                    n = n.wrapping_mul(31).wrapping_add(7);
-                    *x = n;
+                    n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    *x = (n >> 56) as u8;
                 }
             }),
         )
@@ -944,6 +1006,43 @@ mod tests {
 
     fn add(sku: &str) -> OpKind {
         OpKind::Add { sku: Sku::parse(sku).unwrap(), quantity: Quantity::new(1, &Limits::default()).unwrap(), price_at_add: None }
+    }
+
+    fn numbering(e: &Engine) -> Vec<(String, u64)> {
+        e.state.pending.iter().map(|p| p.op.id.client().map(|c| (c.client.clone(), c.seq)).unwrap()).collect()
+    }
+
+    #[test]
+    fn each_tab_numbers_its_ops_and_a_gap_is_numbered_afresh() {
+        let storage = MemoryStorage::default();
+        let mut a = engine(&storage, 1);
+        let mut b = engine(&storage, 2);
+        for sku in ["A", "B", "C"] {
+            a.mutate(add(sku), Timestamp::default()).unwrap();
+        }
+        b.mutate(add("D"), Timestamp::default()).unwrap();
+        a.reload();
+        let n = numbering(&a);
+        assert_eq!(n.iter().map(|x| x.1).collect::<Vec<_>>(), [1, 2, 3, 1], "each tab counts from 1");
+        assert!(n[0].0 == n[2].0 && n[0].0 != n[3].0, "one client per tab");
+        let push = a.begin_push().unwrap();
+        assert_eq!(push.body["ops"][0]["client_id"], n[0].0.as_str());
+        assert_eq!(push.body["ops"][2]["seq"], 3);
+        // The server saw a gap in the first tab's sequence: nothing applied, the ops stay,
+        // numbered afresh under a new client, and are sent again.
+        let mut error = ErrorBody::new(ErrorCode::OpOutOfOrder, "gap");
+        error.details.insert("client_id".into(), Value::String(n[0].0.clone()));
+        a.finish_push(&push, Err(Failure::Refused { error, status: 409 }));
+        let renumbered = numbering(&a);
+        assert_eq!(a.state.pending.len(), 4);
+        assert_eq!(renumbered.iter().map(|x| x.1).collect::<Vec<_>>(), [1, 2, 3, 1]);
+        assert!(renumbered[0].0 != n[0].0 && renumbered[0].0 == renumbered[2].0, "a new client for the renumbered ops");
+        assert_eq!(renumbered[3], n[3], "the other tab's ops keep theirs");
+        let ids: Vec<&str> = a.state.pending.iter().map(|p| p.op.id.as_str()).collect();
+        assert_eq!(ids, push.ids.iter().map(String::as_str).collect::<Vec<_>>(), "op ids stay");
+        // The next op of that tab follows on in the new sequence.
+        a.mutate(add("E"), Timestamp::default()).unwrap();
+        assert_eq!(numbering(&a)[4], (renumbered[0].0.clone(), 4));
     }
 
     #[test]
