@@ -9,7 +9,7 @@
 //! turned abandonment emails off, or users who placed an order since the cart's last activity.
 //!
 //! `cart.recovered` is recorded by the payment that pays an order of a user whose cart was
-//! reported abandoned within the recovery window ([`recovered_events`]).
+//! reported abandoned within the recovery window (`orders::outbox::recovered_events`).
 
 use super::{Event, record};
 use crate::catalog::{PRODUCT_COLUMNS, ProductRow, product_of_row};
@@ -266,50 +266,4 @@ fn snapshot(
         })
         .collect();
     Snapshot { lines, subtotal: e.subtotal, discount_total: e.discount_total, total: e.total }
-}
-
-/// `cart.recovered` for an order of `user` paid at `now`, if their cart was reported abandoned
-/// within the recovery window and not recovered since; marks it recovered. Inside the payment's
-/// transaction.
-pub(crate) async fn recovered_events<'c, DB>(
-    tx: &mut sqlx::Transaction<'c, DB>,
-    order: &crate::orders::Order,
-    window_ms: i64,
-    now: Timestamp,
-) -> Result<Vec<Event>, sqlx::Error>
-where
-    DB: sqlx::Database,
-    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
-    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'r> (i64, String): sqlx::FromRow<'r, DB::Row>,
-{
-    let Some(user) = &order.user else { return Ok(Vec::new()) };
-    let row: Option<(i64, String)> = sqlx::query_as::<DB, (i64, String)>(
-        "SELECT abandoned_at, subject FROM abandonments WHERE user_id = $1 AND recovered_at IS NULL AND abandoned_at >= $2",
-    )
-    .bind(user.as_str())
-    .bind(now.millis() - window_ms)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some((abandoned_at, subject)) = row else { return Ok(Vec::new()) };
-    sqlx::query::<DB>("UPDATE abandonments SET recovered_at = $1 WHERE user_id = $2")
-        .bind(now.millis())
-        .bind(user.as_str())
-        .execute(&mut **tx)
-        .await?;
-    Ok(vec![Event {
-        id: format!("cart.recovered:{}", order.view.id),
-        kind: EventType::CartRecovered.as_str().to_owned(),
-        subject,
-        user: Some(user.as_str().to_owned()),
-        sku: None,
-        quantity: None,
-        detail: None,
-        amount: Some(order.view.total.amount()),
-        at: now,
-        data: json!({"user": user.as_str(), "owner": "user", "order_id": order.view.id, "total": order.view.total,
-                     "abandoned_at": Timestamp::from_millis(abandoned_at)}),
-    }])
 }

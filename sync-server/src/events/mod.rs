@@ -16,9 +16,8 @@ pub mod recorder;
 pub mod retention;
 pub mod webhooks;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use shared::Timestamp;
-use shared::events::EventType;
 
 /// An event as the `events` table holds it.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,40 +39,6 @@ impl Event {
     pub fn body(&self) -> String {
         shared::events::cloud_event(&self.id, &self.kind, self.at, &self.subject, &self.data).to_string()
     }
-
-    /// An order event: `data` names the order, its owner and its amounts.
-    pub fn of_order(kind: EventType, order: &crate::orders::Order, now: Timestamp, extra: Option<(&str, Value)>) -> Event {
-        let v = &order.view;
-        let mut data = json!({
-            "owner": if order.user.is_some() { "user" } else { "guest" },
-            "order_id": v.id,
-            "status": v.status,
-            "total": v.total,
-            "amount_due": v.amount_due,
-            "lines": v.lines.iter().map(|l| json!({"sku": l.sku, "quantity": l.quantity, "unit_price": l.unit_price, "line_total": l.line_total})).collect::<Vec<_>>(),
-        });
-        if let Some(u) = &order.user {
-            data["user"] = json!(u.as_str());
-        }
-        if !v.discounts.is_empty() {
-            data["discount_total"] = json!(v.discount_total);
-        }
-        if let Some((k, value)) = extra {
-            data[k] = value;
-        }
-        Event {
-            id: format!("{}:{}", kind.as_str(), v.id),
-            kind: kind.as_str().to_owned(),
-            subject: crate::hot::subject_of(&order.owner),
-            user: order.user.as_ref().map(|u| u.as_str().to_owned()),
-            sku: None,
-            quantity: None,
-            detail: None,
-            amount: (kind == EventType::OrderPaid).then(|| v.total.amount()),
-            at: now,
-            data,
-        }
-    }
 }
 
 /// Records `events` in a transaction of their own (a refused checkout's `checkout.failed`).
@@ -84,33 +49,6 @@ pub async fn record_now(db: &crate::durable::Durable, events: &[Event]) -> Resul
         tx.commit().await?;
     });
     webhooks::wake();
-    Ok(())
-}
-
-/// The units of a paid order, for per-SKU analytics, inside the payment's transaction.
-pub(crate) async fn record_paid_lines<'c, DB>(
-    tx: &mut sqlx::Transaction<'c, DB>,
-    order: &crate::orders::Order,
-    now: Timestamp,
-) -> Result<(), sqlx::Error>
-where
-    DB: sqlx::Database,
-    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
-    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    let subject = crate::hot::subject_of(&order.owner);
-    for l in &order.view.lines {
-        sqlx::query::<DB>("INSERT INTO paid_lines (order_id, sku, quantity, subject, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id, sku) DO NOTHING")
-            .bind(order.view.id.as_str())
-            .bind(l.sku.as_str())
-            .bind(i64::from(l.quantity))
-            .bind(subject.as_str())
-            .bind(now.millis())
-            .execute(&mut **tx)
-            .await?;
-    }
     Ok(())
 }
 

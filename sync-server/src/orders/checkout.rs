@@ -13,7 +13,6 @@ use super::{ORDER_COLUMNS, Order, OrderStatus, retrying};
 use crate::carts::{Carts, CartsError};
 use crate::catalog::{CatalogCache, PRODUCT_COLUMNS, Product, ProductRow, product_of_row};
 use crate::durable::{Durable, DurableError, on_db, placeholders};
-use crate::events::Event;
 use crate::gift_cards::{self, GiftCard, Unusable};
 use crate::identity::CartKey;
 use crate::promotions::PromotionsCache;
@@ -460,11 +459,11 @@ async fn reserve(
             owner: owner.tag.clone(),
             user: owner.user().cloned(),
         };
-        let mut events = vec![Event::of_order(EventType::CheckoutStarted, &order, now, None)];
+        let mut events = vec![super::outbox::order_event(EventType::CheckoutStarted, &order, now, None)];
         if status == OrderStatus::Paid {
-            events.push(Event::of_order(EventType::OrderPaid, &order, now, None));
-            crate::events::record_paid_lines(&mut tx, &order, now).await?;
-            events.extend(crate::events::abandonment::recovered_events(&mut tx, &order, recovery_window_ms, now).await?);
+            events.push(super::outbox::order_event(EventType::OrderPaid, &order, now, None));
+            super::outbox::record_paid_lines(&mut tx, &order, now).await?;
+            events.extend(super::outbox::recovered_events(&mut tx, &order, recovery_window_ms, now).await?);
         }
         crate::events::record(&mut tx, &events).await?;
         tx.commit().await?;

@@ -143,7 +143,7 @@ where
             .await?
             .into_iter()
             .filter_map(|row| order_of(row).ok())
-            .map(|o| Event::of_order(kind, &o, now, Some(("reason", serde_json::json!(reason)))))
+            .map(|o| super::outbox::order_event(kind, &o, now, Some(("reason", serde_json::json!(reason)))))
             .collect();
         crate::events::record(tx, &events).await?;
     }

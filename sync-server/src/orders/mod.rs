@@ -7,6 +7,7 @@
 
 pub mod checkout;
 pub mod holds;
+pub mod outbox;
 pub mod payment;
 
 use crate::durable::{Durable, DurableError, is_retryable, on_db};

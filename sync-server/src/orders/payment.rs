@@ -10,7 +10,6 @@ use super::{ORDER_COLUMNS, Order, OrderRow, OrderStatus, order_of, retrying};
 use crate::carts::{Carts, CartsError};
 use crate::catalog::CatalogCache;
 use crate::durable::{Durable, DurableError, on_db};
-use crate::events::Event;
 use shared::events::EventType;
 use shared::wire::{PaymentNotice, PaymentStatus};
 use shared::{Money, Timestamp};
@@ -127,12 +126,12 @@ async fn record_once(
         let mut events = Vec::new();
         match step {
             Transition::Pay => {
-                events.push(Event::of_order(EventType::OrderPaid, &order, now, Some(("payment_ref", serde_json::json!(notice.payment_ref)))));
-                crate::events::record_paid_lines(&mut tx, &order, now).await?;
-                events.extend(crate::events::abandonment::recovered_events(&mut tx, &order, recovery_window_ms, now).await?);
+                events.push(super::outbox::order_event(EventType::OrderPaid, &order, now, Some(("payment_ref", serde_json::json!(notice.payment_ref)))));
+                super::outbox::record_paid_lines(&mut tx, &order, now).await?;
+                events.extend(super::outbox::recovered_events(&mut tx, &order, recovery_window_ms, now).await?);
             }
-            Transition::Cancel => events.push(Event::of_order(EventType::OrderCancelled, &order, now, Some(("reason", serde_json::json!("payment_failed"))))),
-            _ => events.push(Event::of_order(EventType::OrderExpired, &order, now, Some(("reason", serde_json::json!("hold_expired"))))),
+            Transition::Cancel => events.push(super::outbox::order_event(EventType::OrderCancelled, &order, now, Some(("reason", serde_json::json!("payment_failed"))))),
+            _ => events.push(super::outbox::order_event(EventType::OrderExpired, &order, now, Some(("reason", serde_json::json!("hold_expired"))))),
         }
         crate::events::record(&mut tx, &events).await?;
         tx.commit().await?;
