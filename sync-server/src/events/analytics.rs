@@ -37,23 +37,29 @@ pub async fn funnel(db: &Durable, from: Timestamp, to: Timestamp, currency: Curr
 /// Per SKU over `[from, to]`: units added, units the shoppers removed (not what paid orders took
 /// out), units in paid orders, and carts that held it; most added first, at most `limit`.
 pub async fn skus(db: &Durable, from: Timestamp, to: Timestamp, limit: usize) -> Result<Value, DurableError> {
-    let rows: Vec<(String, Option<i64>, Option<i64>, i64)> = on_db!(db, pool => sqlx::query_as(
+    let rows: Vec<(String, Option<i64>, Option<i64>)> = on_db!(db, pool => sqlx::query_as(
         "SELECT sku,
                 CAST(SUM(CASE WHEN type = 'cart.item_added' THEN quantity ELSE 0 END) AS BIGINT),
-                CAST(SUM(CASE WHEN type = 'cart.item_removed' AND detail IS NULL THEN quantity ELSE 0 END) AS BIGINT),
-                COUNT(DISTINCT CASE WHEN type = 'cart.item_added' THEN subject END)
+                CAST(SUM(CASE WHEN type = 'cart.item_removed' AND detail IS NULL THEN quantity ELSE 0 END) AS BIGINT)
          FROM events WHERE type IN ('cart.item_added', 'cart.item_removed') AND at >= $1 AND at <= $2 AND sku IS NOT NULL
+         GROUP BY sku")
+        .bind(from.millis()).bind(to.millis()).fetch_all(pool).await?);
+    let carts: Vec<(String, i64)> = on_db!(db, pool => sqlx::query_as(
+        "SELECT sku, COUNT(*) FROM (SELECT DISTINCT sku, subject FROM events
+                                    WHERE type = 'cart.item_added' AND at >= $1 AND at <= $2 AND sku IS NOT NULL) AS held
          GROUP BY sku")
         .bind(from.millis()).bind(to.millis()).fetch_all(pool).await?);
     let ordered: Vec<(String, Option<i64>)> = on_db!(db, pool => sqlx::query_as(
         "SELECT sku, CAST(SUM(quantity) AS BIGINT) FROM paid_lines WHERE at >= $1 AND at <= $2 GROUP BY sku")
         .bind(from.millis()).bind(to.millis()).fetch_all(pool).await?);
     let mut by_sku: BTreeMap<String, [i64; 4]> = BTreeMap::new();
-    for (sku, added, removed, carts) in rows {
+    for (sku, added, removed) in rows {
         let e = by_sku.entry(sku).or_default();
         e[0] += added.unwrap_or(0);
         e[1] += removed.unwrap_or(0);
-        e[3] = carts;
+    }
+    for (sku, n) in carts {
+        by_sku.entry(sku).or_default()[3] = n;
     }
     for (sku, units) in ordered {
         by_sku.entry(sku).or_default()[2] += units.unwrap_or(0);
