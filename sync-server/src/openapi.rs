@@ -111,7 +111,7 @@ pub fn document() -> Value {
                 "requestBody": body(json!({ "type": "object", "required": ["ops"], "properties": { "ops": { "type": "array", "maxItems": 500, "items": r("Op") } } })),
                 "responses": with_body(("200", ok(json!({ "type": "object", "required": ["cart", "results"], "properties": {
                     "cart": r("Cart"), "results": { "type": "array", "items": r("OpResult") } } }), "the cart and each op's outcome")),
-                    &[InvalidJson, InvalidRequest, InvalidOp, TooManyOps, VersionMismatch, PayloadTooLarge, CartMerged, InvalidCartToken, Unauthorized])
+                    &[InvalidJson, InvalidRequest, InvalidOp, TooManyOps, VersionMismatch, PayloadTooLarge, CartMerged, OpOutOfOrder, InvalidCartToken, Unauthorized])
             }},
             "/v1/cart/merge": { "post": {
                 "summary": "Merge a guest cart into the caller's user cart, exactly once. Bearer required.",
@@ -119,7 +119,7 @@ pub fn document() -> Value {
                 "requestBody": body(json!({ "type": "object", "required": ["guest_token"], "properties": {
                     "guest_token": { "type": "string", "pattern": "^[A-Za-z0-9_-]{22,64}$" }, "ops": { "type": "array", "items": r("Op") } } })),
                 "responses": with_body(("200", ok(json!({ "type": "object", "required": ["cart", "merged"], "properties": {
-                    "cart": r("Cart"), "merged": { "type": "boolean" } } }), "the user's cart")), &[InvalidJson, InvalidCartToken, InvalidOp, Unauthorized])
+                    "cart": r("Cart"), "merged": { "type": "boolean" } } }), "the user's cart")), &[InvalidJson, InvalidCartToken, InvalidOp, OpOutOfOrder, Unauthorized])
             }},
             "/v1/products": { "get": {
                 "summary": "Prices and free stock of the named SKUs in one lookup (without `skus`: the first products on sale).",
@@ -192,7 +192,9 @@ pub fn document() -> Value {
                     "item_count": { "type": "integer" }, "subtotal": r("Money"), "updated_at": r("Timestamp"), "expires_at": r("Timestamp") } },
                 "Op": { "type": "object", "required": ["op_id"], "description": "An op with a valid op_id but a bad type or field is answered `rejected` in its result; the others still apply.", "properties": {
                     "op_id": { "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$" },
-                    "type": { "enum": ["add", "set_quantity", "remove", "save_for_later", "move_to_cart", "remove_saved", "clear"] },
+                    "client_id": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$", "description": "With `seq`: the op is known by this client's high-water `seq` (an op at or below it is a `duplicate`; one that skips ahead is `409 op_out_of_order`). Without: by its `op_id` among the cart's 1,000 most recent." },
+                    "seq": { "type": "integer", "minimum": 1, "description": "The op's number in its client's sequence (1, 2, 3, …); comes with `client_id`." },
+                    "type": { "enum": ["add", "set_quantity", "remove", "save_for_later", "move_to_cart", "remove_saved", "clear", "apply_promo_code", "remove_promo_code"] },
                     "sku": r("Sku"), "quantity": r("Quantity"), "price_at_add": r("Money"), "at": r("Timestamp") } },
                 "OpResult": { "type": "object", "required": ["op_id", "status"], "properties": {
                     "op_id": { "type": "string" }, "status": { "enum": ["applied", "duplicate", "rejected"] }, "error": r("ErrorBody") } },
