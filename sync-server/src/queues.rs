@@ -16,6 +16,8 @@ use tokio::sync::watch;
 pub const MAX_DELIVERIES: u64 = 5;
 /// Most entries fetched per bucket and round.
 const BATCH: usize = 256;
+/// A round that found fewer entries than this is followed by a short pause ([`HotStore::queue_pace`]).
+const PACE_BELOW: usize = 512;
 
 /// Why an entry was not acted on.
 #[derive(Debug)]
@@ -107,6 +109,9 @@ pub async fn run(hot: HotStore, q: Queue, durable: Durable, handler: impl Handle
             tokio::time::sleep(backoff(failures)).await;
         } else {
             failures = 0;
+            if batch.len() < PACE_BELOW && !stopping {
+                hot.queue_pace().await;
+            }
         }
     }
 }

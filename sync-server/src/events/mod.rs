@@ -16,7 +16,7 @@ pub mod recorder;
 pub mod retention;
 pub mod webhooks;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use shared::Timestamp;
 
 /// An event as the `events` table holds it.
@@ -73,42 +73,53 @@ where
         sqlx::query_as::<DB, (String, String)>("SELECT id, events FROM webhooks WHERE active").fetch_all(&mut **tx).await?;
     let hooks: Vec<(String, Vec<String>)> =
         hooks.into_iter().map(|(id, filters)| (id, serde_json::from_str::<Vec<String>>(&filters).unwrap_or_default())).collect();
-    let mut new = 0;
-    for e in events {
-        let body = e.body();
-        let inserted = sqlx::query_as::<DB, (String,)>(
-            "INSERT INTO events (id, type, subject, user_id, sku, quantity, detail, amount, at, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (id) DO NOTHING RETURNING id",
-        )
-        .bind(e.id.as_str())
-        .bind(e.kind.as_str())
-        .bind(e.subject.as_str())
-        .bind(e.user.as_deref())
-        .bind(e.sku.as_deref())
-        .bind(e.quantity)
-        .bind(e.detail.as_deref())
-        .bind(e.amount)
-        .bind(e.at.millis())
-        .bind(body.as_str())
-        .fetch_optional(&mut **tx)
-        .await?;
-        if inserted.is_none() {
-            continue;
-        }
-        new += 1;
-        for (hook, filters) in &hooks {
-            if filters.iter().any(|f| shared::events::filter_matches(f, &e.kind)) {
-                sqlx::query::<DB>(
-                    "INSERT INTO deliveries (webhook_id, event_id, state, attempts, next_at, first_at, updated_at) VALUES ($1, $2, 'pending', 0, $3, $3, $3)
-                     ON CONFLICT (webhook_id, event_id) DO NOTHING",
-                )
-                .bind(hook.as_str())
-                .bind(e.id.as_str())
-                .bind(e.at.millis())
-                .execute(&mut **tx)
-                .await?;
-            }
+    // One statement for the batch, and one per webhook that wants some of it: the events travel
+    // as one JSON array, unpacked by each database's own JSON function.
+    let postgres = DB::NAME == "PostgreSQL";
+    let rows: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({"id": e.id, "type": e.kind, "subject": e.subject, "user": e.user, "sku": e.sku, "quantity": e.quantity,
+                   "detail": e.detail, "amount": e.amount, "at": e.at.millis(), "body": e.body()})
+        })
+        .collect();
+    let insert = if postgres {
+        "INSERT INTO events (id, type, subject, user_id, sku, quantity, detail, amount, at, body)
+         SELECT e->>'id', e->>'type', e->>'subject', e->>'user', e->>'sku', (e->>'quantity')::BIGINT, e->>'detail',
+                (e->>'amount')::BIGINT, (e->>'at')::BIGINT, e->>'body'
+         FROM json_array_elements($1::json) AS e
+         ON CONFLICT (id) DO NOTHING RETURNING id"
+    } else {
+        "INSERT INTO events (id, type, subject, user_id, sku, quantity, detail, amount, at, body)
+         SELECT json_extract(value, '$.id'), json_extract(value, '$.type'), json_extract(value, '$.subject'), json_extract(value, '$.user'),
+                json_extract(value, '$.sku'), json_extract(value, '$.quantity'), json_extract(value, '$.detail'),
+                json_extract(value, '$.amount'), json_extract(value, '$.at'), json_extract(value, '$.body')
+         FROM json_each($1) WHERE true
+         ON CONFLICT (id) DO NOTHING RETURNING id"
+    };
+    let inserted: Vec<(String,)> =
+        sqlx::query_as::<DB, (String,)>(insert).bind(Value::Array(rows).to_string().as_str()).fetch_all(&mut **tx).await?;
+    let inserted: std::collections::HashSet<String> = inserted.into_iter().map(|r| r.0).collect();
+    let deliver = if postgres {
+        "INSERT INTO deliveries (webhook_id, event_id, state, attempts, next_at, first_at, updated_at)
+         SELECT $1, p->>0, 'pending', 0, (p->>1)::BIGINT, (p->>1)::BIGINT, (p->>1)::BIGINT FROM json_array_elements($2::json) AS p
+         ON CONFLICT (webhook_id, event_id) DO NOTHING"
+    } else {
+        "INSERT INTO deliveries (webhook_id, event_id, state, attempts, next_at, first_at, updated_at)
+         SELECT $1, json_extract(value, '$[0]'), 'pending', 0, json_extract(value, '$[1]'), json_extract(value, '$[1]'), json_extract(value, '$[1]')
+         FROM json_each($2) WHERE true
+         ON CONFLICT (webhook_id, event_id) DO NOTHING"
+    };
+    for (hook, filters) in &hooks {
+        let wanted: Vec<Value> = events
+            .iter()
+            .filter(|e| inserted.contains(&e.id) && filters.iter().any(|f| shared::events::filter_matches(f, &e.kind)))
+            .map(|e| json!([e.id, e.at.millis()]))
+            .collect();
+        if !wanted.is_empty() {
+            sqlx::query::<DB>(deliver).bind(hook.as_str()).bind(Value::Array(wanted).to_string().as_str()).execute(&mut **tx).await?;
         }
     }
+    let new = inserted.len();
     Ok(new)
 }

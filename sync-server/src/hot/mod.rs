@@ -289,6 +289,15 @@ impl HotStore {
         }
     }
 
+    /// After a small batch: a pause in Redis mode, so that a steady trickle is read in rounds of
+    /// some size rather than one round (a command per bucket) per entry or two. None in process,
+    /// where changes wait for their events to be recorded.
+    pub async fn queue_pace(&self) {
+        if let HotStore::Redis(_) = self {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             HotStore::Memory(_) => Ok(()),

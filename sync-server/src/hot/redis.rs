@@ -68,6 +68,8 @@ impl ConnectionLike for Conn {
 #[derive(Clone)]
 pub struct RedisStore {
     conn: Conn,
+    /// The queue workers' connection (see [`RedisStore::connect`]).
+    queues: Conn,
     prefix: String,
     consumer: String,
     scripts: Arc<Scripts>,
@@ -129,20 +131,13 @@ impl RedisStore {
     /// that it is part of a cluster.
     pub async fn connect(urls: &str, prefix: &str) -> Result<RedisStore, StoreError> {
         let urls: Vec<&str> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
-        let conn = if urls.len() > 1 {
-            connect_cluster(&urls).await?
-        } else {
-            let client = redis::Client::open(*urls.first().unwrap_or(&""))?;
-            let config = redis::aio::ConnectionManagerConfig::new()
-                .set_number_of_retries(2)
-                .set_connection_timeout(Some(Duration::from_secs(3)))
-                .set_response_timeout(Some(Duration::from_secs(5)));
-            let mut single = client.get_connection_manager_with_config(config).await?;
-            let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut single).await?;
-            if info.contains("cluster_enabled:1") { connect_cluster(&urls).await? } else { Conn::Single(single) }
-        };
+        let conn = open(&urls).await?;
+        // The queue workers' reads (128 buckets a round, large replies) go over a connection of
+        // their own, so no cart write queues behind them on the multiplexed one.
+        let queues = open(&urls).await?;
         let store = RedisStore {
             conn,
+            queues,
             prefix: prefix.to_owned(),
             consumer: uuid::Uuid::new_v4().to_string(),
             cache: Arc::new(CartCache::new(CACHED_CARTS)),
@@ -194,7 +189,7 @@ impl RedisStore {
     }
 
     async fn ensure_group(&self, q: Queue, bucket: u32) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.queues.clone();
         let r: Result<(), _> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(self.stream(q, bucket))
@@ -519,10 +514,16 @@ impl RedisStore {
     /// stopped instance's are taken over). Each comes with how often it was handed out, so a
     /// worker can set aside an entry that keeps failing.
     pub async fn queue_fetch(&self, q: Queue, max: usize) -> Result<Vec<QueueEntry>, StoreError> {
-        let reads = futures::future::join_all((0..BUCKETS).map(|b| self.read_new(q, b, max))).await;
         let mut out = Vec::new();
-        for r in reads {
-            out.extend(r?);
+        if let Conn::Single(_) = self.queues {
+            // One node holds every bucket: one command reads them all.
+            out = self.read_new_all(q, max).await?;
+        } else {
+            // A cluster spreads the buckets over slots: one command per bucket.
+            let reads = futures::future::join_all((0..BUCKETS).map(|b| self.read_new(q, b, max))).await;
+            for r in reads {
+                out.extend(r?);
+            }
         }
         let due = {
             let mut last = self.last_claim.lock().unwrap_or_else(|e| e.into_inner());
@@ -542,10 +543,51 @@ impl RedisStore {
         Ok(out)
     }
 
+    /// New entries of every bucket's stream in one `XREADGROUP` (a single node only: on a
+    /// cluster the streams live in different slots).
+    async fn read_new_all(&self, q: Queue, max: usize) -> Result<Vec<QueueEntry>, StoreError> {
+        let keys: Vec<String> = (0..BUCKETS).map(|b| self.stream(q, b)).collect();
+        let read = || async {
+            let mut c = self.queues.clone();
+            let mut cmd = redis::cmd("XREADGROUP");
+            cmd.arg("GROUP").arg(q.group()).arg(&self.consumer).arg("COUNT").arg(max).arg("STREAMS").arg(&keys);
+            for _ in 0..BUCKETS {
+                cmd.arg(">");
+            }
+            cmd.query_async::<Value>(&mut c).await
+        };
+        let reply = match read().await {
+            Err(e) if e.code() == Some("NOGROUP") => {
+                tracing::warn!(queue = q.suffix(), "a consumer group was missing; recreating them");
+                self.ensure_groups(q).await?;
+                read().await?
+            }
+            other => other?,
+        };
+        let streams: Vec<(&Value, &Value)> = match &reply {
+            Value::Array(streams) => streams
+                .iter()
+                .filter_map(|s| match s {
+                    Value::Array(kv) if kv.len() == 2 => Some((&kv[0], &kv[1])),
+                    _ => None,
+                })
+                .collect(),
+            Value::Map(streams) => streams.iter().map(|(k, v)| (k, v)).collect(),
+            _ => Vec::new(),
+        };
+        Ok(streams
+            .into_iter()
+            .flat_map(|(name, entries)| {
+                let bucket = bulk(name).and_then(|n| bucket_of_stream(&n));
+                bucket.map(|b| entries_of(entries, b, 1)).unwrap_or_default()
+            })
+            .collect())
+    }
+
     async fn read_new(&self, q: Queue, bucket: u32, max: usize) -> Result<Vec<QueueEntry>, StoreError> {
         let key = self.stream(q, bucket);
         let read = || async {
-            let mut c = self.conn.clone();
+            let mut c = self.queues.clone();
             redis::cmd("XREADGROUP")
                 .arg("GROUP")
                 .arg(q.group())
@@ -585,7 +627,7 @@ impl RedisStore {
     /// counts.
     async fn claim_stale(&self, q: Queue, bucket: u32, max: usize) -> Result<Vec<QueueEntry>, StoreError> {
         let key = self.stream(q, bucket);
-        let mut c = self.conn.clone();
+        let mut c = self.queues.clone();
         let mut due: Vec<(String, u64)> = Vec::new();
         for (idle, consumer) in [(RETRY_IDLE_MS.min(self.claim_idle_ms), Some(self.consumer.as_str())), (self.claim_idle_ms, None)] {
             let mut cmd = redis::cmd("XPENDING");
@@ -626,16 +668,26 @@ impl RedisStore {
 
     /// Acknowledges and deletes entries of a queue: they were acted on, or set aside.
     pub async fn queue_ack(&self, q: Queue, ids: &[EntryId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let mut by_bucket: std::collections::BTreeMap<u32, Vec<&str>> = std::collections::BTreeMap::new();
         for id in ids {
             by_bucket.entry(id.bucket).or_default().push(id.id.as_str());
         }
+        let single = matches!(self.queues, Conn::Single(_));
+        let mut pipe = redis::pipe();
         for (bucket, ids) in by_bucket {
             let key = self.stream(q, bucket);
-            let mut c = self.conn.clone();
-            let mut pipe = redis::pipe();
             pipe.cmd("XACK").arg(&key).arg(q.group()).arg(&ids).ignore().cmd("XDEL").arg(&key).arg(&ids).ignore();
-            pipe.query_async::<()>(&mut c).await?;
+            if !single {
+                // On a cluster, one pipeline per slot.
+                pipe.query_async::<()>(&mut self.queues.clone()).await?;
+                pipe = redis::pipe();
+            }
+        }
+        if single {
+            pipe.query_async::<()>(&mut self.queues.clone()).await?;
         }
         Ok(())
     }
@@ -643,7 +695,7 @@ impl RedisStore {
     /// How many entries of a queue wait, and how old the oldest is (ms), over every bucket.
     pub async fn queue_backlog(&self, q: Queue, now: Timestamp) -> Result<(u64, i64), StoreError> {
         let infos = futures::future::join_all((0..BUCKETS).map(|b| async move {
-            let mut c = self.conn.clone();
+            let mut c = self.queues.clone();
             let mut pipe = redis::pipe();
             pipe.cmd("XLEN").arg(self.stream(q, b)).cmd("XRANGE").arg(self.stream(q, b)).arg("-").arg("+").arg("COUNT").arg(1);
             pipe.query_async::<(u64, Value)>(&mut c).await
@@ -679,6 +731,21 @@ fn rule_args(c: &mut Cmd, id: &CartKey, rules: &Rules, now: Timestamp) {
         .arg(expiry.cart_seconds * 1000)
         .arg(expiry.saved_seconds * 1000)
         .arg(rules.currency.as_str());
+}
+
+/// One multiplexed connection: to the node, or to the cluster it belongs to.
+async fn open(urls: &[&str]) -> Result<Conn, StoreError> {
+    if urls.len() > 1 {
+        return Ok(connect_cluster(urls).await?);
+    }
+    let client = redis::Client::open(*urls.first().unwrap_or(&""))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_number_of_retries(2)
+        .set_connection_timeout(Some(Duration::from_secs(3)))
+        .set_response_timeout(Some(Duration::from_secs(5)));
+    let mut single = client.get_connection_manager_with_config(config).await?;
+    let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut single).await?;
+    Ok(if info.contains("cluster_enabled:1") { connect_cluster(urls).await? } else { Conn::Single(single) })
 }
 
 async fn connect_cluster(urls: &[&str]) -> Result<Conn, redis::RedisError> {
@@ -768,6 +835,13 @@ fn bulk(v: &Value) -> Option<String> {
 }
 
 /// `[[id, [field, value, ...]], ...]` → queue entries of `bucket`.
+/// The bucket a stream key names (`…:{b<N>}:…`).
+fn bucket_of_stream(key: &str) -> Option<u32> {
+    let start = key.find(":{b")? + 3;
+    let end = start + key[start..].find('}')?;
+    key[start..end].parse().ok()
+}
+
 fn entries_of(v: &Value, bucket: u32, deliveries: u64) -> Vec<QueueEntry> {
     let Value::Array(items) = v else {
         return Vec::new();

@@ -7,7 +7,8 @@
 //! 3. an open loop at 80% of the measured saturation rate, with latency counted from when each
 //!    request was due (no coordinated omission);
 //! 4. the mean `EVALSHA` time of an add (from `INFO commandstats`) on carts of 1, 50 and 200 lines;
-//! 5. Redis memory per cart line over 100,000 carts of 4 lines.
+//! 5. Redis memory per cart line over 100,000 carts of 4 lines, before and after their event
+//!    entries are taken off the streams.
 //!
 //!     cargo run --release -p cartsync-tests --bin bench_saturation -- [seconds] [connections]
 //!
@@ -385,8 +386,8 @@ fn used_memory(port: u16) -> i64 {
 async fn memory_per_line(port: u16) {
     let rules = rules();
     let now = Timestamp::from_millis(sync_server::clock::now().millis());
-    for (label, tracked) in [("REST adds, no op ids", false), ("client ops, 4 op ids kept", true)] {
-        let prefix = if tracked { "memo" } else { "memr" };
+    for (label, kind) in [("REST adds, no op ids", 0), ("ops with op ids only, 4 kept", 1), ("ops numbered by one client", 2)] {
+        let prefix = ["memr", "memo", "memc"][kind];
         let hot = store(port, prefix).await;
         redis_cli(port, &["MEMORY", "PURGE"]);
         let before = used_memory(port);
@@ -400,8 +401,16 @@ async fn memory_per_line(port: u16) {
                     for i in 0..per_task {
                         let id = CartId::Guest(shared::GuestToken::parse(&guest_token()).unwrap()).key();
                         let n = t * per_task + i;
-                        let ops: Vec<Op> =
-                            (0..4).map(|s| add((n + s * 7) % 1000, tracked.then(|| uuid::Uuid::new_v4().to_string()))).collect();
+                        let client = uuid::Uuid::new_v4().simple().to_string();
+                        let ops: Vec<Op> = (0..4)
+                            .map(|s| {
+                                let mut op = add((n + s * 7) % 1000, (kind > 0).then(|| uuid::Uuid::new_v4().to_string()));
+                                if kind == 2 {
+                                    op.id = op.id.with_client(shared::ClientSeq::parse(&client, s as u64 + 1).unwrap());
+                                }
+                                op
+                            })
+                            .collect();
                         hot.apply(&id, &ops, None, &rules, now).await.expect("a cart");
                     }
                 })
@@ -409,10 +418,22 @@ async fn memory_per_line(port: u16) {
             .collect();
         futures::future::join_all(tasks).await;
         let after = used_memory(port);
-        let keys: i64 = redis_cli(port, &["DBSIZE"]).trim().parse().unwrap_or(0) - keys_before;
         let lines = (carts * 4) as f64;
+        // The event entries stay in the streams until a recorder takes them (none runs here).
+        redis_cli(
+            port,
+            &[
+                "EVAL",
+                "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('UNLINK', k) end",
+                "0",
+                &format!("{prefix}:{{b*}}:events"),
+            ],
+        );
+        let recorded = used_memory(port);
+        let keys: i64 = redis_cli(port, &["DBSIZE"]).trim().parse().unwrap_or(0) - keys_before;
         println!(
-            "memory, {label}: {:.0} bytes per line (used_memory over 100,000 carts of 4 lines; {:.1} keys per cart)",
+            "memory, {label}: {:.0} bytes per line once the events are recorded, {:.0} before (used_memory over 100,000 carts of 4 lines; {:.1} keys per cart)",
+            (recorded - before) as f64 / lines,
             (after - before) as f64 / lines,
             keys as f64 / carts as f64,
         );
