@@ -97,20 +97,41 @@ pub struct RedisServer {
     pub port: u16,
     pub url: String,
     dir: PathBuf,
+    extra: Vec<&'static str>,
 }
 
 impl RedisServer {
-    fn start() -> RedisServer {
+    fn start(extra: &[&'static str]) -> RedisServer {
         let port = free_port();
         let dir = temp_dir("redis");
-        spawn_redis(port, &dir, &[]);
+        spawn_redis(port, &dir, extra);
         watchdog(&format!("redis-cli -p {port} shutdown nosave; rm -rf '{}'", dir.display()));
-        RedisServer { port, url: format!("redis://127.0.0.1:{port}"), dir }
+        RedisServer { port, url: format!("redis://127.0.0.1:{port}"), dir, extra: extra.to_vec() }
     }
 
     /// A Redis of one test's own, which it may stop and start again without disturbing others.
     pub fn dedicated() -> RedisServer {
-        Self::start()
+        Self::start(&[])
+    }
+
+    /// A dedicated Redis that writes every change to its append-only file before it answers
+    /// (`appendfsync always`): what it acknowledged survives a crash and a restart.
+    pub fn with_aof() -> RedisServer {
+        Self::start(&["--appendonly", "yes", "--appendfsync", "always"])
+    }
+
+    /// SIGKILL: a crash, with no shutdown and no save beyond what the append-only file holds.
+    pub fn kill(&self) {
+        let info = Command::new("redis-cli").args(["-p", &self.port.to_string(), "INFO", "server"]).output().expect("redis-cli runs");
+        let pid = String::from_utf8_lossy(&info.stdout).lines().find_map(|l| l.strip_prefix("process_id:").map(|p| p.trim().to_owned()));
+        let pid = pid.expect("redis-server reports its process id");
+        let killed = Command::new("kill").args(["-9", &pid]).status().expect("kill runs");
+        assert!(killed.success(), "kill -9 {pid}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(Instant::now() < deadline, "redis-server did not die");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops the server (without saving: its data is gone, as after a crash without persistence).
@@ -123,9 +144,9 @@ impl RedisServer {
         }
     }
 
-    /// Starts it again on the same port, empty.
+    /// Starts it again on the same port: empty, or from its append-only file.
     pub fn restart(&self) {
-        spawn_redis(self.port, &self.dir, &[]);
+        spawn_redis(self.port, &self.dir, &self.extra);
     }
 
     /// Flushes every key: what a Redis restart without persistence leaves behind.
@@ -257,7 +278,7 @@ pub fn redis_cluster() -> &'static RedisCluster {
 
 pub fn redis() -> &'static RedisServer {
     static R: OnceLock<RedisServer> = OnceLock::new();
-    R.get_or_init(RedisServer::start)
+    R.get_or_init(RedisServer::dedicated)
 }
 
 pub fn postgres() -> &'static PostgresServer {

@@ -115,3 +115,80 @@ async fn acknowledged_events_survive_a_killed_server_on_redis_and_postgres() {
 async fn acknowledged_events_survive_a_killed_embedded_server() {
     acknowledged_events_survive_a_killed_server(Mode::Embedded).await;
 }
+
+/// Redis killed mid-flight (SIGKILL) and started again from its append-only file: every add it
+/// acknowledged has its event recorded once and delivered, the recorder picking up where it was
+/// (entries it had read but not acknowledged included), and writes work again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_survive_a_killed_redis() {
+    let redis = cartsync_tests::RedisServer::with_aof();
+    let (mut settings, _) = TestApp::base_settings(Mode::Redis).await;
+    settings.redis_url = Some(redis.url.clone());
+    let receiver = Receiver::start().await;
+    let app = Arc::new(TestApp::start(Mode::Redis, settings.clone(), None).await);
+    let made = app
+        .call(Method::POST, "/v1/admin/webhooks", &TestApp::admin(), Some(json!({"url": receiver.url, "events": ["cart.item_added"]})))
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED);
+    *receiver.state.secret.lock().unwrap() = made.body["secret"].as_str().unwrap().to_owned();
+
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let cut = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (app, acked, cut) = (app.clone(), acked.clone(), cut.clone());
+            tokio::spawn(async move {
+                let who = if w % 2 == 0 { As::Guest(guest_token()) } else { As::User(format!("r{w}-{}", uuid::Uuid::new_v4().simple())) };
+                for i in 0..MAX_OPS {
+                    let sku = format!("R{w}-{i}");
+                    let a = app.ops(&who, json!([{"op_id": sku, "type": "add", "sku": sku, "quantity": 1}])).await;
+                    if a.status != StatusCode::OK {
+                        // Only the outage refuses a write, and then as unavailable, never a 500.
+                        assert!(cut.load(Ordering::SeqCst), "{:?}", a.body);
+                        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", a.body);
+                        return;
+                    }
+                    assert_eq!(a.body["results"][0]["status"], "applied");
+                    acked.lock().unwrap().push(sku);
+                }
+            })
+        })
+        .collect();
+    eventually("adds acknowledged before the kill", 120, || async { acked.lock().unwrap().len() >= KILL_AFTER }).await;
+    cut.store(true, Ordering::SeqCst);
+    redis.kill();
+    for w in writers {
+        w.await.expect("a writer");
+    }
+    redis.restart();
+    // Writes work again once Redis is back.
+    let after = As::Guest(guest_token());
+    eventually("a write after the restart", 60, || async {
+        app.ops(&after, json!([{"op_id": "AFTER", "type": "add", "sku": "AFTER", "quantity": 1}])).await.status == StatusCode::OK
+    })
+    .await;
+    let mut acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
+    acked.insert("AFTER".into());
+    let added = || async {
+        let mut by_sku: BTreeMap<String, usize> = BTreeMap::new();
+        for e in recorded_events(&settings.database_url).await.into_iter().filter(|e| e.0 == "cart.item_added") {
+            *by_sku.entry(e.3.unwrap_or_default()).or_default() += 1;
+        }
+        by_sku
+    };
+    eventually("every acknowledged add recorded", 120, || async {
+        let got = added().await;
+        acked.iter().all(|sku| got.contains_key(sku))
+    })
+    .await;
+    let got = added().await;
+    eprintln!("Redis killed: {} adds acknowledged, {} recorded", acked.len(), got.len());
+    assert!(got.values().all(|n| *n == 1), "no change recorded twice");
+    assert!(got.len() <= acked.len() + WRITERS, "at most the in-flight adds beyond the acknowledged");
+    eventually("every recorded add delivered", 120, || async {
+        let delivered: BTreeSet<String> = receiver.events().iter().filter_map(|e| e["data"]["sku"].as_str().map(str::to_owned)).collect();
+        got.keys().all(|sku| delivered.contains(sku))
+    })
+    .await;
+    redis.stop();
+}
