@@ -96,3 +96,7 @@ CREATE INDEX user_carts_idle ON user_carts (last_activity) WHERE line_count > 0;
 ALTER TABLE user_cart_ops ADD COLUMN n BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX user_cart_ops_by_position ON user_cart_ops (user_id, n);
 ALTER TABLE user_carts ADD COLUMN clients TEXT NOT NULL DEFAULT '{}';
+
+-- When a paid order's lines left its cart: a payment replayed later takes nothing twice, however
+-- many ops the cart has applied since (it remembers only its most recent op ids).
+ALTER TABLE orders ADD COLUMN cart_taken_at BIGINT;

@@ -180,6 +180,19 @@ both_modes!(payment_deducts_stock_once_and_takes_the_order_out_of_the_cart, |app
     let unknown = json!({"order_id": "ord_nope", "status": "succeeded", "payment_ref": "x", "amount": order["total"]}).to_string();
     assert_eq!(app.webhook("ord_nope", &unknown, &cartsync_tests::sign_webhook(&unknown)).await.status.as_u16(), 404);
     assert_eq!(app.get_cart(&who).await.lines(), vec![("A".into(), 1), ("B".into(), 4)], "replays took nothing more");
+    // Long after: the cart has applied more op ids than it remembers, so the order's own op ids
+    // are forgotten; a replayed payment still takes nothing (the order remembers it was taken).
+    for batch in 0..3 {
+        let ops: Vec<_> =
+            (0..400).map(|i| json!({"op_id": format!("later-{batch}-{i}"), "type": "add", "sku": "C", "quantity": 1})).collect();
+        assert_eq!(app.ops(&who, json!(ops)).await.status, StatusCode::OK);
+    }
+    assert_eq!(app.pay(&order, "succeeded", "pay_1").await.status, StatusCode::OK);
+    assert_eq!(
+        app.get_cart(&who).await.lines(),
+        vec![("A".into(), 1), ("B".into(), 4), ("C".into(), 99)],
+        "a replay after the op ids are forgotten took nothing"
+    );
     assert_stock_invariants(&app.settings.database_url).await;
 });
 

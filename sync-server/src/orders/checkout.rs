@@ -117,8 +117,15 @@ impl Checkout<'_> {
         if order.status == OrderStatus::Paid {
             tracing::info!(order = %order.view.id, "order paid in full by gift cards");
             let lines: Vec<_> = order.view.lines.iter().map(|l| (l.sku.clone(), l.quantity)).collect();
-            if let Err(e) = self.carts.take_out_ordered(&order.cart_key(), &order.view.id, &lines, &order.codes(), now).await {
-                tracing::warn!(order = %order.view.id, error = %e, "paid, but the ordered lines could not be taken out of the cart");
+            match self.carts.take_out_ordered(&order.cart_key(), &order.view.id, &lines, &order.codes(), now).await {
+                Ok(()) => {
+                    if let Err(e) = super::mark_cart_taken(self.durable, &order.view.id, now).await {
+                        tracing::warn!(order = %order.view.id, error = %e, "could not record that the ordered lines left the cart");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(order = %order.view.id, error = %e, "paid, but the ordered lines could not be taken out of the cart")
+                }
             }
         }
         Ok(order)

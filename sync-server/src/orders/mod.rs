@@ -130,6 +130,23 @@ pub async fn find(db: &Durable, id: &str) -> Result<Option<Order>, DurableError>
     row.map(order_of).transpose()
 }
 
+/// Whether a paid order's lines have left its cart already. Op ids alone cannot say so for ever
+/// (a cart keeps only its 1,000 most recent), so the order remembers it, and a payment replayed
+/// months later takes nothing twice.
+pub(crate) async fn cart_taken(db: &Durable, id: &str) -> Result<bool, DurableError> {
+    let row: Option<(Option<i64>,)> =
+        on_db!(db, pool => sqlx::query_as("SELECT cart_taken_at FROM orders WHERE id = $1").bind(id).fetch_optional(pool).await?);
+    Ok(row.is_some_and(|r| r.0.is_some()))
+}
+
+/// Records that a paid order's lines left its cart.
+pub(crate) async fn mark_cart_taken(db: &Durable, id: &str, now: Timestamp) -> Result<(), DurableError> {
+    on_db!(db, pool => {
+        sqlx::query("UPDATE orders SET cart_taken_at = $1 WHERE id = $2 AND cart_taken_at IS NULL").bind(now.millis()).bind(id).execute(pool).await?;
+    });
+    Ok(())
+}
+
 /// Runs a transaction again (up to five times) when it lost a deadlock or a serialization conflict.
 pub(crate) async fn retrying<T, F: Future<Output = Result<T, DurableError>>>(mut run: impl FnMut() -> F) -> Result<T, DurableError> {
     let mut attempt = 0;

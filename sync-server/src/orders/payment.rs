@@ -176,9 +176,10 @@ impl Payments<'_> {
         if step == Transition::Pay {
             tracing::info!(order = %order.view.id, "order paid");
         }
-        if order.status == OrderStatus::Paid {
+        if order.status == OrderStatus::Paid && !super::cart_taken(self.durable, &order.view.id).await? {
             let lines: Vec<_> = order.view.lines.iter().map(|l| (l.sku.clone(), l.quantity)).collect();
             self.carts.take_out_ordered(&order.cart_key(), &order.view.id, &lines, &order.codes(), now).await?;
+            super::mark_cart_taken(self.durable, &order.view.id, now).await?;
         }
         Ok(order)
     }
