@@ -283,6 +283,11 @@ proptest! {
         used in 0u64..3,
         user in any::<bool>(),
     ) {
+        // Promotion ids are unique (the id is the key an admin puts it under): keep the first of
+        // each id the generator repeated, or "the order they come in" would mean "which one".
+        let mut promotions = promotions;
+        let mut ids = std::collections::HashSet::new();
+        promotions.retain(|p| ids.insert(p.id.clone()));
         let codes: Vec<&str> = codes.iter().map(String::as_str).collect();
         let now = Timestamp::from_millis(1_800_000_000_000);
         let e = eval_as(&lines, &promotions, &codes, user, now, |_| Usage { total: used, by_customer: 0 });
