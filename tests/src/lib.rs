@@ -125,7 +125,8 @@ impl RedisServer {
         let info = Command::new("redis-cli").args(["-p", &self.port.to_string(), "INFO", "server"]).output().expect("redis-cli runs");
         let pid = String::from_utf8_lossy(&info.stdout).lines().find_map(|l| l.strip_prefix("process_id:").map(|p| p.trim().to_owned()));
         let pid = pid.expect("redis-server reports its process id");
-        let killed = Command::new("kill").args(["-9", &pid]).status().expect("kill runs");
+        // The shell's own `kill`: no procps needed.
+        let killed = Command::new("sh").args(["-c", &format!("kill -9 {pid}")]).status().expect("sh runs");
         assert!(killed.success(), "kill -9 {pid}");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
