@@ -118,6 +118,10 @@ fn store_error(e: StoreError) -> ApiError {
         StoreError::Redis(r) if r.is_io_error() || r.is_timeout() || r.is_connection_dropped() || r.is_connection_refusal() => {
             ApiError::unavailable(e)
         }
+        // A Redis that is starting (loading its data), busy, or failing over: try again shortly.
+        StoreError::Redis(r) if matches!(r.code(), Some("LOADING" | "BUSY" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY")) => {
+            ApiError::unavailable(e)
+        }
         _ => ApiError::internal(e),
     }
 }
