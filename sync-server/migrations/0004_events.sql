@@ -14,7 +14,8 @@ CREATE TABLE events (
     detail     TEXT,
     amount     BIGINT,
     at         BIGINT NOT NULL,
-    body       TEXT NOT NULL
+    body       TEXT NOT NULL,
+    ord        TEXT NOT NULL
 );
 -- The analytics read a window of a few types: this index covers every column they read, so
 -- neither database visits the rows (bodies and all) to answer them.
@@ -42,9 +43,13 @@ CREATE TABLE webhooks (
 );
 
 -- One row per event and endpoint: pending until delivered, or given up after the retry window.
+-- `subject` and `ord` (the event's) order one cart's deliveries: its next one waits for the one
+-- before.
 CREATE TABLE deliveries (
     webhook_id    TEXT NOT NULL,
     event_id      TEXT NOT NULL,
+    subject       TEXT NOT NULL,
+    ord           TEXT NOT NULL,
     state         TEXT NOT NULL,
     attempts      BIGINT NOT NULL DEFAULT 0,
     next_at       BIGINT NOT NULL,
@@ -56,6 +61,7 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_due ON deliveries (next_at) WHERE state = 'pending';
 CREATE INDEX deliveries_recent ON deliveries (webhook_id, updated_at);
+CREATE INDEX deliveries_by_cart ON deliveries (webhook_id, subject, ord, event_id) WHERE state = 'pending';
 
 CREATE TABLE dead_letters (
     id         TEXT PRIMARY KEY,

@@ -207,6 +207,7 @@ async fn take_one(db: &Durable, s: &Settings, user: &str, now: Timestamp) -> Res
             amount: Some(snapshot.total.amount()),
             at: now,
             data,
+            order: Event::time_order(now),
         };
         record(&mut tx, std::slice::from_ref(&event)).await?;
         tx.commit().await?;

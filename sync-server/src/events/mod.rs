@@ -32,9 +32,18 @@ pub struct Event {
     pub amount: Option<i64>,
     pub at: Timestamp,
     pub data: Value,
+    /// Orders one cart's events (deliveries go out in this order): a cart change's position in
+    /// its bucket's stream or in the process's queue, which is the order the changes were made
+    /// in; the time for the others ([`Event::time_order`]).
+    pub order: String,
 }
 
 impl Event {
+    /// The order key of an event that is not a cart change: its time.
+    pub fn time_order(at: Timestamp) -> String {
+        format!("{:013}", at.millis().max(0))
+    }
+
     /// The CloudEvents 1.0 JSON delivered for it.
     pub fn body(&self) -> String {
         shared::events::cloud_event(&self.id, &self.kind, self.at, &self.subject, &self.data).to_string()
@@ -80,20 +89,20 @@ where
         .iter()
         .map(|e| {
             json!({"id": e.id, "type": e.kind, "subject": e.subject, "user": e.user, "sku": e.sku, "quantity": e.quantity,
-                   "detail": e.detail, "amount": e.amount, "at": e.at.millis(), "body": e.body()})
+                   "detail": e.detail, "amount": e.amount, "at": e.at.millis(), "body": e.body(), "ord": e.order})
         })
         .collect();
     let insert = if postgres {
-        "INSERT INTO events (id, type, subject, user_id, sku, quantity, detail, amount, at, body)
+        "INSERT INTO events (id, type, subject, user_id, sku, quantity, detail, amount, at, body, ord)
          SELECT e->>'id', e->>'type', e->>'subject', e->>'user', e->>'sku', (e->>'quantity')::BIGINT, e->>'detail',
-                (e->>'amount')::BIGINT, (e->>'at')::BIGINT, e->>'body'
+                (e->>'amount')::BIGINT, (e->>'at')::BIGINT, e->>'body', e->>'ord'
          FROM json_array_elements($1::json) AS e
          ON CONFLICT (id) DO NOTHING RETURNING id"
     } else {
-        "INSERT INTO events (id, type, subject, user_id, sku, quantity, detail, amount, at, body)
+        "INSERT INTO events (id, type, subject, user_id, sku, quantity, detail, amount, at, body, ord)
          SELECT json_extract(value, '$.id'), json_extract(value, '$.type'), json_extract(value, '$.subject'), json_extract(value, '$.user'),
                 json_extract(value, '$.sku'), json_extract(value, '$.quantity'), json_extract(value, '$.detail'),
-                json_extract(value, '$.amount'), json_extract(value, '$.at'), json_extract(value, '$.body')
+                json_extract(value, '$.amount'), json_extract(value, '$.at'), json_extract(value, '$.body'), json_extract(value, '$.ord')
          FROM json_each($1) WHERE true
          ON CONFLICT (id) DO NOTHING RETURNING id"
     };
@@ -101,12 +110,14 @@ where
         sqlx::query_as::<DB, (String,)>(insert).bind(Value::Array(rows).to_string().as_str()).fetch_all(&mut **tx).await?;
     let inserted: std::collections::HashSet<String> = inserted.into_iter().map(|r| r.0).collect();
     let deliver = if postgres {
-        "INSERT INTO deliveries (webhook_id, event_id, state, attempts, next_at, first_at, updated_at)
-         SELECT $1, p->>0, 'pending', 0, (p->>1)::BIGINT, (p->>1)::BIGINT, (p->>1)::BIGINT FROM json_array_elements($2::json) AS p
+        "INSERT INTO deliveries (webhook_id, event_id, subject, ord, state, attempts, next_at, first_at, updated_at)
+         SELECT $1, p->>0, p->>2, p->>3, 'pending', 0, (p->>1)::BIGINT, (p->>1)::BIGINT, (p->>1)::BIGINT
+         FROM json_array_elements($2::json) AS p
          ON CONFLICT (webhook_id, event_id) DO NOTHING"
     } else {
-        "INSERT INTO deliveries (webhook_id, event_id, state, attempts, next_at, first_at, updated_at)
-         SELECT $1, json_extract(value, '$[0]'), 'pending', 0, json_extract(value, '$[1]'), json_extract(value, '$[1]'), json_extract(value, '$[1]')
+        "INSERT INTO deliveries (webhook_id, event_id, subject, ord, state, attempts, next_at, first_at, updated_at)
+         SELECT $1, json_extract(value, '$[0]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), 'pending', 0,
+                json_extract(value, '$[1]'), json_extract(value, '$[1]'), json_extract(value, '$[1]')
          FROM json_each($2) WHERE true
          ON CONFLICT (webhook_id, event_id) DO NOTHING"
     };
@@ -114,7 +125,7 @@ where
         let wanted: Vec<Value> = events
             .iter()
             .filter(|e| inserted.contains(&e.id) && filters.iter().any(|f| shared::events::filter_matches(f, &e.kind)))
-            .map(|e| json!([e.id, e.at.millis()]))
+            .map(|e| json!([e.id, e.at.millis(), e.subject, e.order]))
             .collect();
         if !wanted.is_empty() {
             sqlx::query::<DB>(deliver).bind(hook.as_str()).bind(Value::Array(wanted).to_string().as_str()).execute(&mut **tx).await?;

@@ -46,6 +46,12 @@ pub fn event_of(entry: &QueueEntry) -> Result<Event, String> {
         data["user"] = json!(u);
     }
     let id = entry.field("i").map_or_else(|| stream_event_id(&entry.id), str::to_owned);
+    // The stream position (or the in-process queue's number, in the id after the process's
+    // start): the order in which the cart's changes were made.
+    let order = match entry.field("i") {
+        Some(i) => i.trim_start_matches('m').to_owned(),
+        None => id.split_once('-').map_or_else(|| id.clone(), |(_, pos)| pos.to_owned()),
+    };
     Ok(Event {
         id,
         kind: kind.as_str().to_owned(),
@@ -57,6 +63,7 @@ pub fn event_of(entry: &QueueEntry) -> Result<Event, String> {
         amount: None,
         at,
         data,
+        order,
     })
 }
 

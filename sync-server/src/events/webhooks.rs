@@ -183,20 +183,21 @@ pub async fn deliveries(db: &Durable, id: &str, limit: i64) -> Result<Vec<Value>
 
 /// Queues again, for one endpoint, every event it wants whose time is in `[from, to]`.
 pub async fn replay(db: &Durable, hook: &Webhook, from: Timestamp, to: Timestamp, now: Timestamp) -> Result<u64, DurableError> {
-    let ids: Vec<(String, String)> = on_db!(db, pool => sqlx::query_as("SELECT id, type FROM events WHERE at >= $1 AND at <= $2 ORDER BY at, id").bind(from.millis()).bind(to.millis()).fetch_all(pool).await?);
-    let wanted: Vec<&String> =
-        ids.iter().filter(|(_, t)| hook.events.iter().any(|f| shared::events::filter_matches(f, t))).map(|(id, _)| id).collect();
+    let ids: Vec<(String, String, String, String)> = on_db!(db, pool => sqlx::query_as("SELECT id, type, subject, ord FROM events WHERE at >= $1 AND at <= $2 ORDER BY at, id").bind(from.millis()).bind(to.millis()).fetch_all(pool).await?);
+    let wanted: Vec<&(String, String, String, String)> =
+        ids.iter().filter(|(_, t, _, _)| hook.events.iter().any(|f| shared::events::filter_matches(f, t))).collect();
     let mut n = 0u64;
     for chunk in wanted.chunks(500) {
         n += on_db!(db, pool => {
             let mut tx = pool.begin().await?;
             let mut k = 0;
-            for id in chunk {
+            for (id, _, subject, ord) in chunk {
                 k += sqlx::query(
-                    "INSERT INTO deliveries (webhook_id, event_id, state, attempts, next_at, first_at, updated_at) VALUES ($1, $2, 'pending', 0, $3, $3, $3)
+                    "INSERT INTO deliveries (webhook_id, event_id, subject, ord, state, attempts, next_at, first_at, updated_at)
+                     VALUES ($1, $2, $4, $5, 'pending', 0, $3, $3, $3)
                      ON CONFLICT (webhook_id, event_id) DO UPDATE SET state = 'pending', attempts = 0, next_at = $3, first_at = $3, updated_at = $3",
                 )
-                .bind(&hook.id).bind(id.as_str()).bind(now.millis())
+                .bind(&hook.id).bind(id.as_str()).bind(now.millis()).bind(subject.as_str()).bind(ord.as_str())
                 .execute(&mut *tx).await?.rows_affected();
             }
             tx.commit().await?;
@@ -221,9 +222,18 @@ async fn take_due(db: &Durable, now: Timestamp, limit: i64) -> Result<Vec<Due>, 
         Durable::Postgres(_) => " FOR UPDATE SKIP LOCKED",
         Durable::Sqlite(_) => "",
     };
+    // One cart's events go out in order while its deliveries succeed: a delivery waits while an
+    // earlier one of the same cart to the same endpoint is pending and not yet failed (queued or
+    // in flight). One that failed is retried on its own schedule, and the cart's later events
+    // go on past it (each carries `cart_version` to put them back in order).
     let sql = format!(
         "UPDATE deliveries SET next_at = $1 WHERE state = 'pending' AND (webhook_id, event_id) IN
-           (SELECT webhook_id, event_id FROM deliveries WHERE state = 'pending' AND next_at <= $2 ORDER BY next_at LIMIT $3{skip})
+           (SELECT d.webhook_id, d.event_id FROM deliveries d
+            WHERE d.state = 'pending' AND d.next_at <= $2
+              AND NOT EXISTS (SELECT 1 FROM deliveries p
+                              WHERE p.webhook_id = d.webhook_id AND p.subject = d.subject AND p.state = 'pending' AND p.attempts = 0
+                                AND (p.ord < d.ord OR (p.ord = d.ord AND p.event_id < d.event_id)))
+            ORDER BY d.next_at LIMIT $3{skip})
          RETURNING webhook_id, event_id, attempts, first_at"
     );
     let rows: Vec<(String, String, i64, i64)> =
@@ -403,6 +413,8 @@ async fn deliver(client: &reqwest::Client, db: &Durable, hook: &Webhook, d: &Due
     if let Err(e) = r {
         tracing::warn!(error = %e, "could not record a delivery; it will be sent again");
     }
+    // The cart's next event may go now.
+    wake();
 }
 
 /// Pending deliveries and the age of the oldest (ms), for the backlog gauge.

@@ -336,12 +336,16 @@ impl MemoryStore {
 
 /// An event entry with an id of its own (`i`): in process, entries are numbered from 1 at every
 /// start, so the number cannot name the event.
-/// Gives an event entry its id: unique across restarts (the process's own prefix) and, within a
-/// process, increasing in the order the events happened (the recorded order of a cart's events).
+/// Gives an event entry its id: unique across restarts (the process's own prefix: when it
+/// started, and a random part) and increasing in the order the events happened, within a process
+/// and from one process to the next (the order of a cart's events and deliveries).
 fn with_id(mut fields: Vec<(String, String)>) -> Vec<(String, String)> {
     static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let process = PROCESS.get_or_init(|| uuid::Uuid::new_v4().simple().to_string());
+    let process = PROCESS.get_or_init(|| {
+        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        format!("{started:013}{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    });
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     fields.push(("i".into(), format!("m{process}-{n:016}")));
     fields

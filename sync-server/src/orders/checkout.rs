@@ -160,6 +160,7 @@ impl Checkout<'_> {
             amount: None,
             at: now,
             data,
+            order: crate::events::Event::time_order(now),
         };
         if let Err(err) = crate::events::record_now(self.durable, &[event]).await {
             tracing::warn!(error = %err, "could not record a failed checkout's event");

@@ -39,6 +39,7 @@ pub fn order_event(kind: EventType, order: &Order, now: Timestamp, extra: Option
         amount: (kind == EventType::OrderPaid).then(|| v.total.amount()),
         at: now,
         data,
+        order: Event::time_order(now),
     }
 }
 
@@ -108,5 +109,6 @@ where
         at: now,
         data: json!({"user": user.as_str(), "owner": "user", "order_id": order.view.id, "total": order.view.total,
                      "abandoned_at": Timestamp::from_millis(abandoned_at)}),
+        order: Event::time_order(now),
     }])
 }
