@@ -42,7 +42,23 @@ impl Rng {
 
 pub use app::{Mode, TestApp};
 
+/// A free loopback port for a server the harness starts (Redis, PostgreSQL, a server process),
+/// taken below the ephemeral range (32768 and up on Linux): a port the OS hands out there, to an
+/// outgoing connection or a `bind(0)`, could otherwise take it between this check and the
+/// server's own bind. Each call in a process tries the next port of its own sequence.
 fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    for _ in 0..SPAN {
+        let port = LOW + (start.wrapping_add(NEXT.fetch_add(7, Ordering::Relaxed))) % SPAN;
+        if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port on loopback")
 }
 
@@ -420,7 +436,7 @@ pub mod process {
         /// Starts the binary on a free loopback port with the stores, prefix and secrets of
         /// `settings` (as `TestApp::base_settings` made them) and `extra` variables.
         pub fn start(settings: &Settings, extra: &[(&str, String)]) -> ServerProcess {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+            let port = super::free_port();
             let mut c = Command::new(binary());
             c.env_clear()
                 .env("PATH", std::env::var_os("PATH").unwrap_or_default())
