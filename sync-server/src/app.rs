@@ -210,9 +210,9 @@ pub async fn serve(
     served.map_err(|e| format!("server error: {e}"))
 }
 
-/// Releases expired stock holds every `every`.
-/// Any number of instances may run this at once: each hold is released by exactly one.
-async fn sweep_holds(state: SharedState, every: Duration, mut stop: watch::Receiver<bool>) {
+/// Runs `pass` every `every` (a tick missed while a pass runs long is not made up) until `stop`
+/// turns true: the loop of every periodic job.
+async fn periodically<F: std::future::Future<Output = ()>>(every: Duration, mut stop: watch::Receiver<bool>, mut pass: impl FnMut() -> F) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -220,6 +220,14 @@ async fn sweep_holds(state: SharedState, every: Duration, mut stop: watch::Recei
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
+        pass().await;
+    }
+}
+
+/// Releases expired stock holds every `every`.
+/// Any number of instances may run this at once: each hold is released by exactly one.
+async fn sweep_holds(state: SharedState, every: Duration, stop: watch::Receiver<bool>) {
+    periodically(every, stop, || async {
         match orders::holds::release_expired(&state.durable, now(), 500).await {
             Ok(skus) if !skus.is_empty() => {
                 tracing::info!(skus = skus.len(), "released expired stock holds");
@@ -231,35 +239,25 @@ async fn sweep_holds(state: SharedState, every: Duration, mut stop: watch::Recei
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not release expired holds"),
         }
-    }
+    })
+    .await;
 }
 
 /// Reports idle carts every `every` (see `events::abandonment`).
-async fn abandonment_job(state: SharedState, every: Duration, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
+async fn abandonment_job(state: SharedState, every: Duration, stop: watch::Receiver<bool>) {
+    periodically(every, stop, || async {
         match crate::events::abandonment::run_once(&state.durable, &state.abandonment, now()).await {
             Ok(n) if n > 0 => tracing::info!(carts = n, "reported abandoned carts"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "the abandonment job failed; it runs again at its next tick"),
         }
-    }
+    })
+    .await;
 }
 
 /// Deletes what is past its retention (see `events::retention`).
-async fn retention_job(state: SharedState, settings: Settings, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(settings.retention_interval_ms));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
+async fn retention_job(state: SharedState, settings: Settings, stop: watch::Receiver<bool>) {
+    periodically(Duration::from_millis(settings.retention_interval_ms), stop, || async {
         let swept = crate::events::retention::sweep(
             &state.durable,
             now(),
@@ -278,29 +276,28 @@ async fn retention_job(state: SharedState, settings: Settings, mut stop: watch::
             }
             Err(e) => tracing::warn!(error = %e, "the retention job failed; it runs again at its next tick"),
         }
-    }
+    })
+    .await;
 }
 
 /// Backlog gauges every few seconds: entries waiting in the hot store's queues and the age of
 /// the oldest, and webhook deliveries pending.
-async fn backlog_gauges(state: SharedState, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        for (q, name) in [(crate::hot::Queue::Events, "events"), (crate::hot::Queue::WriteBehind, "write_behind")] {
+async fn backlog_gauges(state: SharedState, stop: watch::Receiver<bool>) {
+    let gauge = |name: &'static str, n: u64, age_ms: i64| {
+        crate::metrics::gauge("cartsync_queue_backlog", name, n as f64);
+        crate::metrics::gauge("cartsync_queue_oldest_seconds", name, age_ms as f64 / 1000.0);
+    };
+    periodically(Duration::from_secs(5), stop, || async {
+        for q in [crate::hot::Queue::Events, crate::hot::Queue::WriteBehind] {
             if let Ok((n, age)) = state.hot().queue_backlog(q, now()).await {
-                crate::metrics::gauge("cartsync_queue_backlog", name, n as f64);
-                crate::metrics::gauge("cartsync_queue_oldest_seconds", name, age as f64 / 1000.0);
+                gauge(q.name(), n, age);
             }
         }
         if let Ok((n, age)) = crate::events::webhooks::backlog(&state.durable, now()).await {
-            crate::metrics::gauge("cartsync_queue_backlog", "webhook_deliveries", n as f64);
-            crate::metrics::gauge("cartsync_queue_oldest_seconds", "webhook_deliveries", age as f64 / 1000.0);
+            gauge("webhook_deliveries", u64::try_from(n).unwrap_or(0), age);
         }
-    }
+    })
+    .await;
 }
 
 /// Runs the server as the binary does: binds the configured addresses, stops on Ctrl-C or SIGTERM.

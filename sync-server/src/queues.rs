@@ -45,10 +45,7 @@ pub trait Handler {
 
 /// Runs `handler` on queue `q` until `stop` turns true, then drains what is queued and returns.
 pub async fn run(hot: HotStore, q: Queue, durable: Durable, handler: impl Handler, mut stop: watch::Receiver<bool>) {
-    let name = match q {
-        Queue::WriteBehind => "write_behind",
-        Queue::Events => "events",
-    };
+    let name = q.name();
     let mut failures = 0u32;
     loop {
         let stopping = *stop.borrow();

@@ -510,6 +510,16 @@ pub mod receiver {
             Receiver { url, state }
         }
 
+        /// Registers this receiver as a webhook endpoint for `events` (filters) and keeps the
+        /// secret the server made for it; returns the endpoint's id.
+        pub async fn subscribe(&self, app: &crate::TestApp, events: serde_json::Value) -> String {
+            let body = serde_json::json!({"url": self.url, "events": events});
+            let a = app.call(reqwest::Method::POST, "/v1/admin/webhooks", &crate::TestApp::admin(), Some(body)).await;
+            assert_eq!(a.status, reqwest::StatusCode::CREATED, "{:?}", a.body);
+            *self.state.secret.lock().unwrap() = a.body["secret"].as_str().expect("a secret").to_owned();
+            a.body["id"].as_str().expect("an id").to_owned()
+        }
+
         /// The events received so far (signature checked), in arrival order.
         pub fn events(&self) -> Vec<serde_json::Value> {
             self.state.got.lock().unwrap().iter().map(|(v, _)| v.clone()).collect()

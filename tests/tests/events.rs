@@ -15,20 +15,13 @@ fn usd(a: i64) -> Value {
     json!({"amount": a, "currency": "USD"})
 }
 
-async fn hook(app: &TestApp, r: &Receiver, events: Value) -> String {
-    let a = app.call(Method::POST, "/v1/admin/webhooks", &TestApp::admin(), Some(json!({"url": r.url, "events": events}))).await;
-    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
-    *r.state.secret.lock().unwrap() = a.body["secret"].as_str().unwrap().to_owned();
-    a.body["id"].as_str().unwrap().to_owned()
-}
-
 async fn count(app: &TestApp, kind: &str) -> usize {
     recorded_events(&app.settings.database_url).await.iter().filter(|e| e.0 == kind).count()
 }
 
 both_modes!(eight_clients_fifty_adds_each_make_exactly_four_hundred_item_added, |app: TestApp| async move {
     let receiver = Receiver::start().await;
-    hook(&app, &receiver, json!(["cart.*"])).await;
+    receiver.subscribe(&app, json!(["cart.*"])).await;
     let who = As::Guest(guest_token());
     let batches: Vec<Value> = (0..8)
         .map(|c| {
@@ -137,7 +130,7 @@ both_modes!(every_cart_change_has_its_event_type, |app: TestApp| async move {
 
 both_modes!(orders_make_their_events_in_their_own_transactions, |app: TestApp| async move {
     let receiver = Receiver::start().await;
-    hook(&app, &receiver, json!(["order.*", "checkout.*"])).await;
+    receiver.subscribe(&app, json!(["order.*", "checkout.*"])).await;
     app.product("A", 1500, 2).await;
     let buyer = As::Guest(guest_token());
     app.add(&buyer, "A", 1).await;
@@ -177,7 +170,7 @@ both_modes!(orders_make_their_events_in_their_own_transactions, |app: TestApp| a
 both_modes!(a_failing_receiver_gets_every_event_once_it_heals, |app: TestApp| async move {
     let receiver = Receiver::start().await;
     *receiver.state.fail_next.lock().unwrap() = 6;
-    let id = hook(&app, &receiver, json!(["*"])).await;
+    let id = receiver.subscribe(&app, json!(["*"])).await;
     let who = As::Guest(guest_token());
     for _ in 0..3 {
         app.add(&who, "A", 1).await;
@@ -208,7 +201,7 @@ both_modes!(a_failing_receiver_gets_every_event_once_it_heals, |app: TestApp| as
 both_modes!(a_stalled_receiver_never_holds_up_cart_writes, |app: TestApp| async move {
     let receiver = Receiver::start().await;
     *receiver.state.stall.lock().unwrap() = true;
-    hook(&app, &receiver, json!(["*"])).await;
+    receiver.subscribe(&app, json!(["*"])).await;
     let who = As::Guest(guest_token());
     app.add(&who, "A", 1).await;
     eventually("a delivery stuck at the receiver", 30, || async { *receiver.state.stalled_now.lock().unwrap() > 0 }).await;
@@ -330,7 +323,7 @@ async fn an_idle_cart_is_abandoned_once_with_its_code_and_a_paid_order_recovers_
     for mode in [Mode::Redis, Mode::Embedded] {
         let app = TestApp::spawn_with(mode, abandon_fast).await;
         let receiver = Receiver::start().await;
-        hook(&app, &receiver, json!(["cart.abandoned", "cart.recovered"])).await;
+        receiver.subscribe(&app, json!(["cart.abandoned", "cart.recovered"])).await;
         app.product("TV", 60000, 10).await;
         app.product("PEN", 100, 10).await;
         let rich = format!("rich-{}", uuid::Uuid::new_v4().simple());

@@ -103,6 +103,14 @@ pub enum Queue {
 }
 
 impl Queue {
+    /// Its name in logs and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Queue::WriteBehind => "write_behind",
+            Queue::Events => "events",
+        }
+    }
+
     const fn suffix(self) -> &'static str {
         match self {
             Queue::WriteBehind => "wb",

@@ -132,21 +132,23 @@ pub async fn suppress(
     headers: HeaderMap,
     user: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
-    require_admin(&state, &headers)?;
-    let user = user_of(user)?;
-    set_suppressed(&state, &user, true).await.map_err(ApiError::unavailable)?;
-    Ok(axum::Json(json!({"user": user.as_str(), "suppressed": true})).into_response())
+    suppression(&state, &headers, user, true).await
 }
 
+/// `DELETE /v1/admin/suppressions/{user}`.
 pub async fn unsuppress(
     State(state): State<SharedState>,
     headers: HeaderMap,
     user: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
-    require_admin(&state, &headers)?;
+    suppression(&state, &headers, user, false).await
+}
+
+async fn suppression(state: &SharedState, headers: &HeaderMap, user: Result<Path<String>, PathRejection>, on: bool) -> ApiResult<Response> {
+    require_admin(state, headers)?;
     let user = user_of(user)?;
-    set_suppressed(&state, &user, false).await.map_err(ApiError::unavailable)?;
-    Ok(axum::Json(json!({"user": user.as_str(), "suppressed": false})).into_response())
+    set_suppressed(state, &user, on).await.map_err(ApiError::unavailable)?;
+    Ok(axum::Json(json!({"user": user.as_str(), "suppressed": on})).into_response())
 }
 
 fn me(state: &SharedState, headers: &HeaderMap) -> ApiResult<UserId> {
