@@ -11,16 +11,16 @@ use shared::Timestamp;
 use shared::events::{EventType, OpEvent, op_data};
 use tokio::sync::watch;
 
-/// The event of a queue entry (fields as `hot::event_fields` and the Lua scripts write them).
-/// The id of an event from its stream entry (`<ms>-<seq>` in bucket `b`): the same on every
-/// redelivery, and zero-padded so that ids sort in the order the stream took the events.
-fn stream_event_id(id: &EntryId) -> String {
+/// A stream entry's position (`<ms>-<seq>`), zero-padded so that positions sort in the order
+/// the stream took the entries.
+fn stream_position(id: &EntryId) -> String {
     match id.id.split_once('-').and_then(|(ms, seq)| Some((ms.parse::<u64>().ok()?, seq.parse::<u64>().ok()?))) {
-        Some((ms, seq)) => format!("e{:03}-{ms:013}-{seq:06}", id.bucket),
-        None => format!("e{}-{}", id.bucket, id.id),
+        Some((ms, seq)) => format!("{ms:013}-{seq:06}"),
+        None => id.id.clone(),
     }
 }
 
+/// The event of a queue entry (fields as `hot::event_fields` and the Lua scripts write them).
 pub fn event_of(entry: &QueueEntry) -> Result<Event, String> {
     let f = |k: &str| entry.field(k).ok_or_else(|| format!("an event entry without {k:?}: {:?}", entry.fields));
     let kind_name = f("t")?;
@@ -45,12 +45,15 @@ pub fn event_of(entry: &QueueEntry) -> Result<Event, String> {
     if let Some(u) = &user {
         data["user"] = json!(u);
     }
-    let id = entry.field("i").map_or_else(|| stream_event_id(&entry.id), str::to_owned);
-    // The stream position (or the in-process queue's number, in the id after the process's
-    // start): the order in which the cart's changes were made.
-    let order = match entry.field("i") {
-        Some(i) => i.trim_start_matches('m').to_owned(),
-        None => id.split_once('-').map_or_else(|| id.clone(), |(_, pos)| pos.to_owned()),
+    // The id is the same on every redelivery: the stream entry's (bucket and position), or the
+    // one the in-process store gave it. Its position orders the cart's events: the order in
+    // which the changes were made.
+    let (id, order) = match entry.field("i") {
+        Some(i) => (i.to_owned(), i.trim_start_matches('m').to_owned()),
+        None => {
+            let position = stream_position(&entry.id);
+            (format!("e{:03}-{position}", entry.id.bucket), position)
+        }
     };
     Ok(Event {
         id,

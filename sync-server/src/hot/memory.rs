@@ -342,10 +342,8 @@ impl MemoryStore {
 fn with_id(mut fields: Vec<(String, String)>) -> Vec<(String, String)> {
     static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let process = PROCESS.get_or_init(|| {
-        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        format!("{started:013}{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-    });
+    let process =
+        PROCESS.get_or_init(|| format!("{:013}{}", crate::clock::now().millis().max(0), &uuid::Uuid::new_v4().simple().to_string()[..8]));
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     fields.push(("i".into(), format!("m{process}-{n:016}")));
     fields

@@ -525,10 +525,11 @@ impl RedisStore {
         let mut out = Vec::new();
         if let Conn::Single(_) = self.queues {
             // One node holds every bucket: one command reads them all.
-            out = self.read_new_all(q, max).await?;
+            let all: Vec<u32> = (0..BUCKETS).collect();
+            out = self.read_new(q, &all, max).await?;
         } else {
             // A cluster spreads the buckets over slots: one command per bucket.
-            let reads = futures::future::join_all((0..BUCKETS).map(|b| self.read_new(q, b, max))).await;
+            let reads = futures::future::join_all((0..BUCKETS).map(|b| async move { self.read_new(q, &[b], max).await })).await;
             for r in reads {
                 out.extend(r?);
             }
@@ -551,23 +552,25 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// New entries of every bucket's stream in one `XREADGROUP` (a single node only: on a
-    /// cluster the streams live in different slots).
-    async fn read_new_all(&self, q: Queue, max: usize) -> Result<Vec<QueueEntry>, StoreError> {
-        let keys: Vec<String> = (0..BUCKETS).map(|b| self.stream(q, b)).collect();
+    /// New entries of the given buckets' streams, in one `XREADGROUP` (on a cluster, each call
+    /// names one bucket: the streams live in different slots).
+    async fn read_new(&self, q: Queue, buckets: &[u32], max: usize) -> Result<Vec<QueueEntry>, StoreError> {
+        let keys: Vec<String> = buckets.iter().map(|b| self.stream(q, *b)).collect();
         let read = || async {
             let mut c = self.queues.clone();
             let mut cmd = redis::cmd("XREADGROUP");
             cmd.arg("GROUP").arg(q.group()).arg(&self.consumer).arg("COUNT").arg(max).arg("STREAMS").arg(&keys);
-            for _ in 0..BUCKETS {
+            for _ in buckets {
                 cmd.arg(">");
             }
             cmd.query_async::<Value>(&mut c).await
         };
         let reply = match read().await {
+            // Redis lost a stream and its group (a restart without persistence, a flush):
+            // recreate them; whatever was queued before is gone with the carts themselves.
             Err(e) if e.code() == Some("NOGROUP") => {
-                tracing::warn!(queue = q.suffix(), "a consumer group was missing; recreating them");
-                self.ensure_groups(q).await?;
+                tracing::warn!(queue = q.suffix(), "a consumer group was missing; recreating it");
+                futures::future::join_all(buckets.iter().map(|b| self.ensure_group(q, *b))).await.into_iter().collect::<Result<(), _>>()?;
                 read().await?
             }
             other => other?,
@@ -590,44 +593,6 @@ impl RedisStore {
                 bucket.map(|b| entries_of(entries, b, 1)).unwrap_or_default()
             })
             .collect())
-    }
-
-    async fn read_new(&self, q: Queue, bucket: u32, max: usize) -> Result<Vec<QueueEntry>, StoreError> {
-        let key = self.stream(q, bucket);
-        let read = || async {
-            let mut c = self.queues.clone();
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(q.group())
-                .arg(&self.consumer)
-                .arg("COUNT")
-                .arg(max)
-                .arg("STREAMS")
-                .arg(&key)
-                .arg(">")
-                .query_async::<Value>(&mut c)
-                .await
-        };
-        let reply = match read().await {
-            // Redis lost the stream and its group (a restart without persistence, a flush):
-            // recreate them; whatever was queued before is gone with the carts themselves.
-            Err(e) if e.code() == Some("NOGROUP") => {
-                tracing::warn!(queue = q.suffix(), bucket, "a consumer group was missing; recreating it");
-                self.ensure_group(q, bucket).await?;
-                read().await?
-            }
-            other => other?,
-        };
-        Ok(match reply {
-            Value::Array(streams) => streams
-                .iter()
-                .flat_map(|s| match s {
-                    Value::Array(kv) if kv.len() == 2 => entries_of(&kv[1], bucket, 1),
-                    _ => Vec::new(),
-                })
-                .collect(),
-            _ => Vec::new(),
-        })
     }
 
     /// Entries handed out and not acknowledged: this instance's own idle for [`RETRY_IDLE_MS`],
