@@ -251,7 +251,10 @@ impl RedisCluster {
         for port in &ports {
             let node = dir.join(port.to_string());
             std::fs::create_dir_all(&node).expect("a node directory");
-            spawn_redis(*port, &node, &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]);
+            // The bus port is chosen like the others: Redis's default (port + 10000)
+            // may fall on a port another test server holds.
+            let bus = free_port().to_string();
+            spawn_redis(*port, &node, &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", &bus]);
         }
         let shutdown: Vec<String> = ports.iter().map(|p| format!("redis-cli -p {p} shutdown nosave")).collect();
         watchdog(&format!("{}; rm -rf '{}'", shutdown.join("; "), dir.display()));
@@ -262,7 +265,18 @@ impl RedisCluster {
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .output()
             .expect("redis-cli runs");
-        assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        if !out.status.success() {
+            let logs: Vec<String> = ports
+                .iter()
+                .map(|p| format!("node {p}: {}", std::fs::read_to_string(dir.join(p.to_string()).join("redis.log")).unwrap_or_default()))
+                .collect();
+            panic!(
+                "cluster create failed: {}{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                logs.join("\n")
+            );
+        }
         // Wait until every node agrees the cluster is up.
         for port in &ports {
             let deadline = Instant::now() + Duration::from_secs(30);
