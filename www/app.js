@@ -2,13 +2,53 @@
 import init, { CartClient, CartError } from "./pkg/web.js";
 
 const params = new URLSearchParams(location.search);
-// The API lives beside the page unless ?api=… names another origin.
-const api = params.get("api") || location.origin;
 const $ = (id) => document.getElementById(id);
+
+// The API lives beside the page. `?api=…` may name another origin only if the page allows it:
+// one listed in <meta name="cartsync-api-origins">, or a loopback origin while the page itself is
+// served from loopback (local development). Anything else is ignored, so a link cannot send the
+// shopper's token to an origin of its choosing.
+const isLoopback = (host) => host === "localhost" || host === "127.0.0.1" || host === "[::1]";
+function apiOrigin() {
+  const asked = params.get("api");
+  if (!asked) return { api: location.origin };
+  let url;
+  try {
+    url = new URL(asked);
+  } catch {
+    return { api: location.origin, refused: asked };
+  }
+  const listed = (document.querySelector('meta[name="cartsync-api-origins"]')?.content || "").split(/[\s,]+/).filter(Boolean);
+  const ok =
+    (url.protocol === "http:" || url.protocol === "https:") &&
+    (url.origin === location.origin || listed.includes(url.origin) || (isLoopback(location.hostname) && isLoopback(url.hostname)));
+  return ok ? { api: url.origin + url.pathname.replace(/\/$/, "") } : { api: location.origin, refused: asked };
+}
+const { api, refused } = apiOrigin();
+
+/** An element with text children (never parsed as HTML) and attributes. */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") el.className = v;
+    else if (k.startsWith("data-")) el.dataset[k.slice(5).replace(/-(\w)/g, (_, c) => c.toUpperCase())] = v;
+    else el.setAttribute(k, v);
+  }
+  el.append(...children.filter((c) => c !== null && c !== undefined && c !== false).map((c) => (c instanceof Node ? c : String(c))));
+  return el;
+}
 const money = (m) => (m ? new Intl.NumberFormat("en-US", { style: "currency", currency: m.currency }).format(m.amount / 100) : "");
 
 await init();
-const cart = new CartClient({ endpoint: api, storageKey: "cartsync-demo" });
+const cart = new CartClient({
+  endpoint: api,
+  storageKey: "cartsync-demo",
+  // The server refused the shopper's token: the cart keeps every change and waits for a login.
+  onUnauthorized: (e) => {
+    toast(e.code === "cart_merged" ? "This cart moved to your account: log in again to keep editing it" : "Your session has ended: log in again", e.code);
+    $("login-btn").hidden = $("user").hidden = false;
+  },
+});
 window.cart = cart; // for the end-to-end tests and the curious
 let products = [];
 
@@ -36,14 +76,13 @@ function productName(sku) {
 }
 
 function lineItem(line, saved) {
-  const li = document.createElement("li");
-  li.dataset.sku = line.sku;
+  const li = h("li", { "data-sku": line.sku });
   const price = line.priceChanged
-    ? `<s>${money(line.priceAtAdd)}</s> ${money(line.currentPrice)}`
-    : money(line.currentPrice ?? line.priceAtAdd);
-  const stock = line.availability && line.availability !== "in_stock" ? `<em class="avail ${line.availability}">${line.availability.replace("_", " ")}</em>` : "";
-  const off = !saved && line.discount && line.discount.amount > 0 ? ` <span class="line-discount" data-testid="line-discount">−${money(line.discount)} → ${money(line.lineTotal)}</span>` : "";
-  li.innerHTML = `<span class="name">${productName(line.sku)}</span> <span class="price">${price}</span>${off} ${stock}`;
+    ? h("span", { class: "price" }, h("s", {}, money(line.priceAtAdd)), " ", money(line.currentPrice))
+    : h("span", { class: "price" }, money(line.currentPrice ?? line.priceAtAdd));
+  const stock = line.availability && line.availability !== "in_stock" ? h("em", { class: `avail ${line.availability}` }, line.availability.replace("_", " ")) : null;
+  const off = !saved && line.discount && line.discount.amount > 0 ? h("span", { class: "line-discount", "data-testid": "line-discount" }, `−${money(line.discount)} → ${money(line.lineTotal)}`) : null;
+  li.append(h("span", { class: "name" }, productName(line.sku)), " ", price, " ", off ?? "", " ", stock ?? "");
   if (saved) {
     li.append(button("Move to cart", "move", () => cart.moveToCart(line.sku)), button("Remove", "remove-saved", () => cart.removeSaved(line.sku)));
   } else {
@@ -85,10 +124,9 @@ function reasonText(c) {
 function renderPromotions(s) {
   $("codes").replaceChildren(
     ...s.promoCodes.map((c) => {
-      const li = document.createElement("li");
-      li.dataset.code = c.code;
-      li.className = c.applied ? "applied" : "not-applied";
-      li.innerHTML = c.applied ? `<strong>${c.code}</strong> applied` : `<strong>${c.code}</strong> not applied: <span data-testid="reason">${reasonText(c)}</span>`;
+      const li = h("li", { "data-code": c.code, class: c.applied ? "applied" : "not-applied" });
+      if (c.applied) li.append(h("strong", {}, c.code), " applied");
+      else li.append(h("strong", {}, c.code), " not applied: ", h("span", { "data-testid": "reason" }, reasonText(c)));
       li.append(button("×", "remove-code", () => cart.removePromoCode(c.code)));
       return li;
     }),
@@ -103,7 +141,20 @@ function renderPromotions(s) {
   $("total").textContent = money(s.total);
 }
 
+// What the first paint shows before the module has loaded (see the inline script of index.html):
+// the last rendered cart, in the storefront's own key.
+function rememberView(s) {
+  const view = { count: s.itemCount, subtotal: money(s.subtotal), total: money(s.total), lines: s.lines.map((l) => [l.sku, productName(l.sku), l.quantity]) };
+  try {
+    localStorage.setItem("cartsync-demo-view", JSON.stringify(view));
+  } catch {
+    // A full storage only costs the first paint its cart.
+  }
+}
+
 function render(s) {
+  delete document.body.dataset.firstPaint;
+  rememberView(s);
   $("count").textContent = s.itemCount;
   $("pending").textContent = `${s.pendingOps} pending${s.syncing ? " · syncing" : ""}`;
   $("pending").classList.toggle("warn", s.pendingOps > 0);
@@ -142,9 +193,14 @@ async function loadProducts() {
   }
   $("grid").replaceChildren(
     ...products.map((p) => {
-      const card = document.createElement("article");
-      card.dataset.sku = p.sku;
-      card.innerHTML = `<h3>${p.name}</h3><p class="price">${money(p.price)}</p><p class="avail ${p.availability}">${p.availability.replace("_", " ")}</p>`;
+      const availability = String(p.availability ?? "unknown");
+      const card = h(
+        "article",
+        { "data-sku": p.sku },
+        h("h3", {}, p.name),
+        h("p", { class: "price" }, money(p.price)),
+        h("p", { class: `avail ${availability}` }, availability.replace("_", " ")),
+      );
       card.append(button("Add to cart", "add", () => cart.add(p.sku, 1, p.price)));
       return card;
     }),
@@ -182,11 +238,18 @@ $("promo").addEventListener("submit", (e) => {
 
 function showOrder(order) {
   const o = $("order");
-  const cards = order.giftCards.map((g) => `<li>gift card …${g.last4}: −${money(g.amount)}</li>`).join("");
-  o.innerHTML = `<p>Order <strong data-testid="order-id">${order.id}</strong> · <span data-testid="order-status">${order.status}</span></p>
-    <p>Subtotal ${money(order.subtotal)} · discounts −${money(order.discountTotal)} · total <span data-testid="order-total">${money(order.total)}</span></p>
-    <ul>${cards}</ul>
-    <p>Amount due <strong data-testid="amount-due">${money(order.amountDue)}</strong>${order.status === "pending_payment" ? ` (held until ${new Date(order.reservedUntil).toLocaleTimeString()})` : ""}</p>`;
+  o.replaceChildren(
+    h("p", {}, "Order ", h("strong", { "data-testid": "order-id" }, order.id), " · ", h("span", { "data-testid": "order-status" }, order.status)),
+    h("p", {}, `Subtotal ${money(order.subtotal)} · discounts −${money(order.discountTotal)} · total `, h("span", { "data-testid": "order-total" }, money(order.total))),
+    h("ul", {}, ...order.giftCards.map((g) => h("li", {}, `gift card …${g.last4}: −${money(g.amount)}`))),
+    h(
+      "p",
+      {},
+      "Amount due ",
+      h("strong", { "data-testid": "amount-due" }, money(order.amountDue)),
+      order.status === "pending_payment" ? ` (held until ${new Date(order.reservedUntil).toLocaleTimeString()})` : "",
+    ),
+  );
   o.hidden = false;
 }
 
@@ -219,6 +282,7 @@ addEventListener("offline", renderNetwork);
 
 cart.subscribe(render);
 renderNetwork();
+if (refused) toast(`Ignored the api parameter: ${refused} is not an API origin this shop allows`, "invalid_request");
 render(cart.snapshot());
 await loadProducts();
 document.body.dataset.ready = "true";

@@ -97,6 +97,12 @@ export type CartClientOptions = {
   maxLineQuantity?: number;
   /** Must match the server's CARTSYNC_MAX_LINES (default 200). */
   maxLines?: number;
+  /**
+   * Called once when the server refuses the cart's identity (an expired or revoked token:
+   * `unauthorized`; a guest cart merged at a login elsewhere: `cart_merged`). Pushes pause, every
+   * op is kept, and `sync()`/`checkout()` reject with that code until `login()` is called again.
+   */
+  onUnauthorized?: (error: Error & { code: string; details?: unknown }) => void;
 };
 export type CheckoutOptions = { idempotencyKey?: string; expectedTotal?: Money; giftCards?: string[] };
 "#;
@@ -184,6 +190,8 @@ struct Inner {
     checkout: Option<RunningCheckout>,
     /// A promotions lookup is under way.
     looking_up: bool,
+    /// The page's `onUnauthorized`: told when the server refuses the cart's identity.
+    on_unauthorized: Option<Function>,
 }
 
 /// Shares one storage object between the engine and the lease.
@@ -447,6 +455,14 @@ async fn push_all(rc: &Rc<RefCell<Inner>>) -> Result<(), Failure> {
             if inner.syncing || inner.engine.push_in_flight() {
                 return Ok(());
             }
+            if let Some((error, wait)) = inner.engine.push_blocked(js_sys::Date::now() as i64) {
+                // The server refused this identity a moment ago: no request until the pause ends
+                // or a login brings another identity.
+                let error = error.clone();
+                drop(inner);
+                schedule(rc, wait.clamp(0, i64::from(i32::MAX)) as i32);
+                return Err(Failure::Refused { status: 401, error });
+            }
             if !inner.take_lease() {
                 drop(inner);
                 schedule(rc, 1_000);
@@ -469,23 +485,30 @@ async fn push_all(rc: &Rc<RefCell<Inner>>) -> Result<(), Failure> {
             Ok((status, text)) => Err(failure_of(status, &text)),
             Err(why) => Err(Failure::Retry(why)),
         };
-        let retry = match &answer {
-            Err(Failure::Retry(why)) => Some(why.clone()),
+        let stop = match &answer {
+            Err(f @ Failure::Retry(_)) => Some(f.clone()),
+            Err(f @ Failure::Refused { error, status }) if *status == 401 || error.is(ErrorCode::CartMerged) => Some(f.clone()),
             _ => None,
         };
-        let delay = {
+        let (delay, on_refused) = {
             let mut inner = rc.borrow_mut();
-            inner.engine.finish_push(&push, answer);
+            let was_blocked = inner.engine.identity_refused();
+            inner.engine.finish_push(&push, answer, js_sys::Date::now() as i64, js_sys::Math::random());
             inner.syncing = false;
-            if retry.is_some() {
+            if stop.is_some() {
                 inner.drop_lease();
             }
-            inner.engine.backoff_ms(js_sys::Math::random())
+            let refused = matches!(stop, Some(Failure::Refused { .. })) && !was_blocked;
+            (inner.engine.backoff_ms(js_sys::Math::random()), refused.then(|| inner.on_unauthorized.clone()).flatten())
         };
         notify(rc);
-        if let Some(why) = retry {
+        if let Some(stop) = stop {
             schedule(rc, delay as i32);
-            return Err(Failure::Retry(why));
+            // The page hears of a refused identity once, so it can log the shopper in again.
+            if let (Some(f), Failure::Refused { error, .. }) = (on_refused, &stop) {
+                let _ = f.call1(&JsValue::NULL, &answer_error(error.clone()));
+            }
+            return Err(stop);
         }
     }
 }
@@ -579,12 +602,10 @@ async fn sync_now(rc: &Rc<RefCell<Inner>>) -> Result<JsValue, JsValue> {
     if rc.borrow().endpoint.is_none() {
         return Ok(rc.borrow().snapshot());
     }
-    if let Err(f) = push_all(rc).await {
-        let msg = match f {
-            Failure::Retry(m) => m,
-            Failure::Refused { error, .. } => error.message,
-        };
-        return Err(network_error(&msg));
+    match push_all(rc).await {
+        Ok(()) => {}
+        Err(Failure::Retry(m)) => return Err(network_error(&m)),
+        Err(Failure::Refused { error, .. }) => return Err(answer_error(error)),
     }
     pull(rc).await?;
     Ok(rc.borrow().snapshot())
@@ -639,6 +660,7 @@ impl CartClient {
             events: Vec::new(),
             checkout: None,
             looking_up: false,
+            on_unauthorized: option(&options, "onUnauthorized", |v| v.clone().dyn_into::<Function>().ok()),
         };
         let rc = Rc::new(RefCell::new(inner));
         if let Some(w) = window {
@@ -808,6 +830,10 @@ impl CartClient {
                 return Err(js_error(ErrorCode::NoEndpoint, "login needs an endpoint"));
             };
             let user = Identity::User { jwt: token.clone() };
+            // A merge carries one batch of guest ops: more than that are pushed as a guest first.
+            if rc.borrow().engine.state.pending.len() > crate::engine::BATCH {
+                let _ = push_all(&rc).await;
+            }
             let request = rc.borrow_mut().engine.login_request();
             let sent = request.as_ref().map(|r| r.1.clone()).unwrap_or_default();
             let view = match request.map(|r| r.0) {
@@ -825,6 +851,12 @@ impl CartClient {
             };
             rc.borrow_mut().engine.finish_login(&token, &view, &sent);
             notify(&rc);
+            // Ops queued beyond the merge's batch, or held back while the old token was refused,
+            // go to the user's cart now.
+            let bg = rc.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = push_all(&bg).await;
+            });
             let snap = rc.borrow().snapshot();
             Ok(snap)
         })

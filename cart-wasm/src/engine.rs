@@ -302,6 +302,12 @@ pub struct Engine {
     /// client's sequence has a gap.
     client: String,
     next_seq: u64,
+    /// The store holds a newer format than this library's: it is never written, and this client
+    /// keeps its cart in memory (`storage_newer`).
+    read_only: bool,
+    /// The server refused this identity (`401`, or a guest cart merged at a login elsewhere):
+    /// nothing is pushed before this time (ms since the epoch) unless the identity changes.
+    blocked: Option<(ErrorBody, i64)>,
 }
 
 fn uuid_v4(random: &mut dyn FnMut(&mut [u8])) -> String {
@@ -373,6 +379,8 @@ impl Engine {
             failures: 0,
             client: String::new(),
             next_seq: 1,
+            read_only: false,
+            blocked: None,
         };
         e.client = uuid_v4(&mut *e.random);
         e.reload();
@@ -384,6 +392,26 @@ impl Engine {
 
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Another identity: answers to requests of the old one are ignored, and a refusal of the
+    /// old one no longer holds pushes back.
+    fn new_epoch(&mut self) {
+        self.epoch += 1;
+        self.in_flight.clear();
+        self.blocked = None;
+    }
+
+    /// The server refused this identity and no push has succeeded since (whether or not the
+    /// pause after it has ended).
+    pub fn identity_refused(&self) -> bool {
+        self.blocked.is_some()
+    }
+
+    /// Why pushes are held back at `now_ms`, if they are: the server refused this identity and
+    /// the pause after that has not ended. A new login (in any tab) lifts it at once.
+    pub fn push_blocked(&self, now_ms: i64) -> Option<(&ErrorBody, i64)> {
+        self.blocked.as_ref().filter(|(_, until)| *until > now_ms).map(|(e, until)| (e, until - now_ms))
     }
 
     /// A clean state, with a new client sequence (the old one's queued ops are gone).
@@ -412,6 +440,7 @@ impl Engine {
             return false;
         };
         let before = self.state.identity.clone();
+        self.read_only = false;
         self.state = match self.parse(&text) {
             // Changes that could not be saved yet are merged with the other tab's, not dropped.
             Ok(theirs) if self.unsaved => {
@@ -420,6 +449,15 @@ impl Engine {
                 return true;
             }
             Ok(state) => state,
+            Err(problem) if problem.is(ErrorCode::StorageNewer) => {
+                // Another page, of a newer version, owns the store: leave it alone.
+                if !self.read_only {
+                    self.read_only = true;
+                    self.state.last_error = Some(problem);
+                }
+                self.seen = Some(text);
+                return true;
+            }
             Err(problem) => {
                 let fresh = self.fresh_state(Some(problem));
                 self.state = fresh;
@@ -429,8 +467,7 @@ impl Engine {
         };
         self.seen = Some(text);
         if self.state.identity != before {
-            self.epoch += 1;
-            self.in_flight.clear();
+            self.new_epoch();
         }
         true
     }
@@ -448,6 +485,14 @@ impl Engine {
                 return Err(LastError::new(
                     ErrorCode::StorageOutdated,
                     format!("the stored cart is in an older format ({f}); starting a new cart"),
+                ));
+            }
+            Some(f) => {
+                return Err(LastError::new(
+                    ErrorCode::StorageNewer,
+                    format!(
+                        "the stored cart is in a newer format ({f}) than this page understands; it is left untouched and this page keeps its cart in memory"
+                    ),
                 ));
             }
             _ => return Err(corrupt("not a cart of this library".into())),
@@ -488,6 +533,8 @@ impl Engine {
             Some(Value::Array(p)) => p.clone(),
             _ => return Err(corrupt("no pending list".into())),
         };
+        // However many ops a shopper queued offline, they are read back: the request cap applies
+        // to a push, and pushes are made in batches.
         let stored = StoredParts { cart: stored_cart, pending: pending_values, annotations, last_error };
         let confirmed = stored.cart.into_cart().ok_or_else(|| corrupt("unknown cart format".into()))?;
         let times: Vec<(Timestamp, bool)> = stored
@@ -498,7 +545,7 @@ impl Engine {
                 (at, v.get("sent").and_then(Value::as_bool).unwrap_or(true))
             })
             .collect();
-        let pending = wire::parse_ops(Some(&Value::Array(stored.pending)), &self.limits)
+        let pending = wire::parse_op_list(&stored.pending, &self.limits)
             .map_err(|e| corrupt(e.message))?
             .into_iter()
             .zip(times)
@@ -523,6 +570,9 @@ impl Engine {
     /// the pending ops are the union of both queues (by op id). A resurrected op that was already
     /// acknowledged is only sent again, and the server answers it as a duplicate.
     pub fn persist(&mut self) {
+        if self.read_only {
+            return;
+        }
         if let Some(text) = self.storage.get(&self.key)
             && Some(&text) != self.seen.as_ref()
             && let Ok(theirs) = self.parse(&text)
@@ -583,8 +633,7 @@ impl Engine {
             self.state.identity = theirs.identity;
             self.state.confirmed = theirs.confirmed;
             self.state.annotations = theirs.annotations;
-            self.epoch += 1;
-            self.in_flight.clear();
+            self.new_epoch();
         } else if theirs.confirmed.version > self.state.confirmed.version {
             self.state.confirmed = theirs.confirmed;
             self.state.annotations = theirs.annotations;
@@ -815,7 +864,7 @@ impl Engine {
     /// The server's answer to a push: every op it reported on leaves the queue, the rejected ones
     /// with a `lastError`; the server's cart becomes the confirmed cart unless a newer one is
     /// already known.
-    pub fn finish_push(&mut self, push: &Push, answer: Result<OpsResponse, Failure>) {
+    pub fn finish_push(&mut self, push: &Push, answer: Result<OpsResponse, Failure>, now_ms: i64, jitter: f64) {
         self.reload();
         if push.epoch != self.epoch {
             return;
@@ -824,6 +873,7 @@ impl Engine {
         match answer {
             Ok(res) => {
                 self.failures = 0;
+                self.blocked = None;
                 let reported: Vec<&str> = res.results.iter().map(|r| r.op_id.as_str()).collect();
                 self.state.pending.retain(|p| !reported.contains(&p.op.id.as_str()));
                 if let Some(r) = res.results.iter().rev().find(|r| r.status == "rejected") {
@@ -848,26 +898,32 @@ impl Engine {
                 }
                 let _ = status;
             }
-            Err(Failure::Refused { error, status }) => {
+            Err(Failure::Refused { error, status }) if status == 401 || error.is(ErrorCode::CartMerged) => {
+                // An identity problem: an expired or revoked token (a new login renews it), or a
+                // guest cart merged at a login elsewhere (the ops go to the user's cart once this
+                // client has the user's token). Every op is kept; pushing again at once could
+                // only fail again, so pushes pause with backoff until the identity changes.
+                self.failures += 1;
+                let until = now_ms + self.backoff_ms(jitter) as i64;
+                self.state.last_error = Some(error.clone().into());
+                self.blocked = Some((error, until));
+            }
+            Err(Failure::Refused { error, .. }) => {
                 self.failures = 0;
-                // Our own ops were refused as a whole: sending them again would only fail again,
-                // except for an identity problem: an expired token (renewed by a new login), or a
-                // guest cart merged at a login in another tab (the ops go to the user's cart).
-                if status != 401 && !error.is(ErrorCode::CartMerged) {
-                    let dropped: Vec<String> = self
-                        .state
-                        .pending
-                        .iter()
-                        .filter(|p| push.ids.contains(&p.op.id.as_str().to_owned()))
-                        .filter_map(|p| p.op.id.client().map(|c| c.client.clone()))
-                        .collect();
-                    self.state.pending.retain(|p| !push.ids.contains(&p.op.id.as_str().to_owned()));
-                    // The server settled none of them: the ops after them would leave a gap.
-                    let mut clients = dropped;
-                    clients.dedup();
-                    for c in clients {
-                        self.renumber(&c);
-                    }
+                // Our own ops were refused as a whole: sending them again would only fail again.
+                let dropped: Vec<String> = self
+                    .state
+                    .pending
+                    .iter()
+                    .filter(|p| push.ids.contains(&p.op.id.as_str().to_owned()))
+                    .filter_map(|p| p.op.id.client().map(|c| c.client.clone()))
+                    .collect();
+                self.state.pending.retain(|p| !push.ids.contains(&p.op.id.as_str().to_owned()));
+                // The server settled none of them: the ops after them would leave a gap.
+                let mut clients = dropped;
+                clients.dedup();
+                for c in clients {
+                    self.renumber(&c);
                 }
                 self.state.last_error = Some(error.into());
             }
@@ -879,6 +935,12 @@ impl Engine {
     pub fn finish_pull(&mut self, identity: &Identity, view: &CartView) {
         self.reload();
         if *identity != self.state.identity {
+            return;
+        }
+        // An op that was sent but whose answer has not come may already be in this cart: taking
+        // it as confirmed would count that op twice until the answer (or, after a reload, the
+        // resend's `duplicate`) comes. The push's answer carries the cart anyway.
+        if self.state.pending.iter().any(|p| p.sent) {
             return;
         }
         self.accept_cart(view);
@@ -897,8 +959,11 @@ impl Engine {
     pub fn login_request(&mut self) -> Option<(Value, Vec<String>)> {
         self.reload();
         let Identity::Guest { token } = &self.state.identity else { return None };
-        let ops: Vec<Value> = self.state.pending.iter().map(|p| wire::op_to_json(&p.op, Some(p.at))).collect();
-        let ids = self.state.pending.iter().map(|p| p.op.id.as_str().to_owned()).collect();
+        // The merge carries at most one batch; any later ops stay queued and follow to the user's
+        // cart after the login (the client pushes what it can as a guest first).
+        let batch = &self.state.pending[..self.state.pending.len().min(BATCH)];
+        let ops: Vec<Value> = batch.iter().map(|p| wire::op_to_json(&p.op, Some(p.at))).collect();
+        let ids = batch.iter().map(|p| p.op.id.as_str().to_owned()).collect();
         Some((serde_json::json!({ "guest_token": token, "ops": ops }), ids))
     }
 
@@ -913,16 +978,14 @@ impl Engine {
         self.state.annotations = annotations_of(cart);
         self.state.last_error = None;
         self.state.checkout_key = None;
-        self.epoch += 1;
-        self.in_flight.clear();
+        self.new_epoch();
         self.persist();
     }
 
     /// Back to a fresh guest cart; nothing of the user's cart stays in storage.
     pub fn logout(&mut self) {
         self.state = self.fresh_state(None);
-        self.epoch += 1;
-        self.in_flight.clear();
+        self.new_epoch();
         self.persist();
     }
 
@@ -1032,7 +1095,7 @@ mod tests {
         // numbered afresh under a new client, and are sent again.
         let mut error = ErrorBody::new(ErrorCode::OpOutOfOrder, "gap");
         error.details.insert("client_id".into(), Value::String(n[0].0.clone()));
-        a.finish_push(&push, Err(Failure::Refused { error, status: 409 }));
+        a.finish_push(&push, Err(Failure::Refused { error, status: 409 }), 0, 0.5);
         let renumbered = numbering(&a);
         assert_eq!(a.state.pending.len(), 4);
         assert_eq!(renumbered.iter().map(|x| x.1).collect::<Vec<_>>(), [1, 2, 3, 1]);
@@ -1043,6 +1106,110 @@ mod tests {
         // The next op of that tab follows on in the new sequence.
         a.mutate(add("E"), Timestamp::default()).unwrap();
         assert_eq!(numbering(&a)[4], (renumbered[0].0.clone(), 4));
+    }
+
+    #[test]
+    fn a_refused_identity_keeps_every_op_and_pauses_pushes_until_another_login() {
+        let storage = MemoryStorage::default();
+        let mut a = engine(&storage, 1);
+        for sku in ["A", "B"] {
+            a.mutate(add(sku), Timestamp::default()).unwrap();
+        }
+        let push = a.begin_push().unwrap();
+        let error = ErrorBody::new(ErrorCode::Unauthorized, "token expired");
+        a.finish_push(&push, Err(Failure::Refused { error, status: 401 }), 1_000, 0.0);
+        assert_eq!(a.state.pending.len(), 2, "no op is dropped");
+        assert_eq!(a.state.last_error.as_ref().map(|e| e.code.as_str()), Some("unauthorized"));
+        let (e, wait) = a.push_blocked(1_000).expect("pushes pause");
+        assert!(e.is(ErrorCode::Unauthorized) && wait >= 250, "{wait}");
+        assert!(a.push_blocked(1_000 + wait).is_none(), "the pause ends");
+        // A second refusal doubles the pause.
+        let push = a.begin_push().unwrap();
+        let error = ErrorBody::new(ErrorCode::Unauthorized, "token expired");
+        a.finish_push(&push, Err(Failure::Refused { error, status: 401 }), 1_000 + wait, 0.0);
+        let (_, second) = a.push_blocked(1_000 + wait).unwrap();
+        assert_eq!(second, wait * 2);
+        // A login (here: in another tab) lifts it at once; the ops go to the user's cart.
+        let mut b = engine(&storage, 2);
+        b.finish_login(
+            "jwt",
+            &CartView::new(&Cart::new(Currency::USD), Owner::User, Timestamp::default(), |_| None, &wire::Promos::none()),
+            &[],
+        );
+        a.reload();
+        assert!(a.push_blocked(1_000 + wait).is_none());
+        assert_eq!(a.state.pending.len(), 2);
+        assert_eq!(a.begin_push().unwrap().identity, Identity::User { jwt: "jwt".into() });
+    }
+
+    #[test]
+    fn ops_beyond_the_request_cap_are_read_back_and_a_login_carries_one_batch() {
+        let storage = MemoryStorage::default();
+        let mut a = engine(&storage, 1);
+        for i in 0..(wire::MAX_OPS_PER_REQUEST + 100) {
+            let kind = if i % 2 == 0 { add("A") } else { add("B") };
+            a.mutate(kind, Timestamp::from_millis(i as i64)).unwrap();
+            // Alternating SKUs: nothing folds together.
+        }
+        let n = a.state.pending.len();
+        assert!(n > wire::MAX_OPS_PER_REQUEST, "{n}");
+        let b = engine(&storage, 2);
+        assert_eq!(b.state.last_error, None, "the stored queue is readable");
+        assert_eq!(b.state.pending.len(), n);
+        let mut b = b;
+        let (body, ids) = b.login_request().unwrap();
+        assert_eq!(ids.len(), BATCH);
+        assert_eq!(body["ops"].as_array().unwrap().len(), BATCH);
+        b.finish_login(
+            "jwt",
+            &CartView::new(&Cart::new(Currency::USD), Owner::User, Timestamp::default(), |_| None, &wire::Promos::none()),
+            &ids,
+        );
+        assert_eq!(b.state.pending.len(), n - BATCH, "the rest stay queued for the user's cart");
+        let push = b.begin_push().unwrap();
+        assert!(push.ids.len() <= BATCH);
+    }
+
+    #[test]
+    fn a_newer_format_is_left_untouched_and_the_cart_lives_in_memory() {
+        let storage = MemoryStorage::default();
+        let newer = r#"{"format":99,"whatever":"a newer page's"}"#;
+        storage.set("cart", newer).unwrap();
+        let mut a = engine(&storage, 1);
+        assert_eq!(a.state.last_error.as_ref().map(|e| e.code.as_str()), Some("storage_newer"));
+        a.set_local_only(true);
+        a.mutate(add("A"), Timestamp::default()).unwrap();
+        assert_eq!(a.optimistic().lines.len(), 1, "changes work in memory");
+        assert_eq!(storage.get("cart").as_deref(), Some(newer), "never written");
+        a.reload();
+        a.mutate(add("B"), Timestamp::default()).unwrap();
+        assert_eq!(a.optimistic().lines.len(), 2);
+        assert_eq!(storage.get("cart").as_deref(), Some(newer));
+    }
+
+    #[test]
+    fn a_pull_while_a_sent_op_is_unanswered_does_not_count_it_twice() {
+        let storage = MemoryStorage::default();
+        let mut a = engine(&storage, 1);
+        a.mutate(add("A"), Timestamp::default()).unwrap();
+        let push = a.begin_push().unwrap();
+        // The server applied the op; a read answers before the push does.
+        let mut on_server = Cart::new(Currency::USD);
+        on_server.apply(&add("A"), &Limits::default(), Timestamp::default()).unwrap();
+        on_server.version = 1;
+        let identity = a.identity().clone();
+        let view = CartView::new(&on_server, Owner::Guest, Timestamp::default(), |_| None, &wire::Promos::none());
+        a.finish_pull(&identity, &view);
+        assert_eq!(a.optimistic().lines[0].quantity, 1, "not 2");
+        // Unsent ops cannot be in the server's cart, so a read with only those is taken.
+        a.finish_push(&push, Err(Failure::Retry("lost".into())), 0, 0.5);
+        a.mutate(add("B"), Timestamp::default()).unwrap();
+        let mut fresh = engine(&MemoryStorage::default(), 3);
+        fresh.mutate(add("C"), Timestamp::default()).unwrap();
+        let identity = fresh.identity().clone();
+        fresh.finish_pull(&identity, &view);
+        assert_eq!(fresh.state.confirmed.version, 1);
+        assert_eq!(fresh.optimistic().lines.len(), 2);
     }
 
     #[test]

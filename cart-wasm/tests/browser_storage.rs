@@ -162,3 +162,14 @@ fn bad_input_throws_a_typed_error_and_changes_nothing() {
     assert_eq!(get(&client.snapshot(), &["itemCount"]).as_f64(), Some(1.0));
     assert_eq!(get(&client.snapshot(), &["pendingOps"]).as_f64(), Some(0.0), "a local-only cart queues nothing");
 }
+
+#[wasm_bindgen_test]
+fn a_newer_format_is_left_untouched_and_the_cart_works_in_memory() {
+    let newer = r#"{"format": 99, "written_by": "a newer page"}"#;
+    storage().set_item("newer", newer).unwrap();
+    let client = CartClient::new(options("newer")).expect("no throw on a newer format");
+    assert_eq!(last_error_code(&client).as_deref(), Some("storage_newer"));
+    client.add("A".into(), 2.into(), JsValue::UNDEFINED).unwrap();
+    assert_eq!(line_count(&client), 1, "changes work in memory");
+    assert_eq!(storage().get_item("newer").unwrap().as_deref(), Some(newer), "never overwritten");
+}

@@ -53,6 +53,7 @@ pub enum ErrorCode {
     StorageFull,
     StorageCorrupt,
     StorageOutdated,
+    StorageNewer,
     NoEndpoint,
 }
 
@@ -103,8 +104,14 @@ impl ErrorCode {
     ];
 
     /// The codes only the browser client reports (in `lastError` or a rejected promise).
-    pub const CLIENT: [ErrorCode; 5] =
-        [ErrorCode::NetworkError, ErrorCode::StorageFull, ErrorCode::StorageCorrupt, ErrorCode::StorageOutdated, ErrorCode::NoEndpoint];
+    pub const CLIENT: [ErrorCode; 6] = [
+        ErrorCode::NetworkError,
+        ErrorCode::StorageFull,
+        ErrorCode::StorageCorrupt,
+        ErrorCode::StorageOutdated,
+        ErrorCode::StorageNewer,
+        ErrorCode::NoEndpoint,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -153,6 +160,7 @@ impl ErrorCode {
             ErrorCode::StorageFull => "storage_full",
             ErrorCode::StorageCorrupt => "storage_corrupt",
             ErrorCode::StorageOutdated => "storage_outdated",
+            ErrorCode::StorageNewer => "storage_newer",
             ErrorCode::NoEndpoint => "no_endpoint",
         }
     }
@@ -169,6 +177,7 @@ impl ErrorCode {
             | ErrorCode::StorageFull
             | ErrorCode::StorageCorrupt
             | ErrorCode::StorageOutdated
+            | ErrorCode::StorageNewer
             | ErrorCode::NoEndpoint => 0,
             ErrorCode::InvalidJson | ErrorCode::InvalidCartToken | ErrorCode::InvalidIdempotencyKey => 400,
             ErrorCode::Unauthorized | ErrorCode::InvalidSignature => 401,

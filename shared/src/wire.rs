@@ -598,6 +598,12 @@ pub fn parse_ops(v: Option<&Value>, limits: &Limits) -> Result<Vec<ParsedOp>, Ca
     if list.len() > MAX_OPS_PER_REQUEST {
         return Err(CartError::new(ErrorCode::TooManyOps, format!("at most {MAX_OPS_PER_REQUEST} ops per request")));
     }
+    parse_op_list(list, limits)
+}
+
+/// [`parse_ops`] without the per-request cap: for a client's own stored queue, which may hold
+/// any number of ops (it pushes them in batches).
+pub fn parse_op_list(list: &[Value], limits: &Limits) -> Result<Vec<ParsedOp>, CartError> {
     list.iter()
         .map(|op| {
             let obj = op.as_object().ok_or_else(|| CartError::new(ErrorCode::InvalidOp, "each op must be a JSON object"))?;

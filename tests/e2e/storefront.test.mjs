@@ -244,3 +244,111 @@ test("the storefront with a filled cart (screenshot)", async () => {
   assert.equal(s.lines.find((l) => l.sku === "TEE-RED-M").availability, "in_stock");
   await context.close();
 });
+
+test("the first paint shows the stored cart before the module has loaded", async () => {
+  const context = await browser.newContext();
+  const page = await openShop(context);
+  await addProduct(page, "CAP-BLK");
+  await addProduct(page, "CAP-BLK");
+  await waitFor("the count", async () => (await page.textContent("[data-testid=count]")) === "2");
+  // The next page's WebAssembly module is held back until the first paint has been looked at.
+  let release;
+  const held = new Promise((r) => (release = r));
+  await page.route("**/cartsync_bg.wasm", async (route) => {
+    await held;
+    await route.continue();
+  });
+  await page.goto(`${site.url}/?api=${encodeURIComponent(server.url)}`, { waitUntil: "domcontentloaded" });
+  assert.equal(await page.getAttribute("body", "data-ready"), null, "the module has not loaded yet");
+  assert.equal(await page.getAttribute("body", "data-first-paint"), "stored");
+  assert.equal(await page.textContent("[data-testid=count]"), "2");
+  assert.match(await page.textContent("#lines li[data-sku=CAP-BLK]"), /Black cap × 2/);
+  release();
+  await page.waitForSelector("body[data-ready=true]");
+  assert.equal(await page.getAttribute("body", "data-first-paint"), null, "the live cart replaced it");
+  const s = await snapshot(page);
+  const token = (await stored(page)).guest_token;
+  const onServer = await server.api("GET", "/v1/cart", { guest: token });
+  assert.equal(s.itemCount, 2, JSON.stringify({ s, onServer: onServer.body, stored: await stored(page) }));
+  await context.close();
+});
+
+test("an api parameter naming a foreign origin is ignored, and product names are text, not markup", async () => {
+  const hostile = `<img src=x onerror="window.pwned=1">`;
+  const r = await server.api("PUT", "/v1/admin/products/XSS-NAME", { admin: true, body: { name: hostile, price: { amount: 100, currency: "USD" }, stock: 5 } });
+  assert.equal(r.status, 200);
+  const context = await browser.newContext();
+  const foreign = [];
+  context.on("request", (req) => {
+    if (new URL(req.url()).hostname === "evil.example") foreign.push(req.url());
+  });
+  const page = await context.newPage();
+  await page.goto(`${site.url}/?api=${encodeURIComponent("https://evil.example")}`);
+  await page.waitForSelector("body[data-ready=true]");
+  assert.match(await page.textContent("[data-testid=toast]"), /Ignored the api parameter/);
+  await page.evaluate(() => window.cart.sync().catch(() => {}));
+  assert.deepEqual(foreign, [], "no request left for the foreign origin");
+
+  const shop = await openShop(context);
+  const name = await shop.textContent(`article[data-sku="XSS-NAME"] h3`);
+  assert.equal(name, hostile, "the name shows as written");
+  await addProduct(shop, "XSS-NAME");
+  assert.equal(await shop.textContent(`#lines li[data-sku="XSS-NAME"] .name`), hostile);
+  assert.equal(await shop.evaluate(() => window.pwned), undefined, "no markup of the name ran");
+  await context.close();
+});
+
+test("a refused token pauses pushes with backoff, keeps every op, tells the page once, and a new login sends them", async () => {
+  const user = `bob-${Date.now()}`;
+  const context = await browser.newContext();
+  const page = await openShop(context);
+  const token = await server.userToken(user);
+  await page.evaluate(async (api) => {
+    const { CartClient } = await import("./pkg/web.js");
+    window.told = [];
+    window.authCart = new CartClient({ endpoint: api, storageKey: "auth-test", onUnauthorized: (e) => window.told.push(e.code) });
+  }, server.url);
+  await page.evaluate((t) => window.authCart.login(t), token);
+  // The token is replaced in storage by a forged one, as if it had been revoked; a new client reads it.
+  await page.evaluate(async (api) => {
+    const s = JSON.parse(localStorage.getItem("auth-test"));
+    s.user_token = s.user_token.slice(0, -4) + "AAAA";
+    localStorage.setItem("auth-test", JSON.stringify(s));
+    window.authCart.free();
+    const { CartClient } = await import("./pkg/web.js");
+    window.authCart = new CartClient({ endpoint: api, storageKey: "auth-test", onUnauthorized: (e) => window.told.push(e.code) });
+  }, server.url);
+  let pushes = 0;
+  page.on("request", (req) => {
+    if (req.url().endsWith("/v1/cart/ops")) pushes += 1;
+  });
+  await page.evaluate(() => {
+    window.authCart.add("TEE-RED-M", 1);
+    window.authCart.add("CAP-BLK", 2);
+  });
+  await waitFor("the refusal", async () => (await page.evaluate(() => window.told.length)) === 1);
+  await new Promise((r) => setTimeout(r, 3_000));
+  const state = await page.evaluate(async () => {
+    let code;
+    try {
+      await window.authCart.sync();
+    } catch (e) {
+      code = e.code;
+    }
+    const s = window.authCart.snapshot();
+    return { code, pending: s.pendingOps, error: s.lastError?.code, told: window.told };
+  });
+  assert.equal(state.code, "unauthorized", "sync() settles with the typed error");
+  assert.equal(state.error, "unauthorized");
+  assert.deepEqual(state.told, ["unauthorized"], "the page is told once");
+  assert.equal(state.pending, 2, "every op is kept");
+  // Backoff: a handful of tries in those seconds, not hundreds.
+  assert.ok(pushes >= 1 && pushes <= 6, `pushes with the refused token: ${pushes}`);
+
+  const fresh = await server.userToken(user);
+  await page.evaluate((t) => window.authCart.login(t), fresh);
+  await waitFor("the ops to reach the server", async () => (await page.evaluate(() => window.authCart.snapshot().pendingOps)) === 0, 15_000);
+  const onServer = await server.api("GET", "/v1/cart", { token: fresh });
+  assert.deepEqual(pairs(onServer.body.lines), [["CAP-BLK", 2], ["TEE-RED-M", 1]]);
+  await context.close();
+});

@@ -175,7 +175,7 @@ async fn scenario(app: &TestApp, seed: u64) -> Result<bool, String> {
     if let Some(push) = client.begin_push() {
         let a = app.call(Method::POST, "/v1/cart/ops", &who, Some(push.body.clone())).await;
         let res = read::ops_response(&a.body).map_err(|e| format!("seed {seed}: {e}: {:?}", a.body))?;
-        client.finish_push(&push, Ok(res));
+        client.finish_push(&push, Ok(res), 0, 0.5);
     }
     let server = app.get_cart(&who).await;
     let view = read::cart(&server.body).map_err(|e| format!("seed {seed}: {e}"))?;

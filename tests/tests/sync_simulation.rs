@@ -257,7 +257,7 @@ fn run(world: &World, seed: u64, stats: &mut Stats) -> Result<(), String> {
                     && let Some(push) = tabs[t].engine.begin_push()
                 {
                     if offline[tabs[t].device] {
-                        tabs[t].engine.finish_push(&push, Err(Failure::Retry("offline".into())));
+                        tabs[t].engine.finish_push(&push, Err(Failure::Retry("offline".into())), clock, 0.5);
                     } else {
                         tabs[t].busy = true;
                         network.push(Message::PushRequest { tab: t, push });
@@ -274,7 +274,7 @@ fn run(world: &World, seed: u64, stats: &mut Stats) -> Result<(), String> {
                     Message::PushRequest { tab, push } => {
                         if lose && rng.chance(50) {
                             // The request never arrived.
-                            tabs[tab].engine.finish_push(&push, Err(Failure::Retry("lost".into())));
+                            tabs[tab].engine.finish_push(&push, Err(Failure::Retry("lost".into())), clock, 0.5);
                             tabs[tab].busy = false;
                         } else {
                             let answer = server.push(&push.identity, &push.body);
@@ -284,9 +284,9 @@ fn run(world: &World, seed: u64, stats: &mut Stats) -> Result<(), String> {
                     Message::PushAnswer { tab, push, answer } => {
                         if lose {
                             // Applied on the server, but the answer was lost: the client retries.
-                            tabs[tab].engine.finish_push(&push, Err(Failure::Retry("timeout".into())));
+                            tabs[tab].engine.finish_push(&push, Err(Failure::Retry("timeout".into())), clock, 0.5);
                         } else {
-                            tabs[tab].engine.finish_push(&push, answer);
+                            tabs[tab].engine.finish_push(&push, answer, clock, 0.5);
                         }
                         tabs[tab].busy = false;
                     }
