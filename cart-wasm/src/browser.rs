@@ -145,8 +145,9 @@ fn from_js(v: &JsValue) -> Option<Value> {
     JSON::stringify(v).ok()?.as_string().and_then(|s| serde_json::from_str(&s).ok())
 }
 
-/// localStorage, through the storage trait.
-struct LocalStorage(web_sys::Storage);
+/// localStorage, through the storage trait. `1` counts other tabs' writes (their `storage`
+/// events), so the engine reads again only when one came.
+struct LocalStorage(web_sys::Storage, Rc<Cell<u64>>);
 
 impl Storage for LocalStorage {
     fn get(&self, key: &str) -> Option<String> {
@@ -167,6 +168,15 @@ impl Storage for LocalStorage {
     fn remove(&self, key: &str) {
         let _ = self.0.remove_item(key);
     }
+
+    fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let n = self.0.length().unwrap_or(0);
+        (0..n).filter_map(|i| self.0.key(i).ok().flatten()).filter(|k| k.starts_with(prefix)).collect()
+    }
+
+    fn generation(&self) -> u64 {
+        self.1.get()
+    }
 }
 
 type EventHandler = Closure<dyn FnMut(web_sys::Event)>;
@@ -177,12 +187,14 @@ type RunningCheckout = (Option<Money>, Vec<String>, Promise, Rc<Cell<bool>>);
 struct Inner {
     engine: Engine,
     endpoint: Option<String>,
-    storage: Rc<dyn Storage>,
     listeners: Vec<(u32, Function)>,
     next_listener: u32,
     syncing: bool,
     timer_armed: bool,
-    tab: String,
+    /// Other tabs' writes seen (shared with the storage).
+    writes: Rc<Cell<u64>>,
+    /// When this tab last removed the logs of closed tabs (ms).
+    last_sweep: f64,
     events_target: Option<web_sys::EventTarget>,
     events: Vec<(&'static str, EventHandler)>,
     /// The checkout under way without a key of the caller's, with the total it expects: a second
@@ -193,23 +205,6 @@ struct Inner {
     /// The page's `onUnauthorized`: told when the server refuses the cart's identity.
     on_unauthorized: Option<Function>,
 }
-
-/// Shares one storage object between the engine and the lease.
-struct Shared(Rc<dyn Storage>);
-
-impl Storage for Shared {
-    fn get(&self, key: &str) -> Option<String> {
-        self.0.get(key)
-    }
-    fn set(&self, key: &str, value: &str) -> Result<(), StorageError> {
-        self.0.set(key, value)
-    }
-    fn remove(&self, key: &str) {
-        self.0.remove(key)
-    }
-}
-
-const LEASE_MS: i64 = 5_000;
 
 /// Calls every listener with the current state. Must be called with no borrow of `rc` held.
 fn notify(rc: &Rc<RefCell<Inner>>) {
@@ -233,31 +228,107 @@ impl Inner {
         (!self.listeners.is_empty()).then(|| (self.listeners.iter().map(|(_, f)| f.clone()).collect(), self.snapshot()))
     }
 
-    fn lease_key(&self) -> String {
-        format!("{}:push-lease", self.engine.key())
+    /// The Web Lock under which one tab at a time rewrites the base record.
+    fn lock_name(&self) -> String {
+        format!("cartsync:{}", self.engine.key())
     }
+}
 
-    /// One tab of the origin pushes at a time; the lease lapses if its tab goes away. (Were two
-    /// tabs to push the same ops anyway, op ids make the second push a no-op.)
-    fn take_lease(&self) -> bool {
-        // Whole milliseconds: formatting a float would pull float printing into the module.
-        let now = js_sys::Date::now() as i64;
-        if let Some(v) = self.storage.get(&self.lease_key()) {
-            let mut parts = v.splitn(2, '|');
-            let (tab, until) = (parts.next().unwrap_or(""), parts.next().and_then(|u| u.parse::<i64>().ok()).unwrap_or(0));
-            if tab != self.tab && until > now {
-                return false;
+/// `navigator.locks`, where the platform has it.
+fn lock_manager() -> Option<(JsValue, Function)> {
+    let navigator = GLOBAL.with(|g| Reflect::get(g, &"navigator".into()).ok()).filter(JsValue::is_object)?;
+    let locks = Reflect::get(&navigator, &"locks".into()).ok().filter(JsValue::is_object)?;
+    let request = Reflect::get(&locks, &"request".into()).ok()?.dyn_into::<Function>().ok()?;
+    Some((locks, request))
+}
+
+type Work = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+/// Runs `work` while holding the Web Lock `name`: tabs of one origin take turns. Without Web Locks
+/// (Node, where the cart lives in memory anyway) it just runs.
+async fn with_lock(name: &str, work: Work) {
+    let slot: Rc<RefCell<Option<Work>>> = Rc::new(RefCell::new(Some(work)));
+    if let Some((locks, request)) = lock_manager() {
+        let inside = slot.clone();
+        let callback = Closure::once_into_js(move |_lock: JsValue| -> Promise {
+            let work = inside.borrow_mut().take();
+            wasm_bindgen_futures::future_to_promise(async move {
+                if let Some(w) = work {
+                    w.await;
+                }
+                Ok(JsValue::UNDEFINED)
+            })
+        });
+        if let Ok(p) = request.call2(&locks, &JsValue::from_str(name), &callback)
+            && let Ok(p) = p.dyn_into::<Promise>()
+        {
+            let _ = JsFuture::from(p).await;
+        }
+    }
+    // No lock manager, or it refused (an opaque origin): run it here.
+    let left = slot.borrow_mut().take();
+    if let Some(w) = left {
+        w.await;
+    }
+}
+
+/// Holds a Web Lock named after this tab's client for as long as the page lives, so other tabs
+/// can tell its log belongs to an open tab.
+fn hold_tab_lock(name: &str) {
+    if let Some((locks, request)) = lock_manager() {
+        let forever = Closure::once_into_js(move |_lock: JsValue| -> Promise { Promise::new(&mut |_, _| {}) });
+        let _ = request.call2(&locks, &JsValue::from_str(name), &forever);
+    }
+}
+
+/// The clients of the open tabs of this cart, from the Web Locks they hold; `None` if unknown.
+async fn live_tabs(key: &str) -> Option<Vec<String>> {
+    let (locks, _) = lock_manager()?;
+    let query = Reflect::get(&locks, &"query".into()).ok()?.dyn_into::<Function>().ok()?;
+    let answer = JsFuture::from(query.call0(&locks).ok()?.dyn_into::<Promise>().ok()?).await.ok()?;
+    let prefix = format!("cartsync:{key}:tab:");
+    let mut live = Vec::new();
+    for list in ["held", "pending"] {
+        for l in js_sys::Array::from(&Reflect::get(&answer, &list.into()).ok()?).iter() {
+            if let Some(name) = Reflect::get(&l, &"name".into()).ok().and_then(|n| n.as_string())
+                && let Some(client) = name.strip_prefix(&prefix)
+            {
+                live.push(client.to_owned());
             }
         }
-        let _ = self.storage.set(&self.lease_key(), &format!("{}|{}", self.tab, now + LEASE_MS));
-        true
     }
+    Some(live)
+}
 
-    fn drop_lease(&self) {
-        if self.storage.get(&self.lease_key()).is_some_and(|v| v.starts_with(&format!("{}|", self.tab))) {
-            self.storage.remove(&self.lease_key());
+/// Every so often, under the lock: the logs of closed tabs whose ops are all settled go.
+async fn sweep(rc: &Rc<RefCell<Inner>>) {
+    let key = {
+        let mut inner = rc.borrow_mut();
+        let t = js_sys::Date::now();
+        if t - inner.last_sweep < 30_000.0 {
+            return;
         }
+        inner.last_sweep = t;
+        inner.engine.key().to_owned()
+    };
+    if let Some(live) = live_tabs(&key).await {
+        rc.borrow_mut().engine.drop_dead_logs(&live);
     }
+}
+
+/// Folds the ops of a local-only cart into its confirmed cart, under the lock.
+async fn compact(rc: &Rc<RefCell<Inner>>) {
+    let name = rc.borrow().lock_name();
+    let task = rc.clone();
+    with_lock(
+        &name,
+        Box::pin(async move {
+            task.borrow_mut().engine.compact();
+            sweep(&task).await;
+        }),
+    )
+    .await;
+    notify(rc);
 }
 
 /// An offline-first shopping cart: every change applies at once and is saved locally, then
@@ -275,7 +346,6 @@ impl Drop for CartClient {
                 let _ = w.remove_event_listener_with_callback(name, c.as_ref().unchecked_ref());
             }
         }
-        inner.drop_lease();
     }
 }
 
@@ -426,9 +496,15 @@ fn answer_error(error: ErrorBody) -> JsValue {
 }
 
 fn schedule(rc: &Rc<RefCell<Inner>>, ms: i32) {
+    if rc.borrow().endpoint.is_none() && lock_manager().is_none() {
+        // No Web Locks (Node, where the cart lives in memory): no other tab to take turns with,
+        // so a local-only cart folds its queue at once, with no timer or task.
+        rc.borrow_mut().engine.compact();
+        return;
+    }
     {
         let mut inner = rc.borrow_mut();
-        if inner.endpoint.is_none() || inner.timer_armed {
+        if inner.timer_armed {
             return;
         }
         inner.timer_armed = true;
@@ -437,17 +513,42 @@ fn schedule(rc: &Rc<RefCell<Inner>>, ms: i32) {
     let f = Closure::once_into_js(move || {
         if let Some(rc) = weak.upgrade() {
             rc.borrow_mut().timer_armed = false;
+            let local = rc.borrow().endpoint.is_none();
             wasm_bindgen_futures::spawn_local(async move {
-                let _ = push_all(&rc).await;
+                if local {
+                    compact(&rc).await;
+                } else {
+                    let _ = push_all(&rc).await;
+                }
             });
         }
     });
     set_timeout(f.unchecked_ref(), ms);
 }
 
-/// Pushes pending ops until none are left. On a failure worth retrying, schedules the next try
-/// with backoff and returns the failure.
+/// Pushes pending ops (of every tab) until none are left, holding the lock so one tab at a time
+/// pushes. On a failure worth retrying, schedules the next try with backoff and returns the
+/// failure.
 async fn push_all(rc: &Rc<RefCell<Inner>>) -> Result<(), Failure> {
+    if rc.borrow().endpoint.is_none() {
+        return Ok(());
+    }
+    let name = rc.borrow().lock_name();
+    let out: Rc<RefCell<Result<(), Failure>>> = Rc::new(RefCell::new(Ok(())));
+    let (task, result) = (rc.clone(), out.clone());
+    with_lock(
+        &name,
+        Box::pin(async move {
+            let r = push_loop(&task).await;
+            sweep(&task).await;
+            *result.borrow_mut() = r;
+        }),
+    )
+    .await;
+    out.replace(Ok(()))
+}
+
+async fn push_loop(rc: &Rc<RefCell<Inner>>) -> Result<(), Failure> {
     loop {
         let (push, endpoint): (Push, String) = {
             let mut inner = rc.borrow_mut();
@@ -463,14 +564,8 @@ async fn push_all(rc: &Rc<RefCell<Inner>>) -> Result<(), Failure> {
                 schedule(rc, wait.clamp(0, i64::from(i32::MAX)) as i32);
                 return Err(Failure::Refused { status: 401, error });
             }
-            if !inner.take_lease() {
-                drop(inner);
-                schedule(rc, 1_000);
-                return Ok(());
-            }
             match inner.engine.begin_push() {
                 None => {
-                    inner.drop_lease();
                     return Ok(());
                 }
                 Some(p) => {
@@ -495,9 +590,6 @@ async fn push_all(rc: &Rc<RefCell<Inner>>) -> Result<(), Failure> {
             let was_blocked = inner.engine.identity_refused();
             inner.engine.finish_push(&push, answer, js_sys::Date::now() as i64, js_sys::Math::random());
             inner.syncing = false;
-            if stop.is_some() {
-                inner.drop_lease();
-            }
             let refused = matches!(stop, Some(Failure::Refused { .. })) && !was_blocked;
             (inner.engine.backoff_ms(js_sys::Math::random()), refused.then(|| inner.on_unauthorized.clone()).flatten())
         };
@@ -639,23 +731,24 @@ impl CartClient {
         // Reading `localStorage` throws where storage is disabled; the cart then lives in memory.
         let local =
             Reflect::get(&global, &"localStorage".into()).ok().filter(|s| s.is_object()).map(|s| s.unchecked_into::<web_sys::Storage>());
-        let storage: Rc<dyn Storage> = match local {
-            Some(s) => Rc::new(LocalStorage(s)),
-            None => Rc::new(MemoryStorage::default()),
+        let writes = Rc::new(Cell::new(0));
+        let storage: Box<dyn Storage> = match local {
+            Some(s) => Box::new(LocalStorage(s, writes.clone())),
+            None => Box::new(MemoryStorage::default()),
         };
-        let mut engine = Engine::new(Box::new(Shared(storage.clone())), &key, limits, currency, Box::new(random));
+        let mut engine = Engine::new(storage, &key, limits, currency, Box::new(random));
+        engine.set_clock(Box::new(|| js_sys::Date::now() as i64), 10_000);
         engine.set_local_only(endpoint.is_none());
-        let mut tab = [0u8; 8];
-        random(&mut tab);
+        hold_tab_lock(&format!("cartsync:{key}:tab:{}", engine.client()));
         let inner = Inner {
             engine,
             endpoint,
-            storage,
             listeners: Vec::new(),
             next_listener: 0,
             syncing: false,
             timer_armed: false,
-            tab: tab.iter().map(|b| format!("{b:02x}")).collect(),
+            writes,
+            last_sweep: 0.0,
             events_target: window.clone(),
             events: Vec::new(),
             checkout: None,
@@ -669,7 +762,11 @@ impl CartClient {
                 let Some(rc) = weak.upgrade() else { return };
                 let key = e.dyn_ref::<web_sys::StorageEvent>().and_then(|s| s.key());
                 let ours = rc.borrow().engine.key().to_owned();
-                if key.as_deref().is_some_and(|k| k == ours) {
+                // The base record, a tab's log, or everything (`localStorage.clear()`).
+                let logs = format!("{ours}:o:");
+                if key.as_deref().is_none_or(|k| k == ours || k.starts_with(&logs)) {
+                    let writes = rc.borrow().writes.clone();
+                    writes.set(writes.get() + 1);
                     let changed = rc.borrow_mut().engine.reload();
                     if changed {
                         notify(&rc);
@@ -686,8 +783,11 @@ impl CartClient {
             let _ = w.add_event_listener_with_callback("online", on_online.as_ref().unchecked_ref());
             rc.borrow_mut().events = vec![("storage", on_storage), ("online", on_online)];
         }
-        // Push whatever an earlier page left pending and fetch the server's view, in the background.
-        if rc.borrow().endpoint.is_some() {
+        // Push whatever an earlier page left pending and fetch the server's view, in the background
+        // (or, local-only, fold what is queued).
+        if rc.borrow().endpoint.is_none() {
+            schedule(&rc, 0);
+        } else {
             let bg = rc.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 let _ = sync_now(&bg).await;

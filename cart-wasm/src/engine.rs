@@ -13,13 +13,11 @@ use serde_json::Value;
 use shared::promo::{PromoCode, Promotion, PromotionId, Usage};
 use shared::stored::StoredCart;
 use shared::wire::{self, Availability, CartView, DiscountView, ErrorBody, OpsResponse, Owner, Promos};
-use shared::{
-    Cart, CartError, CartLine, ClientSeq, Currency, ErrorCode, GuestToken, Limits, Money, Op, OpId, OpKind, Quantity, Sku, Timestamp,
-};
+use shared::{Cart, CartError, CartLine, ClientSeq, Currency, ErrorCode, GuestToken, Limits, Money, Op, OpId, OpKind, Sku, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The stored format of the client's state; anything else under the key starts a clean cart.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
@@ -134,8 +132,16 @@ impl KnownPromotions {
 pub struct PendingOp {
     pub op: Op,
     pub at: Timestamp,
-    /// Some push (from any tab) has carried it: it may no longer be coalesced with later changes.
+    /// Some push (from any tab) has carried it and its answer may not have come: a read of the
+    /// server's cart may already hold it.
     pub sent: bool,
+}
+
+impl PendingOp {
+    /// The tab (client) that made the op and its place in that tab's sequence.
+    fn origin(&self) -> (&str, u64) {
+        self.op.id.client().map_or(("", 0), |c| (c.client.as_str(), c.seq))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,18 +149,118 @@ pub struct ClientState {
     pub identity: Identity,
     pub confirmed: Cart,
     pub annotations: BTreeMap<Sku, Annotation>,
+    /// Every tab's ops not settled yet, oldest first.
     pub pending: Vec<PendingOp>,
     pub last_error: Option<LastError>,
     pub checkout_key: Option<CheckoutKey>,
     pub promotions: KnownPromotions,
 }
 
-/// What `parse` reads besides the identity.
-struct StoredParts {
-    cart: StoredCart,
-    pending: Vec<Value>,
-    annotations: BTreeMap<Sku, Annotation>,
-    last_error: Option<LastError>,
+/// Per tab (client), a number: a map kept as a short list (a handful of tabs), which costs the
+/// WebAssembly module far less code than a `BTreeMap` of its own.
+type PerClient = Vec<(String, u64)>;
+
+fn get_of(list: &PerClient, client: &str) -> u64 {
+    list.iter().find(|(c, _)| c == client).map_or(0, |(_, n)| *n)
+}
+
+fn raise(list: &mut PerClient, client: &str, n: u64) {
+    match list.iter_mut().find(|(c, _)| c == client) {
+        Some((_, m)) => *m = (*m).max(n),
+        None => list.push((client.to_owned(), n)),
+    }
+}
+
+fn per_client_json(list: &PerClient) -> Value {
+    let mut m = serde_json::Map::new();
+    for (c, n) in list {
+        m.insert(c.clone(), Value::from(*n));
+    }
+    Value::Object(m)
+}
+
+/// What the base record says of each tab's op log. Each part only grows, so two copies merge by
+/// taking the larger.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Marks {
+    /// Per client: every op up to this seq is settled (acknowledged by the server, refused, or
+    /// folded into a local-only cart) and no longer counts.
+    folded: PerClient,
+    /// Per client: the highest seq a push has carried.
+    sent: PerClient,
+    /// Clients whose ops go to the server without their numbering: the server saw a gap in their
+    /// sequence (ops it never got were dropped), so the op ids alone tell duplicates.
+    bare: Vec<String>,
+}
+
+impl Marks {
+    fn folded(&self, client: &str) -> u64 {
+        get_of(&self.folded, client)
+    }
+
+    fn fold(&mut self, client: &str, seq: u64) {
+        raise(&mut self.folded, client, seq);
+    }
+
+    fn mark_sent(&mut self, client: &str, seq: u64) {
+        raise(&mut self.sent, client, seq);
+    }
+
+    fn go_bare(&mut self, client: &str) {
+        if !self.is_bare(client) {
+            self.bare.push(client.to_owned());
+        }
+    }
+
+    fn is_bare(&self, client: &str) -> bool {
+        self.bare.iter().any(|c| c == client)
+    }
+
+    fn merge(&mut self, theirs: &Marks) {
+        for (c, s) in &theirs.folded {
+            self.fold(c, *s);
+        }
+        for (c, s) in &theirs.sent {
+            self.mark_sent(c, *s);
+        }
+        for c in &theirs.bare {
+            self.go_bare(c);
+        }
+    }
+
+    /// Forgets a client (a closed tab whose log is gone).
+    fn forget(&mut self, client: &str) {
+        self.folded.retain(|(c, _)| c != client);
+        self.sent.retain(|(c, _)| c != client);
+        self.bare.retain(|c| c != client);
+    }
+
+    fn to_json(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        m.insert("folded".into(), per_client_json(&self.folded));
+        m.insert("sent".into(), per_client_json(&self.sent));
+        m.insert("bare".into(), Value::Array(self.bare.iter().map(|c| Value::String(c.clone())).collect()));
+        Value::Object(m)
+    }
+
+    fn from_json(v: Option<&Value>) -> Marks {
+        let list = |k: &str| -> PerClient {
+            v.and_then(|v| v.get(k))
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter_map(|(c, s)| Some((c.clone(), s.as_u64()?)))
+                .collect()
+        };
+        let bare = v
+            .and_then(|v| v.get("bare"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect();
+        Marks { folded: list("folded"), sent: list("sent"), bare }
+    }
 }
 
 #[derive(Serialize)]
@@ -163,23 +269,33 @@ struct StoredCheckoutKey<'a> {
     key: &'a str,
 }
 
+/// The base record's stored form.
 #[derive(Serialize)]
 struct Stored<'a> {
     format: u32,
     owner: Owner,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     guest_token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     user_token: Option<String>,
     cart: StoredCart,
-    #[serde(default)]
     annotations: BTreeMap<Sku, Annotation>,
-    pending: Vec<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<LastError>,
     #[serde(skip_serializing_if = "Option::is_none")]
     checkout_key: Option<StoredCheckoutKey<'a>>,
     promotions: Value,
+    marks: Value,
+    rev: u64,
+}
+
+/// The base record as read: everything but the op logs.
+struct Base {
+    state: ClientState,
+    marks: Marks,
+    /// Grows with every change of the confirmed cart or the marks, which travel together: a
+    /// writer that read an older one takes the stored cart and marks rather than its own.
+    rev: u64,
 }
 
 /// A push of pending ops to `POST /v1/cart/ops`.
@@ -189,6 +305,8 @@ pub struct Push {
     pub ids: Vec<String>,
     pub identity: Identity,
     epoch: u64,
+    /// Each op's tab and seq, by op id.
+    origins: Vec<(String, u64)>,
 }
 
 /// How a request ended, as far as the engine cares.
@@ -278,6 +396,17 @@ pub type Random = Box<dyn FnMut(&mut [u8])>;
 /// Most ops one push carries.
 pub const BATCH: usize = 100;
 
+/// Ops per stored chunk of a tab's log: a change rewrites one chunk, never the whole state.
+pub const CHUNK: u64 = 32;
+
+/// The browser cart's state and its storage layout.
+///
+/// Tabs share localStorage, which has no atomic read-modify-write, so no key is written by two
+/// tabs for a change: each tab appends its ops to a log of its own (`<key>:o:<client>:<chunk>`,
+/// [`CHUNK`] ops a key), and the base record (`<key>`: identity, the confirmed cart, and which ops
+/// are settled) is rewritten only where one tab at a time acts: a push, a read of the server's
+/// cart, folding a local-only cart (the browser binding holds a Web Lock for those), or a login.
+/// A tab's view is the confirmed cart with every tab's unsettled ops applied in time order.
 pub struct Engine {
     storage: Box<dyn Storage>,
     key: String,
@@ -285,29 +414,51 @@ pub struct Engine {
     currency: Currency,
     random: Random,
     pub state: ClientState,
-    /// The stored text this client last read or wrote, to skip re-reading an unchanged store.
+    marks: Marks,
+    rev: u64,
+    /// The base's text as this client last read or wrote it, to skip re-reading it unchanged.
     seen: Option<String>,
-    /// The state in memory is newer than the store (a write failed: quota, disabled storage).
+    /// The storage's generation when this client last read it.
+    generation: u64,
+    /// Every tab's unsettled ops, by client, in seq order, as last read; this tab's own as it
+    /// wrote them.
+    logs: Vec<(String, Vec<PendingOp>)>,
+    /// Other tabs' chunks (key, text) as last read, so an unchanged chunk is not parsed again.
+    chunks: Vec<(String, String)>,
+    /// This tab's unsettled ops as stored text, in seq order.
+    own_text: Vec<(u64, String)>,
+    /// The confirmed cart with every pending op applied, kept up to date change by change.
+    view: Cart,
+    /// This tab's log could not be written (quota, disabled storage): it is kept in memory and
+    /// written whole at the next chance.
     unsaved: bool,
-    /// No server: changes apply to the confirmed cart directly.
+    /// No server: changes are folded into the confirmed cart ([`Engine::compact`]).
     local_only: bool,
     /// Ids of the ops of the push under way, if any (per client, never stored).
     in_flight: Vec<String>,
     /// Grows with each identity change, so an answer to an older identity is ignored.
     epoch: u64,
     failures: u32,
-    /// This tab's client id and the `seq` its next op takes (api-v1 Ops): the server knows a
-    /// numbered op by the client's high-water mark. Per tab (tabs share the queue, not a
-    /// counter), and replaced whenever ops of a client are dropped unsent or renumbered, so no
-    /// client's sequence has a gap.
+    /// This tab's client id and the `seq` its next op takes (api-v1 Ops).
     client: String,
     next_seq: u64,
+    /// The time of this tab's last op: a later op never carries an earlier time, so time order
+    /// keeps each tab's ops in sequence.
+    last_at: Timestamp,
     /// The store holds a newer format than this library's: it is never written, and this client
     /// keeps its cart in memory (`storage_newer`).
     read_only: bool,
     /// The server refused this identity (`401`, or a guest cart merged at a login elsewhere):
     /// nothing is pushed before this time (ms since the epoch) unless the identity changes.
     blocked: Option<(ErrorBody, i64)>,
+    /// The clock (ms) and how long this tab keeps its settled ops in storage after it first saw
+    /// them settled. localStorage reaches other tabs late (each renderer has its own copy), so a
+    /// tab that folds with a late copy of the base record must still find those ops in this log,
+    /// or they would be lost; with them there, it folds them into its (older) cart exactly once.
+    /// Without a clock (native tests), settled ops leave at once.
+    clock: Option<(Box<dyn Fn() -> i64>, i64)>,
+    /// This tab's folded marks as first seen, and when.
+    fold_seen: Vec<(u64, i64)>,
 }
 
 fn uuid_v4(random: &mut dyn FnMut(&mut [u8])) -> String {
@@ -370,8 +521,15 @@ impl Engine {
             limits,
             currency,
             random,
+            view: state.confirmed.clone(),
             state,
+            marks: Marks::default(),
+            rev: 0,
             seen: None,
+            generation: 0,
+            logs: Vec::new(),
+            chunks: Vec::new(),
+            own_text: Vec::new(),
             unsaved: false,
             local_only: false,
             in_flight: Vec::new(),
@@ -379,8 +537,11 @@ impl Engine {
             failures: 0,
             client: String::new(),
             next_seq: 1,
+            last_at: Timestamp::default(),
             read_only: false,
             blocked: None,
+            clock: None,
+            fold_seen: Vec::new(),
         };
         e.client = uuid_v4(&mut *e.random);
         e.reload();
@@ -392,6 +553,37 @@ impl Engine {
 
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Keeps this tab's settled ops in storage for `grace_ms` after they are first seen settled
+    /// (see the `clock` field).
+    pub fn set_clock(&mut self, clock: Box<dyn Fn() -> i64>, grace_ms: i64) {
+        self.clock = Some((clock, grace_ms));
+    }
+
+    /// How far this tab's log may be pruned from storage now.
+    fn prunable(&mut self, folded: u64) -> u64 {
+        let Some((clock, grace)) = &self.clock else { return folded };
+        let now = clock();
+        if self.fold_seen.last().is_none_or(|(f, _)| *f < folded) {
+            self.fold_seen.push((folded, now));
+        }
+        let ripe = self.fold_seen.iter().filter(|(_, at)| now - *at >= *grace).map(|(f, _)| *f).max().unwrap_or(0);
+        self.fold_seen.retain(|(f, _)| *f > ripe);
+        ripe
+    }
+
+    /// This tab's client id: its log is `<key>:o:<client>:<chunk>`.
+    pub fn client(&self) -> &str {
+        &self.client
+    }
+
+    fn log_prefix(&self) -> String {
+        format!("{}:o:", self.key)
+    }
+
+    fn chunk_key(&self, client: &str, chunk: u64) -> String {
+        format!("{}:o:{client}:{chunk}", self.key)
     }
 
     /// Another identity: answers to requests of the old one are ignored, and a refusal of the
@@ -414,10 +606,8 @@ impl Engine {
         self.blocked.as_ref().filter(|(_, until)| *until > now_ms).map(|(e, until)| (e, until - now_ms))
     }
 
-    /// A clean state, with a new client sequence (the old one's queued ops are gone).
+    /// A clean state (unreadable data, a logout).
     fn fresh_state(&mut self, last_error: Option<LastError>) -> ClientState {
-        self.client = uuid_v4(&mut *self.random);
-        self.next_seq = 1;
         ClientState {
             identity: Identity::Guest { token: new_guest_token(&mut *self.random) },
             confirmed: Cart::new(self.currency),
@@ -429,9 +619,27 @@ impl Engine {
         }
     }
 
-    /// Reads the stored state if it changed since this client last saw it (another tab wrote).
-    /// Returns whether anything changed. Unreadable data starts a clean cart and says why.
+    /// Reads what other tabs wrote, if the storage says anything changed since this client last
+    /// looked. Cheap when nothing did: one counter is compared.
+    fn refresh(&mut self) {
+        if self.storage.generation() != self.generation {
+            self.reload();
+        }
+    }
+
+    /// Reads the base record and every tab's log again where they changed. Returns whether
+    /// anything did. Unreadable data starts a clean cart and says why.
     pub fn reload(&mut self) -> bool {
+        self.generation = self.storage.generation();
+        let mut changed = self.read_base();
+        changed |= self.read_logs();
+        if changed {
+            self.rebuild();
+        }
+        changed
+    }
+
+    fn read_base(&mut self) -> bool {
         let raw = self.storage.get(&self.key);
         if raw.is_some() && raw == self.seen {
             return false;
@@ -441,43 +649,225 @@ impl Engine {
         };
         let before = self.state.identity.clone();
         self.read_only = false;
-        self.state = match self.parse(&text) {
-            // Changes that could not be saved yet are merged with the other tab's, not dropped.
-            Ok(theirs) if self.unsaved => {
+        match self.parse(&text) {
+            Ok(theirs) if self.unsaved_base() => {
                 self.absorb(theirs);
                 self.seen = Some(text);
-                return true;
             }
-            Ok(state) => state,
+            Ok(base) => {
+                self.state = base.state;
+                self.marks.merge(&base.marks);
+                self.rev = base.rev;
+                self.seen = Some(text);
+            }
             Err(problem) if problem.is(ErrorCode::StorageNewer) => {
                 // Another page, of a newer version, owns the store: leave it alone.
-                if !self.read_only {
-                    self.read_only = true;
-                    self.state.last_error = Some(problem);
-                }
+                self.read_only = true;
+                self.state.last_error = Some(problem);
                 self.seen = Some(text);
                 return true;
             }
             Err(problem) => {
-                let fresh = self.fresh_state(Some(problem));
-                self.state = fresh;
-                self.persist();
+                match self.migrate(&text) {
+                    Some(Ok(migrated)) => {
+                        self.state = migrated.state;
+                        self.marks = migrated.marks;
+                    }
+                    Some(Err(unreadable)) => {
+                        let fresh = self.fresh_state(Some(unreadable));
+                        self.state = fresh;
+                    }
+                    None => {
+                        let fresh = self.fresh_state(Some(problem));
+                        self.state = fresh;
+                    }
+                }
+                self.seen = None;
+                self.write_base();
                 return true;
             }
-        };
-        self.seen = Some(text);
+        }
         if self.state.identity != before {
             self.new_epoch();
         }
         true
     }
 
-    fn parse(&self, text: &str) -> Result<ClientState, LastError> {
-        let corrupt = |why: String| {
-            LastError::new(ErrorCode::StorageCorrupt, format!("the stored cart could not be read ({why}); starting a new cart"))
+    /// The base could not be written when last changed (storage full): it is newer in memory.
+    fn unsaved_base(&self) -> bool {
+        self.state.last_error.as_ref().is_some_and(|e| e.is(ErrorCode::StorageFull)) && self.seen.is_some()
+    }
+
+    /// Reads every other tab's log chunks that changed since last read.
+    fn read_logs(&mut self) -> bool {
+        let prefix = self.log_prefix();
+        let mut changed = false;
+        let mut now: Vec<(String, String)> = Vec::new();
+        for k in self.storage.keys_with_prefix(&prefix) {
+            let Some((client, chunk)) = k[prefix.len()..].rsplit_once(':') else { continue };
+            if client == self.client || chunk.parse::<u64>().is_err() {
+                continue;
+            }
+            let Some(text) = self.storage.get(&k) else { continue };
+            changed |= !self.chunks.iter().any(|(ck, ct)| *ck == k && *ct == text);
+            now.push((k, text));
+        }
+        changed |= now.len() != self.chunks.len();
+        self.chunks = now;
+        if changed {
+            // Other tabs' logs, parsed again from their chunks (in chunk order); this tab's own
+            // stays as is.
+            let own = self.take_log(&self.client.clone());
+            let mut parts: Vec<(String, u64, Vec<PendingOp>)> = Vec::new();
+            for (k, text) in &self.chunks {
+                let Some((client, chunk)) = k[prefix.len()..].rsplit_once(':') else { continue };
+                let n = chunk.parse::<u64>().unwrap_or(0);
+                // Insertion in (client, chunk) order: a handful of chunks, no sort routine.
+                let at = parts.iter().position(|(c, m, _)| (c.as_str(), *m) > (client, n)).unwrap_or(parts.len());
+                parts.insert(at, (client.to_owned(), n, self.parse_chunk(client, text)));
+            }
+            let mut logs: Vec<(String, Vec<PendingOp>)> = Vec::new();
+            for (client, _, ops) in parts {
+                match logs.last_mut() {
+                    Some((c, log)) if *c == client => log.extend(ops),
+                    _ => logs.push((client, ops)),
+                }
+            }
+            if let Some(own) = own {
+                logs.push((self.client.clone(), own));
+            }
+            self.logs = logs;
+        }
+        changed
+    }
+
+    fn take_log(&mut self, client: &str) -> Option<Vec<PendingOp>> {
+        let i = self.logs.iter().position(|(c, _)| c == client)?;
+        Some(self.logs.swap_remove(i).1)
+    }
+
+    fn has_log(&self, client: &str) -> bool {
+        self.logs.iter().any(|(c, _)| c == client)
+    }
+
+    /// The ops of one stored chunk of `client`'s log; unreadable ones are skipped.
+    fn parse_chunk(&self, client: &str, text: &str) -> Vec<PendingOp> {
+        let Ok(Value::Array(list)) = serde_json::from_str::<Value>(text) else { return Vec::new() };
+        let Ok(parsed) = wire::parse_op_list(&list, &self.limits) else { return Vec::new() };
+        parsed
+            .into_iter()
+            .zip(&list)
+            .filter_map(|((id, kind), v)| {
+                let kind = kind.ok()?;
+                if id.client().is_none_or(|c| c.client != client) {
+                    return None;
+                }
+                let at = v.get("at").and_then(Value::as_str).and_then(Timestamp::parse_rfc3339).unwrap_or_default();
+                Some(PendingOp { op: Op { id, kind }, at, sent: false })
+            })
+            .collect()
+    }
+
+    /// The pending ops and the view, from the confirmed cart, the logs and the marks. This tab's
+    /// settled ops leave its log (in memory and in storage).
+    fn rebuild(&mut self) {
+        self.prune_own();
+        for (client, log) in &mut self.logs {
+            let folded = self.marks.folded(client);
+            log.retain(|p| p.origin().1 > folded);
+        }
+        self.logs.retain(|(_, log)| !log.is_empty());
+        // Every tab's ops in time order (each tab's are in seq order, and so in time order): a
+        // merge of the logs, which are few.
+        let mut heads = vec![0usize; self.logs.len()];
+        let mut pending: Vec<PendingOp> = Vec::new();
+        loop {
+            let mut best: Option<usize> = None;
+            for (i, (_, log)) in self.logs.iter().enumerate() {
+                let Some(p) = log.get(heads[i]) else { continue };
+                if best.is_none_or(|b| (p.at, p.origin()) < (self.logs[b].1[heads[b]].at, self.logs[b].1[heads[b]].origin())) {
+                    best = Some(i);
+                }
+            }
+            let Some(b) = best else { break };
+            let p = &self.logs[b].1[heads[b]];
+            let sent = p.origin().1 <= get_of(&self.marks.sent, p.origin().0);
+            pending.push(PendingOp { sent, ..p.clone() });
+            heads[b] += 1;
+        }
+        self.state.pending = pending;
+        let mut view = self.state.confirmed.clone();
+        for p in &self.state.pending {
+            let _ = view.apply(&p.op.kind, &self.limits, p.at);
+        }
+        self.view = view;
+    }
+
+    /// Takes this tab's settled ops out of its stored log, once they have been settled long
+    /// enough.
+    fn prune_own(&mut self) {
+        let own_folded = self.marks.folded(&self.client);
+        let prunable = self.prunable(own_folded);
+        let settled = self.own_text.partition_point(|(s, _)| *s <= prunable);
+        if settled > 0 {
+            let mut chunks: Vec<u64> = self.own_text[..settled].iter().map(|(s, _)| (s - 1) / CHUNK).collect();
+            chunks.dedup();
+            self.own_text.drain(..settled);
+            for chunk in chunks {
+                self.write_own_chunk(chunk);
+            }
+        }
+    }
+
+    /// Writes chunk `chunk` of this tab's log (or removes it when all its ops are settled).
+    fn write_own_chunk(&mut self, chunk: u64) {
+        if self.read_only {
+            return;
+        }
+        let (lo, hi) = (chunk * CHUNK + 1, chunk * CHUNK + CHUNK);
+        let key = self.chunk_key(&self.client, chunk);
+        let mut text = String::from("[");
+        let from = self.own_text.partition_point(|(s, _)| *s < lo);
+        let to = self.own_text.partition_point(|(s, _)| *s <= hi);
+        for (i, (_, t)) in self.own_text[from..to].iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(t);
+        }
+        text.push(']');
+        let before = self.storage.generation();
+        let result = if text.len() == 2 {
+            self.storage.remove(&key);
+            Ok(())
+        } else {
+            self.storage.set(&key, &text)
         };
-        // Read by hand from a `Value` (see `shared::wire::read`): one JSON deserializer in the
-        // WebAssembly module instead of one per stored type.
+        if before == self.generation {
+            self.generation = self.storage.generation();
+        }
+        match result {
+            Ok(()) if self.unsaved => {
+                // Storage takes writes again: everything kept in memory is written now.
+                self.unsaved = false;
+                let mut chunks: Vec<u64> = self.own_text.iter().map(|(s, _)| (s - 1) / CHUNK).collect();
+                chunks.dedup();
+                for c in chunks {
+                    self.write_own_chunk(c);
+                }
+                if self.state.last_error.as_ref().is_some_and(|e| e.is(ErrorCode::StorageFull)) {
+                    self.state.last_error = None;
+                }
+            }
+            Ok(()) => {}
+            Err(e) => {
+                self.unsaved = true;
+                self.state.last_error = Some(storage_error(e));
+            }
+        }
+    }
+
+    fn parse(&self, text: &str) -> Result<Base, LastError> {
         let v: Value = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
         match v.get("format").and_then(Value::as_u64) {
             Some(f) if f == u64::from(FORMAT) => {}
@@ -497,6 +887,12 @@ impl Engine {
             }
             _ => return Err(corrupt("not a cart of this library".into())),
         }
+        let state = self.parse_state(&v, None)?;
+        Ok(Base { state, marks: Marks::from_json(v.get("marks")), rev: v.get("rev").and_then(Value::as_u64).unwrap_or(0) })
+    }
+
+    /// Reads the parts every stored format shares. `pending` receives a format-1 record's queue.
+    fn parse_state(&self, v: &Value, pending: Option<&mut Vec<PendingOp>>) -> Result<ClientState, LastError> {
         let text_of = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
         let identity = match (v.get("owner").and_then(Value::as_str), text_of("guest_token"), text_of("user_token")) {
             (Some("guest"), Some(t), _) if GuestToken::parse(&t).is_ok() => Identity::Guest { token: t },
@@ -529,47 +925,74 @@ impl Engine {
             let key = k.get("key").and_then(Value::as_str).filter(|k| shared::parse_idempotency_key(k).is_ok())?;
             Some(CheckoutKey { version: k.get("version").and_then(Value::as_u64)?, key: key.to_owned() })
         });
-        let pending_values = match v.get("pending") {
-            Some(Value::Array(p)) => p.clone(),
-            _ => return Err(corrupt("no pending list".into())),
-        };
-        // However many ops a shopper queued offline, they are read back: the request cap applies
-        // to a push, and pushes are made in batches.
-        let stored = StoredParts { cart: stored_cart, pending: pending_values, annotations, last_error };
-        let confirmed = stored.cart.into_cart().ok_or_else(|| corrupt("unknown cart format".into()))?;
-        let times: Vec<(Timestamp, bool)> = stored
-            .pending
-            .iter()
-            .map(|v| {
+        let confirmed = stored_cart.into_cart().ok_or_else(|| corrupt("unknown cart format".into()))?;
+        if let Some(out) = pending {
+            let list = match v.get("pending") {
+                Some(Value::Array(p)) => p.as_slice(),
+                _ => return Err(corrupt("no pending list".into())),
+            };
+            // However many ops a shopper queued offline, they are read back: the request cap
+            // applies to a push, and pushes are made in batches.
+            let parsed = wire::parse_op_list(list, &self.limits).map_err(|e| corrupt(e.message))?;
+            for ((id, kind), v) in parsed.into_iter().zip(list) {
                 let at = v.get("at").and_then(Value::as_str).and_then(Timestamp::parse_rfc3339).unwrap_or(confirmed.updated_at);
-                (at, v.get("sent").and_then(Value::as_bool).unwrap_or(true))
-            })
-            .collect();
-        let pending = wire::parse_op_list(&stored.pending, &self.limits)
-            .map_err(|e| corrupt(e.message))?
-            .into_iter()
-            .zip(times)
-            .filter_map(|((id, kind), (at, sent))| kind.ok().map(|kind| PendingOp { op: Op { id, kind }, at, sent }))
-            .collect();
+                if let Ok(kind) = kind {
+                    out.push(PendingOp { op: Op { id, kind }, at, sent: v.get("sent").and_then(Value::as_bool).unwrap_or(true) });
+                }
+            }
+        }
         let promotions = v.get("promotions").map(|p| KnownPromotions::from_json(p, confirmed.currency)).unwrap_or_default();
-        Ok(ClientState {
-            identity,
-            confirmed,
-            annotations: stored.annotations,
-            pending,
-            last_error: stored.last_error,
-            checkout_key,
-            promotions,
-        })
+        Ok(ClientState { identity, confirmed, annotations, pending: Vec::new(), last_error, checkout_key, promotions })
     }
 
-    /// Writes the state. A full or refused storage keeps the state in memory and says so.
+    /// A record of format 1 (one key holding the cart and the queue), moved to this format: its
+    /// queued ops join this tab's log under their own op ids, so none is lost or applied twice.
+    /// `None` if `text` is no format-1 record.
+    fn migrate(&mut self, text: &str) -> Option<Result<Base, LastError>> {
+        let v: Value = serde_json::from_str(text).ok()?;
+        if v.get("format").and_then(Value::as_u64) != Some(1) {
+            return None;
+        }
+        let mut queue = Vec::new();
+        let state = match self.parse_state(&v, Some(&mut queue)) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut marks = Marks::default();
+        for p in queue {
+            // Numbered or not, the op goes out bare under this tab's numbering: its op id is what
+            // the server knows it by.
+            let seq = self.take_seq();
+            marks.go_bare(&self.client.clone());
+            let Ok(id) = OpId::parse(p.op.id.as_str()) else { continue };
+            self.append_own(PendingOp { op: Op { id: id.with_client(seq), kind: p.op.kind }, at: p.at, sent: false });
+        }
+        Some(Ok(Base { state, marks, rev: 0 }))
+    }
+
+    /// Adds an op to this tab's log, in memory and in storage.
+    fn append_own(&mut self, p: PendingOp) {
+        let seq = p.origin().1;
+        self.own_text.push((seq, wire::op_to_json(&p.op, Some(p.at)).to_string()));
+        match self.logs.iter_mut().find(|(c, _)| *c == self.client) {
+            Some((_, log)) => log.push(p.clone()),
+            None => self.logs.push((self.client.clone(), vec![p.clone()])),
+        }
+        self.state.pending.push(p);
+        self.write_own_chunk((seq - 1) / CHUNK);
+    }
+
+    /// Writes the base record. A full or refused storage keeps the state in memory and says so.
     ///
-    /// Tabs share the store without a lock, so another tab may have written since this one last
-    /// read. Rather than overwrite that, the two are merged: the newer confirmed cart wins and
-    /// the pending ops are the union of both queues (by op id). A resurrected op that was already
-    /// acknowledged is only sent again, and the server answers it as a duplicate.
+    /// Another tab may have written since this one last read (a promotions lookup, a checkout
+    /// key). Rather than overwrite that, the two are merged: the cart and marks of the higher
+    /// `rev` win (in a browser only one tab at a time changes them), the marks merge, and the
+    /// stored checkout key stands (a key another tab settled stays settled).
     pub fn persist(&mut self) {
+        self.write_base();
+    }
+
+    fn write_base(&mut self) {
         if self.read_only {
             return;
         }
@@ -578,6 +1001,7 @@ impl Engine {
             && let Ok(theirs) = self.parse(&text)
         {
             self.absorb(theirs);
+            self.rebuild();
         }
         let (owner, guest_token, user_token) = match &self.state.identity {
             Identity::Guest { token } => (Owner::Guest, Some(token.clone()), None),
@@ -590,74 +1014,65 @@ impl Engine {
             user_token,
             cart: StoredCart::from(&self.state.confirmed),
             annotations: self.state.annotations.clone(),
-            pending: self
-                .state
-                .pending
-                .iter()
-                .map(|p| {
-                    let mut v = wire::op_to_json(&p.op, Some(p.at));
-                    v["sent"] = Value::Bool(p.sent);
-                    v
-                })
-                .collect(),
-            last_error: self.state.last_error.clone(),
+            last_error: self.state.last_error.clone().filter(|e| !e.is(ErrorCode::StorageFull)),
             checkout_key: self.state.checkout_key.as_ref().map(|k| StoredCheckoutKey { version: k.version, key: &k.key }),
             promotions: self.state.promotions.to_json(),
+            marks: self.marks.to_json(),
+            rev: self.rev,
         };
         let text = serde_json::to_string(&stored).unwrap_or_default();
-        match self.storage.set(&self.key, &text) {
+        let before = self.storage.generation();
+        let result = self.storage.set(&self.key, &text);
+        if before == self.generation {
+            self.generation = self.storage.generation();
+        }
+        match result {
             Ok(()) => {
-                if self.state.last_error.as_ref().is_some_and(|e| e.is(ErrorCode::StorageFull)) {
+                if self.state.last_error.as_ref().is_some_and(|e| e.is(ErrorCode::StorageFull)) && !self.unsaved {
                     self.state.last_error = None;
-                    // Written again with the error cleared, so other tabs do not show it either.
-                    return self.persist();
                 }
                 self.seen = Some(text);
-                self.unsaved = false;
             }
-            Err(e) => {
-                let message = match e {
-                    StorageError::Full => "browser storage is full; the cart is kept in memory until it can be saved".to_owned(),
-                    StorageError::Unavailable(why) => format!("browser storage refused the cart ({why}); it is kept in memory"),
-                };
-                self.state.last_error = Some(LastError::new(ErrorCode::StorageFull, message));
-                self.unsaved = true;
-            }
+            Err(e) => self.state.last_error = Some(storage_error(e)),
         }
     }
 
-    fn absorb(&mut self, theirs: ClientState) {
-        if theirs.identity != self.state.identity {
+    /// The confirmed cart or the marks changed here: the next write of the base carries them.
+    fn changed_cart(&mut self) {
+        self.rev += 1;
+    }
+
+    fn absorb(&mut self, theirs: Base) {
+        if theirs.state.identity != self.state.identity {
             // The other tab logged in or out meanwhile: its identity and cart stand, and this
             // tab's queued changes follow them.
-            self.state.identity = theirs.identity;
-            self.state.confirmed = theirs.confirmed;
-            self.state.annotations = theirs.annotations;
+            self.state.identity = theirs.state.identity;
+            self.state.confirmed = theirs.state.confirmed;
+            self.state.annotations = theirs.state.annotations;
+            self.rev = self.rev.max(theirs.rev);
             self.new_epoch();
-        } else if theirs.confirmed.version > self.state.confirmed.version {
-            self.state.confirmed = theirs.confirmed;
-            self.state.annotations = theirs.annotations;
+        } else if theirs.rev >= self.rev {
+            self.state.confirmed = theirs.state.confirmed;
+            self.state.annotations = theirs.state.annotations;
+            self.rev = theirs.rev;
         }
+        self.marks.merge(&theirs.marks);
         // This client changes the key only right after reading the store, and saves at once: what
         // the store holds is the newest word on it (a key another tab settled stays settled).
-        self.state.checkout_key = theirs.checkout_key;
-        if theirs.promotions.at > self.state.promotions.at {
-            self.state.promotions = theirs.promotions;
-        }
-        for p in theirs.pending {
-            if !self.state.pending.iter().any(|q| q.op.id == p.op.id) {
-                self.state.pending.push(p);
-            }
+        self.state.checkout_key = theirs.state.checkout_key;
+        if theirs.state.promotions.at > self.state.promotions.at {
+            self.state.promotions = theirs.state.promotions;
         }
     }
 
     /// The confirmed cart with every pending op applied.
     pub fn optimistic(&self) -> Cart {
-        let mut cart = self.state.confirmed.clone();
-        for p in &self.state.pending {
-            let _ = cart.apply(&p.op.kind, &self.limits, p.at);
-        }
-        cart
+        self.view.clone()
+    }
+
+    /// The cart a UI shows (the confirmed cart with every pending op applied), by reference.
+    pub fn view(&self) -> &Cart {
+        &self.view
     }
 
     /// The state a UI renders at `now`. The lines, their price annotations, the subtotal and the
@@ -673,7 +1088,7 @@ impl Engine {
         let usage = |id: &PromotionId| known.usage(id);
         let promos = Promos { promotions: &known.list, usage: &usage, now };
         let view = CartView::new(
-            &self.optimistic(),
+            &self.view,
             owner,
             Timestamp::default(),
             |line| {
@@ -719,7 +1134,8 @@ impl Engine {
             total: view.total,
             lines: view.lines.iter().map(line).collect(),
             saved: view.saved.iter().map(line).collect(),
-            pending_ops: self.state.pending.len(),
+            // A local-only cart has nothing to push: its queue is only folded away.
+            pending_ops: if self.local_only { 0 } else { self.state.pending.len() },
             syncing,
             last_error: self.state.last_error.clone(),
         }
@@ -729,7 +1145,7 @@ impl Engine {
     /// automatic ones only), if any: when a code on the cart was never looked up, or the last
     /// lookup is older than [`PROMOTIONS_TTL_MS`]. Returns the codes it covers too.
     pub fn promotions_query(&self, now: Timestamp) -> Option<(String, BTreeSet<PromoCode>)> {
-        let codes: BTreeSet<PromoCode> = self.optimistic().promo_codes.into_iter().collect();
+        let codes: BTreeSet<PromoCode> = self.view.promo_codes.iter().cloned().collect();
         let known = &self.state.promotions;
         let stale = known.at.is_none_or(|at| now.millis().saturating_sub(at.millis()) > PROMOTIONS_TTL_MS);
         if !stale && codes.is_subset(&known.asked) {
@@ -741,32 +1157,23 @@ impl Engine {
 
     /// The answer to a promotions lookup that covered `asked`.
     pub fn finish_promotions(&mut self, asked: BTreeSet<PromoCode>, answer: &Value, now: Timestamp) {
-        self.reload();
+        self.refresh();
         self.state.promotions = KnownPromotions::from_answer(answer, asked, Some(now), self.currency);
-        self.persist();
+        self.write_base();
     }
 
-    /// Applies a change locally and queues it for the server. An op the cart would reject
-    /// (bad input, a missing line, a full cart) is refused here and changes nothing.
+    /// Applies a change locally and queues it in this tab's log. An op the cart would reject
+    /// (bad input, a missing line, a full cart) is refused here and changes nothing. Writes one
+    /// chunk of this tab's log and nothing else.
     pub fn mutate(&mut self, kind: OpKind, now: Timestamp) -> Result<(), CartError> {
-        self.reload();
-        if self.local_only {
-            // No server to tell: the change is the new confirmed state (its version stays the
-            // last server version seen, none).
-            let version = self.state.confirmed.version;
-            self.state.confirmed.apply(&kind, &self.limits, now)?;
-            self.state.confirmed.version = version;
-            self.persist();
-            return Ok(());
-        }
-        let mut cart = self.optimistic();
-        cart.apply(&kind, &self.limits, now)?;
-        if !self.coalesce(&kind) {
-            let id = OpId::parse(&uuid_v4(&mut *self.random)).expect("a uuid is a valid op id");
-            let id = id.with_client(self.take_seq());
-            self.state.pending.push(PendingOp { op: Op { id, kind }, at: now, sent: false });
-        }
-        self.persist();
+        self.refresh();
+        self.view.apply(&kind, &self.limits, now.max(self.last_at))?;
+        let at = now.max(self.last_at);
+        self.last_at = at;
+        let id = OpId::parse(&uuid_v4(&mut *self.random)).expect("a uuid is a valid op id");
+        let id = id.with_client(self.take_seq());
+        self.prune_own();
+        self.append_own(PendingOp { op: Op { id, kind }, at, sent: false });
         Ok(())
     }
 
@@ -776,56 +1183,60 @@ impl Engine {
         seq
     }
 
-    /// Starts a new client sequence (a new client id, from 1) and numbers the pending ops of
-    /// `client` in it, in queue order: after ops of that client were dropped unsent, or the
-    /// server found a gap in its sequence (`op_out_of_order`). The server starts a client it does
-    /// not know wherever it is, so the renumbered ops are accepted; each keeps its op id.
-    fn renumber(&mut self, client: &str) {
-        self.client = uuid_v4(&mut *self.random);
-        self.next_seq = 1;
-        for i in 0..self.state.pending.len() {
-            if self.state.pending[i].op.id.client().is_some_and(|c| c.client == client) {
-                let seq = self.take_seq();
-                let p = &mut self.state.pending[i];
-                p.op.id = OpId::parse(p.op.id.as_str()).expect("a kept op id is valid").with_client(seq);
-            }
-        }
-    }
-
-    /// Folds a change into the last pending op when both touch one line the same way and that op
-    /// has not been sent: rapid clicks on a quantity become one op. The result is the same cart.
-    fn coalesce(&mut self, kind: &OpKind) -> bool {
-        let Some(last) = self.state.pending.last_mut().filter(|p| !p.sent) else { return false };
-        match (&mut last.op.kind, kind) {
-            (OpKind::SetQuantity { sku: a, quantity: qa }, OpKind::SetQuantity { sku: b, quantity: qb }) if a == b => {
-                *qa = *qb;
-                true
-            }
-            (OpKind::Add { sku: a, quantity: qa, price_at_add: pa }, OpKind::Add { sku: b, quantity: qb, price_at_add: pb })
-                if a == b && pa == pb =>
-            {
-                match Quantity::new(i64::from(qa.get()) + i64::from(qb.get()), &self.limits) {
-                    Ok(sum) => {
-                        *qa = sum;
-                        true
-                    }
-                    Err(_) => false,
-                }
-            }
-            _ => false,
-        }
-    }
-
-    /// Makes this a local-only cart (no endpoint): changes apply to the confirmed cart at once
-    /// and nothing is queued.
+    /// Makes this a local-only cart (no endpoint): changes are folded into the confirmed cart
+    /// by [`Engine::compact`].
     pub fn set_local_only(&mut self, local: bool) {
         self.local_only = local;
-        if local && !self.state.pending.is_empty() {
-            self.state.confirmed = self.optimistic();
-            self.state.pending.clear();
-            self.client = uuid_v4(&mut *self.random);
-            self.next_seq = 1;
-            self.persist();
+    }
+
+    pub fn is_local_only(&self) -> bool {
+        self.local_only
+    }
+
+    /// Folds every tab's pending ops into the confirmed cart of a local-only cart (its version
+    /// stays the last server version seen, none) and marks them settled, so logs stay short.
+    /// One tab at a time (the browser binding holds a Web Lock).
+    pub fn compact(&mut self) {
+        self.reload();
+        if !self.local_only || self.state.pending.is_empty() {
+            return;
+        }
+        let version = self.state.confirmed.version;
+        self.state.confirmed = self.view.clone();
+        self.state.confirmed.version = version;
+        for p in std::mem::take(&mut self.state.pending) {
+            let (client, seq) = p.origin();
+            self.marks.fold(client, seq);
+        }
+        self.changed_cart();
+        self.write_base();
+        self.rebuild();
+    }
+
+    /// Removes the logs of tabs that are gone (`live` holds the clients of the open tabs, from
+    /// their Web Locks) once every op in them is settled, and forgets their marks. Only the
+    /// binding knows which tabs are open; without that knowledge nothing is removed.
+    pub fn drop_dead_logs(&mut self, live: &[String]) {
+        self.reload();
+        let prefix = self.log_prefix();
+        let gone = |c: &str| c != self.client && !live.iter().any(|l| l == c);
+        let mut removed = false;
+        for k in self.storage.keys_with_prefix(&prefix) {
+            let Some((client, _)) = k[prefix.len()..].rsplit_once(':') else { continue };
+            if gone(client) && !self.has_log(client) {
+                self.storage.remove(&k);
+                removed = true;
+            }
+        }
+        let dead: Vec<String> =
+            self.marks.folded.iter().chain(&self.marks.sent).map(|(c, _)| c).filter(|c| gone(c) && !self.has_log(c)).cloned().collect();
+        if removed || !dead.is_empty() {
+            for c in &dead {
+                self.marks.forget(c);
+            }
+            self.changed_cart();
+            self.write_base();
+            self.reload();
         }
     }
 
@@ -833,27 +1244,46 @@ impl Engine {
         &self.limits
     }
 
-    /// The next push, if there are pending ops and none is under way. Resending ops that were
-    /// sent before (their answer was lost) is safe: the server applies each op id once.
+    /// The body of a push or merge carrying `ops`: each with its tab's numbering, unless that tab
+    /// goes bare.
+    fn ops_body(&self, ops: &[PendingOp]) -> Vec<Value> {
+        ops.iter()
+            .map(|p| {
+                let (client, _) = p.origin();
+                if self.marks.is_bare(client) {
+                    let bare = Op { id: OpId::parse(p.op.id.as_str()).expect("a kept op id is valid"), kind: p.op.kind.clone() };
+                    wire::op_to_json(&bare, Some(p.at))
+                } else {
+                    wire::op_to_json(&p.op, Some(p.at))
+                }
+            })
+            .collect()
+    }
+
+    /// The next push, if there are pending ops (of any tab) and none is under way. Resending ops
+    /// that were sent before (their answer was lost) is safe: the server applies each op once.
     pub fn begin_push(&mut self) -> Option<Push> {
         self.reload();
-        if !self.in_flight.is_empty() || self.state.pending.is_empty() {
+        if !self.in_flight.is_empty() || self.state.pending.is_empty() || self.local_only {
             return None;
         }
-        let n = self.state.pending.len().min(BATCH);
-        let batch = &mut self.state.pending[..n];
-        for p in batch.iter_mut() {
-            p.sent = true;
+        let batch: Vec<PendingOp> = self.state.pending.iter().take(BATCH).cloned().collect();
+        for p in &batch {
+            let (client, seq) = p.origin();
+            self.marks.mark_sent(client, seq);
         }
         self.in_flight = batch.iter().map(|p| p.op.id.as_str().to_owned()).collect();
-        let ops: Vec<Value> = batch.iter().map(|p| wire::op_to_json(&p.op, Some(p.at))).collect();
-        // Other tabs must see them as sent before they could fold a change into one of them.
-        self.persist();
+        let ops = self.ops_body(&batch);
+        // Other tabs must know these may be on the server before they take a read of its cart.
+        self.changed_cart();
+        self.write_base();
+        self.rebuild();
         Some(Push {
             body: serde_json::json!({ "ops": ops }),
             ids: self.in_flight.clone(),
             identity: self.state.identity.clone(),
             epoch: self.epoch,
+            origins: batch.iter().map(|p| (p.origin().0.to_owned(), p.origin().1)).collect(),
         })
     }
 
@@ -861,7 +1291,7 @@ impl Engine {
         !self.in_flight.is_empty()
     }
 
-    /// The server's answer to a push: every op it reported on leaves the queue, the rejected ones
+    /// The server's answer to a push: every op it reported on is settled, the rejected ones
     /// with a `lastError`; the server's cart becomes the confirmed cart unless a newer one is
     /// already known.
     pub fn finish_push(&mut self, push: &Push, answer: Result<OpsResponse, Failure>, now_ms: i64, jitter: f64) {
@@ -874,8 +1304,12 @@ impl Engine {
             Ok(res) => {
                 self.failures = 0;
                 self.blocked = None;
-                let reported: Vec<&str> = res.results.iter().map(|r| r.op_id.as_str()).collect();
-                self.state.pending.retain(|p| !reported.contains(&p.op.id.as_str()));
+                for r in &res.results {
+                    if let Some(i) = push.ids.iter().position(|id| *id == r.op_id) {
+                        let (client, seq) = &push.origins[i];
+                        self.marks.fold(client, *seq);
+                    }
+                }
                 if let Some(r) = res.results.iter().rev().find(|r| r.status == "rejected") {
                     let e = r.error.clone().unwrap_or_else(|| ErrorBody::new(ErrorCode::InvalidOp, "the server rejected an op"));
                     self.state.last_error = Some(e.into());
@@ -888,15 +1322,13 @@ impl Engine {
                 self.failures += 1;
                 self.state.last_error = Some(LastError::new(ErrorCode::NetworkError, why));
             }
-            Err(Failure::Refused { error, status }) if error.is(ErrorCode::OpOutOfOrder) => {
-                // A gap in a client's sequence: nothing was applied. Its ops are numbered afresh
-                // and sent again, after a pause.
+            Err(Failure::Refused { error, .. }) if error.is(ErrorCode::OpOutOfOrder) => {
+                // A gap in a client's sequence: nothing was applied. That client's ops go bare
+                // from now on (their op ids still tell duplicates), after a pause.
                 self.failures += 1;
-                let client = error.details.get("client_id").and_then(Value::as_str).map(str::to_owned);
-                if let Some(client) = client {
-                    self.renumber(&client);
+                if let Some(client) = error.details.get("client_id").and_then(Value::as_str) {
+                    self.marks.go_bare(client);
                 }
-                let _ = status;
             }
             Err(Failure::Refused { error, status }) if status == 401 || error.is(ErrorCode::CartMerged) => {
                 // An identity problem: an expired or revoked token (a new login renews it), or a
@@ -911,24 +1343,18 @@ impl Engine {
             Err(Failure::Refused { error, .. }) => {
                 self.failures = 0;
                 // Our own ops were refused as a whole: sending them again would only fail again.
-                let dropped: Vec<String> = self
-                    .state
-                    .pending
-                    .iter()
-                    .filter(|p| push.ids.contains(&p.op.id.as_str().to_owned()))
-                    .filter_map(|p| p.op.id.client().map(|c| c.client.clone()))
-                    .collect();
-                self.state.pending.retain(|p| !push.ids.contains(&p.op.id.as_str().to_owned()));
-                // The server settled none of them: the ops after them would leave a gap.
-                let mut clients = dropped;
-                clients.dedup();
-                for c in clients {
-                    self.renumber(&c);
+                // The server settled none of them, so their tabs' later ops would leave a gap in
+                // its sequence: those tabs go bare.
+                for (client, seq) in &push.origins {
+                    self.marks.fold(client, *seq);
+                    self.marks.go_bare(client);
                 }
                 self.state.last_error = Some(error.into());
             }
         }
-        self.persist();
+        self.changed_cart();
+        self.write_base();
+        self.rebuild();
     }
 
     /// A cart read from the server (`GET /v1/cart`).
@@ -943,26 +1369,31 @@ impl Engine {
         if self.state.pending.iter().any(|p| p.sent) {
             return;
         }
-        self.accept_cart(view);
-        self.persist();
-    }
-
-    fn accept_cart(&mut self, view: &CartView) {
-        if view.version >= self.state.confirmed.version {
-            self.state.confirmed = cart_from_view(view);
-            self.state.annotations = annotations_of(view);
+        if self.accept_cart(view) {
+            self.changed_cart();
+            self.write_base();
+            self.rebuild();
         }
     }
 
-    /// The body of `POST /v1/cart/merge` for a login, with every pending guest op, and the ids
-    /// of those ops; `None` if this client is no guest (another tab logged in already).
+    fn accept_cart(&mut self, view: &CartView) -> bool {
+        if view.version >= self.state.confirmed.version {
+            self.state.confirmed = cart_from_view(view);
+            self.state.annotations = annotations_of(view);
+            return true;
+        }
+        false
+    }
+
+    /// The body of `POST /v1/cart/merge` for a login, with the oldest pending guest ops (one
+    /// batch; later ones stay queued and follow to the user's cart after the login), and the
+    /// ids of those ops; `None` if this client is no guest (another tab logged in already).
     pub fn login_request(&mut self) -> Option<(Value, Vec<String>)> {
         self.reload();
         let Identity::Guest { token } = &self.state.identity else { return None };
-        // The merge carries at most one batch; any later ops stay queued and follow to the user's
-        // cart after the login (the client pushes what it can as a guest first).
-        let batch = &self.state.pending[..self.state.pending.len().min(BATCH)];
-        let ops: Vec<Value> = batch.iter().map(|p| wire::op_to_json(&p.op, Some(p.at))).collect();
+        let token = token.clone();
+        let batch: Vec<PendingOp> = self.state.pending.iter().take(BATCH).cloned().collect();
+        let ops = self.ops_body(&batch);
         let ids = batch.iter().map(|p| p.op.id.as_str().to_owned()).collect();
         Some((serde_json::json!({ "guest_token": token, "ops": ops }), ids))
     }
@@ -972,21 +1403,38 @@ impl Engine {
     /// pending and go to the user's cart.
     pub fn finish_login(&mut self, jwt: &str, cart: &CartView, sent: &[String]) {
         self.reload();
+        for p in &self.state.pending {
+            if sent.iter().any(|id| id == p.op.id.as_str()) {
+                let (client, seq) = p.origin();
+                self.marks.fold(client, seq);
+            }
+        }
         self.state.identity = Identity::User { jwt: jwt.to_owned() };
-        self.state.pending.retain(|p| !sent.iter().any(|id| id == p.op.id.as_str()));
         self.state.confirmed = cart_from_view(cart);
         self.state.annotations = annotations_of(cart);
         self.state.last_error = None;
         self.state.checkout_key = None;
         self.new_epoch();
-        self.persist();
+        self.changed_cart();
+        self.write_base();
+        self.rebuild();
     }
 
-    /// Back to a fresh guest cart; nothing of the user's cart stays in storage.
+    /// Back to a fresh guest cart; nothing of the user's cart stays in storage, and ops still
+    /// queued (in any tab) are dropped with it.
     pub fn logout(&mut self) {
+        self.reload();
+        for p in std::mem::take(&mut self.state.pending) {
+            let (client, seq) = p.origin();
+            self.marks.fold(client, seq);
+        }
+        let promotions = std::mem::take(&mut self.state.promotions);
         self.state = self.fresh_state(None);
+        self.state.promotions = promotions;
         self.new_epoch();
-        self.persist();
+        self.changed_cart();
+        self.write_base();
+        self.rebuild();
     }
 
     pub fn identity(&self) -> &Identity {
@@ -1009,7 +1457,7 @@ impl Engine {
     /// settles it ([`Engine::settle_checkout_key`]), so a double click, another tab, or a retry
     /// after a lost answer makes one order.
     pub fn checkout_key(&mut self) -> String {
-        self.reload();
+        self.refresh();
         let version = self.state.confirmed.version;
         if let Some(k) = &self.state.checkout_key
             && k.version == version
@@ -1026,12 +1474,24 @@ impl Engine {
     /// key would only replay): the next checkout gets a new key. Not called when no answer came,
     /// or the answer was a 5xx, `request_in_progress` or `429`: the same key is sent again.
     pub fn settle_checkout_key(&mut self, key: &str) {
-        self.reload();
+        self.refresh();
         if self.state.checkout_key.as_ref().is_some_and(|k| k.key == key) {
             self.state.checkout_key = None;
             self.persist();
         }
     }
+}
+
+fn corrupt(why: String) -> LastError {
+    LastError::new(ErrorCode::StorageCorrupt, format!("the stored cart could not be read ({why}); starting a new cart"))
+}
+
+fn storage_error(e: StorageError) -> LastError {
+    let message = match e {
+        StorageError::Full => "browser storage is full; the cart is kept in memory until it can be saved".to_owned(),
+        StorageError::Unavailable(why) => format!("browser storage refused the cart ({why}); it is kept in memory"),
+    };
+    LastError::new(ErrorCode::StorageFull, message)
 }
 
 /// Whether a checkout answer of `status` settles its idempotency key (see
@@ -1050,6 +1510,9 @@ pub fn failure_of(status: u16, body: &str) -> Failure {
 mod tests {
     use super::*;
     use crate::storage::MemoryStorage;
+    use shared::Quantity;
+    use std::cell::RefCell;
+    use std::rc::Rc;
 
     fn engine(storage: &MemoryStorage, seed: u8) -> Engine {
         let mut n = u64::from(seed);
@@ -1076,36 +1539,198 @@ mod tests {
     }
 
     #[test]
-    fn each_tab_numbers_its_ops_and_a_gap_is_numbered_afresh() {
+    fn each_tab_numbers_its_ops_and_a_gap_sends_that_tabs_ops_bare() {
         let storage = MemoryStorage::default();
         let mut a = engine(&storage, 1);
         let mut b = engine(&storage, 2);
-        for sku in ["A", "B", "C"] {
-            a.mutate(add(sku), Timestamp::default()).unwrap();
+        for (i, sku) in ["A", "B", "C"].into_iter().enumerate() {
+            a.mutate(add(sku), Timestamp::from_millis(i as i64)).unwrap();
         }
-        b.mutate(add("D"), Timestamp::default()).unwrap();
+        b.mutate(add("D"), Timestamp::from_millis(10)).unwrap();
         a.reload();
         let n = numbering(&a);
         assert_eq!(n.iter().map(|x| x.1).collect::<Vec<_>>(), [1, 2, 3, 1], "each tab counts from 1");
         assert!(n[0].0 == n[2].0 && n[0].0 != n[3].0, "one client per tab");
+        assert_eq!(n[0].0, a.client());
         let push = a.begin_push().unwrap();
         assert_eq!(push.body["ops"][0]["client_id"], n[0].0.as_str());
         assert_eq!(push.body["ops"][2]["seq"], 3);
-        // The server saw a gap in the first tab's sequence: nothing applied, the ops stay,
-        // numbered afresh under a new client, and are sent again.
+        assert_eq!(push.body["ops"][3]["client_id"], n[3].0.as_str(), "one push carries every tab's ops");
+        // The server saw a gap in the first tab's sequence: nothing applied, the ops stay, and
+        // that tab's ops go bare (their op ids tell duplicates); the other tab keeps its numbers.
         let mut error = ErrorBody::new(ErrorCode::OpOutOfOrder, "gap");
         error.details.insert("client_id".into(), Value::String(n[0].0.clone()));
         a.finish_push(&push, Err(Failure::Refused { error, status: 409 }), 0, 0.5);
-        let renumbered = numbering(&a);
         assert_eq!(a.state.pending.len(), 4);
-        assert_eq!(renumbered.iter().map(|x| x.1).collect::<Vec<_>>(), [1, 2, 3, 1]);
-        assert!(renumbered[0].0 != n[0].0 && renumbered[0].0 == renumbered[2].0, "a new client for the renumbered ops");
-        assert_eq!(renumbered[3], n[3], "the other tab's ops keep theirs");
-        let ids: Vec<&str> = a.state.pending.iter().map(|p| p.op.id.as_str()).collect();
-        assert_eq!(ids, push.ids.iter().map(String::as_str).collect::<Vec<_>>(), "op ids stay");
-        // The next op of that tab follows on in the new sequence.
-        a.mutate(add("E"), Timestamp::default()).unwrap();
-        assert_eq!(numbering(&a)[4], (renumbered[0].0.clone(), 4));
+        let again = a.begin_push().unwrap();
+        assert_eq!(again.ids, push.ids, "op ids stay");
+        assert!(again.body["ops"][0].get("client_id").is_none() && again.body["ops"][0].get("seq").is_none());
+        assert_eq!(again.body["ops"][3]["seq"], 1);
+        // Every tab learns it from the base record.
+        b.reload();
+        assert!(b.marks.is_bare(&n[0].0));
+    }
+
+    /// localStorage as a tab sees it before the `storage` event of another tab's write arrives:
+    /// nothing tells it to read again.
+    #[derive(Clone)]
+    struct Lagging(MemoryStorage);
+
+    impl Storage for Lagging {
+        fn get(&self, key: &str) -> Option<String> {
+            self.0.get(key)
+        }
+        fn set(&self, key: &str, value: &str) -> Result<(), StorageError> {
+            self.0.set(key, value)
+        }
+        fn remove(&self, key: &str) {
+            self.0.remove(key)
+        }
+        fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+            self.0.keys_with_prefix(prefix)
+        }
+        fn generation(&self) -> u64 {
+            0
+        }
+    }
+
+    #[test]
+    fn tabs_adding_at_once_lose_no_write_whoever_folds_and_however_late_they_read() {
+        let storage = MemoryStorage::default();
+        let mut tabs: Vec<Engine> = (0..4u8)
+            .map(|i| {
+                let mut n = u64::from(i) + 40;
+                let mut e = Engine::new(
+                    Box::new(Lagging(storage.clone())),
+                    "cart",
+                    Limits { max_line_quantity: 10_000, ..Limits::default() },
+                    Currency::USD,
+                    Box::new(move |b: &mut [u8]| {
+                        for x in b {
+                            n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                            *x = (n >> 56) as u8;
+                        }
+                    }),
+                );
+                e.set_local_only(true);
+                e
+            })
+            .collect();
+        let mut rng = 7u64;
+        let mut next = |m: u64| {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (rng >> 33) % m
+        };
+        let mut expected = BTreeMap::<String, u32>::new();
+        for step in 0..1000 {
+            let t = next(4) as usize;
+            let sku = format!("SKU-{}", next(5));
+            tabs[t].mutate(add(&sku), Timestamp::from_millis(step)).unwrap();
+            *expected.entry(sku).or_default() += 1;
+            match next(20) {
+                // Some tab folds every tab's ops into the cart, from what it reads now.
+                0 => tabs[next(4) as usize].compact(),
+                // A storage event reaches some tab.
+                1 | 2 => {
+                    tabs[next(4) as usize].reload();
+                }
+                _ => {}
+            }
+        }
+        for t in &mut tabs {
+            t.reload();
+        }
+        tabs[2].compact();
+        for (i, t) in tabs.iter_mut().enumerate() {
+            t.reload();
+            let got: BTreeMap<String, u32> = t.view().lines.iter().map(|l| (l.sku.as_str().to_owned(), l.quantity)).collect();
+            assert_eq!(got, expected, "tab {i}");
+        }
+        // Everything is folded: the logs are gone from storage but for nothing.
+        assert!(tabs.iter().all(|t| t.state.pending.is_empty()));
+        assert!(storage.keys_with_prefix("cart:o:").is_empty(), "{:?}", storage.keys_with_prefix("cart:o:"));
+    }
+
+    /// A tab's late copy of localStorage: the base record as it was when frozen (other keys live).
+    #[derive(Clone)]
+    struct LateBase(MemoryStorage, Rc<RefCell<Option<String>>>);
+
+    impl Storage for LateBase {
+        fn get(&self, key: &str) -> Option<String> {
+            match &*self.1.borrow() {
+                Some(old) if key == "cart" => Some(old.clone()),
+                _ => self.0.get(key),
+            }
+        }
+        fn set(&self, key: &str, value: &str) -> Result<(), StorageError> {
+            self.0.set(key, value)
+        }
+        fn remove(&self, key: &str) {
+            self.0.remove(key)
+        }
+        fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+            self.0.keys_with_prefix(prefix)
+        }
+        fn generation(&self) -> u64 {
+            self.0.generation()
+        }
+    }
+
+    #[test]
+    fn a_tab_folding_with_a_late_copy_of_the_cart_loses_nothing_while_settled_ops_stay_a_while() {
+        let storage = MemoryStorage::default();
+        let time = Rc::new(std::cell::Cell::new(1_000i64));
+        let clock = |t: &Rc<std::cell::Cell<i64>>| {
+            let t = t.clone();
+            Box::new(move || t.get()) as Box<dyn Fn() -> i64>
+        };
+        let frozen = Rc::new(RefCell::new(None));
+        let mut b = engine(&storage, 1);
+        let mut c = engine(&storage, 2);
+        let mut a = Engine::new(
+            Box::new(LateBase(storage.clone(), frozen.clone())),
+            "cart",
+            Limits::default(),
+            Currency::USD,
+            Box::new(|b: &mut [u8]| b.fill(7)),
+        );
+        for e in [&mut a, &mut b, &mut c] {
+            e.set_local_only(true);
+            e.set_clock(clock(&time), 10_000);
+        }
+        a.reload();
+        *frozen.borrow_mut() = storage.get("cart");
+        for sku in ["A", "B", "C"] {
+            b.mutate(add(sku), Timestamp::default()).unwrap();
+        }
+        c.compact();
+        b.reload();
+        assert!(b.state.pending.is_empty(), "settled for the view at once");
+        // Tab a folds its own change with its late copy of the base (no sign of c's fold) and
+        // writes it over c's.
+        a.mutate(add("Z"), Timestamp::default()).unwrap();
+        a.compact();
+        *frozen.borrow_mut() = None;
+        time.set(20_000);
+        for e in [&mut a, &mut b, &mut c] {
+            e.reload();
+            let mut skus: Vec<&str> = e.view().lines.iter().map(|l| l.sku.as_str()).collect();
+            skus.sort_unstable();
+            assert_eq!(skus, ["A", "B", "C", "Z"], "each op once");
+        }
+        // Past the grace time, b's settled ops leave storage.
+        b.mutate(add("D"), Timestamp::default()).unwrap();
+        c.compact();
+        b.reload();
+        time.set(40_000);
+        b.reload();
+        b.mutate(add("E"), Timestamp::default()).unwrap();
+        let left: usize = storage
+            .keys_with_prefix(&format!("cart:o:{}", b.client()))
+            .iter()
+            .map(|k| storage.get(k).unwrap().matches("op_id").count())
+            .sum();
+        assert_eq!(left, 1, "only the unsettled op stays in b's log");
     }
 
     #[test]

@@ -18,12 +18,19 @@ pub trait Storage {
     fn get(&self, key: &str) -> Option<String>;
     fn set(&self, key: &str, value: &str) -> Result<(), StorageError>;
     fn remove(&self, key: &str);
+    /// Every key that starts with `prefix`.
+    fn keys_with_prefix(&self, prefix: &str) -> Vec<String>;
+    /// Grows whenever someone else may have written: a client that saw the same generation
+    /// before has nothing new to read. (localStorage: another tab's write, told by the `storage`
+    /// event; memory: any write.)
+    fn generation(&self) -> u64;
 }
 
 /// Storage in memory, shareable between several clients to stand for the tabs of one origin.
 #[derive(Clone, Default)]
 pub struct MemoryStorage {
     map: Rc<RefCell<HashMap<String, String>>>,
+    writes: Rc<std::cell::Cell<u64>>,
     /// Writes beyond this many bytes in total fail as a full quota would (for tests).
     pub quota: Option<usize>,
 }
@@ -48,10 +55,21 @@ impl Storage for MemoryStorage {
             }
         }
         map.insert(key.to_owned(), value.to_owned());
+        self.writes.set(self.writes.get() + 1);
         Ok(())
     }
 
     fn remove(&self, key: &str) {
-        self.map.borrow_mut().remove(key);
+        if self.map.borrow_mut().remove(key).is_some() {
+            self.writes.set(self.writes.get() + 1);
+        }
+    }
+
+    fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+        self.map.borrow().keys().filter(|k| k.starts_with(prefix)).cloned().collect()
+    }
+
+    fn generation(&self) -> u64 {
+        self.writes.get()
     }
 }

@@ -40,7 +40,7 @@ fn corrupt_data_starts_a_clean_cart_and_says_so() {
         assert_eq!(line_count(&client), 0);
         client.add("A".into(), 1.into(), JsValue::UNDEFINED).unwrap();
         let stored = storage().get_item(key).unwrap().unwrap();
-        assert!(stored.contains("\"format\":1"), "a clean cart replaced the junk: {stored}");
+        assert!(stored.contains("\"format\":2"), "a clean cart replaced the junk: {stored}");
     }
 }
 
@@ -172,4 +172,25 @@ fn a_newer_format_is_left_untouched_and_the_cart_works_in_memory() {
     client.add("A".into(), 2.into(), JsValue::UNDEFINED).unwrap();
     assert_eq!(line_count(&client), 1, "changes work in memory");
     assert_eq!(storage().get_item("newer").unwrap().as_deref(), Some(newer), "never overwritten");
+}
+
+#[wasm_bindgen_test]
+fn a_cart_stored_by_the_previous_format_is_moved_over_with_its_queued_ops() {
+    let v1 = r#"{"format":1,"owner":"guest","guest_token":"6vI_iEVPjirXwWS8bY4Vnas01qhgB6w7",
+      "cart":{"format":1,"currency":"USD","version":2,"next_seq":1,"updated_at":"2026-11-28T14:09:32.260Z","accessed_at":"1970-01-01T00:00:00Z",
+        "lines":[{"sku":"CAP-BLK","quantity":2,"added_at":"2026-11-28T14:09:32.141Z","seq":0}],"saved":[]},
+      "annotations":{},
+      "pending":[{"at":"2026-11-28T14:09:33.199Z","client_id":"66a71785-86fb-49d6-a264-5dece2ba35f7","op_id":"a5aac31d-c09e-4634-9040-1de2e0923fa5","quantity":1,"sent":true,"seq":2,"sku":"CAP-BLK","type":"add"}],
+      "promotions":{"asked":[],"promotions":[]}}"#;
+    storage().set_item("v1", v1).unwrap();
+    let client = CartClient::new(offline_options("v1")).unwrap();
+    let snap = client.snapshot();
+    assert_eq!(last_error_code(&client), None);
+    assert_eq!(get(&snap, &["itemCount"]).as_f64(), Some(3.0), "the confirmed cart and the queued op");
+    assert_eq!(get(&snap, &["pendingOps"]).as_f64(), Some(1.0));
+    assert_eq!(get(&snap, &["version"]).as_f64(), Some(2.0));
+    let stored = storage().get_item("v1").unwrap().unwrap();
+    assert!(stored.contains("\"format\":2") && stored.contains("6vI_iEVPjirXwWS8bY4Vnas01qhgB6w7"), "{stored}");
+    let reopened = CartClient::new(offline_options("v1")).unwrap();
+    assert_eq!(get(&reopened.snapshot(), &["itemCount"]).as_f64(), Some(3.0), "moved once, not twice");
 }

@@ -39,6 +39,7 @@ async fn the_storefront_and_the_package_work_in_chromium() {
         .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
         .arg(root.join("tests/e2e/storefront.test.mjs"))
         .arg(root.join("tests/e2e/package.test.mjs"))
+        .arg(root.join("tests/e2e/tabs.test.mjs"))
         .env("CARTSYNC_E2E_SERVER_BIN", &bin)
         .env("CARTSYNC_E2E_REDIS_URL", &cartsync_tests::redis().url)
         .env("CARTSYNC_E2E_DATABASE_URL", &database)
