@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the npm package @cartsync/cart into cart-wasm/pkg/ (and a tarball beside it), installing
+# Builds the npm packages @cartsync/cart (into cart-wasm/pkg/) and @cartsync/react (cart-wasm/react/),
+# each packed into a tarball in cart-wasm/, installing
 # what it needs when missing: the wasm32 target, wasm-bindgen-cli (pinned to the crate's
 # version) and the npm tools (wasm-opt from the npm binaryen package; Debian's is broken).
-# Prints the size of the .wasm and the JS glue, raw and gzip.
+# Prints the size of each entry (raw, gzip, brotli) and fails above cart-wasm/size-budget.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -16,7 +17,7 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGE
   echo "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes, once)"
   cargo install -q wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
-if [ ! -x tools/node_modules/.bin/wasm-opt ]; then
+if [ ! -x tools/node_modules/.bin/wasm-opt ] || [ tools/package-lock.json -nt tools/node_modules/.package-lock.json ]; then
   (cd tools && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
@@ -49,13 +50,12 @@ done
 { echo 'export * from "./web/cartsync.js";'; echo 'export { default } from "./web/cartsync.js";'; cat cart-wasm/package/cart-error.d.ts; } > "$pkg/web.d.ts"
 
 (cd "$pkg" && npm pack --silent --pack-destination .. >/dev/null)
+# The React binding: hand-written, packed as is.
+(cd cart-wasm/react && npm pack --silent --pack-destination .. >/dev/null)
 # The demo storefront loads the package from beside itself.
 rm -rf www/pkg
 cp -r "$pkg" www/pkg
 tarball=$(ls -t cart-wasm/cartsync-cart-*.tgz | head -n 1)
 
-size() { printf '%-34s %7d bytes raw %7d bytes gzip\n' "$1" "$(wc -c < "$2")" "$(gzip -9c "$2" | wc -c)"; }
-echo "package: $tarball"
-size "bundler/cartsync_bg.wasm" "$pkg/bundler/cartsync_bg.wasm"
-size "bundler JS glue (cartsync_bg.js)" "$pkg/bundler/cartsync_bg.js"
-size "web JS glue (cartsync.js)" "$pkg/web/cartsync.js"
+echo "packages: $tarball cart-wasm/cartsync-react-0.1.0.tgz"
+node scripts/size-report.mjs

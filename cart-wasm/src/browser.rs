@@ -21,6 +21,25 @@ extern "C" {
     type JsCartError;
     #[wasm_bindgen(constructor, js_class = "CartError")]
     fn new(code: &str, message: &str, details: JsValue) -> JsCartError;
+    #[wasm_bindgen(js_name = lazySnapshot)]
+    fn lazy_snapshot(source: SnapshotSource) -> JsValue;
+}
+
+/// The frozen state behind one `CartSnapshot`, rendered (to JSON, parsed by the page) only when
+/// the page reads a field of it.
+#[wasm_bindgen]
+pub struct SnapshotSource {
+    frozen: crate::engine::Frozen,
+    syncing: bool,
+    at: Timestamp,
+}
+
+#[wasm_bindgen]
+impl SnapshotSource {
+    /// The snapshot as JSON.
+    pub fn json(&self) -> String {
+        serde_json::to_string(&self.frozen.snapshot(self.syncing, self.at)).unwrap_or_default()
+    }
 }
 
 #[wasm_bindgen]
@@ -111,8 +130,24 @@ fn now() -> Timestamp {
     Timestamp::from_millis(js_sys::Date::now() as i64)
 }
 
+/// `crypto.getRandomValues`, drawn from a pool of 256 bytes so an op does not cross into
+/// JavaScript for its 16.
 fn random(buf: &mut [u8]) {
-    get_random_values(buf);
+    thread_local! {
+        static POOL: RefCell<(Vec<u8>, usize)> = const { RefCell::new((Vec::new(), 0)) };
+    }
+    POOL.with(|p| {
+        let (pool, used) = &mut *p.borrow_mut();
+        for b in buf.iter_mut() {
+            if *used == pool.len() {
+                pool.resize(256, 0);
+                get_random_values(pool);
+                *used = 0;
+            }
+            *b = pool[*used];
+            *used += 1;
+        }
+    });
 }
 
 fn js_error(code: ErrorCode, message: &str) -> JsValue {
@@ -204,6 +239,16 @@ struct Inner {
     looking_up: bool,
     /// The page's `onUnauthorized`: told when the server refuses the cart's identity.
     on_unauthorized: Option<Function>,
+    /// The last snapshot handed out, and the state it shows.
+    last_snapshot: RefCell<Option<((u64, bool), JsValue)>>,
+    /// The platform has Web Locks.
+    has_locks: bool,
+    /// This tab holds the leader lock: it pushes (or folds) for every tab.
+    leader: bool,
+    /// A [`kick`] is on its way.
+    kicked: bool,
+    /// Resolving these releases the Web Locks this client holds for its lifetime.
+    release: Vec<Function>,
 }
 
 /// Calls every listener with the current state. Must be called with no borrow of `rc` held.
@@ -218,8 +263,18 @@ fn notify(rc: &Rc<RefCell<Inner>>) {
 }
 
 impl Inner {
+    /// The current snapshot: the same object while nothing changed (as `useSyncExternalStore`
+    /// needs), rendered lazily.
     fn snapshot(&self) -> JsValue {
-        to_js(&self.engine.snapshot(self.syncing, now()))
+        let key = (self.engine.changes(), self.syncing);
+        if let Some((k, v)) = &*self.last_snapshot.borrow()
+            && *k == key
+        {
+            return v.clone();
+        }
+        let v = lazy_snapshot(SnapshotSource { frozen: self.engine.frozen(), syncing: self.syncing, at: now() });
+        *self.last_snapshot.borrow_mut() = Some((key, v.clone()));
+        v
     }
 
     /// What to call the listeners with; they are called by [`notify`] once no borrow is held,
@@ -274,10 +329,103 @@ async fn with_lock(name: &str, work: Work) {
 
 /// Holds a Web Lock named after this tab's client for as long as the page lives, so other tabs
 /// can tell its log belongs to an open tab.
-fn hold_tab_lock(name: &str) {
+fn hold_tab_lock(rc: &Rc<RefCell<Inner>>, name: &str) {
     if let Some((locks, request)) = lock_manager() {
-        let forever = Closure::once_into_js(move |_lock: JsValue| -> Promise { Promise::new(&mut |_, _| {}) });
-        let _ = request.call2(&locks, &JsValue::from_str(name), &forever);
+        let weak = Rc::downgrade(rc);
+        let held = Closure::once_into_js(move |_lock: JsValue| -> Promise { held_until_freed(&weak) });
+        let _ = request.call2(&locks, &JsValue::from_str(name), &held);
+    }
+}
+
+/// A promise that settles when the client is freed (releasing the lock it holds), or never if the
+/// client is gone already.
+fn held_until_freed(weak: &Weak<RefCell<Inner>>) -> Promise {
+    Promise::new(&mut |resolve, _| {
+        if let Some(rc) = weak.upgrade() {
+            rc.borrow_mut().release.push(resolve);
+        } else {
+            let _ = resolve.call0(&JsValue::NULL);
+        }
+    })
+}
+
+/// Asks for the Web Lock that makes one tab of the origin the one that pushes (or, local-only,
+/// folds) for every tab: held until the page goes, then the next tab in line takes over. Its own
+/// record of what it sent is authoritative, so no op is pushed twice for a late copy of storage.
+fn run_for_leadership(rc: &Rc<RefCell<Inner>>) {
+    let Some((locks, request)) = lock_manager() else {
+        rc.borrow_mut().leader = true;
+        return;
+    };
+    let name = format!("{}:leader", rc.borrow().lock_name());
+    let weak = Rc::downgrade(rc);
+    let granted = Closure::once_into_js(move |_lock: JsValue| -> Promise {
+        if let Some(rc) = weak.upgrade() {
+            rc.borrow_mut().leader = true;
+            // What the previous leader wrote last may still be on its way to this tab's copy of
+            // storage: a moment's pause, then everything queued goes.
+            schedule(&rc, 250);
+        }
+        held_until_freed(&weak)
+    });
+    let _ = request.call2(&locks, &JsValue::from_str(&name), &granted);
+}
+
+/// In the leader: pushes (or folds) in a task of its own, soon; several kicks before it runs
+/// make one.
+fn kick(rc: &Rc<RefCell<Inner>>) {
+    {
+        let mut inner = rc.borrow_mut();
+        if !inner.leader || inner.kicked {
+            return;
+        }
+        inner.kicked = true;
+    }
+    let rc = rc.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        rc.borrow_mut().kicked = false;
+        if rc.borrow().endpoint.is_none() {
+            compact(&rc).await;
+        } else {
+            let _ = push_all(&rc).await;
+        }
+    });
+}
+
+/// A pause of `ms` milliseconds.
+async fn sleep(ms: i32) {
+    let p = Promise::new(&mut |resolve, _| {
+        set_timeout(&resolve, ms);
+    });
+    let _ = JsFuture::from(p).await;
+}
+
+/// In a tab that is not the leader: waits until every op queued (in any tab) when called is
+/// settled by the leader's pushes, or the leader reports it cannot reach the server.
+async fn await_settled(rc: &Rc<RefCell<Inner>>) -> Result<(), Failure> {
+    let target = rc.borrow_mut().engine.pending_marks();
+    let deadline = js_sys::Date::now() + 20_000.0;
+    loop {
+        {
+            let mut inner = rc.borrow_mut();
+            inner.engine.reload();
+            if inner.engine.settled(&target) {
+                return Ok(());
+            }
+            if let Some(e) = &inner.engine.state.last_error {
+                if e.is(ErrorCode::NetworkError) && js_sys::Date::now() > deadline - 15_000.0 {
+                    return Err(Failure::Retry(e.message.clone()));
+                }
+                if e.is(ErrorCode::Unauthorized) || e.is(ErrorCode::CartMerged) {
+                    let code = if e.is(ErrorCode::Unauthorized) { ErrorCode::Unauthorized } else { ErrorCode::CartMerged };
+                    return Err(Failure::Refused { error: ErrorBody::new(code, e.message.clone()), status: 401 });
+                }
+            }
+        }
+        if js_sys::Date::now() > deadline {
+            return Err(Failure::Retry("the tab that syncs this cart did not push it in time".into()));
+        }
+        sleep(50).await;
     }
 }
 
@@ -340,11 +488,19 @@ pub struct CartClient {
 
 impl Drop for CartClient {
     fn drop(&mut self) {
-        let inner = self.inner.borrow();
-        if let Some(w) = &inner.events_target {
-            for (name, c) in &inner.events {
-                let _ = w.remove_event_listener_with_callback(name, c.as_ref().unchecked_ref());
+        let release = {
+            let mut inner = self.inner.borrow_mut();
+            if let Some(w) = &inner.events_target {
+                for (name, c) in &inner.events {
+                    let _ = w.remove_event_listener_with_callback(name, c.as_ref().unchecked_ref());
+                }
             }
+            inner.leader = false;
+            std::mem::take(&mut inner.release)
+        };
+        // The tab and leader locks go to the next client in line.
+        for r in release {
+            let _ = r.call0(&JsValue::NULL);
         }
     }
 }
@@ -496,7 +652,11 @@ fn answer_error(error: ErrorBody) -> JsValue {
 }
 
 fn schedule(rc: &Rc<RefCell<Inner>>, ms: i32) {
-    if rc.borrow().endpoint.is_none() && lock_manager().is_none() {
+    // Only the leader pushes and folds; the others' changes reach it by the `storage` event.
+    if rc.borrow().timer_armed || !rc.borrow().leader {
+        return;
+    }
+    if rc.borrow().endpoint.is_none() && !rc.borrow().has_locks {
         // No Web Locks (Node, where the cart lives in memory): no other tab to take turns with,
         // so a local-only cart folds its queue at once, with no timer or task.
         rc.borrow_mut().engine.compact();
@@ -532,6 +692,9 @@ fn schedule(rc: &Rc<RefCell<Inner>>, ms: i32) {
 async fn push_all(rc: &Rc<RefCell<Inner>>) -> Result<(), Failure> {
     if rc.borrow().endpoint.is_none() {
         return Ok(());
+    }
+    if !rc.borrow().leader {
+        return await_settled(rc).await;
     }
     let name = rc.borrow().lock_name();
     let out: Rc<RefCell<Result<(), Failure>>> = Rc::new(RefCell::new(Ok(())));
@@ -616,7 +779,8 @@ async fn pull(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
     match http(&endpoint, "GET", "/v1/cart", Some(&identity), None, &[]).await {
         Ok((200, text)) => {
             let view = read_answer(&text, read::cart).map_err(unavailable)?;
-            rc.borrow_mut().engine.finish_pull(&identity, &view);
+            let leader = rc.borrow().leader;
+            rc.borrow_mut().engine.finish_pull(&identity, &view, leader);
             notify(rc);
             look_up_promotions(rc).await;
             Ok(())
@@ -739,7 +903,6 @@ impl CartClient {
         let mut engine = Engine::new(storage, &key, limits, currency, Box::new(random));
         engine.set_clock(Box::new(|| js_sys::Date::now() as i64), 10_000);
         engine.set_local_only(endpoint.is_none());
-        hold_tab_lock(&format!("cartsync:{key}:tab:{}", engine.client()));
         let inner = Inner {
             engine,
             endpoint,
@@ -754,8 +917,16 @@ impl CartClient {
             checkout: None,
             looking_up: false,
             on_unauthorized: option(&options, "onUnauthorized", |v| v.clone().dyn_into::<Function>().ok()),
+            last_snapshot: RefCell::new(None),
+            has_locks: lock_manager().is_some(),
+            leader: false,
+            kicked: false,
+            release: Vec::new(),
         };
+        let tab_lock = format!("cartsync:{key}:tab:{}", inner.engine.client());
         let rc = Rc::new(RefCell::new(inner));
+        hold_tab_lock(&rc, &tab_lock);
+        run_for_leadership(&rc);
         if let Some(w) = window {
             let weak: Weak<RefCell<Inner>> = Rc::downgrade(&rc);
             let on_storage = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
@@ -770,6 +941,11 @@ impl CartClient {
                     let changed = rc.borrow_mut().engine.reload();
                     if changed {
                         notify(&rc);
+                        if !rc.borrow().engine.state.pending.is_empty() {
+                            // Another tab's change, for the leader to push or fold: at once,
+                            // not by a timer (a hidden tab's timers are throttled).
+                            kick(&rc);
+                        }
                     }
                 }
             });
@@ -887,7 +1063,7 @@ impl CartClient {
     /// The current state, with pending ops applied.
     #[wasm_bindgen(unchecked_return_type = "CartSnapshot")]
     pub fn snapshot(&self) -> JsValue {
-        self.inner.borrow_mut().engine.reload();
+        self.inner.borrow_mut().engine.refresh();
         self.inner.borrow().snapshot()
     }
 

@@ -15,6 +15,7 @@ use shared::stored::StoredCart;
 use shared::wire::{self, Availability, CartView, DiscountView, ErrorBody, OpsResponse, Owner, Promos};
 use shared::{Cart, CartError, CartLine, ClientSeq, Currency, ErrorCode, GuestToken, Limits, Money, Op, OpId, OpKind, Sku, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 /// The stored format of the client's state; anything else under the key starts a clean cart.
 pub const FORMAT: u32 = 2;
@@ -148,17 +149,17 @@ impl PendingOp {
 pub struct ClientState {
     pub identity: Identity,
     pub confirmed: Cart,
-    pub annotations: BTreeMap<Sku, Annotation>,
+    pub annotations: Rc<BTreeMap<Sku, Annotation>>,
     /// Every tab's ops not settled yet, oldest first.
     pub pending: Vec<PendingOp>,
     pub last_error: Option<LastError>,
     pub checkout_key: Option<CheckoutKey>,
-    pub promotions: KnownPromotions,
+    pub promotions: Rc<KnownPromotions>,
 }
 
 /// Per tab (client), a number: a map kept as a short list (a handful of tabs), which costs the
 /// WebAssembly module far less code than a `BTreeMap` of its own.
-type PerClient = Vec<(String, u64)>;
+pub type PerClient = Vec<(String, u64)>;
 
 fn get_of(list: &PerClient, client: &str) -> u64 {
     list.iter().find(|(c, _)| c == client).map_or(0, |(_, n)| *n)
@@ -279,7 +280,7 @@ struct Stored<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     user_token: Option<String>,
     cart: StoredCart,
-    annotations: BTreeMap<Sku, Annotation>,
+    annotations: &'a BTreeMap<Sku, Annotation>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<LastError>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -389,6 +390,82 @@ impl From<&DiscountView> for DiscountSnapshot {
     }
 }
 
+/// The parts of a snapshot, shared with the engine as of one moment ([`Engine::frozen`]).
+#[derive(Clone, Debug)]
+pub struct Frozen {
+    owner: Owner,
+    version: u64,
+    view: Rc<Cart>,
+    annotations: Rc<BTreeMap<Sku, Annotation>>,
+    promotions: Rc<KnownPromotions>,
+    pending_ops: usize,
+    last_error: Option<LastError>,
+}
+
+impl Frozen {
+    /// The state a UI renders at `now`. The lines, their price annotations, the subtotal and the
+    /// discounts come from `shared`'s `CartView` and discount engine, exactly as the server
+    /// computes them, with the promotions this client knows; a code whose promotion it does not
+    /// know yet is `pending` and takes nothing off.
+    pub fn snapshot(&self, syncing: bool, now: Timestamp) -> Snapshot {
+        let owner = self.owner;
+        let known: &KnownPromotions = &self.promotions;
+        let usage = |id: &PromotionId| known.usage(id);
+        let promos = Promos { promotions: &known.list, usage: &usage, now };
+        let view = CartView::new(
+            &self.view,
+            owner,
+            Timestamp::default(),
+            |line| {
+                self.annotations.get(&line.sku).map(|a| wire::Annotation {
+                    current_price: a.current_price,
+                    availability: a.availability.unwrap_or(Availability::Unknown),
+                })
+            },
+            &promos,
+        );
+        let line = |l: &wire::LineView| LineSnapshot {
+            sku: l.sku.clone(),
+            quantity: l.quantity,
+            price_at_add: l.price_at_add,
+            added_at: l.added_at,
+            current_price: l.current_price,
+            price_changed: l.price_changed,
+            availability: l.availability,
+            discount: l.discount,
+            line_total: l.line_total,
+        };
+        Snapshot {
+            owner,
+            version: self.version,
+            item_count: view.item_count,
+            subtotal: view.subtotal,
+            promo_codes: view
+                .promo_codes
+                .iter()
+                .map(|c| {
+                    let pending = !known.asked.contains(&c.code);
+                    PromoCodeSnapshot {
+                        code: c.code.clone(),
+                        applied: c.applied,
+                        reason: if pending { None } else { c.reason.clone() },
+                        missing: c.missing,
+                        pending,
+                    }
+                })
+                .collect(),
+            discounts: view.discounts.iter().map(DiscountSnapshot::from).collect(),
+            discount_total: view.discount_total,
+            total: view.total,
+            lines: view.lines.iter().map(line).collect(),
+            saved: view.saved.iter().map(line).collect(),
+            pending_ops: self.pending_ops,
+            syncing,
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
 /// The source of randomness (op ids, guest tokens): `crypto.getRandomValues` in a browser, a
 /// seeded generator in simulations.
 pub type Random = Box<dyn FnMut(&mut [u8])>;
@@ -397,7 +474,7 @@ pub type Random = Box<dyn FnMut(&mut [u8])>;
 pub const BATCH: usize = 100;
 
 /// Ops per stored chunk of a tab's log: a change rewrites one chunk, never the whole state.
-pub const CHUNK: u64 = 32;
+pub const CHUNK: u64 = 8;
 
 /// The browser cart's state and its storage layout.
 ///
@@ -428,7 +505,7 @@ pub struct Engine {
     /// This tab's unsettled ops as stored text, in seq order.
     own_text: Vec<(u64, String)>,
     /// The confirmed cart with every pending op applied, kept up to date change by change.
-    view: Cart,
+    view: Rc<Cart>,
     /// This tab's log could not be written (quota, disabled storage): it is kept in memory and
     /// written whole at the next chance.
     unsaved: bool,
@@ -459,6 +536,8 @@ pub struct Engine {
     clock: Option<(Box<dyn Fn() -> i64>, i64)>,
     /// This tab's folded marks as first seen, and when.
     fold_seen: Vec<(u64, i64)>,
+    /// See [`Engine::changes`].
+    changes: u64,
 }
 
 fn uuid_v4(random: &mut dyn FnMut(&mut [u8])) -> String {
@@ -466,8 +545,17 @@ fn uuid_v4(random: &mut dyn FnMut(&mut [u8])) -> String {
     random(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    // By hand: `format!` per byte is most of an op's cost in the browser.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(HEX[usize::from(x >> 4)] as char);
+        out.push(HEX[usize::from(x & 15)] as char);
+    }
+    out
 }
 
 fn new_guest_token(random: &mut dyn FnMut(&mut [u8])) -> String {
@@ -509,11 +597,11 @@ impl Engine {
         let state = ClientState {
             identity: Identity::Guest { token },
             confirmed: Cart::new(currency),
-            annotations: BTreeMap::new(),
+            annotations: Rc::default(),
             pending: Vec::new(),
             last_error: None,
             checkout_key: None,
-            promotions: KnownPromotions::default(),
+            promotions: Rc::default(),
         };
         let mut e = Engine {
             storage,
@@ -521,7 +609,7 @@ impl Engine {
             limits,
             currency,
             random,
-            view: state.confirmed.clone(),
+            view: Rc::new(state.confirmed.clone()),
             state,
             marks: Marks::default(),
             rev: 0,
@@ -542,6 +630,7 @@ impl Engine {
             blocked: None,
             clock: None,
             fold_seen: Vec::new(),
+            changes: 0,
         };
         e.client = uuid_v4(&mut *e.random);
         e.reload();
@@ -611,17 +700,17 @@ impl Engine {
         ClientState {
             identity: Identity::Guest { token: new_guest_token(&mut *self.random) },
             confirmed: Cart::new(self.currency),
-            annotations: BTreeMap::new(),
+            annotations: Rc::default(),
             pending: Vec::new(),
             last_error,
             checkout_key: None,
-            promotions: KnownPromotions::default(),
+            promotions: Rc::default(),
         }
     }
 
     /// Reads what other tabs wrote, if the storage says anything changed since this client last
     /// looked. Cheap when nothing did: one counter is compared.
-    fn refresh(&mut self) {
+    pub fn refresh(&mut self) {
         if self.storage.generation() != self.generation {
             self.reload();
         }
@@ -771,6 +860,7 @@ impl Engine {
     /// The pending ops and the view, from the confirmed cart, the logs and the marks. This tab's
     /// settled ops leave its log (in memory and in storage).
     fn rebuild(&mut self) {
+        self.changes += 1;
         self.prune_own();
         for (client, log) in &mut self.logs {
             let folded = self.marks.folded(client);
@@ -800,7 +890,7 @@ impl Engine {
         for p in &self.state.pending {
             let _ = view.apply(&p.op.kind, &self.limits, p.at);
         }
-        self.view = view;
+        self.view = Rc::new(view);
     }
 
     /// Takes this tab's settled ops out of its stored log, once they have been settled long
@@ -942,7 +1032,15 @@ impl Engine {
             }
         }
         let promotions = v.get("promotions").map(|p| KnownPromotions::from_json(p, confirmed.currency)).unwrap_or_default();
-        Ok(ClientState { identity, confirmed, annotations, pending: Vec::new(), last_error, checkout_key, promotions })
+        Ok(ClientState {
+            identity,
+            confirmed,
+            annotations: Rc::new(annotations),
+            pending: Vec::new(),
+            last_error,
+            checkout_key,
+            promotions: Rc::new(promotions),
+        })
     }
 
     /// A record of format 1 (one key holding the cart and the queue), moved to this format: its
@@ -993,6 +1091,7 @@ impl Engine {
     }
 
     fn write_base(&mut self) {
+        self.changes += 1;
         if self.read_only {
             return;
         }
@@ -1013,7 +1112,7 @@ impl Engine {
             guest_token,
             user_token,
             cart: StoredCart::from(&self.state.confirmed),
-            annotations: self.state.annotations.clone(),
+            annotations: &self.state.annotations,
             last_error: self.state.last_error.clone().filter(|e| !e.is(ErrorCode::StorageFull)),
             checkout_key: self.state.checkout_key.as_ref().map(|k| StoredCheckoutKey { version: k.version, key: &k.key }),
             promotions: self.state.promotions.to_json(),
@@ -1067,7 +1166,7 @@ impl Engine {
 
     /// The confirmed cart with every pending op applied.
     pub fn optimistic(&self) -> Cart {
-        self.view.clone()
+        (*self.view).clone()
     }
 
     /// The cart a UI shows (the confirmed cart with every pending op applied), by reference.
@@ -1075,70 +1174,32 @@ impl Engine {
         &self.view
     }
 
-    /// The state a UI renders at `now`. The lines, their price annotations, the subtotal and the
-    /// discounts come from `shared`'s `CartView` and discount engine, exactly as the server
-    /// computes them, with the promotions this client knows; a code whose promotion it does not
-    /// know yet is `pending` and takes nothing off.
-    pub fn snapshot(&self, syncing: bool, now: Timestamp) -> Snapshot {
-        let owner = match self.state.identity {
-            Identity::Guest { .. } => Owner::Guest,
-            Identity::User { .. } => Owner::User,
-        };
-        let known = &self.state.promotions;
-        let usage = |id: &PromotionId| known.usage(id);
-        let promos = Promos { promotions: &known.list, usage: &usage, now };
-        let view = CartView::new(
-            &self.view,
-            owner,
-            Timestamp::default(),
-            |line| {
-                self.state.annotations.get(&line.sku).map(|a| wire::Annotation {
-                    current_price: a.current_price,
-                    availability: a.availability.unwrap_or(Availability::Unknown),
-                })
+    /// What a snapshot is made of, frozen as of now: cheap (shared, not copied), so the
+    /// browser binding hands one out per change and renders it only if it is read.
+    pub fn frozen(&self) -> Frozen {
+        Frozen {
+            owner: match self.state.identity {
+                Identity::Guest { .. } => Owner::Guest,
+                Identity::User { .. } => Owner::User,
             },
-            &promos,
-        );
-        let line = |l: &wire::LineView| LineSnapshot {
-            sku: l.sku.clone(),
-            quantity: l.quantity,
-            price_at_add: l.price_at_add,
-            added_at: l.added_at,
-            current_price: l.current_price,
-            price_changed: l.price_changed,
-            availability: l.availability,
-            discount: l.discount,
-            line_total: l.line_total,
-        };
-        Snapshot {
-            owner,
             version: self.state.confirmed.version,
-            item_count: view.item_count,
-            subtotal: view.subtotal,
-            promo_codes: view
-                .promo_codes
-                .iter()
-                .map(|c| {
-                    let pending = !known.asked.contains(&c.code);
-                    PromoCodeSnapshot {
-                        code: c.code.clone(),
-                        applied: c.applied,
-                        reason: if pending { None } else { c.reason.clone() },
-                        missing: c.missing,
-                        pending,
-                    }
-                })
-                .collect(),
-            discounts: view.discounts.iter().map(DiscountSnapshot::from).collect(),
-            discount_total: view.discount_total,
-            total: view.total,
-            lines: view.lines.iter().map(line).collect(),
-            saved: view.saved.iter().map(line).collect(),
+            view: self.view.clone(),
+            annotations: self.state.annotations.clone(),
+            promotions: self.state.promotions.clone(),
             // A local-only cart has nothing to push: its queue is only folded away.
             pending_ops: if self.local_only { 0 } else { self.state.pending.len() },
-            syncing,
             last_error: self.state.last_error.clone(),
         }
+    }
+
+    /// The state a UI renders at `now` (see [`Frozen::snapshot`]).
+    pub fn snapshot(&self, syncing: bool, now: Timestamp) -> Snapshot {
+        self.frozen().snapshot(syncing, now)
+    }
+
+    /// Grows with every change of what a snapshot shows (but `syncing`).
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// The query of the promotions lookup this client needs now (`codes=A,B`, or empty for the
@@ -1146,7 +1207,7 @@ impl Engine {
     /// lookup is older than [`PROMOTIONS_TTL_MS`]. Returns the codes it covers too.
     pub fn promotions_query(&self, now: Timestamp) -> Option<(String, BTreeSet<PromoCode>)> {
         let codes: BTreeSet<PromoCode> = self.view.promo_codes.iter().cloned().collect();
-        let known = &self.state.promotions;
+        let known: &KnownPromotions = &self.state.promotions;
         let stale = known.at.is_none_or(|at| now.millis().saturating_sub(at.millis()) > PROMOTIONS_TTL_MS);
         if !stale && codes.is_subset(&known.asked) {
             return None;
@@ -1158,7 +1219,7 @@ impl Engine {
     /// The answer to a promotions lookup that covered `asked`.
     pub fn finish_promotions(&mut self, asked: BTreeSet<PromoCode>, answer: &Value, now: Timestamp) {
         self.refresh();
-        self.state.promotions = KnownPromotions::from_answer(answer, asked, Some(now), self.currency);
+        self.state.promotions = Rc::new(KnownPromotions::from_answer(answer, asked, Some(now), self.currency));
         self.write_base();
     }
 
@@ -1167,11 +1228,12 @@ impl Engine {
     /// chunk of this tab's log and nothing else.
     pub fn mutate(&mut self, kind: OpKind, now: Timestamp) -> Result<(), CartError> {
         self.refresh();
-        self.view.apply(&kind, &self.limits, now.max(self.last_at))?;
+        Rc::make_mut(&mut self.view).apply(&kind, &self.limits, now.max(self.last_at))?;
         let at = now.max(self.last_at);
         self.last_at = at;
         let id = OpId::parse(&uuid_v4(&mut *self.random)).expect("a uuid is a valid op id");
         let id = id.with_client(self.take_seq());
+        self.changes += 1;
         self.prune_own();
         self.append_own(PendingOp { op: Op { id, kind }, at, sent: false });
         Ok(())
@@ -1202,7 +1264,7 @@ impl Engine {
             return;
         }
         let version = self.state.confirmed.version;
-        self.state.confirmed = self.view.clone();
+        self.state.confirmed = (*self.view).clone();
         self.state.confirmed.version = version;
         for p in std::mem::take(&mut self.state.pending) {
             let (client, seq) = p.origin();
@@ -1357,8 +1419,25 @@ impl Engine {
         self.rebuild();
     }
 
-    /// A cart read from the server (`GET /v1/cart`).
-    pub fn finish_pull(&mut self, identity: &Identity, view: &CartView) {
+    /// Per client, the last seq queued now: [`Engine::settled`] tells when all of them are.
+    pub fn pending_marks(&self) -> PerClient {
+        let mut marks = PerClient::new();
+        for p in &self.state.pending {
+            let (c, s) = p.origin();
+            raise(&mut marks, c, s);
+        }
+        marks
+    }
+
+    /// Every op up to `marks` is settled.
+    pub fn settled(&self, marks: &PerClient) -> bool {
+        marks.iter().all(|(c, s)| self.marks.folded(c) >= *s)
+    }
+
+    /// A cart read from the server (`GET /v1/cart`). `store`: also write it for the other tabs
+    /// (the leader does; another tab keeps it in memory, so it never writes over the leader's
+    /// newer record with an older copy).
+    pub fn finish_pull(&mut self, identity: &Identity, view: &CartView, store: bool) {
         self.reload();
         if *identity != self.state.identity {
             return;
@@ -1370,8 +1449,10 @@ impl Engine {
             return;
         }
         if self.accept_cart(view) {
-            self.changed_cart();
-            self.write_base();
+            if store {
+                self.changed_cart();
+                self.write_base();
+            }
             self.rebuild();
         }
     }
@@ -1379,7 +1460,7 @@ impl Engine {
     fn accept_cart(&mut self, view: &CartView) -> bool {
         if view.version >= self.state.confirmed.version {
             self.state.confirmed = cart_from_view(view);
-            self.state.annotations = annotations_of(view);
+            self.state.annotations = Rc::new(annotations_of(view));
             return true;
         }
         false
@@ -1411,7 +1492,7 @@ impl Engine {
         }
         self.state.identity = Identity::User { jwt: jwt.to_owned() };
         self.state.confirmed = cart_from_view(cart);
-        self.state.annotations = annotations_of(cart);
+        self.state.annotations = Rc::new(annotations_of(cart));
         self.state.last_error = None;
         self.state.checkout_key = None;
         self.new_epoch();
@@ -1824,7 +1905,7 @@ mod tests {
         on_server.version = 1;
         let identity = a.identity().clone();
         let view = CartView::new(&on_server, Owner::Guest, Timestamp::default(), |_| None, &wire::Promos::none());
-        a.finish_pull(&identity, &view);
+        a.finish_pull(&identity, &view, true);
         assert_eq!(a.optimistic().lines[0].quantity, 1, "not 2");
         // Unsent ops cannot be in the server's cart, so a read with only those is taken.
         a.finish_push(&push, Err(Failure::Retry("lost".into())), 0, 0.5);
@@ -1832,7 +1913,7 @@ mod tests {
         let mut fresh = engine(&MemoryStorage::default(), 3);
         fresh.mutate(add("C"), Timestamp::default()).unwrap();
         let identity = fresh.identity().clone();
-        fresh.finish_pull(&identity, &view);
+        fresh.finish_pull(&identity, &view, true);
         assert_eq!(fresh.state.confirmed.version, 1);
         assert_eq!(fresh.optimistic().lines.len(), 2);
     }
@@ -1886,7 +1967,7 @@ mod tests {
         let mut newer = a.state.confirmed.clone();
         newer.version += 1;
         let identity = a.identity().clone();
-        a.finish_pull(&identity, &CartView::new(&newer, Owner::Guest, Timestamp::default(), |_| None, &wire::Promos::none()));
+        a.finish_pull(&identity, &CartView::new(&newer, Owner::Guest, Timestamp::default(), |_| None, &wire::Promos::none()), true);
         assert_ne!(a.checkout_key(), second, "a changed cart is a new checkout");
         assert!(checkout_settled(201, None));
         assert!(checkout_settled(409, Some(&ErrorBody::new(ErrorCode::OutOfStock, ""))));

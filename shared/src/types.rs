@@ -26,9 +26,10 @@ impl Default for Limits {
     }
 }
 
-/// A stock-keeping unit: 1 to 64 characters of `[A-Za-z0-9._:-]`.
+/// A stock-keeping unit: 1 to 64 characters of `[A-Za-z0-9._:-]`. Shared, not copied, when a
+/// cart is cloned (the browser cart clones its view for every snapshot it hands out).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Sku(String);
+pub struct Sku(std::sync::Arc<str>);
 
 impl Sku {
     pub const MAX_LEN: usize = 64;
@@ -38,7 +39,7 @@ impl Sku {
             && s.len() <= Self::MAX_LEN
             && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'));
         if ok {
-            Ok(Sku(s.to_owned()))
+            Ok(Sku(s.into()))
         } else {
             Err(CartError::new(ErrorCode::InvalidSku, "a SKU is 1 to 64 characters of letters, digits, '.', '_', ':' and '-'"))
         }

@@ -17,6 +17,8 @@ export const env = {
   www: process.env.CARTSYNC_E2E_WWW,
   pkg: process.env.CARTSYNC_E2E_PKG,
   tarball: process.env.CARTSYNC_E2E_TARBALL,
+  reactTarball: process.env.CARTSYNC_E2E_REACT_TARBALL,
+  examples: process.env.CARTSYNC_E2E_EXAMPLES,
   tools: process.env.CARTSYNC_E2E_TOOLS,
   artifacts: process.env.CARTSYNC_E2E_ARTIFACTS,
 };

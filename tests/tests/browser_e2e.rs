@@ -31,8 +31,12 @@ async fn the_storefront_and_the_package_work_in_chromium() {
     let tarball = std::fs::read_dir(root.join("cart-wasm"))
         .expect("cart-wasm exists")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "tgz"))
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "tgz") && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("cartsync-cart-"))
+        })
         .expect("scripts/build-npm.sh packed the package");
+    let react_tarball = root.join("cart-wasm/cartsync-react-0.1.0.tgz");
+    assert!(react_tarball.exists(), "scripts/build-npm.sh packed the React binding");
 
     let database = cartsync_tests::postgres().create_database().await;
     let out = Command::new("node")
@@ -40,12 +44,15 @@ async fn the_storefront_and_the_package_work_in_chromium() {
         .arg(root.join("tests/e2e/storefront.test.mjs"))
         .arg(root.join("tests/e2e/package.test.mjs"))
         .arg(root.join("tests/e2e/tabs.test.mjs"))
+        .arg(root.join("tests/e2e/react.test.mjs"))
         .env("CARTSYNC_E2E_SERVER_BIN", &bin)
         .env("CARTSYNC_E2E_REDIS_URL", &cartsync_tests::redis().url)
         .env("CARTSYNC_E2E_DATABASE_URL", &database)
         .env("CARTSYNC_E2E_WWW", root.join("www"))
         .env("CARTSYNC_E2E_PKG", root.join("cart-wasm/pkg"))
         .env("CARTSYNC_E2E_TARBALL", &tarball)
+        .env("CARTSYNC_E2E_REACT_TARBALL", &react_tarball)
+        .env("CARTSYNC_E2E_EXAMPLES", root.join("examples"))
         .env("CARTSYNC_E2E_TOOLS", root.join("tools"))
         .env("CARTSYNC_E2E_ARTIFACTS", root.join("tests/artifacts"))
         .output()

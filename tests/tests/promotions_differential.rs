@@ -184,7 +184,7 @@ async fn scenario(app: &TestApp, seed: u64) -> Result<bool, String> {
         return Err(format!("seed {seed}: the client showed\n{mine}\nthe server computed\n{theirs}"));
     }
     // And after the client takes the server's cart, it still shows the same.
-    client.finish_pull(&client.identity().clone(), &view);
+    client.finish_pull(&client.identity().clone(), &view, true);
     let after = of_snapshot(&client.snapshot(false, now));
     if after != theirs {
         return Err(format!("seed {seed}: after the sync the client shows\n{after}\nthe server\n{theirs}"));

@@ -325,7 +325,7 @@ fn run(world: &World, seed: u64, stats: &mut Stats) -> Result<(), String> {
                     _ => {
                         let identity = tabs[t].engine.identity().clone();
                         let view = server.read(&identity);
-                        tabs[t].engine.finish_pull(&identity, &view);
+                        tabs[t].engine.finish_pull(&identity, &view, true);
                     }
                 }
             }
@@ -355,7 +355,7 @@ fn run(world: &World, seed: u64, stats: &mut Stats) -> Result<(), String> {
         tab.engine.reload();
         let identity = tab.engine.identity().clone();
         let view = server.read(&identity);
-        tab.engine.finish_pull(&identity, &view);
+        tab.engine.finish_pull(&identity, &view, true);
         let server_cart = cart_wasm::engine::cart_from_view(&view);
         if lines(&tab.engine.optimistic()) != lines(&server_cart) {
             return Err(format!(
