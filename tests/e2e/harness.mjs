@@ -134,15 +134,15 @@ export class SyncServer {
 
 const types = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".wasm": "application/wasm", ".json": "application/json", ".png": "image/png" };
 
-/** Serves a directory over HTTP on a free port (a storefront on another origin than the API). */
-export async function staticServer(root) {
+/** Serves a directory over HTTP on a free port (a storefront on another origin than the API), with `headers` on every answer. */
+export async function staticServer(root, headers = {}) {
   const server = createServer(async (req, res) => {
     try {
       let path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname));
       if (path.endsWith("/")) path += "index.html";
       const file = join(root, path);
       if (!file.startsWith(root) || !(await stat(file)).isFile()) throw new Error("not found");
-      res.writeHead(200, { "content-type": types[extname(file)] || "application/octet-stream" });
+      res.writeHead(200, { ...headers, "content-type": types[extname(file)] || "application/octet-stream" });
       res.end(await readFile(file));
     } catch {
       res.writeHead(404).end("not found");
