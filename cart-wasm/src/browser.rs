@@ -247,13 +247,55 @@ struct Inner {
     release: Vec<Function>,
 }
 
-/// Calls every listener with the current state. Must be called with no borrow of `rc` held.
+/// Calls every listener with the current state, and tells this page's other clients of the same
+/// cart. Must be called with no borrow of `rc` held.
 fn notify(rc: &Rc<RefCell<Inner>>) {
     let notice = rc.borrow().pending_notice();
     if let Some((listeners, snap)) = notice {
         for f in listeners {
             // A listener that throws must not stop the others, nor the cart.
             let _ = f.call1(&JsValue::NULL, &snap);
+        }
+    }
+    tell_page(rc);
+}
+
+thread_local! {
+    /// This page's clients, by storage key. A page never gets the `storage` event of its own
+    /// writes, so a client's change is told to the page's other clients of the same cart here
+    /// (two providers, a client made twice by React's strict mode, one that holds the leader lock).
+    static PAGE: RefCell<Vec<(String, Weak<RefCell<Inner>>)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn tell_page(rc: &Rc<RefCell<Inner>>) {
+    let key = rc.borrow().engine.key().to_owned();
+    let others: Vec<Rc<RefCell<Inner>>> = PAGE.with(|p| {
+        let mut p = p.borrow_mut();
+        p.retain(|(_, w)| w.strong_count() > 0);
+        p.iter().filter(|(k, w)| *k == key && !std::ptr::eq(w.as_ptr(), Rc::as_ptr(rc))).filter_map(|(_, w)| w.upgrade()).collect()
+    });
+    if !others.is_empty() {
+        // Later, with no borrow of the writer held.
+        wasm_bindgen_futures::spawn_local(async move {
+            for o in others {
+                heard_write(&o);
+            }
+        });
+    }
+}
+
+/// Another tab (or another client of this page) wrote the cart: read it again, tell the
+/// listeners, and, in the leader, push or fold what it queued.
+fn heard_write(rc: &Rc<RefCell<Inner>>) {
+    let writes = rc.borrow().writes.clone();
+    writes.set(writes.get() + 1);
+    let changed = rc.borrow_mut().engine.reload();
+    if changed {
+        notify(rc);
+        if !rc.borrow().engine.state.pending.is_empty() {
+            // For the leader to push or fold: at once, not by a timer (a hidden tab's timers
+            // are throttled).
+            kick(rc);
         }
     }
 }
@@ -899,6 +941,7 @@ impl CartClient {
         let local =
             Reflect::get(&global, &"localStorage".into()).ok().filter(|s| s.is_object()).map(|s| s.unchecked_into::<web_sys::Storage>());
         let writes = Rc::new(Cell::new(0));
+        let shared_storage = local.is_some();
         let storage: Box<dyn Storage> = match local {
             Some(s) => Box::new(LocalStorage(s, writes.clone())),
             None => Box::new(MemoryStorage::default()),
@@ -928,6 +971,9 @@ impl CartClient {
         };
         let tab_lock = format!("cartsync:{key}:tab:{}", inner.engine.client());
         let rc = Rc::new(RefCell::new(inner));
+        if shared_storage {
+            PAGE.with(|p| p.borrow_mut().push((key.clone(), Rc::downgrade(&rc))));
+        }
         hold_tab_lock(&rc, &tab_lock);
         run_for_leadership(&rc);
         if let Some(w) = window {
@@ -939,17 +985,7 @@ impl CartClient {
                 // The base record, a tab's log, or everything (`localStorage.clear()`).
                 let logs = format!("{ours}:o:");
                 if key.as_deref().is_none_or(|k| k == ours || k.starts_with(&logs)) {
-                    let writes = rc.borrow().writes.clone();
-                    writes.set(writes.get() + 1);
-                    let changed = rc.borrow_mut().engine.reload();
-                    if changed {
-                        notify(&rc);
-                        if !rc.borrow().engine.state.pending.is_empty() {
-                            // Another tab's change, for the leader to push or fold: at once,
-                            // not by a timer (a hidden tab's timers are throttled).
-                            kick(&rc);
-                        }
-                    }
+                    heard_write(&rc);
                 }
             });
             let weak: Weak<RefCell<Inner>> = Rc::downgrade(&rc);

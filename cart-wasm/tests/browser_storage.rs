@@ -194,3 +194,29 @@ fn a_cart_stored_by_the_previous_format_is_moved_over_with_its_queued_ops() {
     let reopened = CartClient::new(offline_options("v1")).unwrap();
     assert_eq!(get(&reopened.snapshot(), &["itemCount"]).as_f64(), Some(3.0), "moved once, not twice");
 }
+
+async fn sleep(ms: i32) {
+    let p = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys::window().unwrap().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms).unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(p).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn two_clients_of_one_cart_in_one_page_see_each_other_and_lose_nothing() {
+    let _ = storage().remove_item("samepage");
+    let a = CartClient::new(options("samepage")).unwrap();
+    let b = CartClient::new(options("samepage")).unwrap();
+    b.add("X".into(), 2.into(), JsValue::UNDEFINED).unwrap();
+    a.add("Y".into(), 1.into(), JsValue::UNDEFINED).unwrap();
+    // No `storage` event reaches a page for its own writes: the clients tell each other.
+    sleep(400).await;
+    for c in [&a, &b] {
+        assert_eq!(get(&c.snapshot(), &["itemCount"]).as_f64(), Some(3.0));
+    }
+    drop(a);
+    b.add("X".into(), 1.into(), JsValue::UNDEFINED).unwrap();
+    sleep(400).await;
+    let c = CartClient::new(options("samepage")).unwrap();
+    assert_eq!(get(&c.snapshot(), &["itemCount"]).as_f64(), Some(4.0), "a client made later reads all of it");
+}
