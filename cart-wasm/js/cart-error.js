@@ -12,12 +12,27 @@ export class CartError extends Error {
 const FIELDS = ["owner", "version", "lines", "saved", "itemCount", "subtotal", "promoCodes", "discounts", "discountTotal", "total", "pendingOps", "syncing", "lastError"];
 const HOLDER = Symbol("cartsync.snapshot");
 
+// Parsed lines by their text (with its L/S tag): a line unchanged since an earlier snapshot is
+// the same frozen object, parsed once. Bounded: cleared past 4096 entries.
+const LINES = new Map();
+
 function materialize(snapshot) {
   const h = snapshot[HOLDER];
   if (h.value === undefined) {
-    h.value = JSON.parse(h.source.json());
+    const parts = h.source.json().split("\n");
     h.source.free();
     h.source = undefined;
+    const v = JSON.parse(parts[0]);
+    v.lines = [];
+    v.saved = [];
+    if (LINES.size > 4096) LINES.clear();
+    for (let i = 1; i < parts.length; i++) {
+      const part = parts[i];
+      let l = LINES.get(part);
+      if (l === undefined) LINES.set(part, (l = Object.freeze(JSON.parse(part.slice(1)))));
+      (part.charCodeAt(0) === 76 ? v.lines : v.saved).push(l);
+    }
+    h.value = v;
   }
   return h.value;
 }

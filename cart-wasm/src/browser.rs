@@ -36,10 +36,43 @@ pub struct SnapshotSource {
 
 #[wasm_bindgen]
 impl SnapshotSource {
-    /// The snapshot as JSON.
+    /// The snapshot as text: the JSON of every field but the lines on the first line, then one
+    /// line per cart line (`L` + its JSON) and per saved line (`S` + its JSON). A line rendered
+    /// before is not rendered again, and the page parses a line it has seen before only once
+    /// (`js/cart-error.js`): a change to one line of a long cart renders and parses one line.
     pub fn json(&self) -> String {
-        serde_json::to_string(&self.frozen.snapshot(self.syncing, self.at)).unwrap_or_default()
+        let mut snap = self.frozen.snapshot(self.syncing, self.at);
+        let lines = std::mem::take(&mut snap.lines);
+        let saved = std::mem::take(&mut snap.saved);
+        // Empty lists are left out of the JSON: the first line is every other field.
+        let mut out = serde_json::to_string(&snap).unwrap_or_default();
+        RENDERED.with(|r| {
+            let mut r = r.borrow_mut();
+            if r.len() > 4096 {
+                r.clear();
+            }
+            for (tag, list) in [('L', lines), ('S', saved)] {
+                for l in list {
+                    out.push('\n');
+                    out.push(tag);
+                    match r.get(&l) {
+                        Some(text) => out.push_str(text),
+                        None => {
+                            let text: Rc<str> = serde_json::to_string(&l).unwrap_or_default().into();
+                            out.push_str(&text);
+                            r.insert(l, text);
+                        }
+                    }
+                }
+            }
+        });
+        out
     }
+}
+
+thread_local! {
+    /// Lines rendered to JSON, by their content.
+    static RENDERED: RefCell<std::collections::HashMap<crate::engine::LineSnapshot, Rc<str>>> = RefCell::new(std::collections::HashMap::new());
 }
 
 #[wasm_bindgen]

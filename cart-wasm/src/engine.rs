@@ -325,7 +325,10 @@ pub enum Failure {
 pub struct Snapshot {
     pub owner: Owner,
     pub version: u64,
+    // Left out when empty: the browser binding writes the lines on lines of their own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<LineSnapshot>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub saved: Vec<LineSnapshot>,
     pub item_count: u64,
     pub subtotal: Money,
@@ -339,7 +342,7 @@ pub struct Snapshot {
     pub last_error: Option<LastError>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LineSnapshot {
     pub sku: Sku,

@@ -220,3 +220,21 @@ async fn two_clients_of_one_cart_in_one_page_see_each_other_and_lose_nothing() {
     let c = CartClient::new(options("samepage")).unwrap();
     assert_eq!(get(&c.snapshot(), &["itemCount"]).as_f64(), Some(4.0), "a client made later reads all of it");
 }
+
+#[wasm_bindgen_test]
+fn an_unchanged_line_is_the_same_object_in_the_next_snapshot_and_an_old_snapshot_never_changes() {
+    let _ = storage().remove_item("lines");
+    let client = CartClient::new(options("lines")).unwrap();
+    client.add("A".into(), 1.into(), JsValue::UNDEFINED).unwrap();
+    client.add("B".into(), 1.into(), JsValue::UNDEFINED).unwrap();
+    let before = client.snapshot();
+    assert!(js_sys::Object::is(&before, &client.snapshot()), "the same object while nothing changed");
+    let lines = |s: &JsValue| js_sys::Array::from(&get(s, &["lines"]));
+    let (a1, b1) = (lines(&before).get(0), lines(&before).get(1));
+    let after = client.set_quantity("B".into(), 5.into()).unwrap();
+    assert!(js_sys::Object::is(&lines(&after).get(0), &a1), "line A did not change: the same object");
+    assert!(!js_sys::Object::is(&lines(&after).get(1), &b1));
+    assert_eq!(get(&lines(&after).get(1), &["quantity"]).as_f64(), Some(5.0));
+    assert_eq!(get(&b1, &["quantity"]).as_f64(), Some(1.0), "the earlier snapshot still shows what it showed");
+    assert!(js_sys::Object::is_frozen(a1.unchecked_ref::<js_sys::Object>()), "shared lines are frozen");
+}
