@@ -455,12 +455,17 @@ fn kick(rc: &Rc<RefCell<Inner>>) {
     let rc = rc.clone();
     wasm_bindgen_futures::spawn_local(async move {
         rc.borrow_mut().kicked = false;
-        if rc.borrow().endpoint.is_none() {
-            compact(&rc).await;
-        } else {
-            let _ = push_all(&rc).await;
-        }
+        flush(&rc).await;
     });
+}
+
+/// What the leader does with queued ops: push them, or, local-only, fold them.
+async fn flush(rc: &Rc<RefCell<Inner>>) {
+    if rc.borrow().endpoint.is_none() {
+        compact(rc).await;
+    } else {
+        let _ = push_all(rc).await;
+    }
 }
 
 /// A pause of `ms` milliseconds.
@@ -751,14 +756,7 @@ fn schedule(rc: &Rc<RefCell<Inner>>, ms: i32) {
     let f = Closure::once_into_js(move || {
         if let Some(rc) = weak.upgrade() {
             rc.borrow_mut().timer_armed = false;
-            let local = rc.borrow().endpoint.is_none();
-            wasm_bindgen_futures::spawn_local(async move {
-                if local {
-                    compact(&rc).await;
-                } else {
-                    let _ = push_all(&rc).await;
-                }
-            });
+            wasm_bindgen_futures::spawn_local(async move { flush(&rc).await });
         }
     });
     set_timeout(f.unchecked_ref(), ms);

@@ -1599,11 +1599,16 @@ mod tests {
     use std::rc::Rc;
 
     fn engine(storage: &MemoryStorage, seed: u8) -> Engine {
+        engine_on(Box::new(storage.clone()), seed, Limits::default())
+    }
+
+    /// An engine on `storage` under the key "cart", its randomness seeded.
+    fn engine_on(storage: Box<dyn Storage>, seed: u8, limits: Limits) -> Engine {
         let mut n = u64::from(seed);
         Engine::new(
-            Box::new(storage.clone()),
+            storage,
             "cart",
-            Limits::default(),
+            limits,
             Currency::USD,
             Box::new(move |b: &mut [u8]| {
                 for x in b {
@@ -1655,26 +1660,40 @@ mod tests {
         assert!(b.marks.is_bare(&n[0].0));
     }
 
-    /// localStorage as a tab sees it before the `storage` event of another tab's write arrives:
-    /// nothing tells it to read again.
+    /// localStorage as one tab sees it while other tabs' writes are on their way: without
+    /// `events`, no `storage` event tells it to read again (its generation never moves); while
+    /// `frozen` holds one, the base record reads as it was then (the other keys are live).
     #[derive(Clone)]
-    struct Lagging(MemoryStorage);
+    struct LateCopy {
+        store: MemoryStorage,
+        events: bool,
+        frozen: Rc<RefCell<Option<String>>>,
+    }
 
-    impl Storage for Lagging {
+    impl LateCopy {
+        fn of(store: &MemoryStorage, events: bool) -> LateCopy {
+            LateCopy { store: store.clone(), events, frozen: Rc::default() }
+        }
+    }
+
+    impl Storage for LateCopy {
         fn get(&self, key: &str) -> Option<String> {
-            self.0.get(key)
+            match &*self.frozen.borrow() {
+                Some(old) if key == "cart" => Some(old.clone()),
+                _ => self.store.get(key),
+            }
         }
         fn set(&self, key: &str, value: &str) -> Result<(), StorageError> {
-            self.0.set(key, value)
+            self.store.set(key, value)
         }
         fn remove(&self, key: &str) {
-            self.0.remove(key)
+            self.store.remove(key)
         }
         fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
-            self.0.keys_with_prefix(prefix)
+            self.store.keys_with_prefix(prefix)
         }
         fn generation(&self) -> u64 {
-            0
+            if self.events { self.store.generation() } else { 0 }
         }
     }
 
@@ -1683,19 +1702,8 @@ mod tests {
         let storage = MemoryStorage::default();
         let mut tabs: Vec<Engine> = (0..4u8)
             .map(|i| {
-                let mut n = u64::from(i) + 40;
-                let mut e = Engine::new(
-                    Box::new(Lagging(storage.clone())),
-                    "cart",
-                    Limits { max_line_quantity: 10_000, ..Limits::default() },
-                    Currency::USD,
-                    Box::new(move |b: &mut [u8]| {
-                        for x in b {
-                            n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                            *x = (n >> 56) as u8;
-                        }
-                    }),
-                );
+                let mut e =
+                    engine_on(Box::new(LateCopy::of(&storage, false)), i + 40, Limits { max_line_quantity: 10_000, ..Limits::default() });
                 e.set_local_only(true);
                 e
             })
@@ -1735,31 +1743,6 @@ mod tests {
         assert!(storage.keys_with_prefix("cart:o:").is_empty(), "{:?}", storage.keys_with_prefix("cart:o:"));
     }
 
-    /// A tab's late copy of localStorage: the base record as it was when frozen (other keys live).
-    #[derive(Clone)]
-    struct LateBase(MemoryStorage, Rc<RefCell<Option<String>>>);
-
-    impl Storage for LateBase {
-        fn get(&self, key: &str) -> Option<String> {
-            match &*self.1.borrow() {
-                Some(old) if key == "cart" => Some(old.clone()),
-                _ => self.0.get(key),
-            }
-        }
-        fn set(&self, key: &str, value: &str) -> Result<(), StorageError> {
-            self.0.set(key, value)
-        }
-        fn remove(&self, key: &str) {
-            self.0.remove(key)
-        }
-        fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
-            self.0.keys_with_prefix(prefix)
-        }
-        fn generation(&self) -> u64 {
-            self.0.generation()
-        }
-    }
-
     #[test]
     fn a_tab_folding_with_a_late_copy_of_the_cart_loses_nothing_while_settled_ops_stay_a_while() {
         let storage = MemoryStorage::default();
@@ -1768,16 +1751,11 @@ mod tests {
             let t = t.clone();
             Box::new(move || t.get()) as Box<dyn Fn() -> i64>
         };
-        let frozen = Rc::new(RefCell::new(None));
+        let late = LateCopy::of(&storage, true);
+        let frozen = late.frozen.clone();
         let mut b = engine(&storage, 1);
         let mut c = engine(&storage, 2);
-        let mut a = Engine::new(
-            Box::new(LateBase(storage.clone(), frozen.clone())),
-            "cart",
-            Limits::default(),
-            Currency::USD,
-            Box::new(|b: &mut [u8]| b.fill(7)),
-        );
+        let mut a = engine_on(Box::new(late), 7, Limits::default());
         for e in [&mut a, &mut b, &mut c] {
             e.set_local_only(true);
             e.set_clock(clock(&time), 10_000);
