@@ -125,6 +125,9 @@ pub enum CheckoutDecision {
     PromotionUnavailable(Vec<UnavailableCode>),
     /// Some lines cannot be had (a SKU not on sale has none): nothing is reserved.
     OutOfStock(Vec<Shortage>),
+    /// A line total or the order's subtotal passes [`Money::MAX_AMOUNT`]: an order that could not
+    /// be stored or read back as money, so none is made.
+    TotalTooLarge { subtotal: Money },
 }
 
 /// Decides a checkout of `cart` against the catalog's `offer` of each SKU (`None`: the catalog
@@ -152,6 +155,9 @@ pub fn decide_checkout(
         Ok(p) => p,
         Err(not_sold) => return CheckoutDecision::OutOfStock(shortages(&not_sold)),
     };
+    if priced.subtotal.amount() > Money::MAX_AMOUNT || priced.lines.iter().any(|l| l.line_total.amount() > Money::MAX_AMOUNT) {
+        return CheckoutDecision::TotalTooLarge { subtotal: priced.subtotal };
+    }
     let unavailable: Vec<UnavailableCode> = priced
         .codes
         .iter()

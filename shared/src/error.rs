@@ -26,6 +26,7 @@ pub enum ErrorCode {
     CartFull,
     TooManyOps,
     RateLimited,
+    RequestTimeout,
     Internal,
     Unavailable,
     InvalidIdempotencyKey,
@@ -48,6 +49,7 @@ pub enum ErrorCode {
     PromotionUnavailable,
     GiftCardNotFound,
     GiftCardUnavailable,
+    TotalTooLarge,
     // The browser client's own codes.
     NetworkError,
     StorageFull,
@@ -59,7 +61,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// The codes the server answers with.
-    pub const ALL: [ErrorCode; 41] = [
+    pub const ALL: [ErrorCode; 43] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidCartToken,
@@ -79,6 +81,7 @@ impl ErrorCode {
         ErrorCode::CartFull,
         ErrorCode::TooManyOps,
         ErrorCode::RateLimited,
+        ErrorCode::RequestTimeout,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
         ErrorCode::InvalidIdempotencyKey,
@@ -101,6 +104,7 @@ impl ErrorCode {
         ErrorCode::PromotionUnavailable,
         ErrorCode::GiftCardNotFound,
         ErrorCode::GiftCardUnavailable,
+        ErrorCode::TotalTooLarge,
     ];
 
     /// The codes only the browser client reports (in `lastError` or a rejected promise).
@@ -134,6 +138,7 @@ impl ErrorCode {
             ErrorCode::CartFull => "cart_full",
             ErrorCode::TooManyOps => "too_many_ops",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::InvalidIdempotencyKey => "invalid_idempotency_key",
@@ -156,6 +161,7 @@ impl ErrorCode {
             ErrorCode::PromotionUnavailable => "promotion_unavailable",
             ErrorCode::GiftCardNotFound => "gift_card_not_found",
             ErrorCode::GiftCardUnavailable => "gift_card_unavailable",
+            ErrorCode::TotalTooLarge => "total_too_large",
             ErrorCode::NetworkError => "network_error",
             ErrorCode::StorageFull => "storage_full",
             ErrorCode::StorageCorrupt => "storage_corrupt",
@@ -195,6 +201,7 @@ impl ErrorCode {
             | ErrorCode::PromotionUnavailable
             | ErrorCode::GiftCardUnavailable => 409,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::VersionMismatch => 412,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
@@ -210,7 +217,8 @@ impl ErrorCode {
             | ErrorCode::CartEmpty
             | ErrorCode::InvalidPromoCode
             | ErrorCode::PromoCodeNotFound
-            | ErrorCode::TooManyPromoCodes => 422,
+            | ErrorCode::TooManyPromoCodes
+            | ErrorCode::TotalTooLarge => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,

@@ -10,7 +10,6 @@ use crate::{idempotency, orders, routes, writebehind};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, header};
-use axum::serve::ListenerExt;
 use shared::ErrorCode;
 use std::future::Future;
 use std::sync::Arc;
@@ -41,7 +40,9 @@ pub fn router(state: SharedState, settings: &Settings) -> Router {
         });
     }
     crate::metrics::handle();
+    let limits = state.limits.clone();
     app.with_state(state)
+        .layer(axum::middleware::from_fn_with_state(limits, crate::limits::guard))
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(cors(settings))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
@@ -190,16 +191,15 @@ pub async fn serve(
             }
         });
     }
+    tokio::spawn(forget_idle_clients(state.clone(), stop_rx.clone()));
     let app = router(state, &settings);
     tracing::info!(addr = %listeners.api.local_addr().map_err(|e| e.to_string())?, "serving");
-    // No Nagle: a response written in more than one segment would otherwise wait for the
-    // client's delayed acknowledgement (tens of milliseconds).
-    let api = listeners.api.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    let served = axum::serve(api, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await;
+    let options = crate::http::Options {
+        client_timeout: Duration::from_millis(settings.client_timeout_ms),
+        max_connections: settings.max_connections as usize,
+        grace: Duration::from_millis(settings.shutdown_grace_ms),
+    };
+    crate::http::serve(listeners.api, app, options, shutdown).await;
     let _ = stop_tx.send(true);
     if tokio::time::timeout(Duration::from_secs(20), worker).await.is_err() {
         tracing::error!("the write-behind queue did not drain in time");
@@ -207,7 +207,18 @@ pub async fn serve(
     if tokio::time::timeout(Duration::from_secs(20), recorder).await.is_err() {
         tracing::error!("the event queue did not drain in time");
     }
-    served.map_err(|e| format!("server error: {e}"))
+    Ok(())
+}
+
+/// Forgets the rate limits' idle clients every minute, so their memory follows the active ones.
+async fn forget_idle_clients(state: SharedState, stop: watch::Receiver<bool>) {
+    periodically(Duration::from_secs(60), stop, || async {
+        state.limits.forget_idle();
+        let (carts, addresses) = state.limits.remembered();
+        crate::metrics::gauge("cartsync_rate_limit_keys", "carts", carts as f64);
+        crate::metrics::gauge("cartsync_rate_limit_keys", "addresses", addresses as f64);
+    })
+    .await;
 }
 
 /// Runs `pass` every `every` (a tick missed while a pass runs long is not made up) until `stop`

@@ -299,6 +299,26 @@ pub struct CatalogCache {
     refreshing: Mutex<std::collections::HashSet<Sku>>,
 }
 
+/// Most SKUs the cache remembers. Carts may name SKUs the catalog does not have (any client can
+/// invent them), so without a bound the cache would grow with every invented SKU.
+const MAX_ENTRIES: usize = 100_000;
+
+/// Keeps `entries` within `max`: past it, stale entries go first, then SKUs the catalog does not
+/// have, then everything (the next lookups fill it again from the database).
+fn bound(entries: &mut HashMap<Sku, Entry>, now: Instant, ttl: Duration, max: usize) {
+    if entries.len() <= max {
+        return;
+    }
+    entries.retain(|_, e| now.duration_since(e.at) <= ttl);
+    if entries.len() > max {
+        entries.retain(|_, e| e.fact.is_some());
+    }
+    if entries.len() > max {
+        entries.clear();
+    }
+    entries.shrink_to(max);
+}
+
 impl CatalogCache {
     pub fn new(price_ttl: Duration, stock_ttl: Duration, low_stock_threshold: i64) -> Self {
         CatalogCache { entries: Mutex::default(), ttl: price_ttl.min(stock_ttl), low_stock_threshold, refreshing: Mutex::default() }
@@ -341,7 +361,17 @@ impl CatalogCache {
             let fact = by_sku.get(sku).map(|p| Fact { price: p.active.then_some(p.price), available: p.available() });
             entries.insert(sku.clone(), Entry { fact, at: now });
         }
+        bound(&mut entries, now, self.ttl, MAX_ENTRIES);
         Ok(())
+    }
+
+    /// SKUs remembered (known and unknown).
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The facts of `skus` in their order (`None`: unknown to the catalog), refreshing what is
@@ -387,5 +417,42 @@ impl CatalogCache {
     pub fn annotate(&self, fact: Option<Fact>, quantity: u32) -> Option<Annotation> {
         let f = fact?;
         Some(Annotation { current_price: f.price, availability: Availability::of(f.available, quantity, self.low_stock_threshold) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_stays_bounded_dropping_stale_then_unknown_skus_first() {
+        let now = Instant::now();
+        let old = now.checked_sub(Duration::from_secs(120)).unwrap_or(now);
+        let ttl = Duration::from_secs(60);
+        let sku = |i: usize| Sku::parse(&format!("S{i}")).expect("a sku");
+        let known = Some(Fact { price: None, available: 1 });
+        let mut entries: HashMap<Sku, Entry> = HashMap::new();
+        for i in 0..10 {
+            entries.insert(sku(i), Entry { fact: known, at: now });
+        }
+        bound(&mut entries, now, ttl, 10);
+        assert_eq!(entries.len(), 10, "at the bound nothing goes");
+        for i in 10..15 {
+            entries.insert(sku(i), Entry { fact: known, at: old });
+        }
+        bound(&mut entries, now, ttl, 10);
+        assert_eq!(entries.len(), 10, "the stale ones went");
+        assert!(entries.contains_key(&sku(0)) && !entries.contains_key(&sku(10)));
+        for i in 20..25 {
+            entries.insert(sku(i), Entry { fact: None, at: now });
+        }
+        bound(&mut entries, now, ttl, 12);
+        assert_eq!(entries.len(), 10, "then the SKUs the catalog does not have");
+        assert!(entries.values().all(|e| e.fact.is_some()));
+        for i in 30..40 {
+            entries.insert(sku(i), Entry { fact: known, at: now });
+        }
+        bound(&mut entries, now, ttl, 12);
+        assert!(entries.is_empty(), "and if it is still over, everything");
     }
 }

@@ -29,6 +29,12 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// A secret of at least `MIN` characters: a short one can be guessed or brute-forced offline (an
+/// HS256 key needs 256 bits, RFC 7518 3.2).
+fn secret_of<const MIN: usize>(s: &str) -> Result<Secret, String> {
+    if s.chars().count() < MIN { Err(format!("must be at least {MIN} characters")) } else { Ok(Secret(s.to_owned())) }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "sync-server", version, about = "cartsync: the shopping cart sync server")]
 pub struct Cli {
@@ -106,8 +112,9 @@ pub struct Settings {
     #[arg(long, env = "CARTSYNC_DATABASE_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_pool_size: u32,
 
-    /// HS256 secret of user tokens. Unset (and no public key): user tokens are refused.
-    #[arg(long, env = "CARTSYNC_JWT_SECRET", hide_env_values = true)]
+    /// HS256 secret of user tokens (at least 32 characters). Unset (and no public key): user
+    /// tokens are refused.
+    #[arg(long, env = "CARTSYNC_JWT_SECRET", hide_env_values = true, value_parser = secret_of::<32>)]
     pub jwt_secret: Option<Secret>,
 
     /// Path to a PEM public key (RS256 or EdDSA) of user tokens, instead of a secret.
@@ -122,12 +129,14 @@ pub struct Settings {
     #[arg(long, env = "CARTSYNC_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
 
-    /// Bearer token of the admin endpoints. Unset: admin endpoints refuse everything.
-    #[arg(long, env = "CARTSYNC_ADMIN_TOKEN", hide_env_values = true)]
+    /// Bearer token of the admin endpoints (at least 16 characters). Unset: admin endpoints refuse
+    /// everything.
+    #[arg(long, env = "CARTSYNC_ADMIN_TOKEN", hide_env_values = true, value_parser = secret_of::<16>)]
     pub admin_token: Option<Secret>,
 
-    /// HMAC-SHA256 secret of the payment webhook. Unset: the webhook refuses everything.
-    #[arg(long, env = "CARTSYNC_WEBHOOK_SECRET", hide_env_values = true)]
+    /// HMAC-SHA256 secret of the payment webhook (at least 16 characters). Unset: the webhook
+    /// refuses everything.
+    #[arg(long, env = "CARTSYNC_WEBHOOK_SECRET", hide_env_values = true, value_parser = secret_of::<16>)]
     pub webhook_secret: Option<Secret>,
 
     /// How a guest cart merges into the user's on login: sum, max or keep_user.
@@ -222,7 +231,7 @@ pub struct Settings {
 
     /// Signs recovery tokens (at least 16 characters). Unset: the JWT secret, or else a random
     /// one per process (tokens then stop working at a restart).
-    #[arg(long, env = "CARTSYNC_RECOVERY_SECRET")]
+    #[arg(long, env = "CARTSYNC_RECOVERY_SECRET", hide_env_values = true, value_parser = secret_of::<16>)]
     pub recovery_secret: Option<Secret>,
 
     /// Percent off in the code a high-value abandoned cart gets (1 to 100); unset: no code.
@@ -279,6 +288,44 @@ pub struct Settings {
     #[arg(long, env = "CARTSYNC_DEV_LOGIN", default_value_t = false)]
     pub dev_login: bool,
 
+    /// Requests per second to one cart (bursts of five times as many); over it `429
+    /// rate_limited` with `Retry-After`. 0: no limit.
+    #[arg(long, env = "CARTSYNC_RATE_LIMIT_PER_CART", default_value_t = 20)]
+    pub rate_limit_per_cart: u32,
+
+    /// Requests per second per client address (bursts of five times as many). 0: no limit
+    /// (behind a load balancer every shopper shares its address).
+    #[arg(long, env = "CARTSYNC_RATE_LIMIT_PER_IP", default_value_t = 0)]
+    pub rate_limit_per_ip: u32,
+
+    /// Proxies (addresses or CIDR networks, comma-separated) whose `X-Forwarded-For` names the
+    /// client: its first hop is the address the per-address limits count.
+    #[arg(long, env = "CARTSYNC_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: crate::limits::Networks,
+
+    /// Requests served at once; more are refused at once with `503` and `Retry-After`.
+    #[arg(long, env = "CARTSYNC_MAX_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+
+    /// Open connections; more wait in the listen backlog until one closes.
+    #[arg(long, env = "CARTSYNC_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// The longest a request may run, its body included, in milliseconds (then `503`).
+    #[arg(long, env = "CARTSYNC_REQUEST_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub request_timeout_ms: u64,
+
+    /// The longest a client may take to send a request's headers, or to start its next request on
+    /// an idle kept-alive connection, and to send its body (then `408 request_timeout`), in
+    /// milliseconds.
+    #[arg(long, env = "CARTSYNC_CLIENT_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub client_timeout_ms: u64,
+
+    /// On SIGTERM, requests in flight get this long to finish before their connections are
+    /// closed, in milliseconds; then the write-behind queue is drained.
+    #[arg(long, env = "CARTSYNC_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+
     /// Log format: text or json.
     #[arg(long, env = "CARTSYNC_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -304,6 +351,17 @@ impl Settings {
             let www = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../www");
             www.join("index.html").exists().then_some(www)
         })
+    }
+
+    pub fn limits_config(&self) -> crate::limits::Config {
+        crate::limits::Config {
+            per_cart: self.rate_limit_per_cart,
+            per_ip: self.rate_limit_per_ip,
+            trusted_proxies: self.trusted_proxies.clone(),
+            in_flight: self.max_in_flight as usize,
+            request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
+            body_timeout: std::time::Duration::from_millis(self.client_timeout_ms),
+        }
     }
 
     pub fn user_expiry(&self) -> Expiry {

@@ -72,7 +72,7 @@ impl Durable {
             let opts = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(5));
             // One connection: SQLite has one writer anyway, and a single connection makes every
             // transaction serializable, with no lock upgrades that fail with SQLITE_BUSY.

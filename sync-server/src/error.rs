@@ -41,6 +41,7 @@ impl ApiError {
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "store unavailable");
         ApiError::new(ErrorCode::Unavailable, "the service is temporarily unavailable; try again shortly")
+            .with_detail("retry_after", Value::from(1))
     }
 }
 
@@ -66,7 +67,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let retry_after = (self.code == ErrorCode::RateLimited).then(|| self.details.get("retry_after").and_then(Value::as_u64)).flatten();
+        let retry_after = matches!(self.code, ErrorCode::RateLimited | ErrorCode::Unavailable)
+            .then(|| self.details.get("retry_after").and_then(Value::as_u64))
+            .flatten();
         let body = ErrorEnvelope { error: ErrorBody { code: self.code.as_str().to_owned(), message: self.message, details: self.details } };
         let mut res = (status, axum::Json(body)).into_response();
         res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -92,6 +95,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
+            } else if crate::limits::is_body_timeout(&rejection) {
+                ApiError::new(ErrorCode::RequestTimeout, "the request body was not sent in time")
             } else {
                 ApiError::new(ErrorCode::InvalidJson, format!("could not read the request body: {rejection}"))
             }

@@ -141,6 +141,18 @@ impl Idempotency {
         })
     }
 
+    /// Whether `owner` has used `key` (a read: nothing is stored).
+    pub async fn known(&self, owner: &str, key: &str) -> Result<bool, DurableError> {
+        Ok(on_db!(&self.db, pool => {
+            sqlx::query_as::<_, (i32,)>("SELECT 1 FROM idempotency_keys WHERE owner = $1 AND key = $2")
+                .bind(owner)
+                .bind(key)
+                .fetch_optional(pool)
+                .await?
+                .is_some()
+        }))
+    }
+
     /// Forgets keys created before `before`.
     pub async fn sweep(&self, before: Timestamp) -> Result<u64, DurableError> {
         Ok(on_db!(&self.db, pool => {
@@ -151,10 +163,12 @@ impl Idempotency {
 
 impl Claim {
     /// Ends the claim with the request's answer: a failure on our side (a 5xx) gives the key
-    /// back, so a retry runs afresh; any other answer is kept and replayed. A store that cannot
-    /// be told is logged, not answered: the request itself is done.
-    pub async fn finish(self, answer: &Saved) {
-        let done = if answer.status >= 500 { self.abandon().await } else { self.save(answer).await };
+    /// back, so a retry runs afresh, and so does an answer that changed nothing and would only be
+    /// answered again (`forget`: an empty cart), so no row is kept for it; any other answer is
+    /// kept and replayed. A store that cannot be told is logged, not answered: the request itself
+    /// is done.
+    pub async fn finish(self, answer: &Saved, forget: bool) {
+        let done = if answer.status >= 500 || forget { self.abandon().await } else { self.save(answer).await };
         if let Err(e) = done {
             tracing::warn!(error = %e, status = answer.status, "could not record a checkout answer under its idempotency key");
         }

@@ -41,14 +41,22 @@ impl Auth {
         };
         let mut v = Validation::new(alg);
         v.leeway = 5;
-        v.set_required_spec_claims(&["exp", "sub"]);
+        // `nbf` is checked when the token has one; `iss` and `aud`, when configured, must be in
+        // the token (a token without them is refused, not waved through).
+        v.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
         if let Some(iss) = &s.jwt_issuer {
             v.set_issuer(&[iss]);
+            required.push("iss");
         }
         match &s.jwt_audience {
-            Some(aud) => v.set_audience(&[aud]),
+            Some(aud) => {
+                v.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => v.validate_aud = false,
         }
+        v.set_required_spec_claims(&required);
         Ok(Auth { key: Some((key, v)) })
     }
 
@@ -59,6 +67,7 @@ impl Auth {
             tracing::debug!(error = %e, "rejected user token");
             match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => unauthorized("the token has expired"),
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => unauthorized("the token is not valid yet (nbf)"),
                 _ => unauthorized("the token is not valid"),
             }
         })?;

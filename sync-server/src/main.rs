@@ -17,12 +17,14 @@ fn settings() -> Cli {
                 _ => String::new(),
             };
             let long = arg.trim_start_matches("--").split([' ', '=']).next().unwrap_or("").to_owned();
-            let env = Cli::command()
-                .get_arguments()
-                .find(|a| a.get_long() == Some(long.as_str()))
-                .and_then(|a| a.get_env().map(|v| v.to_string_lossy().into_owned()));
+            let cmd = Cli::command();
+            let found = cmd.get_arguments().find(|a| a.get_long() == Some(long.as_str()));
+            let env = found.and_then(|a| a.get_env().map(|v| v.to_string_lossy().into_owned()));
+            let secret = found.is_some_and(|a| a.is_hide_env_values_set());
             if let Some(env) = env {
                 let value = match e.get(ContextKind::InvalidValue) {
+                    // A secret's value is never printed, not even a wrong one.
+                    Some(ContextValue::String(_)) if secret => "***".to_owned(),
                     Some(ContextValue::String(v)) => v.clone(),
                     _ => String::new(),
                 };

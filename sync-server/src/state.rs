@@ -22,6 +22,8 @@ pub struct AppState {
     pub promotions: Arc<PromotionsCache>,
     /// Failed gift card code lookups per client.
     pub guesses: Guesses,
+    /// Requests per cart and per client address, requests in flight, time limits.
+    pub limits: Arc<crate::limits::Limits>,
     pub idempotency: Idempotency,
     pub admin_token: Option<Secret>,
     pub webhook_secret: Option<Secret>,
@@ -41,6 +43,16 @@ pub type SharedState = Arc<AppState>;
 impl AppState {
     pub fn rules(&self) -> &Rules {
         self.carts.rules()
+    }
+
+    /// The request's identity (see [`crate::identity::identify`]), counted against its cart's
+    /// allowance once verified: `429` when the cart is over it.
+    pub fn identify(&self, headers: &axum::http::HeaderMap) -> Result<crate::identity::Identity, crate::error::ApiError> {
+        let identity = crate::identity::identify(headers, &self.auth)?;
+        if !identity.issued_token {
+            self.limits.cart(&identity.cart.tag())?;
+        }
+        Ok(identity)
     }
 
     pub fn hot(&self) -> &HotStore {
@@ -134,6 +146,7 @@ pub async fn connect(settings: &Settings) -> Result<AppState, String> {
             retry_hours: settings.webhook_retry_hours,
         },
         promotions,
+        limits: Arc::new(crate::limits::Limits::new(&settings.limits_config())),
         guesses: Guesses::new(settings.gift_card_guesses, Duration::from_secs(settings.gift_card_guess_seconds)),
         carts: Carts::new(hot, durable.clone(), rules),
         idempotency: Idempotency::new(durable.clone(), Duration::from_millis(settings.idempotency_wait_ms)),

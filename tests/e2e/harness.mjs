@@ -23,7 +23,7 @@ export const env = {
   artifacts: process.env.CARTSYNC_E2E_ARTIFACTS,
 };
 export const SECRET = "e2e-jwt-secret-of-enough-length-000";
-export const ADMIN = "e2e-admin-token";
+export const ADMIN = "e2e-admin-token-of-enough-length";
 export const WEBHOOK_SECRET = "e2e-webhook-secret-of-enough-length";
 
 export function freePort() {

@@ -461,6 +461,7 @@ pub mod process {
                 .env("CARTSYNC_JWT_SECRET", crate::JWT_SECRET)
                 .env("CARTSYNC_ADMIN_TOKEN", crate::ADMIN_TOKEN)
                 .env("CARTSYNC_WEBHOOK_SECRET", crate::WEBHOOK_SECRET)
+                .env("CARTSYNC_RATE_LIMIT_PER_CART", "0")
                 .stdout(Stdio::null())
                 .stderr(if std::env::var_os("CARTSYNC_TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() });
             if let Some(url) = &settings.redis_url {

@@ -141,6 +141,19 @@ async fn a_misconfigured_server_refuses_to_start_with_one_line_naming_the_variab
     let err = sync_server::app::connect(&s).await.err().expect("an unsupported database is an error");
     assert!(err.starts_with("CARTSYNC_DATABASE_URL:"), "{err}");
 
+    // A Redis that may evict keys could drop a cart's op-id set apart from the cart.
+    let evicting = cartsync_tests::RedisServer::dedicated();
+    let set = std::process::Command::new("redis-cli")
+        .args(["-p", &evicting.port.to_string(), "CONFIG", "SET", "maxmemory-policy", "allkeys-lru"])
+        .output()
+        .expect("redis-cli runs");
+    assert!(set.status.success());
+    let mut s = sync_server::Settings::defaults();
+    s.redis_url = Some(evicting.url.clone());
+    let err = sync_server::app::connect(&s).await.err().expect("an evicting Redis is refused");
+    assert!(err.starts_with("CARTSYNC_REDIS_URL:") && err.contains("noeviction"), "{err}");
+    evicting.stop();
+
     let mut s = sync_server::Settings::defaults();
     s.jwt_public_key = Some("/nonexistent/key.pem".into());
     let err = sync_server::app::connect(&s).await.err().expect("a missing key file is an error");
@@ -159,6 +172,11 @@ fn a_bad_setting_stops_the_binary_with_one_line_naming_its_variable() {
         ("CARTSYNC_MERGE_POLICY", "avg"),
         ("CARTSYNC_REDIS_URL", "redis://127.0.0.1:1"),
         ("CARTSYNC_METRICS_LISTEN", "nope"),
+        ("CARTSYNC_JWT_SECRET", "short-jwt-secret-31-characters!"),
+        ("CARTSYNC_ADMIN_TOKEN", "admin-15-chars!"),
+        ("CARTSYNC_WEBHOOK_SECRET", "hook"),
+        ("CARTSYNC_TRUSTED_PROXIES", "10.0.0.0/40"),
+        ("CARTSYNC_RATE_LIMIT_PER_CART", "-1"),
     ] {
         let out = std::process::Command::new(target.join("debug/sync-server"))
             .env("CARTSYNC_LISTEN", "127.0.0.1:0")
@@ -171,7 +189,47 @@ fn a_bad_setting_stops_the_binary_with_one_line_naming_its_variable() {
         assert!(!out.status.success(), "{var}={value} must stop the server");
         assert_eq!(lines.len(), 1, "one line: {stderr}");
         assert!(lines[0].starts_with(&format!("error: {var}:")), "{stderr}");
+        if var.contains("SECRET") || var.contains("TOKEN") {
+            assert!(!stderr.contains(value), "a secret is never printed, even a wrong one: {stderr}");
+        }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_must_carry_the_configured_issuer_and_audience_and_be_valid_already() {
+    let app = TestApp::spawn_with(cartsync_tests::app::Mode::Embedded, |s| {
+        s.jwt_issuer = Some("https://id.example".into());
+        s.jwt_audience = Some("cartsync".into());
+    })
+    .await;
+    let now = cartsync_tests::unix_now();
+    let sign = |claims: Value| {
+        let key = jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes());
+        As::Header("authorization", format!("Bearer {}", jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()))
+    };
+    let good = json!({"sub": "u", "exp": now + 600, "iss": "https://id.example", "aud": "cartsync"});
+    assert_eq!(app.get_cart(&sign(good.clone())).await.status, 200);
+    let without = |field: &str| {
+        let mut c = good.clone();
+        c.as_object_mut().unwrap().remove(field);
+        c
+    };
+    let with = |field: &str, v: Value| {
+        let mut c = good.clone();
+        c[field] = v;
+        c
+    };
+    for (claims, why) in [
+        (without("iss"), "no iss"),
+        (without("aud"), "no aud"),
+        (with("iss", json!("https://evil.example")), "another issuer"),
+        (with("aud", json!("someone-else")), "another audience"),
+        (with("nbf", json!(now + 600)), "not valid before ten minutes from now"),
+    ] {
+        let a = app.get_cart(&sign(claims)).await;
+        assert_eq!((a.status, a.code()), (StatusCode::UNAUTHORIZED, "unauthorized"), "{why}");
+    }
+    assert_eq!(app.get_cart(&sign(with("nbf", json!(now - 10)))).await.status, 200, "an nbf in the past is fine");
 }
 
 /// Generates a key pair with the openssl command line: `(private PEM, public key file)`.

@@ -30,6 +30,9 @@ pub enum StoreError {
     /// In process: a change was made but its events could not be recorded in time.
     #[error("the events of a change could not be recorded: {0}")]
     Unrecorded(String),
+    /// A Redis configured in a way carts cannot be kept in.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// The cart rules of this deployment, as configured.

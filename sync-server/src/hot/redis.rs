@@ -140,6 +140,7 @@ impl RedisStore {
     pub async fn connect(urls: &str, prefix: &str) -> Result<RedisStore, StoreError> {
         let urls: Vec<&str> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
         let conn = open(&urls).await?;
+        check_eviction(&conn).await?;
         // The queue workers' reads (128 buckets a round, large replies) go over a connection of
         // their own, so no cart write queues behind them on the multiplexed one.
         let queues = open(&urls).await?;
@@ -704,6 +705,43 @@ fn rule_args(c: &mut Cmd, id: &CartKey, rules: &Rules, now: Timestamp) {
         .arg(expiry.cart_seconds * 1000)
         .arg(expiry.saved_seconds * 1000)
         .arg(rules.currency.as_str());
+}
+
+/// Refuses a Redis that may evict keys: a cart's hash, its op-id set and its merge flag are
+/// separate keys with TTLs, and an eviction policy (even `volatile-*`) could drop one without the
+/// others (an op answered `duplicate` though its change is gone). Only `noeviction` is safe: a
+/// full Redis then refuses writes (`503`) instead of forgetting them. A Redis that does not allow
+/// `CONFIG GET` (some managed services) is used with a warning.
+async fn check_eviction(conn: &Conn) -> Result<(), StoreError> {
+    fn strings(v: &redis::Value, out: &mut Vec<String>) {
+        match v {
+            redis::Value::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
+            redis::Value::SimpleString(s) => out.push(s.clone()),
+            redis::Value::Array(items) | redis::Value::Set(items) => items.iter().for_each(|i| strings(i, out)),
+            redis::Value::Map(pairs) => pairs.iter().for_each(|(k, v)| {
+                strings(k, out);
+                strings(v, out);
+            }),
+            _ => {}
+        }
+    }
+    let mut c = conn.clone();
+    match redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query_async::<redis::Value>(&mut c).await {
+        Ok(reply) => {
+            let mut found = Vec::new();
+            strings(&reply, &mut found);
+            if let Some(policy) = found.iter().find(|s| *s != "maxmemory-policy" && *s != "noeviction") {
+                return Err(StoreError::Config(format!(
+                    "Redis evicts keys (maxmemory-policy {policy}); carts need maxmemory-policy noeviction"
+                )));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read Redis's maxmemory-policy; it must be noeviction");
+            Ok(())
+        }
+    }
 }
 
 /// One multiplexed connection: to the node, or to the cluster it belongs to.

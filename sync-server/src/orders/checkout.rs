@@ -45,6 +45,8 @@ pub enum CheckoutError {
     PromotionUnavailable(Vec<UnavailableCode>),
     #[error("a gift card cannot be used")]
     GiftCardUnavailable(Vec<CardRefusal>),
+    #[error("the order would cost more than an amount can hold")]
+    TotalTooLarge(Money),
     #[error(transparent)]
     Cart(#[from] CartsError),
     #[error(transparent)]
@@ -97,6 +99,7 @@ impl Checkout<'_> {
             }
             Err(Refused::Decision(CheckoutDecision::OutOfStock(items))) => Err(CheckoutError::OutOfStock(items)),
             Err(Refused::Decision(CheckoutDecision::PromotionUnavailable(codes))) => Err(CheckoutError::PromotionUnavailable(codes)),
+            Err(Refused::Decision(CheckoutDecision::TotalTooLarge { subtotal })) => Err(CheckoutError::TotalTooLarge(subtotal)),
             Err(Refused::Decision(CheckoutDecision::Reserve(_))) => unreachable!("a reservation is an order"),
         };
         let order = match refused {

@@ -3,7 +3,7 @@
 use super::path_sku;
 use crate::clock::now;
 use crate::error::{ApiError, ApiResult, JsonBody};
-use crate::identity::{CART_TOKEN_HEADER, CartId, CartKey, Identity, identify};
+use crate::identity::{CART_TOKEN_HEADER, CartId, CartKey, Identity};
 use crate::state::SharedState;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -76,6 +76,11 @@ enum Annotations {
     Cached,
 }
 
+/// The longest a cart read waits on the database for fresh annotations and promotions; past it
+/// (a database that is slow or out of reach) the cached ones are served and refreshed in the
+/// background, so a read never waits for the pool's whole acquire timeout.
+const READ_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// The cart resource, annotated with live prices and availability from the catalog cache. The
 /// annotations are a display aid: if the catalog cannot be read they are left out, and the cart
 /// is still served.
@@ -85,20 +90,34 @@ async fn view(state: &SharedState, id: &CartKey, cart: &Cart, freshness: Annotat
     let skus = cart.lines.iter().chain(&cart.saved).map(|l| &l.sku);
     let facts = match freshness {
         Annotations::Cached => state.catalog.lookup_cached(&state.durable, skus),
-        Annotations::Refreshed => match state.catalog.lookup(&state.durable, skus).await {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(error = %e, "cart served without catalog annotations");
-                Vec::new()
+        Annotations::Refreshed => match tokio::time::timeout(READ_WAIT, state.catalog.lookup(&state.durable, skus.clone())).await {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cart served with cached catalog annotations");
+                state.catalog.lookup_cached(&state.durable, skus)
+            }
+            Err(_) => {
+                tracing::warn!("the catalog did not answer in time; cart served with cached annotations");
+                state.catalog.lookup_cached(&state.durable, skus)
             }
         },
     };
     // Promotions from their snapshot (reloaded first on a read, in the background on a write),
     // and a user's own uses only where some promotion limits them per customer.
     let wait = freshness == Annotations::Refreshed;
-    let promotions = if wait { state.promotions.fresh(&state.durable).await } else { state.promotions.cached(&state.durable) };
+    let promotions = match wait {
+        true => tokio::time::timeout(READ_WAIT, state.promotions.fresh(&state.durable)).await.ok(),
+        false => None,
+    }
+    .unwrap_or_else(|| state.promotions.cached(&state.durable));
     let mine = match id.user() {
-        Some(user) if promotions.per_customer => Some(state.promotions.customer(&state.durable, user, wait).await),
+        Some(user) if promotions.per_customer => Some(match wait {
+            true => match tokio::time::timeout(READ_WAIT, state.promotions.customer(&state.durable, user, true)).await {
+                Ok(m) => m,
+                Err(_) => state.promotions.customer(&state.durable, user, false).await,
+            },
+            false => state.promotions.customer(&state.durable, user, false).await,
+        }),
         _ => None,
     };
     let usage = |p: &PromotionId| promotions.usage(p, mine.as_deref());
@@ -116,7 +135,7 @@ async fn single(state: SharedState, headers: HeaderMap, kind: OpKind) -> ApiResu
 
 /// [`single`], with the cart view's annotations as fresh as asked.
 async fn single_with(state: SharedState, headers: HeaderMap, kind: OpKind, freshness: Annotations) -> ApiResult<Response> {
-    let identity = identify(&headers, &state.auth)?;
+    let identity = state.identify(&headers)?;
     let key = identity.cart.key();
     let (cart, outcome) = state.carts.apply_one(&key, kind, if_match(&headers), now()).await?;
     if let OpOutcome::Rejected(e) = outcome {
@@ -126,7 +145,7 @@ async fn single_with(state: SharedState, headers: HeaderMap, kind: OpKind, fresh
 }
 
 pub async fn get_cart(State(state): State<SharedState>, headers: HeaderMap) -> ApiResult<Response> {
-    let identity = identify(&headers, &state.auth)?;
+    let identity = state.identify(&headers)?;
     let key = identity.cart.key();
     let cart = state.carts.read(&key, now()).await?;
     let tag = etag(cart.version);
@@ -236,7 +255,7 @@ pub async fn remove_promo_code(
 }
 
 pub async fn push_ops(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
-    let identity = identify(&headers, &state.auth)?;
+    let identity = state.identify(&headers)?;
     let key = identity.cart.key();
     let parsed = wire::parse_ops_request(&body, &state.rules().limits)?;
     let (cart, results) = state.carts.apply_parsed(&key, &parsed, if_match(&headers), now()).await?;
@@ -246,7 +265,7 @@ pub async fn push_ops(State(state): State<SharedState>, headers: HeaderMap, Json
 
 /// Merges a guest cart into the caller's user cart, exactly once (see `carts::Carts::merge`).
 pub async fn merge(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
-    let identity = identify(&headers, &state.auth)?;
+    let identity = state.identify(&headers)?;
     let CartId::User(user) = &identity.cart else {
         return Err(ApiError::new(ErrorCode::Unauthorized, "merging needs Authorization: Bearer <user token>"));
     };

@@ -5,24 +5,23 @@ use crate::clock::now;
 use crate::error::{ApiError, ApiResult};
 use crate::gift_cards::Unusable;
 use crate::idempotency::{Begin, IdempotencyError, Saved};
-use crate::identity::identify;
 use crate::orders::checkout::{CheckoutError, Request};
 use crate::state::SharedState;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shared::wire::{CheckoutResponse, ProductsResponse, parse_checkout_request};
 use shared::{ErrorCode, Sku, parse_idempotency_key};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 /// Most SKUs one product lookup may name.
 const MAX_SKUS_PER_LOOKUP: usize = 100;
 
 /// `GET /v1/products?skus=A,B`: prices and free stock, in one query; unknown SKUs are left out.
-pub async fn products(State(state): State<SharedState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
+pub async fn products(State(state): State<SharedState>, super::Params(q): super::Params) -> ApiResult<Response> {
     let Some(raw) = q.get("skus") else {
         // Without a list: the catalog's first products on sale, for a storefront's grid.
         let found = state.durable.list_products(MAX_SKUS_PER_LOOKUP).await.map_err(ApiError::unavailable)?;
@@ -72,6 +71,11 @@ impl From<CheckoutError> for ApiError {
             CheckoutError::GiftCardUnavailable(cards) => {
                 ApiError::new(ErrorCode::GiftCardUnavailable, "a gift card cannot be used").with_detail("gift_cards", json!(cards))
             }
+            CheckoutError::TotalTooLarge(subtotal) => ApiError::new(
+                ErrorCode::TotalTooLarge,
+                format!("the order would cost more than {} minor units; split it into smaller orders", shared::Money::MAX_AMOUNT),
+            )
+            .with_detail("subtotal", json!(subtotal)),
             CheckoutError::Cart(e) => e.into(),
             CheckoutError::Db(e) => ApiError::unavailable(e),
         }
@@ -87,7 +91,7 @@ pub async fn checkout(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let identity = identify(&headers, &state.auth)?;
+    let identity = state.identify(&headers)?;
     let key = parse_idempotency_key(headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or(""))?.to_owned();
     let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
@@ -105,6 +109,13 @@ pub async fn checkout(
         return Err(ApiError::new(ErrorCode::CartEmpty, "the cart is empty"));
     }
     let owner = identity.cart.key();
+    // An empty cart with a key never seen has nothing to order and nothing to replay: answered
+    // without storing anything, so invented tokens and keys cannot fill the key table.
+    let cart = state.carts.read(&owner, now()).await?;
+    if cart.lines.is_empty() && !state.idempotency.known(&owner.tag, &key).await.map_err(ApiError::unavailable)? {
+        crate::metrics::event("cartsync_checkouts_total", ErrorCode::CartEmpty.as_str());
+        return Err(ApiError::new(ErrorCode::CartEmpty, "the cart is empty"));
+    }
     // serde_json keeps object keys sorted, so equal bodies hash equally whatever their key order.
     let request_hash = hex::encode(Sha256::digest(body.to_string().as_bytes()));
 
@@ -121,6 +132,7 @@ pub async fn checkout(
     };
 
     let asked = Request { expected: request.expected_total, gift_cards: request.gift_cards };
+    let mut forget = false;
     let saved = match state.checkout().place(&owner, &asked, now()).await {
         Ok(order) => {
             tracing::info!(order = %order.view.id, total = order.view.total.amount(), "order created");
@@ -129,6 +141,8 @@ pub async fn checkout(
             Saved { status: StatusCode::CREATED.as_u16(), body }
         }
         Err(e) => {
+            // Emptied since the check above: nothing to keep for this key either.
+            forget = matches!(e, CheckoutError::CartEmpty);
             if let CheckoutError::GiftCardUnavailable(cards) = &e {
                 // An unknown code counts as a guess: enumerating codes through checkout is slowed
                 // down like the balance lookup.
@@ -141,6 +155,6 @@ pub async fn checkout(
             Saved { status: e.status().as_u16(), body: serde_json::to_string(&e.envelope()).unwrap_or_default() }
         }
     };
-    claim.finish(&saved).await;
+    claim.finish(&saved, forget).await;
     Ok(saved_response(saved))
 }

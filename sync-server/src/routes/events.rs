@@ -5,10 +5,10 @@ use crate::clock::now;
 use crate::durable::{DurableError, on_db};
 use crate::error::{ApiError, ApiResult, JsonBody};
 use crate::events::{analytics, webhooks};
-use crate::identity::{CartId, identify};
+use crate::identity::CartId;
 use crate::state::SharedState;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -73,7 +73,7 @@ pub async fn list_deliveries(
     State(state): State<SharedState>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
-    Query(q): Query<HashMap<String, String>>,
+    super::Params(q): super::Params,
 ) -> ApiResult<Response> {
     require_admin(&state, &headers)?;
     let id = path_text(id, "webhook id")?;
@@ -152,7 +152,7 @@ async fn suppression(state: &SharedState, headers: &HeaderMap, user: Result<Path
 }
 
 fn me(state: &SharedState, headers: &HeaderMap) -> ApiResult<UserId> {
-    match identify(headers, &state.auth)?.cart {
+    match state.identify(headers)?.cart {
         CartId::User(u) => Ok(u),
         CartId::Guest(_) => Err(ApiError::new(ErrorCode::Unauthorized, "preferences need Authorization: Bearer <user token>")),
     }
@@ -213,14 +213,14 @@ fn window(q: &HashMap<String, String>) -> ApiResult<(Timestamp, Timestamp)> {
     Ok((from, to))
 }
 
-pub async fn funnel(State(state): State<SharedState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
+pub async fn funnel(State(state): State<SharedState>, headers: HeaderMap, super::Params(q): super::Params) -> ApiResult<Response> {
     require_admin(&state, &headers)?;
     let (from, to) = window(&q)?;
     let v = analytics::funnel(&state.durable, from, to, state.rules().currency).await.map_err(ApiError::unavailable)?;
     Ok(axum::Json(v).into_response())
 }
 
-pub async fn skus(State(state): State<SharedState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
+pub async fn skus(State(state): State<SharedState>, headers: HeaderMap, super::Params(q): super::Params) -> ApiResult<Response> {
     require_admin(&state, &headers)?;
     let (from, to) = window(&q)?;
     let limit = limit_of(&q, 100, 10_000)?;

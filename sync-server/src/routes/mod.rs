@@ -151,16 +151,30 @@ impl From<CartsError> for ApiError {
     }
 }
 
-/// The address of the client, where the server was started with connection info (the binary
-/// and the tests are); otherwise the unspecified address, so every client shares one allowance.
+/// The address of the client as the limits found it (the peer, or the first `X-Forwarded-For` hop
+/// of a trusted proxy); otherwise the unspecified address, so every client shares one allowance.
 pub(crate) struct ClientAddr(pub std::net::IpAddr);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let addr = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+        let addr = parts.extensions.get::<crate::limits::ClientIp>().map(|c| c.0);
         Ok(ClientAddr(addr.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))))
+    }
+}
+
+/// The query string as a map, with the contract's error (`422 invalid_request`, JSON) for one
+/// that cannot be read (bad percent-encoding, not UTF-8) instead of axum's plain-text 400.
+pub(crate) struct Params(pub std::collections::HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::try_from_uri(&parts.uri)
+            .map(|q| Params(q.0))
+            .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "the query string is not valid (bad percent-encoding or not UTF-8)"))
     }
 }
 

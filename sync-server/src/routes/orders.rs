@@ -2,7 +2,6 @@
 
 use crate::clock::now;
 use crate::error::{ApiError, ApiResult};
-use crate::identity::identify;
 use crate::orders::payment::PaymentError;
 use crate::signature::{self, SignatureError};
 use crate::state::SharedState;
@@ -25,7 +24,7 @@ pub async fn get_order(
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
-    let identity = identify(&headers, &state.auth)?;
+    let identity = state.identify(&headers)?;
     let Ok(Path(id)) = id else { return Err(no_such_order()) };
     match crate::orders::find(&state.durable, &id).await.map_err(ApiError::unavailable)? {
         Some(o) if o.owner == identity.cart.key().tag => Ok(axum::Json(o.view).into_response()),

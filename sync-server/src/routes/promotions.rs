@@ -9,14 +9,13 @@ use crate::gift_cards;
 use crate::promotions::{self, PutError};
 use crate::state::SharedState;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use shared::promo::{MAX_PROMO_CODES, PromoCode, PromotionId};
 use shared::promo_json::parse_promotion;
 use shared::{ErrorCode, Money, Timestamp};
-use std::collections::HashMap;
 
 fn path_id(p: Result<Path<String>, PathRejection>) -> ApiResult<PromotionId> {
     let Path(raw) = p.map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "the promotion id in the path is not valid"))?;
@@ -94,7 +93,7 @@ pub async fn delete_promotion(
 /// `GET /v1/promotions?codes=A,B`: the definitions the browser cart evaluates with, offline too:
 /// every automatic promotion in force and those of the codes named (at most five; unknown codes
 /// are left out). Usage counts are not shown, only whether a promotion is used up.
-pub async fn public_promotions(State(state): State<SharedState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
+pub async fn public_promotions(State(state): State<SharedState>, super::Params(q): super::Params) -> ApiResult<Response> {
     let mut codes: Vec<PromoCode> = Vec::new();
     if let Some(raw) = q.get("codes") {
         for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
