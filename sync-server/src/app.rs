@@ -173,6 +173,18 @@ pub async fn serve(
             }
         });
     }
+    if let HotStore::Redis(r) = state.hot() {
+        // Another instance may have moved the data's generation on (see `hot::redis`).
+        let r = r.clone();
+        tokio::spawn(periodically(Duration::from_secs(1), stop_rx.clone(), move || {
+            let r = r.clone();
+            async move {
+                if let Err(e) = r.refresh_generation().await {
+                    tracing::debug!(error = %e, "could not read the hot store's generation");
+                }
+            }
+        }));
+    }
     tokio::spawn(sweep_holds(state.clone(), Duration::from_millis(settings.sweep_interval_ms), stop_rx.clone()));
     let recorder = tokio::spawn(crate::events::recorder::run(state.hot().clone(), state.durable.clone(), stop_rx.clone()));
     tokio::spawn(crate::events::webhooks::run(state.durable.clone(), state.webhook_policy, stop_rx.clone()));

@@ -12,14 +12,14 @@
 //! HTTP handlers call it and only shape its answers; the sync simulation drives this same code.
 
 use crate::durable::{Durable, DurableError};
-use crate::hot::{ApplyResult, HotStore, MergeResult, Rules, StoreError};
+use crate::hot::{ApplyResult, HotStore, MergeResult, Rules, StoreError, Verdict};
 use crate::identity::CartKey;
 use shared::promo::PromoCode;
 use shared::wire::{OpResult, ParsedOp};
 use shared::{Cart, CartState, Limits, Op, OpId, OpKind, OpOutcome, Quantity, Sku, Timestamp, UserId};
 
 /// How many times a request restores a lost user cart before it gives up.
-const RESTORE_ATTEMPTS: usize = 3;
+const RESTORE_ATTEMPTS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CartsError {
@@ -117,6 +117,7 @@ impl Carts {
                     return Ok((cart, outcomes));
                 }
                 ApplyResult::NeedsRestore => self.restore(id, now).await?,
+                ApplyResult::NeedsVerify(version) => self.verify(id, version, now).await?,
                 ApplyResult::Merged { into } => return Err(CartsError::Merged { into }),
                 ApplyResult::VersionMismatch(current) => return Err(CartsError::VersionMismatch(current)),
                 ApplyResult::OutOfOrder(e) => return Err(CartsError::OutOfOrder(e)),
@@ -181,7 +182,11 @@ impl Carts {
                 Err(e) => return Err(e),
             }
         }
-        let mut frozen = self.hot.freeze_guest(guest, user, &self.rules, now).await?;
+        let mut frozen = match self.hot.freeze_guest(guest, user, &self.rules, now).await? {
+            Ok(frozen) => frozen,
+            // Another user logged in with this guest cart first: it is theirs.
+            Err(owner) => return Err(CartsError::Merged { into: Some(owner) }),
+        };
         if !frozen.cart.promo_codes.is_empty() {
             let mine = self.read(&user_key, now).await?;
             let mut union = mine.promo_codes.clone();
@@ -198,6 +203,7 @@ impl Carts {
         for _ in 0..RESTORE_ATTEMPTS {
             match self.hot.merge_into(&user_key, &op_id, &frozen, &self.rules, now).await? {
                 MergeResult::NeedsRestore => self.restore(&user_key, now).await?,
+                MergeResult::NeedsVerify(version) => self.verify(&user_key, version, now).await?,
                 MergeResult::Done { cart, applied } => {
                     done = Some((cart, applied));
                     break;
@@ -255,6 +261,34 @@ impl Carts {
                 Ok(())
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Settles a user cart the hot store holds from before its data may have gone back in time
+    /// (a Redis restart, failover or restore from an older snapshot): if the durable store has a
+    /// newer version, the hot copy is dropped and the durable one restored in its place, so no
+    /// write acknowledged before is lost and none after lands on the old copy; otherwise the hot
+    /// copy is marked current.
+    async fn verify(&self, id: &CartKey, version: u64, now: Timestamp) -> Result<(), CartsError> {
+        let Some(user) = id.user() else {
+            return Ok(());
+        };
+        let stored = self.durable.load_user_cart(user).await?;
+        match stored {
+            Some(durable) if durable.cart.version > version => {
+                tracing::warn!(
+                    hot = version,
+                    durable = durable.cart.version,
+                    "the hot store held an older user cart than the durable store; restoring the durable one"
+                );
+                crate::metrics::event("cartsync_hot_store_verifications_total", "restored");
+                self.hot.verify(id, version, Verdict::Stale).await?;
+                Ok(self.hot.restore(id, &durable, &self.rules, now).await?)
+            }
+            _ => {
+                crate::metrics::event("cartsync_hot_store_verifications_total", "current");
+                Ok(self.hot.verify(id, version, Verdict::Current).await?)
+            }
         }
     }
 

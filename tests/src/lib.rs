@@ -166,6 +166,24 @@ impl RedisServer {
         spawn_redis(self.port, &self.dir, &self.extra);
     }
 
+    /// Writes a snapshot (RDB) of the data now and keeps a copy of it: a backup to restore later.
+    pub fn snapshot(&self, name: &str) -> PathBuf {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string(), "SAVE"]).output().expect("redis-cli runs");
+        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("OK"), "SAVE failed: {out:?}");
+        let copy = self.dir.join(format!("{name}.rdb"));
+        std::fs::copy(self.dir.join("dump.rdb"), &copy).expect("copy the snapshot");
+        copy
+    }
+
+    /// Stops the server and starts it again from `snapshot` (taken by [`RedisServer::snapshot`]):
+    /// its data goes back to that moment, as after a restore from an old backup or the promotion
+    /// of a lagging replica.
+    pub fn restart_from(&self, snapshot: &Path) {
+        self.stop();
+        std::fs::copy(snapshot, self.dir.join("dump.rdb")).expect("put the snapshot in place");
+        self.restart();
+    }
+
     /// Flushes every key: what a Redis restart without persistence leaves behind.
     pub fn flush_all(&self) {
         let out = Command::new("redis-cli").args(["-p", &self.port.to_string(), "FLUSHALL"]).output().expect("redis-cli runs");
@@ -175,6 +193,9 @@ impl RedisServer {
 
 pub struct PostgresServer {
     pub port: u16,
+    /// `pg_ctl -D <data> -l <log> -o <options>`: what starts it again after [`PostgresServer::stop`].
+    ctl: Vec<String>,
+    root: bool,
 }
 
 fn pg_bin(name: &str) -> PathBuf {
@@ -221,7 +242,35 @@ impl PostgresServer {
             format!("{} -D '{data_s}' -m immediate stop", pg_bin("pg_ctl").display())
         };
         watchdog(&format!("{stop}; rm -rf '{}'", dir.display()));
-        PostgresServer { port }
+        PostgresServer { port, ctl: vec!["-D".into(), data_s, "-l".into(), log, "-o".into(), opts], root }
+    }
+
+    /// A PostgreSQL of one test's own, which it may stop and start again without disturbing others.
+    pub fn dedicated() -> PostgresServer {
+        Self::start()
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let mut cmd = if self.root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(pg_bin("pg_ctl"));
+            c
+        } else {
+            Command::new(pg_bin("pg_ctl"))
+        };
+        let out = cmd.args(&self.ctl).args(args).output().expect("pg_ctl runs");
+        assert!(out.status.success(), "pg_ctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Stops it at once (`-m immediate`: every connection is cut, as in a crash).
+    pub fn stop(&self) {
+        self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+    }
+
+    /// Starts it again after [`PostgresServer::stop`], and waits until it listens.
+    pub fn resume(&self) {
+        self.pg_ctl(&["-w", "start"]);
+        wait_for_port(self.port, "postgres");
     }
 
     pub fn url(&self, db: &str) -> String {

@@ -151,6 +151,38 @@ both_modes!(the_seed_merge_example_sums_quantities, |app: TestApp| async move {
     assert_eq!(again.lines(), merged.lines());
 });
 
+both_modes!(two_users_racing_to_merge_one_guest_cart_never_both_get_it, |app: TestApp| async move {
+    for round in 0..5 {
+        let token = guest_token();
+        let g = As::Guest(token.clone());
+        app.add(&g, "A", 2).await;
+        let (alice, bob) = (format!("alice-{round}-{}", uuid::Uuid::new_v4()), format!("bob-{round}-{}", uuid::Uuid::new_v4()));
+        let calls = (0..20).map(|i| {
+            let who = if i % 2 == 0 { alice.clone() } else { bob.clone() };
+            let (app, token) = (&app, token.clone());
+            async move { (who.clone(), app.merge(&who, &token).await) }
+        });
+        let answers = futures::future::join_all(calls).await;
+        let mut winners = std::collections::BTreeSet::new();
+        for (who, a) in &answers {
+            match a.status.as_u16() {
+                200 => {
+                    winners.insert(who.clone());
+                }
+                409 => assert_eq!(a.code(), "cart_merged", "{:?}", a.body),
+                other => panic!("{other}: {:?}", a.body),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: one user owns the guest cart: {winners:?}");
+        let carts = [app.get_cart(&As::User(alice.clone())).await.lines(), app.get_cart(&As::User(bob.clone())).await.lines()];
+        let with_lines: Vec<_> = carts.iter().filter(|l| !l.is_empty()).collect();
+        assert_eq!(with_lines, vec![&vec![("A".to_owned(), 2)]], "round {round}: the lines went to exactly one user");
+        // The loser asking again is still refused; the winner's repeat is harmless.
+        let loser = if winners.contains(&alice) { &bob } else { &alice };
+        assert_eq!(app.merge(loser, &token).await.code(), "cart_merged");
+    }
+});
+
 both_modes!(a_hundred_concurrent_merges_of_one_guest_cart_merge_it_once, |app: TestApp| async move {
     let user = format!("user-{}", uuid::Uuid::new_v4());
     let token = guest_token();

@@ -72,6 +72,8 @@ pub(super) struct Meta {
     pub accessed: i64,
     /// When this life of the cart began (`#i`).
     pub incarnation: String,
+    /// The data generation a user cart was last restored or checked in (`#g`; empty: never).
+    pub generation: String,
 }
 
 /// A cart from the `HGETALL` replies of its main and saved keys. `accessed_at` is now: every
@@ -79,7 +81,7 @@ pub(super) struct Meta {
 pub(super) fn cart_of(main: &Value, saved: &Value, currency: Currency, accessed_at: Timestamp) -> Result<(Cart, Meta), StoreError> {
     let mut cart = Cart::new(currency);
     cart.accessed_at = accessed_at;
-    let mut info = Meta { exists: false, lines: 0, saved: 0, accessed: 0, incarnation: String::new() };
+    let mut info = Meta { exists: false, lines: 0, saved: 0, accessed: 0, incarnation: String::new(), generation: String::new() };
     for (f, v) in pairs(main) {
         match f {
             [b'#', name @ ..] => {
@@ -90,6 +92,7 @@ pub(super) fn cart_of(main: &Value, saved: &Value, currency: Currency, accessed_
                     b"u" => cart.updated_at = Timestamp::from_millis(number("#u", v)?),
                     b"a" => info.accessed = number("#a", v)?,
                     b"i" => info.incarnation = text(v)?.to_owned(),
+                    b"g" => info.generation = text(v)?.to_owned(),
                     b"c" => cart.currency = Currency::parse(text(v)?).map_err(|_| corrupt("the cart's currency"))?,
                     b"z" => cart.merged_into = Some(UserId::parse(text(v)?).map_err(|_| corrupt("the merged-into user"))?),
                     b"p" => cart.promo_codes = codes(v)?,

@@ -18,7 +18,7 @@ struct Expiring<T> {
 struct Inner {
     carts: HashMap<String, Expiring<Cart>>,
     applied: HashMap<String, Expiring<Applied>>,
-    frozen: HashMap<String, Expiring<(u64, Cart)>>,
+    frozen: HashMap<String, Expiring<(u64, Cart, UserId)>>,
     generations: HashMap<String, Expiring<u64>>,
     /// The write-behind queue and the event queue.
     queues: [MemQueue; 2],
@@ -180,14 +180,28 @@ impl MemoryStore {
         }
     }
 
-    pub fn freeze_guest(&self, guest: &CartKey, user: &UserId, rules: &Rules, now: Timestamp) -> Frozen {
+    pub fn freeze_guest(&self, guest: &CartKey, user: &UserId, rules: &Rules, now: Timestamp) -> Result<Frozen, UserId> {
         let key = guest.tag();
         let expiry = rules.expiry(guest);
         let snapshot_expires = Timestamp::from_millis(now.millis() + expiry.cart_seconds.max(expiry.saved_seconds) * 1000);
         let mut inner = self.lock();
         let applied: Applied = inner.applied.get(&key).filter(|e| e.expires_at > now).map(|e| e.value.clone()).unwrap_or_default();
         if let Some(f) = inner.frozen.get(&key).filter(|e| e.expires_at > now) {
-            return Frozen { generation: f.value.0, cart: f.value.1.clone(), applied, code_rank: Vec::new(), subject: subject_of(&key) };
+            if f.value.2 != *user {
+                return Err(f.value.2.clone());
+            }
+            return Ok(Frozen {
+                generation: f.value.0,
+                cart: f.value.1.clone(),
+                applied,
+                code_rank: Vec::new(),
+                subject: subject_of(&key),
+            });
+        }
+        if let Some(owner) = inner.carts.get(&key).filter(|e| e.expires_at > now).and_then(|e| e.value.merged_into.clone())
+            && owner != *user
+        {
+            return Err(owner);
         }
         let mut cart = take_live(&mut inner.carts, &key, now).unwrap_or_else(|| Cart::new(rules.currency));
         cart.touch(now, &expiry);
@@ -197,13 +211,13 @@ impl MemoryStore {
         if !taken.is_empty() {
             let generation = take_live(&mut inner.generations, &key, now).unwrap_or(0) + 1;
             inner.generations.insert(key.clone(), Expiring { value: generation, expires_at: snapshot_expires });
-            inner.frozen.insert(key.clone(), Expiring { value: (generation, taken.clone()), expires_at: snapshot_expires });
+            inner.frozen.insert(key.clone(), Expiring { value: (generation, taken.clone(), user.clone()), expires_at: snapshot_expires });
             frozen.generation = generation;
             frozen.cart = taken;
         }
         let expires_at = Timestamp::from_millis(now.millis() + Rules::key_ttl_ms(&expiry, &cart));
         inner.carts.insert(key, Expiring { value: cart, expires_at });
-        frozen
+        Ok(frozen)
     }
 
     pub fn merge_into(&self, user: &CartKey, op_id: &str, guest: &Frozen, rules: &Rules, now: Timestamp) -> MergeResult {

@@ -15,7 +15,7 @@ mod redis;
 
 pub use self::codec::{cart_from_fields, line_fields};
 pub use self::memory::MemoryStore;
-pub use self::redis::{BUCKETS, Queue, RedisStore, bucket_of};
+pub use self::redis::{BUCKETS, Queue, RedisStore, Verdict, bucket_of};
 
 use crate::identity::CartKey;
 use shared::{Cart, CartState, Currency, Expiry, Limits, MergePolicy, Op, OpOutcome, Timestamp, UserId};
@@ -64,6 +64,9 @@ pub enum ApplyResult {
     },
     /// A user cart absent from the hot store: restore it from the durable store, then retry.
     NeedsRestore,
+    /// A user cart written under an older generation of the hot store's data, at this version:
+    /// compare it with the durable copy ([`HotStore::verify`]), then retry.
+    NeedsVerify(u64),
     /// `If-Match` named another version; nothing was applied.
     VersionMismatch(u64),
     /// A guest cart merged into a user's cart at login takes no more ops; `into` is that user
@@ -82,6 +85,8 @@ pub enum MergeResult {
         applied: bool,
     },
     NeedsRestore,
+    /// See [`ApplyResult::NeedsVerify`].
+    NeedsVerify(u64),
 }
 
 /// A guest cart taken out of use for a merge: its lines under a merge generation (0 when it had
@@ -200,9 +205,26 @@ impl HotStore {
         }
     }
 
+    /// Settles a user cart found under an older data generation (Redis only: the in-process
+    /// store has one generation, its own life).
+    pub async fn verify(&self, id: &CartKey, version: u64, verdict: Verdict) -> Result<(), StoreError> {
+        match self {
+            HotStore::Memory(_) => Ok(()),
+            HotStore::Redis(r) => r.verify(id, version, verdict).await,
+        }
+    }
+
     /// First half of a merge: takes the guest cart out of use for `user` by `shared`'s freeze
     /// rule ([`shared::Cart::freeze`]; `freeze.lua` in Redis).
-    pub async fn freeze_guest(&self, guest: &CartKey, user: &UserId, rules: &Rules, now: Timestamp) -> Result<Frozen, StoreError> {
+    /// `Err(owner)` (inside) when the guest cart was merged, or is being merged, into another
+    /// user's cart: a guest cart belongs to the first user who logs in with it.
+    pub async fn freeze_guest(
+        &self,
+        guest: &CartKey,
+        user: &UserId,
+        rules: &Rules,
+        now: Timestamp,
+    ) -> Result<Result<Frozen, UserId>, StoreError> {
         match self {
             HotStore::Memory(m) => Ok(m.freeze_guest(guest, user, rules, now)),
             HotStore::Redis(r) => r.freeze_guest(guest, user, rules, now).await,

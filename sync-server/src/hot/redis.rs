@@ -23,16 +23,53 @@ use std::time::Duration;
 const COMMON: &str = include_str!("lua/common.lua");
 const OPS: &str = include_str!("lua/ops.lua");
 
-fn script(body: &str) -> Script {
-    Script::new(&format!("{COMMON}\n{body}"))
-}
-
+/// The scripts of one generation of the data (see [`Scripts::new`]).
 struct Scripts {
+    generation: u64,
     apply: Script,
     restore: Script,
     freeze: Script,
     merge: Script,
     snapshot: Script,
+    verify: Script,
+}
+
+impl Scripts {
+    /// Every script begins with `local GEN = '<generation>'`: the generation is part of each
+    /// script's SHA, so an instance still on an older generation finds its scripts missing
+    /// (`NOSCRIPT`) and learns that the data may have gone back in time (see
+    /// [`RedisStore::renew_generation`]).
+    fn new(prefix: &str, generation: u64) -> Scripts {
+        // The key prefix is in the header too: deployments sharing a Redis never share scripts,
+        // so one cannot load the other's and hide a restart from it.
+        let head = format!("local GEN = '{generation}' -- {}\n", prefix.replace('\n', " "));
+        let with_common = |body: &str| Script::new(&format!("{head}{COMMON}\n{body}"));
+        Scripts {
+            generation,
+            // The hot path stands alone (the prelude's helpers would only cost it time) but for
+            // the op-id helpers.
+            apply: Script::new(&format!("{head}{OPS}\n{}", include_str!("lua/apply.lua"))),
+            restore: with_common(include_str!("lua/restore.lua")),
+            freeze: with_common(include_str!("lua/freeze.lua")),
+            merge: with_common(&format!("{OPS}\n{}", include_str!("lua/merge.lua"))),
+            snapshot: with_common(include_str!("lua/snapshot.lua")),
+            verify: Script::new(&format!("{head}{}", include_str!("lua/verify.lua"))),
+        }
+    }
+}
+
+/// Moves the data's generation past every one it has seen: `max(stored, the caller's) + 1`.
+const ADVANCE: &str = "local g = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(ARGV[1])) + 1
+redis.call('SET', KEYS[1], string.format('%d', g))
+return g";
+
+/// What [`RedisStore::verify`] should do with a user cart written under an older generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The durable store has nothing newer: the cart is current; mark it so.
+    Current,
+    /// The durable store is newer: drop the cart, to be restored from it.
+    Stale,
 }
 
 /// A single node or a cluster, behind one connection type.
@@ -72,7 +109,10 @@ pub struct RedisStore {
     queues: Conn,
     prefix: String,
     consumer: String,
-    scripts: Arc<Scripts>,
+    /// The scripts of the data's generation as this instance knows it (see [`Scripts::new`]).
+    scripts: Arc<std::sync::RwLock<Arc<Scripts>>>,
+    /// Held while the generation is renewed, so a burst of `NOSCRIPT`s advances it once.
+    renewing: Arc<tokio::sync::Mutex<()>>,
     /// The carts this instance served last, so a write need not read them back.
     cache: Arc<CartCache>,
     /// When this instance last looked for entries to retry or take over, per queue.
@@ -152,16 +192,10 @@ impl RedisStore {
             cache: Arc::new(CartCache::new(CACHED_CARTS)),
             last_claim: Arc::new(std::sync::Mutex::new([std::time::Instant::now(); 2])),
             claim_idle_ms: CLAIM_IDLE_MS,
-            scripts: Arc::new(Scripts {
-                // The hot path stands alone (the prelude's helpers would only cost it time) but
-                // for the op-id helpers.
-                apply: Script::new(&format!("{OPS}\n{}", include_str!("lua/apply.lua"))),
-                restore: script(include_str!("lua/restore.lua")),
-                freeze: script(include_str!("lua/freeze.lua")),
-                merge: script(&format!("{OPS}\n{}", include_str!("lua/merge.lua"))),
-                snapshot: script(include_str!("lua/snapshot.lua")),
-            }),
+            scripts: Arc::new(std::sync::RwLock::new(Arc::new(Scripts::new(prefix, 0)))),
+            renewing: Arc::new(tokio::sync::Mutex::new(())),
         };
+        store.refresh_generation().await?;
         for q in [Queue::WriteBehind, Queue::Events] {
             store.ensure_groups(q).await?;
         }
@@ -218,22 +252,108 @@ impl RedisStore {
         all.into_iter().collect()
     }
 
-    /// Sends `cmd` (a script call) pipelined with the reads of the cart's two hashes. Loads the
-    /// script when Redis lost it.
-    async fn with_cart(&self, script: &Script, cmd: Cmd, keys: &[String], read_back: bool) -> Result<[Value; 3], StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.add_command(cmd);
-        if read_back {
-            pipe.cmd("HGETALL").arg(&keys[0]).cmd("HGETALL").arg(&keys[1]);
+    /// The scripts of the generation this instance is on.
+    fn scripts(&self) -> Arc<Scripts> {
+        self.scripts.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The generation this instance is on.
+    pub fn generation(&self) -> u64 {
+        self.scripts().generation
+    }
+
+    fn adopt(&self, generation: u64) {
+        let mut held = self.scripts.write().unwrap_or_else(|e| e.into_inner());
+        if held.generation < generation {
+            tracing::info!(generation, "the hot store's data generation moved on");
+            *held = Arc::new(Scripts::new(&self.prefix, generation));
+        }
+    }
+
+    /// Adopts the data's generation when another instance moved it on (run every second), and
+    /// at connect.
+    pub async fn refresh_generation(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let stored: Option<u64> = redis::cmd("GET").arg(self.generation_key()).query_async(&mut c).await?;
+        self.adopt(stored.unwrap_or(0));
+        Ok(())
+    }
+
+    fn generation_key(&self) -> String {
+        format!("{}:generation", self.prefix)
+    }
+
+    /// A script of ours was missing: Redis restarted, failed over or flushed its scripts, and its
+    /// data may be older than what this instance (or the durable store) saw, so every user cart
+    /// written before is suspect. The generation moves past every one seen (never to a stored
+    /// one, which may be as old as the data), so each user cart is checked against the durable
+    /// store at its next use ([`RedisStore::verify`]).
+    async fn renew_generation(&self, failed: u64) -> Result<(), StoreError> {
+        let _one = self.renewing.lock().await;
+        if self.generation() != failed {
+            return Ok(());
         }
         let mut c = self.conn.clone();
-        let replies = match pipe.query_async::<Vec<Value>>(&mut c).await {
+        let next: u64 = Script::new(ADVANCE).key(self.generation_key()).arg(failed).invoke_async(&mut c).await?;
+        // Every script of the new generation is loaded now, so a missing one later means Redis
+        // lost them again (never a script this generation had not loaded yet). No other code
+        // path loads a generation's scripts: an instance that adopts a stored generation cannot
+        // load the scripts of data that came back old.
+        let scripts = Scripts::new(&self.prefix, next);
+        for script in [&scripts.apply, &scripts.restore, &scripts.freeze, &scripts.merge, &scripts.snapshot, &scripts.verify] {
+            script.load_async(&mut c).await?;
+        }
+        tracing::warn!(
+            generation = next,
+            "Redis lost this server's scripts (a restart or failover); user carts are checked against the durable store at their next use"
+        );
+        crate::metrics::event("cartsync_hot_store_generations_total", "advanced");
+        self.adopt(next);
+        Ok(())
+    }
+
+    /// Runs a script call built by `build` from the current scripts, pipelined with `extra`
+    /// commands. When Redis lost the script, the generation is renewed and the call is built and
+    /// sent again with the new generation's script.
+    async fn run_script(
+        &self,
+        which: fn(&Scripts) -> &Script,
+        build: &(dyn Fn(&Script) -> Cmd + Sync),
+        extra: &(dyn Fn(&mut Pipeline) + Sync),
+    ) -> Result<Vec<Value>, StoreError> {
+        let mut c = self.conn.clone();
+        let scripts = self.scripts();
+        let mut pipe = redis::pipe();
+        pipe.add_command(build(which(&scripts)));
+        extra(&mut pipe);
+        match pipe.query_async::<Vec<Value>>(&mut c).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                script.load_async(&mut c).await?;
-                pipe.query_async::<Vec<Value>>(&mut c).await?
+                self.renew_generation(scripts.generation).await?;
+                let scripts = self.scripts();
+                let mut pipe = redis::pipe();
+                pipe.add_command(build(which(&scripts)));
+                extra(&mut pipe);
+                Ok(pipe.query_async::<Vec<Value>>(&mut c).await?)
             }
-            other => other?,
-        };
+            other => Ok(other?),
+        }
+    }
+
+    /// Sends a script call pipelined with the reads of the cart's two hashes.
+    async fn with_cart(
+        &self,
+        which: fn(&Scripts) -> &Script,
+        build: &(dyn Fn(&Script) -> Cmd + Sync),
+        keys: &[String],
+        read_back: bool,
+    ) -> Result<[Value; 3], StoreError> {
+        let replies = self
+            .run_script(which, build, &|pipe| {
+                if read_back {
+                    pipe.cmd("HGETALL").arg(&keys[0]).cmd("HGETALL").arg(&keys[1]);
+                }
+            })
+            .await?;
         let mut replies = replies.into_iter();
         let reply = replies.next().ok_or_else(|| StoreError::Corrupt("no reply to a cart script".into()))?;
         Ok([reply, replies.next().unwrap_or(Value::Nil), replies.next().unwrap_or(Value::Nil)])
@@ -265,16 +385,33 @@ impl RedisStore {
         cmd
     }
 
-    /// Runs a script that returns a value of its own (no cart read), loading it when Redis lost it.
-    async fn invoke(&self, script: &Script, cmd: &Cmd) -> Result<Value, StoreError> {
-        let mut c = self.conn.clone();
-        match cmd.query_async::<Value>(&mut c).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                script.load_async(&mut c).await?;
-                Ok(cmd.query_async::<Value>(&mut c).await?)
-            }
-            other => Ok(other?),
+    /// Runs a script that returns a value of its own (no cart read).
+    async fn invoke(&self, which: fn(&Scripts) -> &Script, build: &(dyn Fn(&Script) -> Cmd + Sync)) -> Result<Value, StoreError> {
+        let replies = self.run_script(which, build, &|_| {}).await?;
+        replies.into_iter().next().ok_or_else(|| StoreError::Corrupt("no reply to a script".into()))
+    }
+
+    /// Settles a user cart written under an older generation (at `version` when it was found):
+    /// marks it current, or drops it to be restored from the durable store. Nothing happens if
+    /// the cart changed or was settled meanwhile.
+    pub async fn verify(&self, id: &CartKey, version: u64, verdict: Verdict) -> Result<(), StoreError> {
+        let keys = self.keys(id);
+        let mode = match verdict {
+            Verdict::Current => "stamp",
+            Verdict::Stale => "drop",
+        };
+        let outcome = self
+            .invoke(|s| &s.verify, &|script| {
+                Self::script_cmd(script, &keys, |c| {
+                    c.arg(version).arg(mode);
+                })
+            })
+            .await?;
+        tracing::debug!(?verdict, outcome = ?outcome, "verified a user cart of an older generation");
+        if verdict == Verdict::Stale {
+            self.cache.take(&id.tag);
         }
+        Ok(())
     }
 
     /// A read without a script: the two hashes and the TTL renewals in one round trip (two for a
@@ -309,6 +446,9 @@ impl RedisStore {
         if !meta.exists {
             return Ok(Some(if id.is_user() { ApplyResult::NeedsRestore } else { ApplyResult::Done { cart, outcomes: Vec::new() } }));
         }
+        if id.is_user() && meta.generation != self.generation().to_string() {
+            return Ok(Some(ApplyResult::NeedsVerify(cart.version)));
+        }
         if expired_unnoticed(&cart, &meta, cart_ttl, now) {
             return Ok(None);
         }
@@ -342,39 +482,42 @@ impl RedisStore {
         {
             return Ok(read);
         }
-        let cmd = Self::script_cmd(&self.scripts.apply, &keys, |c| {
-            rule_args(c, id, rules, now);
-            c.arg(if id.is_user() { "1" } else { "0" });
-            match if_match {
-                Some(v) => c.arg(v),
-                None => c.arg(""),
-            };
-            c.arg(super::subject_of(&id.tag)).arg(id.user().map_or("", |u| u.as_str()));
-            for op in ops {
-                match op.id.client() {
-                    Some(from) => c.arg(format!("{}#{}#{}", op.id.as_str(), from.client, from.seq)),
-                    None => c.arg(op.id.as_str()),
+        let build = |script: &Script| {
+            Self::script_cmd(script, &keys, |c| {
+                rule_args(c, id, rules, now);
+                c.arg(if id.is_user() { "1" } else { "0" });
+                match if_match {
+                    Some(v) => c.arg(v),
+                    None => c.arg(""),
                 };
-                c.arg(op.kind.type_name()).arg(op.kind.sku().map_or("", |s| s.as_str()));
-                match &op.kind {
-                    OpKind::Add { quantity, .. } | OpKind::SetQuantity { quantity, .. } | OpKind::Deduct { quantity, .. } => {
-                        c.arg(quantity.get())
-                    }
-                    // A promo-code op's code travels in the quantity's place.
-                    OpKind::ApplyPromoCode { code } | OpKind::RemovePromoCode { code } => c.arg(code.as_str()),
-                    _ => c.arg(0),
-                };
-                match &op.kind {
-                    OpKind::Add { price_at_add: Some(p), .. } => c.arg(format!("{}|{}", p.amount(), p.currency())),
-                    _ => c.arg(""),
-                };
-            }
-        });
+                c.arg(super::subject_of(&id.tag)).arg(id.user().map_or("", |u| u.as_str()));
+                for op in ops {
+                    match op.id.client() {
+                        Some(from) => c.arg(format!("{}#{}#{}", op.id.as_str(), from.client, from.seq)),
+                        None => c.arg(op.id.as_str()),
+                    };
+                    c.arg(op.kind.type_name()).arg(op.kind.sku().map_or("", |s| s.as_str()));
+                    match &op.kind {
+                        OpKind::Add { quantity, .. } | OpKind::SetQuantity { quantity, .. } | OpKind::Deduct { quantity, .. } => {
+                            c.arg(quantity.get())
+                        }
+                        // A promo-code op's code travels in the quantity's place.
+                        OpKind::ApplyPromoCode { code } | OpKind::RemovePromoCode { code } => c.arg(code.as_str()),
+                        _ => c.arg(0),
+                    };
+                    match &op.kind {
+                        OpKind::Add { price_at_add: Some(p), .. } => c.arg(format!("{}|{}", p.amount(), p.currency())),
+                        _ => c.arg(""),
+                    };
+                }
+            })
+        };
         let copy = self.cache.take(&id.tag);
-        let [reply, main, saved] = self.with_cart(&self.scripts.apply, cmd, &keys, copy.is_none()).await?;
+        let [reply, main, saved] = self.with_cart(|s| &s.apply, &build, &keys, copy.is_none()).await?;
         let reply = strings_or_arrays(reply)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(ApplyResult::NeedsRestore),
+            Some("verify") => Ok(ApplyResult::NeedsVerify(reply.get(1).map_or(0, |v| v.int().max(0) as u64))),
             Some("merged") => Ok(ApplyResult::Merged { into: reply.get(1).and_then(|u| UserId::parse(u.as_str()).ok()) }),
             Some("mismatch") => Ok(ApplyResult::VersionMismatch(reply.get(1).map(|v| v.int()).unwrap_or(0) as u64)),
             Some("out_of_order") if reply.len() == 4 => Ok(ApplyResult::OutOfOrder(shared::OutOfOrder {
@@ -423,42 +566,57 @@ impl RedisStore {
     pub async fn restore(&self, id: &CartKey, state: &CartState, rules: &Rules, now: Timestamp) -> Result<(), StoreError> {
         let expiry = rules.expiry(id);
         let (main, saved) = cart_parts(&state.cart);
-        let cmd = Self::script_cmd(&self.scripts.restore, &self.keys(id), |c| {
-            c.arg(now.millis())
-                .arg(expiry.cart_seconds * 1000)
-                .arg(expiry.saved_seconds * 1000)
-                .arg(main.len())
-                .arg(saved.len())
-                .arg(&main)
-                .arg(&saved)
-                .arg(super::codec::applied_fields(&state.applied));
-        });
-        self.invoke(&self.scripts.restore, &cmd).await?;
+        let build = |script: &Script| {
+            Self::script_cmd(script, &self.keys(id), |c| {
+                c.arg(now.millis())
+                    .arg(expiry.cart_seconds * 1000)
+                    .arg(expiry.saved_seconds * 1000)
+                    .arg(main.len())
+                    .arg(saved.len())
+                    .arg(&main)
+                    .arg(&saved)
+                    .arg(super::codec::applied_fields(&state.applied));
+            })
+        };
+        self.invoke(|s| &s.restore, &build).await?;
         Ok(())
     }
 
-    pub async fn freeze_guest(&self, guest: &CartKey, user: &UserId, rules: &Rules, now: Timestamp) -> Result<Frozen, StoreError> {
+    pub async fn freeze_guest(
+        &self,
+        guest: &CartKey,
+        user: &UserId,
+        rules: &Rules,
+        now: Timestamp,
+    ) -> Result<Result<Frozen, UserId>, StoreError> {
         let expiry = rules.expiry(guest);
         let snapshot_ttl = expiry.cart_seconds.max(expiry.saved_seconds) * 1000;
         let [main, saved, ops] = self.keys(guest);
         let keys = [main, saved, ops, self.key(guest, ":frozen"), self.key(guest, ":generation")];
-        let cmd = Self::script_cmd(&self.scripts.freeze, &keys, |c| {
-            c.arg(now.millis())
-                .arg(expiry.cart_seconds * 1000)
-                .arg(expiry.saved_seconds * 1000)
-                .arg(snapshot_ttl)
-                .arg(rules.currency.as_str())
-                .arg(user.as_str());
-        });
-        let reply = strings_or_arrays(self.invoke(&self.scripts.freeze, &cmd).await?)?;
+        let build = |script: &Script| {
+            Self::script_cmd(script, &keys, |c| {
+                c.arg(now.millis())
+                    .arg(expiry.cart_seconds * 1000)
+                    .arg(expiry.saved_seconds * 1000)
+                    .arg(snapshot_ttl)
+                    .arg(rules.currency.as_str())
+                    .arg(user.as_str());
+            })
+        };
+        let reply = strings_or_arrays(self.invoke(|s| &s.freeze, &build).await?)?;
         if reply.len() != 3 {
             return Err(StoreError::Corrupt("unexpected reply from freeze.lua".into()));
+        }
+        if reply[0].int() == -1 {
+            let owner =
+                UserId::parse(reply[1].as_str()).map_err(|_| StoreError::Corrupt("the user a guest cart was merged into".into()))?;
+            return Ok(Err(owner));
         }
         let generation = reply[0].int().max(0) as u64;
         let cart = if generation == 0 { Cart::new(rules.currency) } else { cart_from_fields(&reply[1].strings(), rules.currency, now)? };
         let applied =
             super::codec::applied_of(&Value::Array(reply[2].strings().into_iter().map(|s| Value::BulkString(s.into_bytes())).collect()))?;
-        Ok(Frozen { generation, cart, applied, code_rank: Vec::new(), subject: super::subject_of(&guest.tag) })
+        Ok(Ok(Frozen { generation, cart, applied, code_rank: Vec::new(), subject: super::subject_of(&guest.tag) }))
     }
 
     pub async fn merge_into(
@@ -476,22 +634,25 @@ impl RedisStore {
             fields.splice(0..0, ["r".to_owned(), rank]);
         }
         let keys = self.script_keys(user);
-        let cmd = Self::script_cmd(&self.scripts.merge, &keys, |c| {
-            rule_args(c, user, rules, now);
-            c.arg(op_id).arg(rules.merge.as_str());
-            c.arg(super::subject_of(&user.tag)).arg(user.user().map_or("", |u| u.as_str())).arg(&guest.subject);
-            c.arg(fields.len()).arg(&fields);
-            for (_, id) in guest.applied.recent() {
-                c.arg(id);
-            }
-            for (client, m) in guest.applied.clients() {
-                c.arg(format!("#{client}|{}", m.seq));
-            }
-        });
-        let [reply, main, saved] = self.with_cart(&self.scripts.merge, cmd, &keys, true).await?;
+        let build = |script: &Script| {
+            Self::script_cmd(script, &keys, |c| {
+                rule_args(c, user, rules, now);
+                c.arg(op_id).arg(rules.merge.as_str());
+                c.arg(super::subject_of(&user.tag)).arg(user.user().map_or("", |u| u.as_str())).arg(&guest.subject);
+                c.arg(fields.len()).arg(&fields);
+                for (_, id) in guest.applied.recent() {
+                    c.arg(id);
+                }
+                for (client, m) in guest.applied.clients() {
+                    c.arg(format!("#{client}|{}", m.seq));
+                }
+            })
+        };
+        let [reply, main, saved] = self.with_cart(|s| &s.merge, &build, &keys, true).await?;
         let reply = strings_or_arrays(reply)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(MergeResult::NeedsRestore),
+            Some("verify") => Ok(MergeResult::NeedsVerify(reply.get(1).map_or(0, |v| v.int().max(0) as u64))),
             Some(status @ ("applied" | "duplicate")) => {
                 let (cart, _) = cart_of(&main, &saved, rules.currency, now)?;
                 Ok(MergeResult::Done { cart, applied: status == "applied" })
@@ -507,8 +668,8 @@ impl RedisStore {
     }
 
     pub async fn snapshot(&self, id: &CartKey, rules: &Rules) -> Result<Option<CartState>, StoreError> {
-        let cmd = Self::script_cmd(&self.scripts.snapshot, &self.keys(id), |_| {});
-        let reply = match self.invoke(&self.scripts.snapshot, &cmd).await? {
+        let build = |script: &Script| Self::script_cmd(script, &self.keys(id), |_| {});
+        let reply = match self.invoke(|s| &s.snapshot, &build).await? {
             Value::Array(parts) if parts.len() == 3 => parts,
             _ => return Ok(None),
         };

@@ -14,7 +14,7 @@
 -- Every applied op adds its event to the event stream (shared::events::op_event says what each
 -- carries), in this same atomic step, and an applied op on a user cart adds the user to the
 -- write-behind stream: nothing acknowledged can miss either.
--- Returns {"restore"} | {"merged", user} | {"mismatch", version} |
+-- Returns {"restore"} | {"verify", version} | {"merged", user} | {"mismatch", version} |
 -- {"out_of_order", client, expected seq, seq} |
 -- {"ok", results, version, version before, incarnation}; a result is "a" (applied), "d"
 -- (duplicate) or "r|code|message". The version before is the cart's when the script began (-1
@@ -27,7 +27,7 @@ local cart_ttl, saved_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 -- The meta fields and every line an op names, in one call (the last access, needed only with a
 -- saved list, is read then). Tables are made at their size where it is known: growing one costs
 -- a rehash.
-local want, at, nw = {'#v', '#s', '#z', '#l', '#n', '#c', '#o', '#i', '#x', '#p'}, {}, 10
+local want, at, nw = {'#v', '#s', '#z', '#l', '#n', '#c', '#o', '#i', '#x', '#p', '#g'}, {}, 11
 for i = 11, #ARGV, 5 do
   local sku = ARGV[i + 2]
   if sku ~= '' and not at[sku] then nw = nw + 1; want[nw] = sku; at[sku] = nw end
@@ -37,6 +37,9 @@ local fresh = not m[1]
 -- A cart no op ever changed (new, or a user's restored empty) comes into being with this call.
 local created = (tonumber(m[1]) or 0) == 0
 if fresh and ARGV[7] == '1' then return {'restore'} end
+-- A user cart written under an older generation of the data may be older than the durable copy
+-- (Redis restarted or was restored): the caller settles it first (verify.lua).
+if ARGV[7] == '1' and m[11] ~= GEN then return {'verify', m[1]} end
 local v, ss, z, l, n = tonumber(m[1]) or 0, tonumber(m[2]) or 0, m[3], tonumber(m[4]) or 0, tonumber(m[5]) or 0
 local c, o, inc = m[6] or ARGV[6], m[7] == '1', m[8] or now
 local before = v

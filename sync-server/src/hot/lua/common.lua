@@ -11,8 +11,10 @@
 --                 makes Redis keep the hash as a hash table (a field found without a scan) rather
 --                 than as a small list it scans, whatever hash-max-listpack-* say, and #z, the
 --                 freeze field: set on a guest cart that a login merged into a user's cart, to
---                 that user's id (such a cart takes no more ops), and #p, the promo codes on the
---                 cart, comma-separated, at most five;
+--                 that user's id (such a cart takes no more ops), #p, the promo codes on the
+--                 cart, comma-separated, at most five, and #g, on a user cart, the generation of
+--                 the data it was last restored or checked against the durable store in (see
+--                 verify.lua);
 --   saved (hash)  the save-for-later list, one field per SKU, valued as the lines are;
 --   ops   (hash)  what the cart remembers of the ops it applied, bounded as shared::Applied:
 --                 each recent op id valued by its position, "#q<n>" the id at position n, "#t"

@@ -9,11 +9,18 @@
 -- ARGV: 1 now ms, 2 cart ttl ms, 3 saved ttl ms, 4 snapshot ttl ms, 5 currency of a new cart,
 --       6 the user's id.
 -- Returns {generation, snapshot fields, the op-id hash's fields and values}; generation 0 when there is nothing to merge. The
--- snapshot holds v, n, c, u and the lines as "l:<sku>" / "s:<sku>" fields.
+-- snapshot holds v, n, c, u, o (the user it is for) and the lines as "l:<sku>" / "s:<sku>" fields.
+-- A guest cart belongs to the first user who logs in with it: for any other user the answer is
+-- {-1, that user}, whether their merge finished or died half-way, so no two users ever both get
+-- its lines.
 local now, cart_ttl, saved_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local unfinished = redis.call('HGET', KEYS[4], 'g')
-if unfinished then return {tonumber(unfinished), redis.call('HGETALL', KEYS[4]), redis.call('HGETALL', KEYS[3])} end
+local unfinished = redis.call('HMGET', KEYS[4], 'g', 'o')
+if unfinished[1] then
+  if unfinished[2] and unfinished[2] ~= ARGV[6] then return {-1, unfinished[2], {}} end
+  return {tonumber(unfinished[1]), redis.call('HGETALL', KEYS[4]), redis.call('HGETALL', KEYS[3])}
+end
 local s = load_meta(ARGV[5])
+if s.z and s.z ~= ARGV[6] then return {-1, s.z, {}} end
 notice_expired(s, now, cart_ttl)
 if #s.del > 0 then chunked('HDEL', KEYS[1], s.del, 1000); s.del = {} end
 local gen, f = 0, {}
@@ -26,7 +33,7 @@ if s.l > 0 or s.s > 0 or s.p ~= '' then
   gen = redis.call('INCR', KEYS[5])
   redis.call('PEXPIRE', KEYS[5], ARGV[4])
   redis.call('DEL', KEYS[4], KEYS[2])
-  redis.call('HSET', KEYS[4], 'g', gen)
+  redis.call('HSET', KEYS[4], 'g', gen, 'o', ARGV[6])
   chunked('HSET', KEYS[4], f, 1000)
   redis.call('PEXPIRE', KEYS[4], ARGV[4])
   drop_lines(s)

@@ -11,7 +11,7 @@ for i = 6, 5 + nm do main[#main + 1] = ARGV[i] end
 for i = 6 + nm, 5 + nm + ns do saved[#saved + 1] = ARGV[i] end
 for i = 6 + nm + ns, #ARGV do ids[#ids + 1] = ARGV[i] end
 chunked('HSET', KEYS[1], main, 1000)
-redis.call('HSET', KEYS[1], '#i', ARGV[1])
+redis.call('HSET', KEYS[1], '#i', ARGV[1], '#g', GEN)
 chunked('HSET', KEYS[2], saved, 1000)
 chunked('HSET', KEYS[3], ids, 1000)
 local s = load_meta('')

@@ -1,0 +1,208 @@
+//! The hot store's data going back in time: Redis restored from a snapshot older than what
+//! PostgreSQL holds (an old backup, a lagging replica promoted). Every user cart must come back
+//! with every write acknowledged before the snapshot, after it, and after the restore; op ids of
+//! writes the old data never saw must not answer `duplicate` without their change.
+
+use cartsync_tests::app::{As, Mode};
+use cartsync_tests::{RedisServer, TestApp, durable_rows};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const USERS: usize = 20;
+
+fn user(i: usize) -> String {
+    format!("snap-user-{i}")
+}
+
+/// Sends one add as an op with `op_id`, retrying while the hot store is unreachable (503: not
+/// acknowledged), and returns the op's status once a 200 acknowledged it.
+async fn add(app: &TestApp, who: &As, op_id: &str, sku: &str) -> String {
+    for _ in 0..400 {
+        let a = app.ops(who, json!([{"op_id": op_id, "type": "add", "sku": sku, "quantity": 1}])).await;
+        match a.status.as_u16() {
+            200 => return a.body["results"][0]["status"].as_str().unwrap_or("").to_owned(),
+            503 => tokio::time::sleep(Duration::from_millis(25)).await,
+            other => panic!("{op_id}: {other} {:?}", a.body),
+        }
+    }
+    panic!("{op_id} was never acknowledged");
+}
+
+/// Waits until the durable store holds every user's cart at `version` or later.
+async fn durable_at_least(url: &str, version: i64) {
+    for _ in 0..800 {
+        let rows = durable_rows(url).await;
+        if rows.len() == USERS && rows.iter().all(|(_, v)| *v >= version) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the write-behind never caught up to version {version}: {:?}", durable_rows(url).await);
+}
+
+async fn lines(app: &TestApp, who: &As) -> Vec<(String, u64)> {
+    for _ in 0..400 {
+        let a = app.get_cart(who).await;
+        if a.status == 200 {
+            return a.lines();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the cart could not be read");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restored_from_an_older_snapshot_loses_no_acknowledged_write() {
+    let redis = RedisServer::dedicated();
+    let app = TestApp::spawn_with(Mode::Redis, |s| s.redis_url = Some(redis.url.clone())).await;
+    let db = app.settings.database_url.clone();
+    let who = |i: usize| As::User(user(i));
+
+    for i in 0..USERS {
+        assert_eq!(add(&app, &who(i), &format!("before-{i}"), "A").await, "applied");
+    }
+    durable_at_least(&db, 1).await;
+    let old = redis.snapshot("old");
+
+    // Acknowledged after the snapshot, and written behind to PostgreSQL.
+    for i in 0..USERS {
+        assert_eq!(add(&app, &who(i), &format!("after-{i}"), "B").await, "applied");
+    }
+    durable_at_least(&db, 2).await;
+
+    // Redis comes back with the old data (carts at version 1, without B). The server keeps
+    // running and is never told.
+    redis.restart_from(&old);
+
+    for i in 0..USERS {
+        assert_eq!(add(&app, &who(i), &format!("restored-{i}"), "C").await, "applied", "user {i}");
+    }
+    let expected: Vec<(String, u64)> = vec![("A".into(), 1), ("B".into(), 1), ("C".into(), 1)];
+    for i in 0..USERS {
+        assert_eq!(lines(&app, &who(i)).await, expected, "user {i}: every acknowledged add is in the cart");
+    }
+    // Ops sent again answer duplicate, and now rightly: their changes are all there.
+    for i in 0..USERS {
+        for (op, sku) in [("before", "A"), ("after", "B"), ("restored", "C")] {
+            assert_eq!(add(&app, &who(i), &format!("{op}-{i}"), sku).await, "duplicate", "{op}-{i}");
+        }
+        assert_eq!(lines(&app, &who(i)).await, expected);
+    }
+
+    // And the durable copy has it all: with the hot store emptied, every cart comes back whole.
+    durable_at_least(&db, 3).await;
+    redis.flush_all();
+    for i in 0..USERS {
+        assert_eq!(lines(&app, &who(i)).await, expected, "user {i} restored from PostgreSQL");
+    }
+    let versions: Vec<i64> = durable_rows(&db).await.into_iter().map(|(_, v)| v).collect();
+    assert!(versions.iter().all(|v| *v == 3), "{versions:?}");
+    let _ = app.stop().await;
+    redis.stop();
+}
+
+/// The same restart with nothing lost (AOF kept every write): nothing is restored over newer
+/// data, and the carts are checked, not reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restarted_with_all_its_data_keeps_the_newer_carts() {
+    let redis = RedisServer::with_aof();
+    let app = TestApp::spawn_with(Mode::Redis, |s| s.redis_url = Some(redis.url.clone())).await;
+    let who = As::User("aof-user".into());
+    assert_eq!(add(&app, &who, "one", "A").await, "applied");
+    assert_eq!(add(&app, &who, "two", "B").await, "applied");
+    // Restarted before the write-behind could run for the second add, maybe: Redis is newer
+    // than or as new as PostgreSQL, and must win.
+    redis.kill();
+    redis.restart();
+    assert_eq!(add(&app, &who, "three", "C").await, "applied");
+    let got: Vec<(String, u64)> = lines(&app, &who).await;
+    assert_eq!(got, vec![("A".into(), 1), ("B".into(), 1), ("C".into(), 1)]);
+    let cart: Value = app.get_cart(&who).await.body;
+    assert_eq!(cart["version"], 3);
+    let _ = app.stop().await;
+    redis.stop();
+}
+
+/// PostgreSQL stopped for 30 seconds under a steady load of user-cart writes: every write is
+/// answered (the hot store takes them; the write-behind waits), checkout answers `503` with
+/// `Retry-After`, and once PostgreSQL is back the backlog drains and every acknowledged write is
+/// in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_for_thirty_seconds_loses_no_cart_write() {
+    let pg = cartsync_tests::PostgresServer::dedicated();
+    let db = pg.create_database().await;
+    let redis = RedisServer::dedicated();
+    let app = TestApp::spawn_with(Mode::Redis, |s| {
+        s.redis_url = Some(redis.url.clone());
+        s.database_url = db.clone();
+    })
+    .await;
+    app.product("PG-1", 100, 1000).await;
+    let users: Vec<As> = (0..10).map(|i| As::User(format!("pg-user-{i}"))).collect();
+    // Each user cart is in the hot store before the outage (a first touch restores from the
+    // durable store, which needs it up).
+    for who in &users {
+        assert_eq!(add(&app, who, &uuid::Uuid::new_v4().to_string(), "PG-1").await, "applied");
+    }
+
+    pg.stop();
+    let started = std::time::Instant::now();
+    let (mut acknowledged, mut errors, mut round) = (vec![Vec::new(); users.len()], 0usize, 0usize);
+    let mut checkout = None;
+    while started.elapsed() < Duration::from_secs(30) {
+        let answers = futures::future::join_all(users.iter().enumerate().map(|(u, who)| {
+            let sku = format!("S{round}");
+            let app = &app;
+            async move {
+                let a = app.ops(who, json!([{"op_id": format!("pg-{u}-{sku}"), "type": "add", "sku": sku, "quantity": 1}])).await;
+                (u, sku, a)
+            }
+        }))
+        .await;
+        for (u, sku, a) in answers {
+            if a.status == 200 && a.body["results"][0]["status"] == "applied" {
+                acknowledged[u].push(sku);
+            } else {
+                errors += 1;
+                eprintln!("a write during the outage was refused: {} {:?}", a.status, a.body);
+            }
+        }
+        if checkout.is_none() && round == 5 {
+            checkout = Some(app.checkout(&users[0], "during-outage", json!({})).await);
+        }
+        round += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let outage_reads = futures::future::join_all(users.iter().map(|who| app.get_cart(who))).await;
+    pg.resume();
+
+    assert_eq!(errors, 0, "every cart write during the outage was answered");
+    assert!(outage_reads.iter().all(|a| a.status == 200), "cart reads were answered during the outage");
+    let checkout = checkout.expect("a checkout was tried during the outage");
+    assert_eq!((checkout.status.as_u16(), checkout.code()), (503, "unavailable"), "{:?}", checkout.body);
+    assert!(checkout.header("retry-after").is_some());
+    let written: usize = acknowledged.iter().map(Vec::len).sum();
+    println!("pg outage: {rounds} rounds, {written} writes acknowledged while PostgreSQL was down, 0 refused", rounds = round);
+
+    // The backlog drains: every user's durable copy reaches the version the hot store has.
+    let mut versions = Vec::new();
+    for who in &users {
+        versions.push(app.get_cart(who).await.body["version"].as_i64().expect("a version"));
+    }
+    for (i, v) in versions.iter().enumerate() {
+        cartsync_tests::wait_for_durable_version(&db, &format!("pg-user-{i}"), *v).await;
+    }
+    // With the hot store emptied, every acknowledged write comes back from PostgreSQL.
+    redis.flush_all();
+    for (u, who) in users.iter().enumerate() {
+        let got = lines(&app, who).await;
+        let mut want: Vec<(String, u64)> = acknowledged[u].iter().map(|s| (s.clone(), 1)).collect();
+        want.insert(0, ("PG-1".into(), 1));
+        assert_eq!(got, want, "user {u}");
+    }
+    // Checkout is decided again (the invented SKUs are not for sale).
+    let after = app.checkout(&users[0], "after-outage", json!({})).await;
+    assert_eq!((after.status.as_u16(), after.code()), (409, "out_of_stock"), "{:?}", after.body);
+    let _ = app.stop().await;
+    redis.stop();
+}
