@@ -283,6 +283,7 @@ async fn retention_job(state: SharedState, settings: Settings, stop: watch::Rece
     periodically(Duration::from_millis(settings.retention_interval_ms), stop, || async {
         let swept = crate::events::retention::sweep(
             &state.durable,
+            state.hot(),
             now(),
             settings.cart_retention_days,
             settings.event_retention_days,

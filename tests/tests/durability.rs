@@ -164,3 +164,41 @@ async fn another_instance_takes_over_the_writes_a_stopped_one_left_unacknowledge
     assert!(alive.queue_fetch(wb, 10).await.unwrap().is_empty(), "acknowledged entries are gone for good");
     assert!(dead.queue_fetch(wb, 10).await.unwrap().is_empty());
 }
+
+/// Reads renew a cart only in the hot store: retention must not delete the durable copy of a
+/// cart that is read every day but not written for months (a later restore would find nothing).
+#[tokio::test]
+async fn retention_keeps_the_durable_copy_of_a_cart_still_in_use() {
+    use sync_server::hot::{HotStore, MemoryStore, Rules};
+    use sync_server::identity::CartKey;
+    let url = cartsync_tests::postgres().create_database().await;
+    let durable = Durable::connect(&url).await.unwrap();
+    let hot = HotStore::Memory(std::sync::Arc::new(MemoryStore::default()));
+    let rules = Rules {
+        limits: shared::Limits::default(),
+        currency: Currency::USD,
+        guest: shared::Expiry { cart_seconds: 3600, saved_seconds: 3600 },
+        user: shared::Expiry { cart_seconds: 30 * 86_400, saved_seconds: 30 * 86_400 },
+        merge: shared::MergePolicy::Sum,
+    };
+    let mut cart = Cart::new(Currency::USD);
+    cart.version = 2;
+    let (reader, gone) = (UserId::parse("daily-reader").unwrap(), UserId::parse("long-gone").unwrap());
+    for u in [&reader, &gone] {
+        assert!(durable.save_user_cart(u, &CartState::new(cart.clone())).await.unwrap());
+    }
+    // 200 days on, the reader's cart is still in the hot store (read yesterday); the other is not.
+    let later = Timestamp::from_millis(sync_server::clock::now().millis() + 200 * 86_400_000);
+    let yesterday = Timestamp::from_millis(later.millis() - 86_400_000);
+    hot.restore(&CartKey::for_user(&reader), &CartState::new(cart.clone()), &rules, yesterday).await.unwrap();
+    let swept = sync_server::events::retention::sweep(&durable, &hot, later, 90, 90, 3_600_000, 5).await.unwrap();
+    assert_eq!(swept.carts, 1, "only the cart nobody uses went");
+    assert!(durable.load_user_cart(&reader).await.unwrap().is_some(), "the cart in use keeps its durable copy");
+    assert!(durable.load_user_cart(&gone).await.unwrap().is_none());
+    // Its durable copy was renewed: a sweep a day later leaves it alone even once the hot copy is gone.
+    let hot_empty = HotStore::Memory(std::sync::Arc::new(MemoryStore::default()));
+    let next_day = Timestamp::from_millis(later.millis() + 86_400_000);
+    let swept = sync_server::events::retention::sweep(&durable, &hot_empty, next_day, 90, 90, 3_600_000, 5).await.unwrap();
+    assert_eq!(swept.carts, 0);
+    assert!(durable.load_user_cart(&reader).await.unwrap().is_some());
+}

@@ -1,11 +1,15 @@
-//! Retention: durable user carts untouched for the cart retention, events (with their
+//! Retention: durable user carts untouched for the cart retention (unless the hot store still
+//! holds them: reads renew a cart only there, so a cart read every day but not written for months
+//! is in use, and its durable copy is renewed rather than deleted), events (with their
 //! deliveries) past the event retention, paid-line records with them, and idempotency keys past
 //! theirs are deleted, in batches of [`BATCH`] rows per transaction so no table is locked for
 //! long. Every instance may run it at once: a row is deleted once, whoever gets it (on
 //! PostgreSQL the batches take their rows `FOR UPDATE SKIP LOCKED`).
 
 use crate::durable::{Durable, DurableError, on_db};
-use shared::Timestamp;
+use crate::hot::HotStore;
+use crate::identity::CartKey;
+use shared::{Timestamp, UserId};
 
 /// Rows deleted per transaction.
 pub const BATCH: i64 = 500;
@@ -22,6 +26,7 @@ pub struct Swept {
 /// each kind per call (the job calls it again on its next tick).
 pub async fn sweep(
     db: &Durable,
+    hot: &HotStore,
     now: Timestamp,
     cart_days: u64,
     event_days: u64,
@@ -38,18 +43,28 @@ pub async fn sweep(
     };
     let mut swept = Swept::default();
     for _ in 0..max_batches {
-        let n = on_db!(db, pool => {
+        let (n, deleted) = on_db!(db, pool => {
             let mut tx = pool.begin().await?;
             let users: Vec<(String,)> = sqlx::query_as(&format!("SELECT user_id FROM user_carts WHERE written_at < $1 ORDER BY user_id LIMIT $2{skip}"))
                 .bind(cart_cutoff).bind(BATCH).fetch_all(&mut *tx).await?;
+            let mut deleted = 0u64;
             for (u,) in &users {
+                let in_use = match UserId::parse(u) {
+                    Ok(user) => hot.holds(&CartKey::for_user(&user), now).await.map_err(|e| DurableError::Config(format!("hot store: {e}")))?,
+                    Err(_) => false,
+                };
+                if in_use {
+                    sqlx::query("UPDATE user_carts SET written_at = $1 WHERE user_id = $2").bind(now.millis()).bind(u).execute(&mut *tx).await?;
+                    continue;
+                }
                 sqlx::query("DELETE FROM user_cart_ops WHERE user_id = $1").bind(u).execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM user_carts WHERE user_id = $1").bind(u).execute(&mut *tx).await?;
+                deleted += 1;
             }
             tx.commit().await?;
-            users.len() as u64
+            (users.len() as u64, deleted)
         });
-        swept.carts += n;
+        swept.carts += deleted;
         if n < BATCH as u64 {
             break;
         }

@@ -85,6 +85,11 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether it holds `id`'s cart, alive at `now`.
+    pub fn holds(&self, id: &CartKey, now: Timestamp) -> bool {
+        self.lock().carts.get(&id.tag).is_some_and(|e| e.expires_at > now)
+    }
+
     pub fn apply(&self, id: &CartKey, ops: &[Op], if_match: Option<u64>, rules: &Rules, now: Timestamp) -> ApplyResult {
         let key = id.tag();
         let expiry = rules.expiry(id);

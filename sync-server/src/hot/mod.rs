@@ -205,6 +205,15 @@ impl HotStore {
         }
     }
 
+    /// Whether the hot store holds `id`'s cart: a cart in use, since reads renew it here (and only
+    /// here).
+    pub async fn holds(&self, id: &CartKey, now: Timestamp) -> Result<bool, StoreError> {
+        match self {
+            HotStore::Memory(m) => Ok(m.holds(id, now)),
+            HotStore::Redis(r) => r.holds(id).await,
+        }
+    }
+
     /// Settles a user cart found under an older data generation (Redis only: the in-process
     /// store has one generation, its own life).
     pub async fn verify(&self, id: &CartKey, version: u64, verdict: Verdict) -> Result<(), StoreError> {

@@ -661,6 +661,12 @@ impl RedisStore {
         }
     }
 
+    /// Whether Redis holds `id`'s cart (its TTL renewed by every read and write).
+    pub async fn holds(&self, id: &CartKey) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        Ok(redis::cmd("EXISTS").arg(self.key(id, "")).query_async::<u64>(&mut c).await? == 1)
+    }
+
     pub async fn finish_merge(&self, guest: &CartKey) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         redis::cmd("DEL").arg(self.key(guest, ":frozen")).query_async::<()>(&mut c).await?;
