@@ -117,7 +117,7 @@ impl Carts {
                     return Ok((cart, outcomes));
                 }
                 ApplyResult::NeedsRestore => self.restore(id, now).await?,
-                ApplyResult::NeedsVerify(version) => self.verify(id, version, now).await?,
+                ApplyResult::NeedsVerify { version, checked } => self.verify(id, version, checked, now).await?,
                 ApplyResult::Merged { into } => return Err(CartsError::Merged { into }),
                 ApplyResult::VersionMismatch(current) => return Err(CartsError::VersionMismatch(current)),
                 ApplyResult::OutOfOrder(e) => return Err(CartsError::OutOfOrder(e)),
@@ -203,7 +203,7 @@ impl Carts {
         for _ in 0..RESTORE_ATTEMPTS {
             match self.hot.merge_into(&user_key, &op_id, &frozen, &self.rules, now).await? {
                 MergeResult::NeedsRestore => self.restore(&user_key, now).await?,
-                MergeResult::NeedsVerify(version) => self.verify(&user_key, version, now).await?,
+                MergeResult::NeedsVerify { version, checked } => self.verify(&user_key, version, checked, now).await?,
                 MergeResult::Done { cart, applied } => {
                     done = Some((cart, applied));
                     break;
@@ -269,10 +269,14 @@ impl Carts {
     /// newer version, the hot copy is dropped and the durable one restored in its place, so no
     /// write acknowledged before is lost and none after lands on the old copy; otherwise the hot
     /// copy is marked current.
-    async fn verify(&self, id: &CartKey, version: u64, now: Timestamp) -> Result<(), CartsError> {
+    async fn verify(&self, id: &CartKey, version: u64, checked: u64, now: Timestamp) -> Result<(), CartsError> {
         let Some(user) = id.user() else {
             return Ok(());
         };
+        // Checked by an instance on a newer generation: this one is behind, not the cart.
+        if self.hot.catch_up(checked).await? {
+            return Ok(());
+        }
         let stored = self.durable.load_user_cart(user).await?;
         match stored {
             Some(durable) if durable.cart.version > version => {

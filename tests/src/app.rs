@@ -23,6 +23,10 @@ pub struct TestApp {
     pub mode: Mode,
     pub settings: Settings,
     pub http: reqwest::Client,
+    /// A second server on the same stores ([`TestApp::spawn_pair`]): requests alternate between
+    /// the two.
+    partner: Option<Box<TestApp>>,
+    turn: std::sync::atomic::AtomicUsize,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), String>>>,
     _sqlite_dir: Option<std::path::PathBuf>,
@@ -101,6 +105,23 @@ impl TestApp {
         Self::spawn_with(mode, |_| {}).await
     }
 
+    /// Two servers on the same stores (same Redis prefix, same database), as two instances behind
+    /// a load balancer: every request goes to the next of the two in turn.
+    pub async fn spawn_pair(mode: Mode) -> TestApp {
+        let (settings, dir) = Self::base_settings(mode).await;
+        let mut first = Self::start(mode, settings.clone(), dir).await;
+        first.partner = Some(Box::new(Self::start(mode, settings, None).await));
+        first
+    }
+
+    /// The base URL the next request goes to: this server's, or in turn its partner's.
+    fn next_base(&self) -> &str {
+        match &self.partner {
+            Some(p) if self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 1 => &p.base,
+            _ => &self.base,
+        }
+    }
+
     pub async fn spawn_with(mode: Mode, tweak: impl FnOnce(&mut Settings)) -> TestApp {
         let (mut settings, dir) = Self::base_settings(mode).await;
         tweak(&mut settings);
@@ -133,6 +154,8 @@ impl TestApp {
             mode,
             settings,
             http: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("an HTTP client"),
+            partner: None,
+            turn: Default::default(),
             stop: Some(tx),
             task: Some(task),
             _sqlite_dir: sqlite_dir,
@@ -150,6 +173,8 @@ impl TestApp {
             mode,
             settings,
             http: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("an HTTP client"),
+            partner: None,
+            turn: Default::default(),
             stop: None,
             task: None,
             _sqlite_dir: None,
@@ -173,6 +198,9 @@ impl TestApp {
 
     /// Stops the server gracefully (draining the write-behind queue) and returns its settings.
     pub async fn stop(mut self) -> (Settings, Option<std::path::PathBuf>) {
+        if let Some(partner) = self.partner.take() {
+            Box::pin(partner.stop()).await;
+        }
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -183,7 +211,7 @@ impl TestApp {
     }
 
     pub fn request(&self, method: Method, path: &str, who: &As) -> RequestBuilder {
-        let rb = self.http.request(method, format!("{}{path}", self.base));
+        let rb = self.http.request(method, format!("{}{path}", self.next_base()));
         match who {
             As::Guest(t) => rb.header("x-cart-token", t),
             As::User(sub) => rb.bearer_auth(crate::user_token(sub)),

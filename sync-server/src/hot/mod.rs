@@ -64,9 +64,14 @@ pub enum ApplyResult {
     },
     /// A user cart absent from the hot store: restore it from the durable store, then retry.
     NeedsRestore,
-    /// A user cart written under an older generation of the hot store's data, at this version:
-    /// compare it with the durable copy ([`HotStore::verify`]), then retry.
-    NeedsVerify(u64),
+    /// A user cart of another generation of the hot store's data than this instance's, at
+    /// `version`, last checked in generation `checked` (0: never): an older one is compared with
+    /// the durable copy ([`HotStore::verify`]); a newer one means another instance moved the
+    /// generation on, which this one adopts ([`HotStore::catch_up`]). Then retry.
+    NeedsVerify {
+        version: u64,
+        checked: u64,
+    },
     /// `If-Match` named another version; nothing was applied.
     VersionMismatch(u64),
     /// A guest cart merged into a user's cart at login takes no more ops; `into` is that user
@@ -86,7 +91,10 @@ pub enum MergeResult {
     },
     NeedsRestore,
     /// See [`ApplyResult::NeedsVerify`].
-    NeedsVerify(u64),
+    NeedsVerify {
+        version: u64,
+        checked: u64,
+    },
 }
 
 /// A guest cart taken out of use for a merge: its lines under a merge generation (0 when it had
@@ -211,6 +219,21 @@ impl HotStore {
         match self {
             HotStore::Memory(m) => Ok(m.holds(id, now)),
             HotStore::Redis(r) => r.holds(id).await,
+        }
+    }
+
+    /// Adopts the stored generation when a cart was checked in one newer than this instance's;
+    /// whether it did.
+    pub async fn catch_up(&self, checked: u64) -> Result<bool, StoreError> {
+        match self {
+            HotStore::Memory(_) => Ok(false),
+            HotStore::Redis(r) => {
+                if checked <= r.generation() {
+                    return Ok(false);
+                }
+                r.refresh_generation().await?;
+                Ok(r.generation() >= checked)
+            }
         }
     }
 

@@ -447,7 +447,7 @@ impl RedisStore {
             return Ok(Some(if id.is_user() { ApplyResult::NeedsRestore } else { ApplyResult::Done { cart, outcomes: Vec::new() } }));
         }
         if id.is_user() && meta.generation != self.generation().to_string() {
-            return Ok(Some(ApplyResult::NeedsVerify(cart.version)));
+            return Ok(Some(ApplyResult::NeedsVerify { version: cart.version, checked: meta.generation.parse().unwrap_or(0) }));
         }
         if expired_unnoticed(&cart, &meta, cart_ttl, now) {
             return Ok(None);
@@ -517,7 +517,10 @@ impl RedisStore {
         let reply = strings_or_arrays(reply)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(ApplyResult::NeedsRestore),
-            Some("verify") => Ok(ApplyResult::NeedsVerify(reply.get(1).map_or(0, |v| v.int().max(0) as u64))),
+            Some("verify") => Ok(ApplyResult::NeedsVerify {
+                version: reply.get(1).map_or(0, |v| v.int().max(0) as u64),
+                checked: reply.get(2).map_or(0, |v| v.int().max(0) as u64),
+            }),
             Some("merged") => Ok(ApplyResult::Merged { into: reply.get(1).and_then(|u| UserId::parse(u.as_str()).ok()) }),
             Some("mismatch") => Ok(ApplyResult::VersionMismatch(reply.get(1).map(|v| v.int()).unwrap_or(0) as u64)),
             Some("out_of_order") if reply.len() == 4 => Ok(ApplyResult::OutOfOrder(shared::OutOfOrder {
@@ -652,7 +655,10 @@ impl RedisStore {
         let reply = strings_or_arrays(reply)?;
         match reply.first().map(|v| v.as_str()) {
             Some("restore") => Ok(MergeResult::NeedsRestore),
-            Some("verify") => Ok(MergeResult::NeedsVerify(reply.get(1).map_or(0, |v| v.int().max(0) as u64))),
+            Some("verify") => Ok(MergeResult::NeedsVerify {
+                version: reply.get(1).map_or(0, |v| v.int().max(0) as u64),
+                checked: reply.get(2).map_or(0, |v| v.int().max(0) as u64),
+            }),
             Some(status @ ("applied" | "duplicate")) => {
                 let (cart, _) = cart_of(&main, &saved, rules.currency, now)?;
                 Ok(MergeResult::Done { cart, applied: status == "applied" })

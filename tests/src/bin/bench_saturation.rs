@@ -6,8 +6,10 @@
 //!    SKUs, a warm-up then a measured run), and the ratio of the two;
 //! 3. an open loop at 80% of the measured saturation rate, with latency counted from when each
 //!    request was due (no coordinated omission);
-//! 4. the mean `EVALSHA` time of an add (from `INFO commandstats`) on carts of 1, 50 and 200 lines;
-//! 5. Redis memory per cart line over 100,000 carts of 4 lines, before and after their event
+//! 4. reads of the same carts (`GET /v1/cart`, closed loop) against the least a read must do in
+//!    Redis (`HGETALL` of a 50-field hash and its `PEXPIRE`, by `redis-benchmark`);
+//! 5. the mean `EVALSHA` time of an add (from `INFO commandstats`) on carts of 1, 50 and 200 lines;
+//! 6. Redis memory per cart line over 100,000 carts of 4 lines, before and after their event
 //!    entries are taken off the streams.
 //!
 //!     cargo run --release -p cartsync-tests --bin bench_saturation -- [seconds] [connections]
@@ -92,6 +94,19 @@ fn main() {
             ms(open.pct(1.0)),
         );
     }
+    // Reads of the same carts (each holds up to 50 lines by now) against the least a read must
+    // do in Redis: HGETALL of a 50-field hash and its TTL renewal.
+    let read_ceiling = read_ceiling(redis_port);
+    let reads = load_rt.block_on(closed_loop_of(&addr, &tokens, connections, Duration::from_secs(seconds), true));
+    let read_rate = reads.count as f64 / reads.elapsed.as_secs_f64();
+    println!("read ceiling: redis-benchmark EVALSHA of HGETALL + PEXPIRE on 50-field hashes, 50 clients: {read_ceiling:.0}/s");
+    println!(
+        "server reads, closed loop, {connections} connections, {seconds} s: {read_rate:.0} reads/s ({} errors), p50 {:.2} ms, p99 {:.2} ms; ratio to the read ceiling {:.2}",
+        reads.errors,
+        ms(reads.pct(0.50)),
+        ms(reads.pct(0.99)),
+        read_rate / read_ceiling
+    );
     server_rt.block_on(app.stop());
 
     let store_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -141,6 +156,45 @@ fn ceiling(port: u16) -> f64 {
     let text = String::from_utf8_lossy(&out.stdout);
     let rps = text.lines().filter(|l| l.starts_with("\"EVALSHA")).find_map(|l| l.split("\",\"").nth(1)?.trim_matches('"').parse().ok());
     redis_cli(port, &["EVAL", "for _, k in ipairs(redis.call('KEYS', 'ceiling:*')) do redis.call('DEL', k) end", "0"]);
+    rps.unwrap_or_else(|| panic!("could not read redis-benchmark's answer: {text}"))
+}
+
+/// `redis-benchmark` running the least a cart read must do (its hash and its TTL renewal) on 400
+/// hashes of 50 fields.
+fn read_ceiling(port: u16) -> f64 {
+    redis_cli(
+        port,
+        &[
+            "EVAL",
+            "for i = 0, 399 do for f = 0, 49 do redis.call('HSET', 'rceiling:' .. string.format('%012d', i), 'SKU-' .. f, '1|1|1700000000000||') end end return 1",
+            "0",
+        ],
+    );
+    let sha = redis_cli(
+        port,
+        &["SCRIPT", "LOAD", "local r = redis.call('HGETALL', KEYS[1]) redis.call('PEXPIRE', KEYS[1], 604800000, 'GT') return r"],
+    );
+    let out = Command::new("redis-benchmark")
+        .args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            "50",
+            "-n",
+            "200000",
+            "-r",
+            "400",
+            "--csv",
+            "EVALSHA",
+            sha.trim(),
+            "1",
+            "rceiling:__rand_int__",
+        ])
+        .output()
+        .expect("redis-benchmark runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text.lines().filter(|l| l.starts_with("\"EVALSHA")).find_map(|l| l.split("\",\"").nth(1)?.trim_matches('"').parse().ok());
+    redis_cli(port, &["EVAL", "for _, k in ipairs(redis.call('KEYS', 'rceiling:*')) do redis.call('DEL', k) end", "0"]);
     rps.unwrap_or_else(|| panic!("could not read redis-benchmark's answer: {text}"))
 }
 
@@ -202,16 +256,22 @@ impl Conn {
         Conn { stream, buf: Vec::with_capacity(16 * 1024) }
     }
 
-    /// The `n`th add of a run (cart and SKU chosen by `n`); whether it answered 200. A broken
-    /// connection is opened again.
-    async fn add_nth(&mut self, addr: &str, tokens: &[String], n: usize) -> bool {
-        match self.add(addr, &tokens[n % CARTS], (n / CARTS) % SKUS).await {
+    /// The `n`th request of a run (cart and SKU chosen by `n`): an add, or a read of the cart;
+    /// whether it answered 200. A broken connection is opened again.
+    async fn nth(&mut self, addr: &str, tokens: &[String], n: usize, read: bool) -> bool {
+        let done =
+            if read { self.read(addr, &tokens[n % CARTS]).await } else { self.add(addr, &tokens[n % CARTS], (n / CARTS) % SKUS).await };
+        match done {
             Ok(ok) => ok,
             Err(_) => {
                 *self = Conn::open(addr).await;
                 false
             }
         }
+    }
+
+    async fn add_nth(&mut self, addr: &str, tokens: &[String], n: usize) -> bool {
+        self.nth(addr, tokens, n, false).await
     }
 
     /// Sends one add and returns whether it answered 200.
@@ -221,7 +281,17 @@ impl Conn {
             "POST /v1/cart/items HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nX-Cart-Token: {token}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        self.stream.write_all(req.as_bytes()).await?;
+        self.exchange(req.as_bytes()).await
+    }
+
+    /// Sends one cart read and returns whether it answered 200.
+    async fn read(&mut self, addr: &str, token: &str) -> std::io::Result<bool> {
+        let req = format!("GET /v1/cart HTTP/1.1\r\nHost: {addr}\r\nX-Cart-Token: {token}\r\n\r\n");
+        self.exchange(req.as_bytes()).await
+    }
+
+    async fn exchange(&mut self, req: &[u8]) -> std::io::Result<bool> {
+        self.stream.write_all(req).await?;
         self.buf.clear();
         loop {
             let mut chunk = [0u8; 8192];
@@ -249,6 +319,11 @@ impl Conn {
 
 /// `connections` clients each sending adds back to back for `length`.
 async fn closed_loop(addr: &str, tokens: &Arc<Vec<String>>, connections: usize, length: Duration) -> Run {
+    closed_loop_of(addr, tokens, connections, length, false).await
+}
+
+/// `connections` clients each sending adds (or reads) back to back for `length`.
+async fn closed_loop_of(addr: &str, tokens: &Arc<Vec<String>>, connections: usize, length: Duration, read: bool) -> Run {
     let start = Instant::now();
     let deadline = start + length;
     let tasks: Vec<_> = (0..connections)
@@ -260,7 +335,7 @@ async fn closed_loop(addr: &str, tokens: &Arc<Vec<String>>, connections: usize, 
                 while Instant::now() < deadline {
                     n += 1;
                     let sent = Instant::now();
-                    errors += u64::from(!conn.add_nth(&addr, &tokens, n).await);
+                    errors += u64::from(!conn.nth(&addr, &tokens, n, read).await);
                     lat.push(sent.elapsed());
                 }
                 (lat, errors)

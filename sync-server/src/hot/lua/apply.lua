@@ -14,7 +14,7 @@
 -- Every applied op adds its event to the event stream (shared::events::op_event says what each
 -- carries), in this same atomic step, and an applied op on a user cart adds the user to the
 -- write-behind stream: nothing acknowledged can miss either.
--- Returns {"restore"} | {"verify", version} | {"merged", user} | {"mismatch", version} |
+-- Returns {"restore"} | {"verify", version, the cart's generation} | {"merged", user} | {"mismatch", version} |
 -- {"out_of_order", client, expected seq, seq} |
 -- {"ok", results, version, version before, incarnation}; a result is "a" (applied), "d"
 -- (duplicate) or "r|code|message". The version before is the cart's when the script began (-1
@@ -39,7 +39,7 @@ local created = (tonumber(m[1]) or 0) == 0
 if fresh and ARGV[7] == '1' then return {'restore'} end
 -- A user cart written under an older generation of the data may be older than the durable copy
 -- (Redis restarted or was restored): the caller settles it first (verify.lua).
-if ARGV[7] == '1' and m[11] ~= GEN then return {'verify', m[1]} end
+if ARGV[7] == '1' and m[11] ~= GEN then return {'verify', m[1], m[11] or ''} end
 local v, ss, z, l, n = tonumber(m[1]) or 0, tonumber(m[2]) or 0, m[3], tonumber(m[4]) or 0, tonumber(m[5]) or 0
 local c, o, inc = m[6] or ARGV[6], m[7] == '1', m[8] or now
 local before = v

@@ -9,13 +9,14 @@
 --       in the guest cart's order), then what the guest cart remembers of its ops (its op ids
 --       oldest first, then "#client|seq" per numbering client), which the user cart takes over:
 --       an op applied to the guest cart stays applied once it is sent again for the user.
--- Returns {"restore"} | {"verify", version} (a user cart of an older generation: see verify.lua) |
+-- Returns {"restore"} | {"verify", version, its generation} (a user cart of an older generation: see verify.lua) |
 -- {"duplicate", version} | {"applied", version}.
 local now, maxq, maxl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local cart_ttl, saved_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local s, exists = load_meta(ARGV[6])
 if not exists then return {'restore'} end
-if redis.call('HGET', KEYS[1], '#g') ~= GEN then return {'verify', fmt(s.v)} end
+local g = redis.call('HGET', KEYS[1], '#g')
+if g ~= GEN then return {'verify', fmt(s.v), g or ''} end
 notice_expired(s, now, cart_ttl)
 local status = 'duplicate'
 if not (s.o and redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1) then
