@@ -202,3 +202,44 @@ async fn retention_keeps_the_durable_copy_of_a_cart_still_in_use() {
     assert_eq!(swept.carts, 0);
     assert!(durable.load_user_cart(&reader).await.unwrap().is_some());
 }
+
+/// A merge that died between its two halves leaves the guest cart's snapshot for its user: another
+/// user logging in with the same guest token is refused it, in both stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_finished_merge_is_never_handed_to_another_user() {
+    use sync_server::hot::{HotStore, MemoryStore, RedisStore, Rules};
+    use sync_server::identity::CartKey;
+    let rules = Rules {
+        limits: shared::Limits::default(),
+        currency: Currency::USD,
+        guest: shared::Expiry { cart_seconds: 3600, saved_seconds: 3600 },
+        user: shared::Expiry { cart_seconds: 3600, saved_seconds: 3600 },
+        merge: shared::MergePolicy::Sum,
+    };
+    let prefix = format!("half{}", uuid::Uuid::new_v4().simple());
+    let stores = [
+        HotStore::Redis(RedisStore::connect(&redis().url, &prefix).await.unwrap()),
+        HotStore::Memory(std::sync::Arc::new(MemoryStore::default())),
+    ];
+    let now = Timestamp::from_millis(sync_server::clock::now().millis());
+    let (alice, bob) = (UserId::parse("half-alice").unwrap(), UserId::parse("half-bob").unwrap());
+    for store in &stores {
+        let guest = CartKey { tag: format!("g{}", uuid::Uuid::new_v4().simple()), user: None };
+        let add = shared::Op {
+            id: OpId::parse("half-1").unwrap(),
+            kind: shared::OpKind::Add {
+                sku: shared::Sku::parse("A").unwrap(),
+                quantity: shared::Quantity::new(2, &rules.limits).unwrap(),
+                price_at_add: None,
+            },
+        };
+        store.apply(&guest, &[add], None, &rules, now).await.unwrap();
+        // Alice's merge froze the guest cart and died before folding it in.
+        let frozen = store.freeze_guest(&guest, &alice, &rules, now).await.unwrap().expect("alice takes it");
+        assert_eq!(frozen.cart.lines.len(), 1);
+        assert_eq!(store.freeze_guest(&guest, &bob, &rules, now).await.unwrap().err(), Some(alice.clone()), "bob is refused it");
+        // Alice's retry gets the same snapshot, to finish her merge with.
+        let again = store.freeze_guest(&guest, &alice, &rules, now).await.unwrap().expect("alice again");
+        assert_eq!((again.generation, again.cart.clone()), (frozen.generation, frozen.cart.clone()));
+    }
+}
