@@ -77,12 +77,19 @@ both_modes!(eight_clients_fifty_adds_each_make_exactly_four_hundred_item_added, 
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 404, "every event has its own id");
-    // One cart's events arrive in the order they happened while the receiver answers 2xx.
-    let versions: Vec<u64> =
+    // One cart's events arrive in the order they happened while the receiver answers 2xx, from
+    // one instance's delivery worker; instances deliver side by side, so across them a cart's
+    // events may interleave (each carries its `cart_version` to order them by).
+    let mut versions: Vec<u64> =
         got.iter().filter(|e| e["type"] == "cart.item_added").filter_map(|e| e["data"]["cart_version"].as_u64()).collect();
     assert_eq!(versions.len(), 403);
-    assert!(versions.windows(2).all(|w| w[0] < w[1]), "in cart version order: {versions:?}");
-    assert_eq!(got[0]["type"], "cart.created", "the cart's first event first");
+    if app.instances() == 1 {
+        assert!(versions.windows(2).all(|w| w[0] < w[1]), "in cart version order: {versions:?}");
+        assert_eq!(got[0]["type"], "cart.created", "the cart's first event first");
+    }
+    versions.sort_unstable();
+    versions.dedup();
+    assert_eq!(versions.len(), 403, "one event per cart version");
 });
 
 both_modes!(every_cart_change_has_its_event_type, |app: TestApp| async move {
