@@ -207,6 +207,8 @@ async fn retention_keeps_the_durable_copy_of_a_cart_still_in_use() {
 /// user logging in with the same guest token is refused it, in both stores.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_finished_merge_is_never_handed_to_another_user() {
+    // The flushing tests of this file would wipe the carts under this one.
+    let _turn = FLUSH.lock().await;
     use sync_server::hot::{HotStore, MemoryStore, RedisStore, Rules};
     use sync_server::identity::CartKey;
     let rules = Rules {
@@ -242,4 +244,17 @@ async fn a_half_finished_merge_is_never_handed_to_another_user() {
         let again = store.freeze_guest(&guest, &alice, &rules, now).await.unwrap().expect("alice again");
         assert_eq!((again.generation, again.cart.clone()), (frozen.generation, frozen.cart.clone()));
     }
+}
+
+/// The embedded store syncs every commit to disk (`synchronous=FULL`): a paid order is not rolled
+/// back by a power loss after its answer.
+#[tokio::test]
+async fn sqlite_commits_are_synced_to_disk() {
+    let dir = std::env::temp_dir().join(format!("cartsync-sync-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let durable = Durable::connect(&format!("sqlite://{}/c.db", dir.display())).await.unwrap();
+    let Durable::Sqlite(pool) = &durable else { panic!("an SQLite store") };
+    let level: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await.unwrap();
+    assert_eq!(level, 2, "FULL");
+    std::fs::remove_dir_all(dir).unwrap();
 }

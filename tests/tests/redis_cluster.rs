@@ -7,8 +7,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::time::Duration;
 
+/// Both tests flush the cluster: they take turns, so one's flush cannot wipe the other's carts.
+static FLUSH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn carts_merges_and_restores_work_on_a_redis_cluster() {
+    let _turn = FLUSH.lock().await;
     let app = TestApp::spawn(Mode::RedisCluster).await;
 
     // Cart writes and exactly-once ops.
@@ -56,6 +60,7 @@ async fn carts_merges_and_restores_work_on_a_redis_cluster() {
 /// request going to the next instance in turn, through the races the seeds warn about.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_a_cluster_serve_one_consistent_cart() {
+    let _turn = FLUSH.lock().await;
     let app = TestApp::spawn_pair(Mode::RedisCluster).await;
     app.product("PAIR-1", 500, 3).await;
 
@@ -94,8 +99,14 @@ async fn two_instances_on_a_cluster_serve_one_consistent_cart() {
         assert_eq!(app.add(b, "PAIR-1", 1).await.status, StatusCode::OK);
     }
     let race = futures::future::join_all(buyers.iter().enumerate().map(|(i, b)| app.checkout(b, format!("buy-{i}"), json!({})))).await;
-    assert_eq!(race.iter().filter(|a| a.status == StatusCode::CREATED).count(), 2);
-    assert_eq!(race.iter().filter(|a| a.code() == "out_of_stock").count(), 3);
+    let outcomes: Vec<_> = race.iter().map(|a| (a.status.as_u16(), a.code().to_owned())).collect();
+    assert_eq!(race.iter().filter(|a| a.status == StatusCode::CREATED).count(), 2, "{outcomes:?}");
+    assert_eq!(
+        race.iter().filter(|a| a.code() == "out_of_stock").count(),
+        3,
+        "{outcomes:?} {:?}",
+        race.iter().map(|a| &a.body).collect::<Vec<_>>()
+    );
     assert_eq!(app.admin_product("PAIR-1").await["reserved"], json!(3));
 
     // Paid through whichever instance: the lines leave the user's cart.
