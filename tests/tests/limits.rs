@@ -100,6 +100,14 @@ async fn slow_clients_are_cut_off_and_a_full_server_refuses_at_once() {
     let text = String::from_utf8_lossy(&buf);
     assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
 
+    // A body that never finishes holds the one place in flight until it times out (3 s here, so
+    // the other requests surely meet it there).
+    let app = TestApp::spawn_with(Mode::Embedded, |s| {
+        s.client_timeout_ms = 3_000;
+        s.max_in_flight = 1;
+    })
+    .await;
+
     // A body that never finishes holds the one place in flight until it times out: meanwhile
     // another request is refused at once with 503 and Retry-After.
     let mut trickle = TcpStream::connect(addr(&app)).await.expect("connect");
@@ -109,13 +117,13 @@ async fn slow_clients_are_cut_off_and_a_full_server_refuses_at_once() {
         .await
         .expect("write");
     let mut refused = None;
-    for _ in 0..50 {
+    for _ in 0..250 {
         let a = app.get_cart(&As::Guest(guest_token())).await;
         if a.status == 503 {
             refused = Some(a);
             break;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let refused = refused.expect("a second request while the first holds the only place");
     assert_eq!(refused.code(), "unavailable");
