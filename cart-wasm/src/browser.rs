@@ -1,7 +1,7 @@
 //! The `CartClient` class of the npm package: a thin layer over `engine` that owns the browser
 //! (localStorage, fetch, timers, the `storage` and `online` events) and nothing else.
 
-use crate::engine::{DiscountSnapshot, Engine, Failure, Identity, Push, checkout_settled, failure_of};
+use crate::engine::{DiscountSnapshot, Engine, Failure, Identity, Push, checkout_settled, failure_of, retry_hint_ms};
 use crate::storage::{MemoryStorage, Storage, StorageError};
 use js_sys::{Function, JSON, Promise, Reflect};
 use serde::Serialize;
@@ -814,9 +814,13 @@ async fn push_loop(rc: &Rc<RefCell<Inner>>) -> Result<(), Failure> {
             }
         };
         notify(rc);
+        let mut hint = 0;
         let answer = match http(&endpoint, "POST", "/v1/cart/ops", Some(&push.identity), Some(&push.body), &[]).await {
             Ok((200, text)) => read_answer(&text, read::ops_response).map_err(Failure::Retry),
-            Ok((status, text)) => Err(failure_of(status, &text)),
+            Ok((status, text)) => {
+                hint = retry_hint_ms(status, &text);
+                Err(failure_of(status, &text))
+            }
             Err(why) => Err(Failure::Retry(why)),
         };
         let stop = match &answer {
@@ -830,7 +834,7 @@ async fn push_loop(rc: &Rc<RefCell<Inner>>) -> Result<(), Failure> {
             inner.engine.finish_push(&push, answer, js_sys::Date::now() as i64, js_sys::Math::random());
             inner.syncing = false;
             let refused = matches!(stop, Some(Failure::Refused { .. })) && !was_blocked;
-            (inner.engine.backoff_ms(js_sys::Math::random()), refused.then(|| inner.on_unauthorized.clone()).flatten())
+            (inner.engine.backoff_ms(js_sys::Math::random()).max(hint), refused.then(|| inner.on_unauthorized.clone()).flatten())
         };
         notify(rc);
         if let Some(stop) = stop {

@@ -1585,6 +1585,12 @@ pub fn checkout_settled(status: u16, error: Option<&ErrorBody>) -> bool {
 }
 
 /// Maps an HTTP error answer to a failure: 5xx and 429 are retried, other 4xx are not.
+/// The wait a `429` or `503` answer asked for (`retry_after`), in milliseconds; 0 when none. The
+/// next push waits at least this long, however short its own backoff.
+pub fn retry_hint_ms(status: u16, body: &str) -> u64 {
+    if status == 429 || status == 503 { ErrorBody::of_answer(status, body).retry_after_ms().unwrap_or(0) } else { 0 }
+}
+
 pub fn failure_of(status: u16, body: &str) -> Failure {
     let error = ErrorBody::of_answer(status, body);
     if status >= 500 || status == 429 { Failure::Retry(error.message) } else { Failure::Refused { error, status } }
@@ -1954,6 +1960,20 @@ mod tests {
         assert!(checkout_settled(409, Some(&ErrorBody::new(ErrorCode::OutOfStock, ""))));
         assert!(!checkout_settled(409, Some(&ErrorBody::new(ErrorCode::RequestInProgress, ""))));
         assert!(!checkout_settled(503, None) && !checkout_settled(429, None));
+    }
+
+    #[test]
+    fn a_retry_after_is_honoured_and_bounded() {
+        let limited = r#"{"error": {"code": "rate_limited", "message": "slow down", "retry_after": 7}}"#;
+        assert_eq!(retry_hint_ms(429, limited), 7_000);
+        assert_eq!(retry_hint_ms(503, r#"{"error": {"code": "unavailable", "message": "x", "retry_after": 1}}"#), 1_000);
+        assert_eq!(
+            retry_hint_ms(429, r#"{"error": {"code": "rate_limited", "message": "x", "retry_after": 86400}}"#),
+            300_000,
+            "at most five minutes"
+        );
+        assert_eq!(retry_hint_ms(429, "<html>proxy</html>"), 0);
+        assert_eq!(retry_hint_ms(409, limited), 0, "only 429 and 503 ask to wait");
     }
 
     #[test]

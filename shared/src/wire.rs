@@ -448,6 +448,12 @@ impl ErrorBody {
         self.code == code.as_str()
     }
 
+    /// How long the server asked the client to wait (`retry_after`, whole seconds, in a `429` or
+    /// `503`), in milliseconds, at most five minutes.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        self.details.get("retry_after").and_then(Value::as_u64).map(|s| s.saturating_mul(1000).min(300_000))
+    }
+
     /// What an error answer of `status` with `body` says: the envelope's error when the body is
     /// one, else a stand-in (`unavailable` for a 5xx, `invalid_request` otherwise) naming the
     /// status, for answers a proxy or a crashed server wrote. The one reader of the envelope.
