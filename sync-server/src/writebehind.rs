@@ -25,13 +25,23 @@ impl Handler for Writer {
         // One write per user, whatever number of entries name it.
         let mut outcome: HashMap<String, Result<(), Failure>> = HashMap::new();
         let mut out = Vec::with_capacity(batch.len());
+        // Once a store is out of reach, the rest of the batch is not tried: each try would wait
+        // for the pool's timeout, and a batch of them would hold the worker long after the store
+        // came back. The entries come back on the next round.
+        let mut unreachable: Option<String> = None;
         for e in batch {
             let Some(user) = e.field("u").and_then(|u| UserId::parse(u).ok()) else {
                 out.push(Err(Failure::Permanent(format!("a write-behind entry without a user: {:?}", e.fields))));
                 continue;
             };
             if !outcome.contains_key(user.as_str()) {
-                let r = write_one(&self.hot, &self.durable, &self.rules, &user).await;
+                let r = match &unreachable {
+                    Some(why) => Err(Failure::Transient(why.clone())),
+                    None => write_one(&self.hot, &self.durable, &self.rules, &user).await,
+                };
+                if let Err(Failure::Transient(why)) = &r {
+                    unreachable.get_or_insert_with(|| why.clone());
+                }
                 outcome.insert(user.as_str().to_owned(), r);
             }
             out.push(match &outcome[user.as_str()] {
