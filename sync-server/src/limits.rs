@@ -133,9 +133,9 @@ impl Limits {
 
     /// Counts one request to the cart named by `tag` (its storage tag: a hash, never the token);
     /// `429` when the cart is over its allowance.
-    pub fn cart(&self, tag: &str) -> Result<(), ApiError> {
+    pub fn cart(&self, tag: String) -> Result<(), ApiError> {
         let Some(limiter) = &self.per_cart else { return Ok(()) };
-        match over(limiter, &tag.to_owned()) {
+        match over(limiter, &tag) {
             None => Ok(()),
             Some(wait) => {
                 crate::metrics::event("cartsync_rate_limited_total", "cart");
@@ -275,13 +275,13 @@ mod tests {
     #[test]
     fn a_cart_gets_a_burst_of_five_seconds_then_its_rate() {
         let limits = Limits::new(&config(4, 0, ""));
-        let allowed = (0..100).filter(|_| limits.cart("a").is_ok()).count();
+        let allowed = (0..100).filter(|_| limits.cart("a".into()).is_ok()).count();
         assert!((20..=21).contains(&allowed), "a burst of 5 × 4 (plus at most one refilled), got {allowed}");
-        let refused = limits.cart("a").expect_err("over the allowance");
+        let refused = limits.cart("a".into()).expect_err("over the allowance");
         assert_eq!(refused.code, ErrorCode::RateLimited);
         assert!(refused.details["retry_after"].as_u64().is_some_and(|s| s >= 1));
-        assert!(limits.cart("b").is_ok(), "another cart has its own allowance");
-        assert!(Limits::new(&config(0, 0, "")).cart("a").is_ok(), "0 is off");
+        assert!(limits.cart("b".into()).is_ok(), "another cart has its own allowance");
+        assert!(Limits::new(&config(0, 0, "")).cart("a".into()).is_ok(), "0 is off");
         assert_eq!(limits.remembered(), (2, 0));
     }
 }

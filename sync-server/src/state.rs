@@ -50,7 +50,7 @@ impl AppState {
     pub fn identify(&self, headers: &axum::http::HeaderMap) -> Result<crate::identity::Identity, crate::error::ApiError> {
         let identity = crate::identity::identify(headers, &self.auth)?;
         if !identity.issued_token {
-            self.limits.cart(&identity.cart.tag())?;
+            self.limits.cart(identity.cart.tag())?;
         }
         Ok(identity)
     }

@@ -446,8 +446,11 @@ impl RedisStore {
         if !meta.exists {
             return Ok(Some(if id.is_user() { ApplyResult::NeedsRestore } else { ApplyResult::Done { cart, outcomes: Vec::new() } }));
         }
-        if id.is_user() && meta.generation != self.generation().to_string() {
-            return Ok(Some(ApplyResult::NeedsVerify { version: cart.version, checked: meta.generation.parse().unwrap_or(0) }));
+        if id.is_user() {
+            let checked = meta.generation.parse().unwrap_or(0);
+            if checked != self.generation() {
+                return Ok(Some(ApplyResult::NeedsVerify { version: cart.version, checked }));
+            }
         }
         if expired_unnoticed(&cart, &meta, cart_ttl, now) {
             return Ok(None);

@@ -105,19 +105,17 @@ async fn view(state: &SharedState, id: &CartKey, cart: &Cart, freshness: Annotat
     // Promotions from their snapshot (reloaded first on a read, in the background on a write),
     // and a user's own uses only where some promotion limits them per customer.
     let wait = freshness == Annotations::Refreshed;
-    let promotions = match wait {
-        true => tokio::time::timeout(READ_WAIT, state.promotions.fresh(&state.durable)).await.ok(),
-        false => None,
-    }
-    .unwrap_or_else(|| state.promotions.cached(&state.durable));
+    let fresh = if wait { tokio::time::timeout(READ_WAIT, state.promotions.fresh(&state.durable)).await.ok() } else { None };
+    let promotions = fresh.unwrap_or_else(|| state.promotions.cached(&state.durable));
     let mine = match id.user() {
-        Some(user) if promotions.per_customer => Some(match wait {
-            true => match tokio::time::timeout(READ_WAIT, state.promotions.customer(&state.durable, user, true)).await {
-                Ok(m) => m,
-                Err(_) => state.promotions.customer(&state.durable, user, false).await,
-            },
-            false => state.promotions.customer(&state.durable, user, false).await,
-        }),
+        Some(user) if promotions.per_customer => {
+            let fresh =
+                if wait { tokio::time::timeout(READ_WAIT, state.promotions.customer(&state.durable, user, true)).await.ok() } else { None };
+            Some(match fresh {
+                Some(uses) => uses,
+                None => state.promotions.customer(&state.durable, user, false).await,
+            })
+        }
         _ => None,
     };
     let usage = |p: &PromotionId| promotions.usage(p, mine.as_deref());
