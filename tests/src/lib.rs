@@ -385,6 +385,18 @@ pub fn sign_webhook_at(body: &str, t: i64, secret: &str) -> String {
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// One integer a query answers (a count, a sum), read straight from the database.
+pub async fn scalar(database_url: &str, q: &str) -> i64 {
+    use sqlx::Connection;
+    if database_url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(database_url).await.expect("connect to the test database");
+        sqlx::query_scalar(q).fetch_one(&mut c).await.expect("an integer")
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(database_url).await.expect("open the test SQLite file");
+        sqlx::query_scalar(q).fetch_one(&mut c).await.expect("an integer")
+    }
+}
+
 /// Per SKU: `(on_hand, reserved, sum of live holds)`, read straight from the database.
 pub async fn stock_ledger(database_url: &str) -> Vec<(String, i64, i64, i64)> {
     use sqlx::Connection;

@@ -7,18 +7,9 @@ use cartsync_tests::{TestApp, both_modes, guest_token};
 use reqwest::Method;
 use serde_json::json;
 
-/// Rows of the idempotency key table, read straight from the database.
+/// Rows of the idempotency key table.
 async fn idempotency_rows(app: &TestApp) -> i64 {
-    use sqlx::Connection;
-    let q = "SELECT COUNT(*) FROM idempotency_keys";
-    let url = &app.settings.database_url;
-    if url.starts_with("postgres") {
-        let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
-        sqlx::query_scalar(q).fetch_one(&mut c).await.expect("count")
-    } else {
-        let mut c = sqlx::SqliteConnection::connect(url).await.expect("open");
-        sqlx::query_scalar(q).fetch_one(&mut c).await.expect("count")
-    }
+    cartsync_tests::scalar(&app.settings.database_url, "SELECT COUNT(*) FROM idempotency_keys").await
 }
 
 both_modes!(checkouts_of_invented_carts_store_nothing, |app: TestApp| async move {

@@ -12,6 +12,18 @@ use sync_server::durable::Durable;
 /// Tests that flush Redis take turns, so one's flush cannot wipe another's queued writes.
 static FLUSH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The cart rules of the tests that drive a hot store directly: user carts live `user_seconds`.
+fn rules(user_seconds: i64) -> sync_server::hot::Rules {
+    let user = shared::Expiry { cart_seconds: user_seconds, saved_seconds: user_seconds };
+    sync_server::hot::Rules {
+        limits: shared::Limits::default(),
+        currency: Currency::USD,
+        guest: shared::Expiry { cart_seconds: 3600, saved_seconds: 3600 },
+        user,
+        merge: shared::MergePolicy::Sum,
+    }
+}
+
 fn batch() -> serde_json::Value {
     json!([
         {"op_id": "d-1", "type": "add", "sku": "A", "quantity": 2, "price_at_add": {"amount": 500, "currency": "USD"}},
@@ -124,19 +136,13 @@ async fn sqlite_never_moves_a_cart_backwards() {
 async fn another_instance_takes_over_the_writes_a_stopped_one_left_unacknowledged() {
     // The flushing tests of this file would wipe the stream under this one.
     let _turn = FLUSH.lock().await;
-    use sync_server::hot::{HotStore, RedisStore, Rules};
+    use sync_server::hot::{HotStore, RedisStore};
     use sync_server::identity::CartKey;
     let prefix = format!("claim{}", uuid::Uuid::new_v4().simple());
     let url = &redis().url;
     let dead = HotStore::Redis(RedisStore::connect(url, &prefix).await.unwrap().with_claim_idle(100));
     let alive = HotStore::Redis(RedisStore::connect(url, &prefix).await.unwrap().with_claim_idle(100));
-    let rules = Rules {
-        limits: shared::Limits::default(),
-        currency: Currency::USD,
-        guest: shared::Expiry { cart_seconds: 3600, saved_seconds: 3600 },
-        user: shared::Expiry { cart_seconds: 3600, saved_seconds: 3600 },
-        merge: shared::MergePolicy::Sum,
-    };
+    let rules = rules(3600);
     let user = UserId::parse("claimed-user").unwrap();
     let key = CartKey::for_user(&user);
     let now = Timestamp::from_millis(1_800_000_000_000);
@@ -169,18 +175,12 @@ async fn another_instance_takes_over_the_writes_a_stopped_one_left_unacknowledge
 /// cart that is read every day but not written for months (a later restore would find nothing).
 #[tokio::test]
 async fn retention_keeps_the_durable_copy_of_a_cart_still_in_use() {
-    use sync_server::hot::{HotStore, MemoryStore, Rules};
+    use sync_server::hot::{HotStore, MemoryStore};
     use sync_server::identity::CartKey;
     let url = cartsync_tests::postgres().create_database().await;
     let durable = Durable::connect(&url).await.unwrap();
     let hot = HotStore::Memory(std::sync::Arc::new(MemoryStore::default()));
-    let rules = Rules {
-        limits: shared::Limits::default(),
-        currency: Currency::USD,
-        guest: shared::Expiry { cart_seconds: 3600, saved_seconds: 3600 },
-        user: shared::Expiry { cart_seconds: 30 * 86_400, saved_seconds: 30 * 86_400 },
-        merge: shared::MergePolicy::Sum,
-    };
+    let rules = rules(30 * 86_400);
     let mut cart = Cart::new(Currency::USD);
     cart.version = 2;
     let (reader, gone) = (UserId::parse("daily-reader").unwrap(), UserId::parse("long-gone").unwrap());
@@ -209,15 +209,9 @@ async fn retention_keeps_the_durable_copy_of_a_cart_still_in_use() {
 async fn a_half_finished_merge_is_never_handed_to_another_user() {
     // The flushing tests of this file would wipe the carts under this one.
     let _turn = FLUSH.lock().await;
-    use sync_server::hot::{HotStore, MemoryStore, RedisStore, Rules};
+    use sync_server::hot::{HotStore, MemoryStore, RedisStore};
     use sync_server::identity::CartKey;
-    let rules = Rules {
-        limits: shared::Limits::default(),
-        currency: Currency::USD,
-        guest: shared::Expiry { cart_seconds: 3600, saved_seconds: 3600 },
-        user: shared::Expiry { cart_seconds: 3600, saved_seconds: 3600 },
-        merge: shared::MergePolicy::Sum,
-    };
+    let rules = rules(3600);
     let prefix = format!("half{}", uuid::Uuid::new_v4().simple());
     let stores = [
         HotStore::Redis(RedisStore::connect(&redis().url, &prefix).await.unwrap()),

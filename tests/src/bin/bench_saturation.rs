@@ -133,30 +133,9 @@ fn ceiling(port: u16) -> f64 {
             "redis.call('HINCRBY', KEYS[1], ARGV[1], 1) redis.call('HINCRBY', KEYS[1], 'v', 1) redis.call('PEXPIRE', KEYS[1], 604800000) return 1",
         ],
     );
-    let out = Command::new("redis-benchmark")
-        .args([
-            "-p",
-            &port.to_string(),
-            "-c",
-            "50",
-            "-n",
-            "300000",
-            "-r",
-            "400",
-            "--csv",
-            "EVALSHA",
-            sha.trim(),
-            "1",
-            "ceiling:{__rand_int__}",
-            "SKU-1",
-            "1",
-        ])
-        .output()
-        .expect("redis-benchmark runs (it comes with redis-server)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rps = text.lines().filter(|l| l.starts_with("\"EVALSHA")).find_map(|l| l.split("\",\"").nth(1)?.trim_matches('"').parse().ok());
+    let rps = evalsha_rate(port, 300_000, &[sha.trim(), "1", "ceiling:{__rand_int__}", "SKU-1", "1"]);
     redis_cli(port, &["EVAL", "for _, k in ipairs(redis.call('KEYS', 'ceiling:*')) do redis.call('DEL', k) end", "0"]);
-    rps.unwrap_or_else(|| panic!("could not read redis-benchmark's answer: {text}"))
+    rps
 }
 
 /// `redis-benchmark` running the least a cart read must do (its hash and its TTL renewal) on 400
@@ -174,27 +153,21 @@ fn read_ceiling(port: u16) -> f64 {
         port,
         &["SCRIPT", "LOAD", "local r = redis.call('HGETALL', KEYS[1]) redis.call('PEXPIRE', KEYS[1], 604800000, 'GT') return r"],
     );
+    let rps = evalsha_rate(port, 200_000, &[sha.trim(), "1", "rceiling:__rand_int__"]);
+    redis_cli(port, &["EVAL", "for _, k in ipairs(redis.call('KEYS', 'rceiling:*')) do redis.call('DEL', k) end", "0"]);
+    rps
+}
+
+/// `redis-benchmark`, 50 clients over 400 random keys, sending `requests` `EVALSHA`s with `args`:
+/// the calls a second it reports.
+fn evalsha_rate(port: u16, requests: u32, args: &[&str]) -> f64 {
     let out = Command::new("redis-benchmark")
-        .args([
-            "-p",
-            &port.to_string(),
-            "-c",
-            "50",
-            "-n",
-            "200000",
-            "-r",
-            "400",
-            "--csv",
-            "EVALSHA",
-            sha.trim(),
-            "1",
-            "rceiling:__rand_int__",
-        ])
+        .args(["-p", &port.to_string(), "-c", "50", "-n", &requests.to_string(), "-r", "400", "--csv", "EVALSHA"])
+        .args(args)
         .output()
-        .expect("redis-benchmark runs");
+        .expect("redis-benchmark runs (it comes with redis-server)");
     let text = String::from_utf8_lossy(&out.stdout);
     let rps = text.lines().filter(|l| l.starts_with("\"EVALSHA")).find_map(|l| l.split("\",\"").nth(1)?.trim_matches('"').parse().ok());
-    redis_cli(port, &["EVAL", "for _, k in ipairs(redis.call('KEYS', 'rceiling:*')) do redis.call('DEL', k) end", "0"]);
     rps.unwrap_or_else(|| panic!("could not read redis-benchmark's answer: {text}"))
 }
 

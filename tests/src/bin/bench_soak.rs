@@ -15,7 +15,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use cartsync_tests::{Mode, TestApp, guest_token, user_token};
+use cartsync_tests::{Mode, TestApp, guest_token, scalar, user_token};
 use std::time::{Duration, Instant};
 
 const SKUS: usize = 20;
@@ -44,12 +44,6 @@ fn op_id_sets(prefix: &str) -> (usize, f64, u64) {
     let sizes: Vec<u64> = keys.iter().map(|k| redis_cli(&["HLEN", k]).trim().parse().unwrap_or(0)).collect();
     let mean = if sizes.is_empty() { 0.0 } else { sizes.iter().sum::<u64>() as f64 / sizes.len() as f64 };
     (keys.len(), mean, sizes.iter().copied().max().unwrap_or(0))
-}
-
-async fn scalar(url: &str, q: &str) -> i64 {
-    use sqlx::Connection;
-    let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
-    sqlx::query_scalar::<_, i64>(q).fetch_one(&mut c).await.expect("a count")
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
