@@ -7,12 +7,23 @@ use std::time::Duration;
 use sync_server::durable::Durable;
 use sync_server::idempotency::{Begin, Idempotency, IdempotencyError, Saved};
 
-async fn databases() -> Vec<(&'static str, Durable, Option<std::path::PathBuf>)> {
+/// A scratch directory for the SQLite file, removed when the test is done with it (or panics).
+struct Scratch(Option<std::path::PathBuf>);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+async fn databases() -> Vec<(&'static str, Durable, Scratch)> {
     let pg = Durable::connect(&cartsync_tests::postgres().create_database().await).await.expect("PostgreSQL");
     let dir = std::env::temp_dir().join(format!("cartsync-proto-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let lite = Durable::connect(&format!("sqlite://{}/p.db", dir.display())).await.expect("SQLite");
-    vec![("postgres", pg, None), ("sqlite", lite, Some(dir))]
+    vec![("postgres", pg, Scratch(None)), ("sqlite", lite, Scratch(Some(dir)))]
 }
 
 fn now() -> Timestamp {
