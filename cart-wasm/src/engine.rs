@@ -11,10 +11,10 @@ use crate::storage::{Storage, StorageError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::promo::{PromoCode, Promotion, PromotionId, Usage};
+use shared::sort::{SortedMap, SortedSet};
 use shared::stored::StoredCart;
 use shared::wire::{self, Availability, CartView, DiscountView, ErrorBody, OpsResponse, Owner, Promos};
 use shared::{Cart, CartError, CartLine, ClientSeq, Currency, ErrorCode, GuestToken, Limits, Money, Op, OpId, OpKind, Sku, Timestamp};
-use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 /// The stored format of the client's state; anything else under the key starts a clean cart.
@@ -72,9 +72,9 @@ pub struct Annotation {
 pub struct KnownPromotions {
     pub list: Vec<Promotion>,
     /// Promotions every use of which is taken (as of the lookup).
-    pub exhausted: BTreeSet<PromotionId>,
+    pub exhausted: SortedSet<PromotionId>,
     /// The codes the lookup covered, found or not: a code outside this set is `pending`.
-    pub asked: BTreeSet<PromoCode>,
+    pub asked: SortedSet<PromoCode>,
     /// When the lookup was made.
     pub at: Option<Timestamp>,
 }
@@ -85,7 +85,7 @@ pub const PROMOTIONS_TTL_MS: i64 = 60_000;
 impl KnownPromotions {
     /// Reads a `GET /v1/promotions` answer (or the stored copy of one); unreadable entries are
     /// skipped.
-    pub fn from_answer(v: &Value, asked: BTreeSet<PromoCode>, at: Option<Timestamp>, currency: Currency) -> KnownPromotions {
+    pub fn from_answer(v: &Value, asked: SortedSet<PromoCode>, at: Option<Timestamp>, currency: Currency) -> KnownPromotions {
         let mut known = KnownPromotions { asked, at, ..KnownPromotions::default() };
         for p in v.get("promotions").and_then(Value::as_array).into_iter().flatten() {
             if let Ok(promotion) = shared::promo_json::promotion_from_json(p, currency) {
@@ -149,7 +149,7 @@ impl PendingOp {
 pub struct ClientState {
     pub identity: Identity,
     pub confirmed: Cart,
-    pub annotations: Rc<BTreeMap<Sku, Annotation>>,
+    pub annotations: Rc<SortedMap<Sku, Annotation>>,
     /// Every tab's ops not settled yet, oldest first.
     pub pending: Vec<PendingOp>,
     pub last_error: Option<LastError>,
@@ -280,7 +280,7 @@ struct Stored<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     user_token: Option<String>,
     cart: StoredCart,
-    annotations: &'a BTreeMap<Sku, Annotation>,
+    annotations: &'a SortedMap<Sku, Annotation>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<LastError>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -399,7 +399,7 @@ pub struct Frozen {
     owner: Owner,
     version: u64,
     view: Rc<Cart>,
-    annotations: Rc<BTreeMap<Sku, Annotation>>,
+    annotations: Rc<SortedMap<Sku, Annotation>>,
     promotions: Rc<KnownPromotions>,
     pending_ops: usize,
     last_error: Option<LastError>,
@@ -585,7 +585,7 @@ pub fn cart_from_view(view: &CartView) -> Cart {
     cart
 }
 
-fn annotations_of(view: &CartView) -> BTreeMap<Sku, Annotation> {
+fn annotations_of(view: &CartView) -> SortedMap<Sku, Annotation> {
     view.lines
         .iter()
         .chain(&view.saved)
@@ -993,7 +993,7 @@ impl Engine {
             _ => return Err(corrupt("no valid identity".into())),
         };
         let stored_cart = v.get("cart").and_then(StoredCart::from_json).ok_or_else(|| corrupt("no readable cart".into()))?;
-        let annotations: BTreeMap<Sku, Annotation> = match v.get("annotations") {
+        let annotations: SortedMap<Sku, Annotation> = match v.get("annotations") {
             Some(Value::Object(m)) => m
                 .iter()
                 .filter_map(|(k, a)| {
@@ -1005,7 +1005,7 @@ impl Engine {
                     Some((Sku::parse(k).ok()?, Annotation { current_price: price, availability }))
                 })
                 .collect(),
-            _ => BTreeMap::new(),
+            _ => SortedMap::new(),
         };
         let last_error = match (
             v.get("last_error").and_then(|e| e.get("code")).and_then(Value::as_str),
@@ -1208,8 +1208,8 @@ impl Engine {
     /// The query of the promotions lookup this client needs now (`codes=A,B`, or empty for the
     /// automatic ones only), if any: when a code on the cart was never looked up, or the last
     /// lookup is older than [`PROMOTIONS_TTL_MS`]. Returns the codes it covers too.
-    pub fn promotions_query(&self, now: Timestamp) -> Option<(String, BTreeSet<PromoCode>)> {
-        let codes: BTreeSet<PromoCode> = self.view.promo_codes.iter().cloned().collect();
+    pub fn promotions_query(&self, now: Timestamp) -> Option<(String, SortedSet<PromoCode>)> {
+        let codes: SortedSet<PromoCode> = self.view.promo_codes.iter().cloned().collect();
         let known: &KnownPromotions = &self.state.promotions;
         let stale = known.at.is_none_or(|at| now.millis().saturating_sub(at.millis()) > PROMOTIONS_TTL_MS);
         if !stale && codes.is_subset(&known.asked) {
@@ -1220,7 +1220,7 @@ impl Engine {
     }
 
     /// The answer to a promotions lookup that covered `asked`.
-    pub fn finish_promotions(&mut self, asked: BTreeSet<PromoCode>, answer: &Value, now: Timestamp) {
+    pub fn finish_promotions(&mut self, asked: SortedSet<PromoCode>, answer: &Value, now: Timestamp) {
         self.refresh();
         self.state.promotions = Rc::new(KnownPromotions::from_answer(answer, asked, Some(now), self.currency));
         self.write_base();
@@ -1719,7 +1719,7 @@ mod tests {
             rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (rng >> 33) % m
         };
-        let mut expected = BTreeMap::<String, u32>::new();
+        let mut expected = std::collections::BTreeMap::<String, u32>::new();
         for step in 0..1000 {
             let t = next(4) as usize;
             let sku = format!("SKU-{}", next(5));
@@ -1741,7 +1741,8 @@ mod tests {
         tabs[2].compact();
         for (i, t) in tabs.iter_mut().enumerate() {
             t.reload();
-            let got: BTreeMap<String, u32> = t.view().lines.iter().map(|l| (l.sku.as_str().to_owned(), l.quantity)).collect();
+            let got: std::collections::BTreeMap<String, u32> =
+                t.view().lines.iter().map(|l| (l.sku.as_str().to_owned(), l.quantity)).collect();
             assert_eq!(got, expected, "tab {i}");
         }
         // Everything is folded: the logs are gone from storage but for nothing.

@@ -1,8 +1,8 @@
 //! Where the client keeps its state: localStorage in a browser, memory elsewhere (Node, tests,
 //! a browser with storage disabled). Behind a small trait so the engine never sees a browser type.
 
+use shared::sort::SortedMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 /// Why a write did not happen.
@@ -29,7 +29,7 @@ pub trait Storage {
 /// Storage in memory, shareable between several clients to stand for the tabs of one origin.
 #[derive(Clone, Default)]
 pub struct MemoryStorage {
-    map: Rc<RefCell<HashMap<String, String>>>,
+    map: Rc<RefCell<SortedMap<String, String>>>,
     writes: Rc<std::cell::Cell<u64>>,
     /// Writes beyond this many bytes in total fail as a full quota would (for tests).
     pub quota: Option<usize>,

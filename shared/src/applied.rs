@@ -59,7 +59,7 @@ impl Applied {
     pub fn from_parts(clients: impl IntoIterator<Item = (String, Mark)>, ids: impl IntoIterator<Item = (u64, String)>) -> Applied {
         let mut a = Applied { clients: clients.into_iter().collect(), ..Applied::default() };
         let mut list: Vec<(u64, String)> = ids.into_iter().collect();
-        list.sort();
+        crate::sort::sort(&mut list);
         for (n, id) in list {
             let n = n.max(a.next);
             if a.ids.contains_key(&id) {

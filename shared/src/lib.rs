@@ -17,6 +17,7 @@ mod merge;
 mod op;
 pub mod promo;
 pub mod promo_json;
+pub mod sort;
 pub mod stored;
 mod time;
 mod types;

@@ -51,9 +51,9 @@ pub fn merge_codes(user: &[PromoCode], guest: &[PromoCode], rank: &[PromoCode]) 
     }
     let place = |c: &PromoCode| rank.iter().position(|r| r == c).unwrap_or(rank.len());
     let mut order: Vec<usize> = (0..union.len()).collect();
-    order.sort_by_key(|&i| (place(&union[i]), i));
+    crate::sort::sort_by_key(&mut order, |&i| (place(&union[i]), i));
     let mut keep: Vec<usize> = order[..MAX_PROMO_CODES].to_vec();
-    keep.sort_unstable();
+    crate::sort::sort(&mut keep);
     keep.into_iter().map(|i| union[i].clone()).collect()
 }
 

@@ -12,7 +12,7 @@ use crate::error::{CartError, ErrorCode};
 use crate::time::Timestamp;
 use crate::types::{Currency, Money, Sku};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 
 /// A promotion's id: 1 to 64 characters of `[A-Za-z0-9._:-]`.
@@ -278,10 +278,8 @@ pub fn allocate(total: i64, weights: &[i64]) -> Vec<i64> {
     let given: i128 = parts.iter().map(|p| i128::from(*p)).sum();
     let left = usize::try_from(t - given).unwrap_or(0).min(rems.len());
     if left > 0 {
-        // The `left` largest remainders, ties to the earlier line: a partial selection, not a sort.
-        if left < rems.len() {
-            rems.select_nth_unstable_by_key(left - 1, |(r, i)| (Reverse(*r), *i));
-        }
+        // The `left` largest remainders, ties to the earlier line.
+        crate::sort::sort_by_key(&mut rems, |(r, i)| (Reverse(*r), *i));
         for (_, i) in &rems[..left] {
             parts[*i] += 1;
         }
@@ -324,7 +322,7 @@ impl Priced<'_> {
     /// The priced lines of `skus`, each once, in line order.
     fn lines_of(&self, skus: &[Sku]) -> Vec<usize> {
         let mut found: Vec<usize> = skus.iter().filter_map(|s| self.at.get(s).copied()).collect();
-        found.sort_unstable();
+        crate::sort::sort(&mut found);
         found.dedup();
         found
     }
@@ -348,7 +346,7 @@ fn item_parts(p: &Promotion, priced: &Priced, left: &[i64]) -> Vec<(usize, i64)>
             }
             // Dearest first; ties in line order.
             let mut order = priced.lines_of(skus);
-            order.sort_by_key(|i| (Reverse(priced.unit[*i]), *i));
+            crate::sort::sort_by_key(&mut order, |i| (Reverse(priced.unit[*i]), *i));
             let units: u64 = order.iter().map(|i| u64::from(lines[*i].quantity)).sum();
             // Walking the units dearest first, the `get` last units of each complete group are
             // free: free units among the first `m` walked.
@@ -367,7 +365,7 @@ fn item_parts(p: &Promotion, priced: &Priced, left: &[i64]) -> Vec<(usize, i64)>
                     out.push((i, percent_of(priced.unit[i].saturating_mul(i64::try_from(free).unwrap_or(i64::MAX)), *percent)));
                 }
             }
-            out.sort_unstable();
+            crate::sort::sort(&mut out);
             out
         }
         Action::Bundle { items, price } => {
@@ -379,7 +377,7 @@ fn item_parts(p: &Promotion, priced: &Priced, left: &[i64]) -> Vec<(usize, i64)>
             let sum: i64 = worth.iter().sum();
             let total = (sum - price.amount()).max(0).saturating_mul(i64::from(k));
             let mut out: Vec<(usize, i64)> = found.iter().map(|(i, _)| *i).zip(allocate(total, &worth)).collect();
-            out.sort_unstable();
+            crate::sort::sort(&mut out);
             // An item named twice is one line.
             out.dedup_by(|b, a| {
                 let same = a.0 == b.0;
@@ -449,7 +447,7 @@ fn run(candidate: &[&Promotion], priced: &Priced, per_line: bool) -> (i64, Vec<i
 
 /// Application order: item-level actions first, then order-level ones, each level by id.
 fn application_order(mut ps: Vec<&Promotion>) -> Vec<&Promotion> {
-    ps.sort_by(|a, b| (!a.action.is_item_level(), &a.id).cmp(&(!b.action.is_item_level(), &b.id)));
+    crate::sort::sort_by(&mut ps, |a, b| (!a.action.is_item_level(), &a.id).cmp(&(!b.action.is_item_level(), &b.id)));
     ps
 }
 
@@ -472,19 +470,16 @@ pub fn evaluate<U: Fn(&PromotionId) -> Usage>(cx: &Context<'_, U>) -> Evaluation
     let subtotal: i64 = priced.amount.iter().sum();
 
     // The promotions that concern this cart, once each, by id: automatic ones and those of its codes.
-    let mut relevant: BTreeMap<&PromotionId, &Promotion> = BTreeMap::new();
-    for p in cx.promotions {
-        if p.code.as_ref().is_none_or(|c| cx.codes.contains(c)) {
-            relevant.entry(&p.id).or_insert(p);
-        }
-    }
-    let mut reasons: BTreeMap<&PromotionId, NotApplied> = BTreeMap::new();
+    // (A sorted list, not a `BTreeMap`: the browser module carries no B-tree code.)
+    let mut relevant: Vec<&Promotion> = cx.promotions.iter().filter(|p| p.code.as_ref().is_none_or(|c| cx.codes.contains(c))).collect();
+    // Stable, so of two promotions with one id the first stays.
+    crate::sort::sort_by(&mut relevant, |a, b| a.id.cmp(&b.id));
+    relevant.dedup_by(|b, a| a.id == b.id);
+    let mut reasons: Vec<(&PromotionId, NotApplied)> = Vec::new();
     let mut eligible: Vec<&Promotion> = Vec::new();
-    for (id, p) in &relevant {
-        match ineligible(p, subtotal, cx.now, cx.is_user, (cx.usage)(id)) {
-            Some(r) => {
-                reasons.insert(id, r);
-            }
+    for p in &relevant {
+        match ineligible(p, subtotal, cx.now, cx.is_user, (cx.usage)(&p.id)) {
+            Some(r) => reasons.push((&p.id, r)),
             None => eligible.push(p),
         }
     }
@@ -530,12 +525,12 @@ pub fn evaluate<U: Fn(&PromotionId) -> Usage>(cx: &Context<'_, U>) -> Evaluation
         .codes
         .iter()
         .map(|code| {
-            let p = relevant.values().find(|p| p.code.as_ref() == Some(code));
+            let p = relevant.iter().find(|p| p.code.as_ref() == Some(code));
             let applied = p.is_some_and(|p| discounts.iter().any(|d| d.promotion == p.id));
             let reason = match p {
                 _ if applied => None,
                 None => Some(NotApplied::Inactive),
-                Some(p) => Some(reasons.get(&p.id).copied().unwrap_or(NotApplied::NotBest)),
+                Some(p) => Some(reasons.iter().find(|(id, _)| **id == p.id).map_or(NotApplied::NotBest, |(_, r)| *r)),
             };
             let missing = match (reason, p.and_then(|p| p.min_subtotal)) {
                 (Some(NotApplied::MinSubtotalNotMet), Some(m)) => Some(money((m.amount() - subtotal).max(0))),
@@ -577,7 +572,7 @@ pub fn rank_codes<U: Fn(&PromotionId) -> Usage>(cx: &Context<'_, U>) -> Vec<Prom
             (e.discount_total.amount(), i, code)
         })
         .collect();
-    scored.sort_by_key(|(off, i, _)| (Reverse(*off), *i));
+    crate::sort::sort_by_key(&mut scored, |(off, i, _)| (Reverse(*off), *i));
     scored.into_iter().map(|(_, _, c)| c.clone()).collect()
 }
 

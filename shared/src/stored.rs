@@ -47,7 +47,7 @@ impl StoredCart {
                 }
                 out.push(CartLine { sku: l.sku, quantity: l.quantity, price_at_add: l.price_at_add, added_at: l.added_at, seq: l.seq });
             }
-            out.sort_by_key(|l| l.seq);
+            crate::sort::sort_by_key(&mut out, |l| l.seq);
             out
         };
         let lines_v = lines(self.lines);
