@@ -13,3 +13,9 @@ pub mod engine;
 pub mod storage;
 
 pub use shared;
+
+/// Talc instead of the standard dlmalloc: the same job for about 5 KB less of the module.
+/// The page is single-threaded (no `atomics` target feature), which this allocator requires.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
