@@ -55,12 +55,13 @@ impl SnapshotSource {
                 for l in list {
                     out.push('\n');
                     out.push(tag);
-                    match r.get(&l) {
+                    let key = l.key();
+                    match r.get(&key) {
                         Some(text) => out.push_str(text),
                         None => {
                             let text: Rc<str> = serde_json::to_string(&l).unwrap_or_default().into();
                             out.push_str(&text);
-                            r.insert(l, text);
+                            r.insert(key, text);
                         }
                     }
                 }
@@ -72,7 +73,7 @@ impl SnapshotSource {
 
 thread_local! {
     /// Lines rendered to JSON, by their content.
-    static RENDERED: RefCell<std::collections::HashMap<crate::engine::LineSnapshot, Rc<str>>> = RefCell::new(std::collections::HashMap::new());
+    static RENDERED: RefCell<shared::sort::SortedMap<crate::engine::LineKey, Rc<str>>> = RefCell::new(shared::sort::SortedMap::new());
 }
 
 #[wasm_bindgen]

@@ -342,7 +342,28 @@ pub struct Snapshot {
     pub last_error: Option<LastError>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+/// Everything a [`LineSnapshot`] holds, in a form that orders (the render cache's key).
+pub type LineKey = (Sku, u32, Timestamp, MoneyKey, MoneyKey, Option<bool>, Option<Availability>, MoneyKey, MoneyKey);
+type MoneyKey = Option<(i64, Currency)>;
+
+impl LineSnapshot {
+    pub fn key(&self) -> LineKey {
+        let m = |m: Option<Money>| m.map(|m| (m.amount(), m.currency()));
+        (
+            self.sku.clone(),
+            self.quantity,
+            self.added_at,
+            m(self.price_at_add),
+            m(self.current_price),
+            self.price_changed,
+            self.availability,
+            m(self.discount),
+            m(self.line_total),
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LineSnapshot {
     pub sku: Sku,

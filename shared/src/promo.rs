@@ -12,7 +12,6 @@ use crate::error::{CartError, ErrorCode};
 use crate::time::Timestamp;
 use crate::types::{Currency, Money, Sku};
 use std::cmp::Reverse;
-use std::collections::HashMap;
 use std::fmt;
 
 /// A promotion's id: 1 to 64 characters of `[A-Za-z0-9._:-]`.
@@ -315,7 +314,7 @@ struct Priced<'a> {
     lines: &'a [LineInput],
     unit: Vec<i64>,
     amount: Vec<i64>,
-    at: HashMap<&'a Sku, usize>,
+    at: crate::sort::SortedMap<&'a Sku, usize>,
 }
 
 impl Priced<'_> {
@@ -459,12 +458,8 @@ pub fn evaluate<U: Fn(&PromotionId) -> Usage>(cx: &Context<'_, U>) -> Evaluation
     let priced = {
         let unit: Vec<i64> = lines.iter().map(|l| l.unit_price.filter(|p| p.currency() == cx.currency).map_or(0, |p| p.amount())).collect();
         let amount: Vec<i64> = lines.iter().zip(&unit).map(|(l, u)| u.saturating_mul(i64::from(l.quantity))).collect();
-        let mut at = HashMap::with_capacity(lines.len());
-        for (i, l) in lines.iter().enumerate() {
-            if amount[i] > 0 {
-                at.entry(&l.sku).or_insert(i);
-            }
-        }
+        // Walked backwards, so that of two lines of one SKU the first is kept.
+        let at = (0..lines.len()).rev().filter(|i| amount[*i] > 0).map(|i| (&lines[i].sku, i)).collect();
         Priced { lines, unit, amount, at }
     };
     let subtotal: i64 = priced.amount.iter().sum();

@@ -100,6 +100,10 @@ impl<K: Ord, V> SortedMap<K, V> {
         self.0.is_empty()
     }
 
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
     /// The entries in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.0.iter().map(|(k, v)| (k, v))
