@@ -1605,16 +1605,22 @@ pub fn checkout_settled(status: u16, error: Option<&ErrorBody>) -> bool {
     (200..500).contains(&status) && status != 429 && !error.is_some_and(|e| e.is(ErrorCode::RequestInProgress))
 }
 
-/// Maps an HTTP error answer to a failure: 5xx and 429 are retried, other 4xx are not.
 /// The wait a `429` or `503` answer asked for (`retry_after`), in milliseconds; 0 when none. The
 /// next push waits at least this long, however short its own backoff.
 pub fn retry_hint_ms(status: u16, body: &str) -> u64 {
     if status == 429 || status == 503 { ErrorBody::of_answer(status, body).retry_after_ms().unwrap_or(0) } else { 0 }
 }
 
+/// Maps an HTTP error answer to a failure: 5xx and 429 are retried, other 4xx are not, as long
+/// as the cart API said so. A 4xx without the API's error envelope (a 404 page of a wrong
+/// endpoint, a proxy's or CDN's 403) says nothing about the ops: they are kept and retried with
+/// backoff rather than given up.
 pub fn failure_of(status: u16, body: &str) -> Failure {
-    let error = ErrorBody::of_answer(status, body);
-    if status >= 500 || status == 429 { Failure::Retry(error.message) } else { Failure::Refused { error, status } }
+    match ErrorBody::in_answer(body) {
+        Some(error) if status < 500 && status != 429 => Failure::Refused { error, status },
+        Some(error) => Failure::Retry(error.message),
+        None => Failure::Retry(format!("HTTP {status} without the cart API's error body: is the endpoint right?")),
+    }
 }
 
 #[cfg(test)]
@@ -1648,6 +1654,28 @@ mod tests {
 
     fn add(sku: &str) -> OpKind {
         OpKind::Add { sku: Sku::parse(sku).unwrap(), quantity: Quantity::new(1, &Limits::default()).unwrap(), price_at_add: None }
+    }
+
+    #[test]
+    fn a_refusal_without_the_apis_error_body_keeps_every_op() {
+        let storage = MemoryStorage::default();
+        let mut a = engine(&storage, 1);
+        a.mutate(add("A"), Timestamp::from_millis(1)).unwrap();
+        a.mutate(add("B"), Timestamp::from_millis(2)).unwrap();
+        // A wrong endpoint's 404 page, a proxy's 403: not the API's answer, so the ops stay.
+        for (status, body) in [(404, "<html>Not Found</html>"), (403, ""), (400, "{\"message\":\"bad\"}")] {
+            let push = a.begin_push().unwrap();
+            let failure = failure_of(status, body);
+            assert!(matches!(failure, Failure::Retry(_)), "{status}: {failure:?}");
+            a.finish_push(&push, Err(failure), 0, 0.5);
+            assert_eq!(a.state.pending.len(), 2, "{status}");
+            assert!(a.state.last_error.as_ref().is_some_and(|e| e.is(ErrorCode::NetworkError)));
+        }
+        // The API's own refusal is final, as before.
+        let body = r#"{"error":{"code":"invalid_op","message":"no"}}"#;
+        assert!(matches!(failure_of(422, body), Failure::Refused { status: 422, .. }));
+        assert!(matches!(failure_of(503, body), Failure::Retry(_)));
+        assert!(matches!(failure_of(429, body), Failure::Retry(_)));
     }
 
     fn numbering(e: &Engine) -> Vec<(String, u64)> {

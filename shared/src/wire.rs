@@ -457,8 +457,13 @@ impl ErrorBody {
     /// What an error answer of `status` with `body` says: the envelope's error when the body is
     /// one, else a stand-in (`unavailable` for a 5xx, `invalid_request` otherwise) naming the
     /// status, for answers a proxy or a crashed server wrote. The one reader of the envelope.
+    /// The API's error envelope (`{"error": {...}}`) in `body`, if that is what it holds.
+    pub fn in_answer(body: &str) -> Option<ErrorBody> {
+        serde_json::from_str::<Value>(body).ok().and_then(|v| read::error_body(v.get("error")?).ok())
+    }
+
     pub fn of_answer(status: u16, body: &str) -> ErrorBody {
-        serde_json::from_str::<Value>(body).ok().and_then(|v| read::error_body(v.get("error")?).ok()).unwrap_or_else(|| {
+        ErrorBody::in_answer(body).unwrap_or_else(|| {
             let code = if status >= 500 { ErrorCode::Unavailable } else { ErrorCode::InvalidRequest };
             ErrorBody::new(code, format!("HTTP {status}"))
         })
