@@ -17,9 +17,9 @@ use cartsync_tests::{Mode, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use shared::promo::PromoCode;
+use shared::sort::SortedSet;
 use shared::wire::{CartView, read};
 use shared::{Currency, Limits, Money, OpKind, Quantity, Sku, Timestamp};
-use std::collections::BTreeSet;
 
 use cartsync_tests::Rng;
 
@@ -135,7 +135,7 @@ async fn scenario(app: &TestApp, seed: u64) -> Result<bool, String> {
 
     // The client knows every promotion of the scenario, as it would after looking its codes up.
     let mut client = engine(seed);
-    let asked: BTreeSet<PromoCode> = codes.iter().map(|c| PromoCode::parse(c).unwrap()).collect();
+    let asked: SortedSet<PromoCode> = codes.iter().map(|c| PromoCode::parse(c).unwrap()).collect();
     let query = codes.join(",");
     let lookup = app.call(Method::GET, &format!("/v1/promotions?codes={query}"), &As::Nobody, None).await;
     if lookup.status != StatusCode::OK {
