@@ -20,6 +20,10 @@ fi
 if [ ! -x tools/node_modules/.bin/wasm-opt ] || [ tools/package-lock.json -nt tools/node_modules/.package-lock.json ]; then
   (cd tools && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# React 18 beside tools' React 19: the React binding's tests install either from the npm cache.
+if [ ! -f tools/react18/node_modules/react-dom/package.json ] || [ tools/react18/package-lock.json -nt tools/react18/node_modules/.package-lock.json ]; then
+  (cd tools/react18 && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 cargo build -q -p cart-wasm --target wasm32-unknown-unknown --profile wasm-release
 wasm=target/wasm32-unknown-unknown/wasm-release/cart_wasm.wasm
