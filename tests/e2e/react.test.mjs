@@ -8,11 +8,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { env, staticServer, launch, waitFor } from "./harness.mjs";
 
-// The binding supports React 18 and 19 (its peer range): each test runs with both. tools/ installs
-// both (React 18 under the aliases react-18 and react-dom-18), so both are in the npm cache.
+// The binding supports React 18 and 19 (its peer range): each test runs with both. tools/ and
+// tools/react18/ install them, so their packages are in the npm cache.
 const REACT_VERSIONS = ["19.3.1", "18.3.1"];
 
-/** A fresh copy of examples/react with the packed packages and React `react` installed (offline, from the npm cache). */
+/** A fresh copy of examples/react with the packed packages and React `react` installed: from the
+ * npm cache when it holds them (`--prefer-offline`), else from the registry; npm's cache keeps
+ * no package metadata after `npm ci`, so a machine with a fresh cache cannot install these offline. */
 function exampleProject(react) {
   const dir = mkdtempSync(join(tmpdir(), "cartsync-react-"));
   cpSync(join(env.examples, "react"), dir, { recursive: true, filter: (f) => !f.includes("node_modules") && !f.endsWith("dist") });
@@ -23,7 +25,7 @@ function exampleProject(react) {
   manifest.dependencies["react-dom"] = react;
   delete manifest.devDependencies;
   writeFileSync(join(dir, "package.json"), JSON.stringify(manifest, null, 2));
-  execFileSync("npm", ["install", "--no-audit", "--no-fund", "--offline"], { cwd: dir, stdio: "pipe" });
+  execFileSync("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline"], { cwd: dir, stdio: "pipe" });
   return dir;
 }
 
