@@ -198,7 +198,7 @@ fn to_js<T: Serialize>(v: &T) -> JsValue {
 
 /// Reads an answer body with one of `shared::wire::read`'s readers.
 fn read_answer<T>(text: &str, reader: impl Fn(&Value) -> Result<T, String>) -> Result<T, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("unreadable answer: {e}"))?;
+    let v: Value = shared::json::parse(text).map_err(|e| format!("unreadable answer: {e}"))?;
     reader(&v).map_err(|e| format!("unreadable answer: {e}"))
 }
 
@@ -889,7 +889,7 @@ async fn look_up_promotions(rc: &Rc<RefCell<Inner>>) {
     let answer = http(&endpoint, "GET", &path, None, None, &[]).await;
     rc.borrow_mut().looking_up = false;
     if let Ok((200, text)) = answer
-        && let Ok(v) = serde_json::from_str::<Value>(&text)
+        && let Ok(v) = shared::json::parse(&text)
     {
         rc.borrow_mut().engine.finish_promotions(asked, &v, now());
         notify(rc);

@@ -865,7 +865,7 @@ impl Engine {
 
     /// The ops of one stored chunk of `client`'s log; unreadable ones are skipped.
     fn parse_chunk(&self, client: &str, text: &str) -> Vec<PendingOp> {
-        let Ok(Value::Array(list)) = serde_json::from_str::<Value>(text) else { return Vec::new() };
+        let Ok(Value::Array(list)) = shared::json::parse(text) else { return Vec::new() };
         let Ok(parsed) = wire::parse_op_list(&list, &self.limits) else { return Vec::new() };
         parsed
             .into_iter()
@@ -982,7 +982,7 @@ impl Engine {
     }
 
     fn parse(&self, text: &str) -> Result<Base, LastError> {
-        let v: Value = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+        let v: Value = shared::json::parse(text).map_err(|e| corrupt(e.to_string()))?;
         match v.get("format").and_then(Value::as_u64) {
             Some(f) if f == u64::from(FORMAT) => {}
             Some(f) if f < u64::from(FORMAT) => {
@@ -1071,7 +1071,7 @@ impl Engine {
     /// queued ops join this tab's log under their own op ids, so none is lost or applied twice.
     /// `None` if `text` is no format-1 record.
     fn migrate(&mut self, text: &str) -> Option<Result<Base, LastError>> {
-        let v: Value = serde_json::from_str(text).ok()?;
+        let v: Value = shared::json::parse(text).ok()?;
         if v.get("format").and_then(Value::as_u64) != Some(1) {
             return None;
         }

@@ -13,6 +13,7 @@ mod checkout;
 mod error;
 pub mod events;
 pub mod gift_card;
+pub mod json;
 mod merge;
 mod op;
 pub mod promo;

@@ -459,7 +459,7 @@ impl ErrorBody {
     /// status, for answers a proxy or a crashed server wrote. The one reader of the envelope.
     /// The API's error envelope (`{"error": {...}}`) in `body`, if that is what it holds.
     pub fn in_answer(body: &str) -> Option<ErrorBody> {
-        serde_json::from_str::<Value>(body).ok().and_then(|v| read::error_body(v.get("error")?).ok())
+        crate::json::parse(body).ok().and_then(|v| read::error_body(v.get("error")?).ok())
     }
 
     pub fn of_answer(status: u16, body: &str) -> ErrorBody {
