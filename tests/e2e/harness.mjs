@@ -3,6 +3,8 @@
 import { spawn } from "node:child_process";
 import { createServer } from "node:http";
 import { readFile, stat } from "node:fs/promises";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { extname, join, normalize } from "node:path";
 import { createRequire } from "node:module";
 import { createHmac } from "node:crypto";
@@ -152,11 +154,17 @@ export async function staticServer(root, headers = {}) {
   return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
 }
 
-export function launch() {
-  return chromium.launch({
+export async function launch() {
+  // Chromium leaves its singleton and scoped directories (about 25 MB a run) in TMPDIR when it
+  // is shut down: each browser gets a TMPDIR of its own, removed once it has closed.
+  const tmp = mkdtempSync(join(tmpdir(), "cartsync-chromium-"));
+  const browser = await chromium.launch({
     executablePath: process.env.CARTSYNC_CHROMIUM || "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+    env: { ...process.env, TMPDIR: tmp },
   });
+  browser.on("disconnected", () => rmSync(tmp, { recursive: true, force: true }));
+  return browser;
 }
 
 /** `(sku, quantity)` pairs of a cart's lines, sorted by SKU. */
