@@ -49,7 +49,11 @@ scripts/build-npm.sh
 
 step "browser tests of the storage layer (wasm-bindgen-test in headless Chromium)"
 wasm_log=$(mktemp)
-cargo test -p cart-wasm --target wasm32-unknown-unknown 2>&1 | tee "$wasm_log"
+# Chromium, started by chromedriver, leaves its singleton and scoped directories (about 25 MB)
+# in TMPDIR: it gets one of its own, removed after the step.
+wasm_tmp=$(mktemp -d)
+TMPDIR="$wasm_tmp" cargo test -p cart-wasm --target wasm32-unknown-unknown 2>&1 | tee "$wasm_log"
+rm -rf "$wasm_tmp"
 
 step "tests (real redis-server and PostgreSQL, started by the harness)"
 log=$(mktemp)
