@@ -164,7 +164,7 @@ impl TestApp {
             metrics: metrics_base,
             mode,
             settings,
-            http: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("an HTTP client"),
+            http: test_client(),
             partner: None,
             turn: Default::default(),
             stop: Some(tx),
@@ -183,7 +183,7 @@ impl TestApp {
             metrics: None,
             mode,
             settings,
-            http: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("an HTTP client"),
+            http: test_client(),
             partner: None,
             turn: Default::default(),
             stop: None,
@@ -368,6 +368,18 @@ impl OrderRef for &String {
     async fn id_and_total(&self, app: &TestApp) -> (String, Value) {
         self.as_str().id_and_total(app).await
     }
+}
+
+/// The HTTP client of a test app. It forgets an idle pooled connection after 1 s: some tests set
+/// the server's client timeout, which also closes idle kept-alive connections, as low as 3 s, and
+/// a connection reused just as the server closes it fails (`IncompleteMessage`) instead of
+/// reaching the server.
+fn test_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .pool_idle_timeout(std::time::Duration::from_secs(1))
+        .build()
+        .expect("an HTTP client")
 }
 
 impl Drop for TestApp {
