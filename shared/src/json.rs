@@ -77,58 +77,25 @@ impl Reader<'_> {
         self.space();
         match self.peek() {
             Some(b'{') => {
-                if depth >= MAX_DEPTH {
-                    return Err(self.fail());
-                }
-                self.at += 1;
                 let mut map = Map::new();
-                self.space();
-                if self.peek() == Some(b'}') {
-                    self.at += 1;
-                    return Ok(Value::Object(map));
-                }
-                loop {
-                    self.space();
-                    self.eat(b'"')?;
-                    let key = self.string()?;
-                    self.space();
-                    self.eat(b':')?;
-                    let v = self.value(depth + 1)?;
-                    map.insert(key, v);
-                    self.space();
-                    match self.peek() {
-                        Some(b',') => self.at += 1,
-                        Some(b'}') => {
-                            self.at += 1;
-                            return Ok(Value::Object(map));
-                        }
-                        _ => return Err(self.fail()),
-                    }
-                }
+                self.items(depth, b'}', |r, depth| {
+                    r.space();
+                    r.eat(b'"')?;
+                    let key = r.string()?;
+                    r.space();
+                    r.eat(b':')?;
+                    map.insert(key, r.value(depth)?);
+                    Ok(())
+                })?;
+                Ok(Value::Object(map))
             }
             Some(b'[') => {
-                if depth >= MAX_DEPTH {
-                    return Err(self.fail());
-                }
-                self.at += 1;
                 let mut list = Vec::new();
-                self.space();
-                if self.peek() == Some(b']') {
-                    self.at += 1;
-                    return Ok(Value::Array(list));
-                }
-                loop {
-                    list.push(self.value(depth + 1)?);
-                    self.space();
-                    match self.peek() {
-                        Some(b',') => self.at += 1,
-                        Some(b']') => {
-                            self.at += 1;
-                            return Ok(Value::Array(list));
-                        }
-                        _ => return Err(self.fail()),
-                    }
-                }
+                self.items(depth, b']', |r, depth| {
+                    list.push(r.value(depth)?);
+                    Ok(())
+                })?;
+                Ok(Value::Array(list))
             }
             Some(b'"') => {
                 self.at += 1;
@@ -139,6 +106,32 @@ impl Reader<'_> {
             Some(b'n') => self.word(b"null", Value::Null),
             Some(b'-' | b'0'..=b'9') => self.number(),
             _ => Err(self.fail()),
+        }
+    }
+
+    /// The items of an array or object at `depth` (its opening bracket next), each read by
+    /// `item` one level deeper, separated by commas, up to `close`.
+    fn items(&mut self, depth: usize, close: u8, mut item: impl FnMut(&mut Self, usize) -> Result<(), JsonError>) -> Result<(), JsonError> {
+        if depth >= MAX_DEPTH {
+            return Err(self.fail());
+        }
+        self.at += 1;
+        self.space();
+        if self.peek() == Some(close) {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            item(self, depth + 1)?;
+            self.space();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(c) if c == close => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.fail()),
+            }
         }
     }
 

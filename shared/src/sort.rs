@@ -163,14 +163,6 @@ impl<T: Ord> SortedSet<T> {
         self.iter().all(|v| other.contains(v))
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The values in order.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.0.keys()
