@@ -9,7 +9,7 @@ export class CartError extends Error {
   }
 }
 
-const FIELDS = ["owner", "version", "lines", "saved", "itemCount", "subtotal", "promoCodes", "discounts", "discountTotal", "total", "pendingOps", "syncing", "lastError"];
+const FIELDS = ["owner", "version", "lines", "saved", "unavailable", "itemCount", "subtotal", "promoCodes", "discounts", "discountTotal", "total", "pendingOps", "syncing", "lastError"];
 const HOLDER = Symbol("cartsync.snapshot");
 
 // Parsed lines by their text (with its L/S tag): a line unchanged since an earlier snapshot is
@@ -25,12 +25,14 @@ function materialize(snapshot) {
     const v = JSON.parse(parts[0]);
     v.lines = [];
     v.saved = [];
+    v.unavailable = [];
     if (LINES.size > 4096) LINES.clear();
     for (let i = 1; i < parts.length; i++) {
       const part = parts[i];
       let l = LINES.get(part);
       if (l === undefined) LINES.set(part, (l = Object.freeze(JSON.parse(part.slice(1)))));
-      (part.charCodeAt(0) === 76 ? v.lines : v.saved).push(l);
+      const tag = part.charCodeAt(0);
+      (tag === 76 ? v.lines : tag === 83 ? v.saved : v.unavailable).push(l);
     }
     h.value = v;
   }

@@ -37,13 +37,14 @@ pub struct SnapshotSource {
 #[wasm_bindgen]
 impl SnapshotSource {
     /// The snapshot as text: the JSON of every field but the lines on the first line, then one
-    /// line per cart line (`L` + its JSON) and per saved line (`S` + its JSON). A line rendered
+    /// line per cart line (`L` + its JSON), saved line (`S`) and unavailable line (`U`). A line rendered
     /// before is not rendered again, and the page parses a line it has seen before only once
     /// (`js/cart-error.js`): a change to one line of a long cart renders and parses one line.
     pub fn json(&self) -> String {
         let mut snap = self.frozen.snapshot(self.syncing, self.at);
         let lines = std::mem::take(&mut snap.lines);
         let saved = std::mem::take(&mut snap.saved);
+        let unavailable = std::mem::take(&mut snap.unavailable);
         // Empty lists are left out of the JSON: the first line is every other field.
         let mut out = serde_json::to_string(&snap).unwrap_or_default();
         RENDERED.with(|r| {
@@ -51,7 +52,7 @@ impl SnapshotSource {
             if r.len() > 4096 {
                 r.clear();
             }
-            for (tag, list) in [('L', lines), ('S', saved)] {
+            for (tag, list) in [('L', lines), ('S', saved), ('U', unavailable)] {
                 for l in list {
                     out.push('\n');
                     out.push(tag);
@@ -93,12 +94,14 @@ extern "C" {
 const TYPES: &'static str = r#"
 /** An amount in the currency's minor units (cents), never a float. */
 export type Money = { amount: number; currency: string };
-export type Availability = "in_stock" | "low_stock" | "out_of_stock" | "unknown";
+export type Availability = "in_stock" | "low_stock" | "out_of_stock" | "unknown" | "discontinued";
 export type Line = {
   sku: string; quantity: number; priceAtAdd?: Money; addedAt: string;
   currentPrice?: Money; priceChanged?: boolean; availability?: Availability;
   /** Cart lines only: what the promotions take off, and quantity × unit price − discount. */
   discount?: Money; lineTotal?: Money;
+  /** Unavailable lines only: why. */
+  reason?: "out_of_stock" | "discontinued";
 };
 export type PromoCodeState = {
   code: string; applied: boolean;
@@ -117,6 +120,13 @@ export type CartSnapshot = {
   /** With pending ops already applied. */
   lines: Line[];
   saved: Line[];
+  /**
+   * Cart lines whose product is out of stock or discontinued (as the server last said), shown
+   * apart and left out of itemCount and the totals. They come back to `lines` by themselves when
+   * stock returns; remove them or save them for later like any line. Checkout refuses a cart
+   * that still holds them (`out_of_stock`).
+   */
+  unavailable: Line[];
   itemCount: number;
   /** Before discounts. */
   subtotal: Money;

@@ -330,6 +330,9 @@ pub struct Snapshot {
     pub lines: Vec<LineSnapshot>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub saved: Vec<LineSnapshot>,
+    /// Cart lines out of stock or discontinued, apart from `lines` and left out of the totals.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<LineSnapshot>,
     pub item_count: u64,
     pub subtotal: Money,
     pub promo_codes: Vec<PromoCodeSnapshot>,
@@ -343,7 +346,7 @@ pub struct Snapshot {
 }
 
 /// Everything a [`LineSnapshot`] holds, in a form that orders (the render cache's key).
-pub type LineKey = (Sku, u32, Timestamp, MoneyKey, MoneyKey, Option<bool>, Option<Availability>, MoneyKey, MoneyKey);
+pub type LineKey = (Sku, u32, Timestamp, MoneyKey, MoneyKey, Option<bool>, Option<Availability>, MoneyKey, MoneyKey, Option<Availability>);
 type MoneyKey = Option<(i64, Currency)>;
 
 impl LineSnapshot {
@@ -359,6 +362,7 @@ impl LineSnapshot {
             self.availability,
             m(self.discount),
             m(self.line_total),
+            self.reason,
         )
     }
 }
@@ -382,6 +386,9 @@ pub struct LineSnapshot {
     pub discount: Option<Money>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line_total: Option<Money>,
+    /// Why an unavailable line is unavailable: `out_of_stock` or `discontinued`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Availability>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -458,6 +465,7 @@ impl Frozen {
             availability: l.availability,
             discount: l.discount,
             line_total: l.line_total,
+            reason: l.reason,
         };
         Snapshot {
             owner,
@@ -483,6 +491,7 @@ impl Frozen {
             total: view.total,
             lines: view.lines.iter().map(line).collect(),
             saved: view.saved.iter().map(line).collect(),
+            unavailable: view.unavailable.iter().map(line).collect(),
             pending_ops: self.pending_ops,
             syncing,
             last_error: self.last_error.clone(),
@@ -595,7 +604,9 @@ pub fn cart_from_view(view: &CartView) -> Cart {
     cart.version = view.version;
     cart.updated_at = view.updated_at;
     let mut seq = 0;
-    for (list, into) in [(&view.lines, &mut cart.lines), (&view.saved, &mut cart.saved)] {
+    // Unavailable lines are cart lines the view shows apart: the cart keeps them.
+    let lines = view.lines.iter().chain(&view.unavailable);
+    for (list, into) in [(lines.collect::<Vec<_>>(), &mut cart.lines), (view.saved.iter().collect(), &mut cart.saved)] {
         for l in list {
             into.push(CartLine { sku: l.sku.clone(), quantity: l.quantity, price_at_add: l.price_at_add, added_at: l.added_at, seq });
             seq += 1;
@@ -610,6 +621,7 @@ fn annotations_of(view: &CartView) -> SortedMap<Sku, Annotation> {
     view.lines
         .iter()
         .chain(&view.saved)
+        .chain(&view.unavailable)
         .filter(|l| l.current_price.is_some() || l.availability.is_some())
         .map(|l| (l.sku.clone(), Annotation { current_price: l.current_price, availability: l.availability }))
         .collect()

@@ -50,6 +50,9 @@ pub enum ErrorCode {
     GiftCardNotFound,
     GiftCardUnavailable,
     TotalTooLarge,
+    MergePolicyRequired,
+    QuoteInvalid,
+    HoldNotExtendable,
     // The browser client's own codes.
     NetworkError,
     StorageFull,
@@ -61,7 +64,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// The codes the server answers with.
-    pub const ALL: [ErrorCode; 43] = [
+    pub const ALL: [ErrorCode; 46] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidCartToken,
@@ -105,6 +108,9 @@ impl ErrorCode {
         ErrorCode::GiftCardNotFound,
         ErrorCode::GiftCardUnavailable,
         ErrorCode::TotalTooLarge,
+        ErrorCode::MergePolicyRequired,
+        ErrorCode::QuoteInvalid,
+        ErrorCode::HoldNotExtendable,
     ];
 
     /// The codes only the browser client reports (in `lastError` or a rejected promise).
@@ -162,6 +168,9 @@ impl ErrorCode {
             ErrorCode::GiftCardNotFound => "gift_card_not_found",
             ErrorCode::GiftCardUnavailable => "gift_card_unavailable",
             ErrorCode::TotalTooLarge => "total_too_large",
+            ErrorCode::MergePolicyRequired => "merge_policy_required",
+            ErrorCode::QuoteInvalid => "quote_invalid",
+            ErrorCode::HoldNotExtendable => "hold_not_extendable",
             ErrorCode::NetworkError => "network_error",
             ErrorCode::StorageFull => "storage_full",
             ErrorCode::StorageCorrupt => "storage_corrupt",
@@ -199,7 +208,10 @@ impl ErrorCode {
             | ErrorCode::OpOutOfOrder
             | ErrorCode::AmountMismatch
             | ErrorCode::PromotionUnavailable
-            | ErrorCode::GiftCardUnavailable => 409,
+            | ErrorCode::GiftCardUnavailable
+            | ErrorCode::MergePolicyRequired
+            | ErrorCode::QuoteInvalid
+            | ErrorCode::HoldNotExtendable => 409,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::VersionMismatch => 412,

@@ -28,6 +28,8 @@ pub enum Availability {
     LowStock,
     OutOfStock,
     Unknown,
+    /// The catalog no longer sells the product.
+    Discontinued,
 }
 
 /// What the catalog knows of a SKU at display time.
@@ -56,6 +58,9 @@ pub struct LineView {
     /// `quantity × unit price − discount` (cart lines only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line_total: Option<Money>,
+    /// Why a line is under `unavailable`: `out_of_stock` or `discontinued` (those lines only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Availability>,
 }
 
 /// A promo code on the cart and whether its promotion is applied; if not, why
@@ -118,6 +123,11 @@ pub struct CartView {
     pub currency: Currency,
     pub lines: Vec<LineView>,
     pub saved: Vec<LineView>,
+    /// Cart lines whose SKU is out of stock or discontinued, by the catalog's cached figures:
+    /// shown apart and left out of `item_count`, `subtotal`, discounts and `total`. A view only:
+    /// a line comes back to `lines` by itself when stock returns.
+    #[serde(default)]
+    pub unavailable: Vec<LineView>,
     pub item_count: u64,
     /// Before discounts.
     pub subtotal: Money,
@@ -167,9 +177,21 @@ impl CartView {
                 availability: a.map(|a| a.availability),
                 discount: None,
                 line_total: None,
+                reason: None,
             }
         };
-        let mut lines: Vec<LineView> = cart.lines.iter().map(&mut view).collect();
+        let mut lines: Vec<LineView> = Vec::with_capacity(cart.lines.len());
+        let mut unavailable: Vec<LineView> = Vec::new();
+        for l in &cart.lines {
+            let mut v = view(l);
+            match v.availability {
+                Some(a @ (Availability::OutOfStock | Availability::Discontinued)) => {
+                    v.reason = Some(a);
+                    unavailable.push(v);
+                }
+                _ => lines.push(v),
+            }
+        }
         let saved: Vec<LineView> = cart.saved.iter().map(&mut view).collect();
         let currency = cart.currency;
         // A price in another currency cannot be summed; it is left out rather than guessed.
@@ -219,7 +241,7 @@ impl CartView {
             owner,
             version: cart.version,
             currency: cart.currency,
-            item_count: cart.item_count(),
+            item_count: if unavailable.is_empty() { cart.item_count() } else { lines.iter().map(|l| u64::from(l.quantity)).sum() },
             subtotal,
             discount_total,
             total,
@@ -227,6 +249,7 @@ impl CartView {
             discounts,
             lines,
             saved,
+            unavailable,
             // A cart that never changed reports when it was last seen rather than the epoch.
             updated_at: if cart.version == 0 { cart.updated_at.max(cart.accessed_at) } else { cart.updated_at },
             expires_at,
@@ -307,6 +330,7 @@ mod fast_json {
             Availability::LowStock => b"\"low_stock\"",
             Availability::OutOfStock => b"\"out_of_stock\"",
             Availability::Unknown => b"\"unknown\"",
+            Availability::Discontinued => b"\"discontinued\"",
         }
     }
 
@@ -340,6 +364,10 @@ mod fast_json {
         if let Some(t) = &l.line_total {
             out.extend_from_slice(b",\"line_total\":");
             money(out, t);
+        }
+        if let Some(a) = l.reason {
+            out.extend_from_slice(b",\"reason\":");
+            out.extend_from_slice(availability(a));
         }
         out.push(b'}');
     }
@@ -399,6 +427,8 @@ mod fast_json {
         list(out, &v.lines, line);
         out.extend_from_slice(b",\"saved\":");
         list(out, &v.saved, line);
+        out.extend_from_slice(b",\"unavailable\":");
+        list(out, &v.unavailable, line);
         out.extend_from_slice(b",\"item_count\":");
         uint(out, v.item_count);
         out.extend_from_slice(b",\"subtotal\":");
@@ -986,6 +1016,7 @@ pub mod read {
             "low_stock" => Some(Availability::LowStock),
             "out_of_stock" => Some(Availability::OutOfStock),
             "unknown" => Some(Availability::Unknown),
+            "discontinued" => Some(Availability::Discontinued),
             _ => None,
         }
     }
@@ -1001,6 +1032,7 @@ pub mod read {
             availability: availability(field(v, "availability")),
             discount: money_opt(v, "discount")?,
             line_total: money_opt(v, "line_total")?,
+            reason: availability(field(v, "reason")),
         })
     }
 
@@ -1036,6 +1068,10 @@ pub mod read {
             currency,
             lines: list(v, "lines", line)?,
             saved: list(v, "saved", line)?,
+            unavailable: match field(v, "unavailable") {
+                Value::Null => Vec::new(),
+                _ => list(v, "unavailable", line)?,
+            },
             item_count: integer(v, "item_count")?,
             subtotal: money(v, "subtotal")?,
             // A server without promotions sends none of these: nothing is taken off.

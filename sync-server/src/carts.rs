@@ -49,6 +49,20 @@ pub struct MergeOutcome {
     pub merged: bool,
     /// What became of each guest op sent with the login, in request order.
     pub results: Vec<OpResult>,
+    /// The guest lines (and saved lines) left out of the merge, with their quantities: those
+    /// whose SKU the catalog no longer sells. Empty for a repeat.
+    pub dropped: Vec<(Sku, u32)>,
+}
+
+/// How one login merge goes: its policy, and which SKUs it leaves out.
+pub struct MergePlan<D, R> {
+    pub policy: shared::MergePolicy,
+    /// Called once with the frozen guest cart: the SKUs to leave out of the merge.
+    pub drop: D,
+    /// Ranks the merged cart's promo codes when the two carts hold more than five between them
+    /// (the best first; see `shared::merge_codes`). Called with the user's cart and the guest's
+    /// merged as they stand just before the merge, codes not capped.
+    pub rank: R,
 }
 
 #[derive(Clone)]
@@ -157,21 +171,21 @@ impl Carts {
     /// guest cart was merged already (a login retried after its answer was lost), they go to the
     /// user's cart instead, which by then knows every op id the guest cart applied.
     pub async fn merge(&self, user: &UserId, guest: &CartKey, ops: &[ParsedOp], now: Timestamp) -> Result<MergeOutcome, CartsError> {
-        self.merge_ranking_codes(user, guest, ops, now, |_| Vec::new()).await
+        let plan = MergePlan { policy: self.rules.merge, drop: |_: &Cart| Vec::new(), rank: |_: &Cart| Vec::new() };
+        self.merge_with(user, guest, ops, now, plan).await
     }
 
-    /// [`Carts::merge`], where `rank` orders the promo codes of a merged cart when the two
-    /// carts hold more than five between them (the best first; see `shared::merge_codes`). It
-    /// is called with the user's cart and the guest's merged as they stand just before the
-    /// merge, codes not capped.
-    pub async fn merge_ranking_codes(
+    /// [`Carts::merge`] by a plan: its policy, the SKUs it leaves out, and how it ranks codes.
+    /// The plan is the first merge's: a repeat changes nothing, whatever its plan.
+    pub async fn merge_with(
         &self,
         user: &UserId,
         guest: &CartKey,
         ops: &[ParsedOp],
         now: Timestamp,
-        rank: impl FnOnce(&Cart) -> Vec<PromoCode>,
+        plan: MergePlan<impl FnOnce(&Cart) -> Vec<Sku>, impl FnOnce(&Cart) -> Vec<PromoCode>>,
     ) -> Result<MergeOutcome, CartsError> {
+        let rules = Rules { merge: plan.policy, ..self.rules };
         let user_key = CartKey::for_user(user);
         let mut results = Vec::new();
         let mut for_user = false;
@@ -187,21 +201,37 @@ impl Carts {
             // Another user logged in with this guest cart first: it is theirs.
             Err(owner) => return Err(CartsError::Merged { into: Some(owner) }),
         };
+        // Lines the catalog no longer sells stay behind. Taken out of the frozen copy the merge
+        // folds in (never the stored snapshot), so a repeat after a lost answer still finds the
+        // same op id and changes nothing.
+        let gone = (plan.drop)(&frozen.cart);
+        let mut dropped = Vec::new();
+        if !gone.is_empty() {
+            for list in [&mut frozen.cart.lines, &mut frozen.cart.saved] {
+                list.retain(|l| {
+                    let keep = !gone.contains(&l.sku);
+                    if !keep {
+                        dropped.push((l.sku.clone(), l.quantity));
+                    }
+                    keep
+                });
+            }
+        }
         if !frozen.cart.promo_codes.is_empty() {
             let mine = self.read(&user_key, now).await?;
             let mut union = mine.promo_codes.clone();
             union.extend(frozen.cart.promo_codes.iter().filter(|c| !mine.promo_codes.contains(c)).cloned());
             if union.len() > shared::promo::MAX_PROMO_CODES {
                 let mut merged = mine;
-                shared::merge(&mut merged, &frozen.cart, self.rules.merge, &self.rules.limits, now);
+                shared::merge(&mut merged, &frozen.cart, rules.merge, &rules.limits, now);
                 merged.promo_codes = union;
-                frozen.code_rank = rank(&merged);
+                frozen.code_rank = (plan.rank)(&merged);
             }
         }
         let op_id = format!("merge:{}:{}", guest.tag, frozen.generation);
         let mut done = None;
         for _ in 0..RESTORE_ATTEMPTS {
-            match self.hot.merge_into(&user_key, &op_id, &frozen, &self.rules, now).await? {
+            match self.hot.merge_into(&user_key, &op_id, &frozen, &rules, now).await? {
                 MergeResult::NeedsRestore => self.restore(&user_key, now).await?,
                 MergeResult::NeedsVerify { version, checked } => self.verify(&user_key, version, checked, now).await?,
                 MergeResult::Done { cart, applied } => {
@@ -222,7 +252,10 @@ impl Carts {
         if merged {
             tracing::info!(lines = frozen.cart.lines.len(), saved = frozen.cart.saved.len(), "merged a guest cart");
         }
-        Ok(MergeOutcome { cart, merged, results })
+        if !applied {
+            dropped.clear();
+        }
+        Ok(MergeOutcome { cart, merged, results, dropped })
     }
 
     /// Takes a paid order's quantities out of the cart it came from, once per order line by op

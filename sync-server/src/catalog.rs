@@ -286,6 +286,8 @@ struct Entry {
 pub struct Fact {
     pub price: Option<Money>,
     pub available: i64,
+    /// Still sold: a product the admin set `"active": false` is discontinued.
+    pub active: bool,
 }
 
 /// Recent catalog facts for cart annotations, at most `price_ttl` old for prices and `stock_ttl`
@@ -358,11 +360,55 @@ impl CatalogCache {
         let by_sku: HashMap<&Sku, &Product> = fresh.iter().map(|p| (&p.sku, p)).collect();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         for sku in stale {
-            let fact = by_sku.get(sku).map(|p| Fact { price: p.active.then_some(p.price), available: p.available() });
+            let fact = by_sku.get(sku).map(|p| Fact { price: p.active.then_some(p.price), available: p.available(), active: p.active });
             entries.insert(sku.clone(), Entry { fact, at: now });
         }
         bound(&mut entries, now, self.ttl, MAX_ENTRIES);
         Ok(())
+    }
+
+    /// Loads the facts of `skus` now, in chunks (after this instance changed them: its cart
+    /// writes see the change at once, other instances within the cache age).
+    pub async fn reload(&self, db: &Durable, skus: &[Sku]) -> Result<(), DurableError> {
+        for chunk in skus.chunks(1000) {
+            self.refresh(db, chunk, Instant::now()).await?;
+        }
+        Ok(())
+    }
+
+    /// Loads the whole catalog (up to the cache's bound), so cart writes find every price
+    /// without a database round trip: an `add` without a price takes the catalog's from here.
+    pub async fn preload(&self, db: &Durable) -> Result<usize, DurableError> {
+        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY sku LIMIT $1");
+        let rows: Vec<ProductRow> = on_db!(db, pool => sqlx::query_as(&sql).bind(MAX_ENTRIES as i64).fetch_all(pool).await?);
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        for p in rows.into_iter().filter_map(|r| product_of_row(r).ok()) {
+            let fact = Some(Fact { price: p.active.then_some(p.price), available: p.available(), active: p.active });
+            entries.insert(p.sku, Entry { fact, at: now });
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The catalog prices of `skus` (in their order) for `add`s that name none: as the cache
+    /// holds them (fresh or not; stale ones are refreshed in the background), without a database
+    /// round trip. Only SKUs this cache has never seen (products made on another instance since
+    /// this one loaded the catalog, or SKUs the catalog lacks) are looked up, in one query and
+    /// briefly; if that fails those lines simply have no price at add.
+    pub async fn prices_at_add(self: &Arc<Self>, db: &Durable, skus: &[&Sku]) -> Vec<Option<Money>> {
+        let unseen: Vec<Sku> = {
+            let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            skus.iter().filter(|s| !entries.contains_key(**s)).map(|s| (*s).clone()).collect()
+        };
+        if !unseen.is_empty() {
+            let wait = self.refresh(db, &unseen, Instant::now());
+            if !matches!(tokio::time::timeout(Duration::from_millis(300), wait).await, Ok(Ok(()))) {
+                tracing::warn!("adds without a price: the catalog could not be read in time");
+            }
+        }
+        self.lookup_cached(db, skus.iter().copied()).into_iter().map(|f| f.and_then(|f| f.price)).collect()
     }
 
     /// SKUs remembered (known and unknown).
@@ -416,7 +462,9 @@ impl CatalogCache {
     /// The annotation of a cart line of `quantity` from its fact.
     pub fn annotate(&self, fact: Option<Fact>, quantity: u32) -> Option<Annotation> {
         let f = fact?;
-        Some(Annotation { current_price: f.price, availability: Availability::of(f.available, quantity, self.low_stock_threshold) })
+        let availability =
+            if f.active { Availability::of(f.available, quantity, self.low_stock_threshold) } else { Availability::Discontinued };
+        Some(Annotation { current_price: f.price, availability })
     }
 }
 
@@ -430,7 +478,7 @@ mod tests {
         let old = now.checked_sub(Duration::from_secs(120)).unwrap_or(now);
         let ttl = Duration::from_secs(60);
         let sku = |i: usize| Sku::parse(&format!("S{i}")).expect("a sku");
-        let known = Some(Fact { price: None, available: 1 });
+        let known = Some(Fact { price: None, available: 1, active: true });
         let mut entries: HashMap<Sku, Entry> = HashMap::new();
         for i in 0..10 {
             entries.insert(sku(i), Entry { fact: known, at: now });

@@ -60,8 +60,35 @@ fn parse_currency(s: &str) -> Result<Currency, String> {
     Currency::parse(s).map_err(|e| e.message)
 }
 
-fn parse_policy(s: &str) -> Result<MergePolicy, String> {
-    MergePolicy::parse(s).map_err(|e| e.message)
+/// How a login merge picks its policy: one configured policy, or `prompt`, where the client
+/// names one with each merge (a merge without one is refused with `409 merge_policy_required`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeSetting {
+    Policy(MergePolicy),
+    Prompt,
+}
+
+impl MergeSetting {
+    /// The policy a merge uses when the client names none (`None`: it must name one).
+    pub fn default_policy(self) -> Option<MergePolicy> {
+        match self {
+            MergeSetting::Policy(p) => Some(p),
+            MergeSetting::Prompt => None,
+        }
+    }
+}
+
+impl From<MergePolicy> for MergeSetting {
+    fn from(p: MergePolicy) -> Self {
+        MergeSetting::Policy(p)
+    }
+}
+
+fn parse_policy(s: &str) -> Result<MergeSetting, String> {
+    if s == "prompt" {
+        return Ok(MergeSetting::Prompt);
+    }
+    MergePolicy::parse(s).map(MergeSetting::Policy).map_err(|_| "merge policy is one of sum, max, keep_user, prompt".to_owned())
 }
 
 /// Where the Prometheus metrics are served: an address, or nowhere (an empty setting).
@@ -139,9 +166,10 @@ pub struct Settings {
     #[arg(long, env = "CARTSYNC_WEBHOOK_SECRET", hide_env_values = true, value_parser = secret_of::<16>)]
     pub webhook_secret: Option<Secret>,
 
-    /// How a guest cart merges into the user's on login: sum, max or keep_user.
+    /// How a guest cart merges into the user's on login: sum, max or keep_user; or prompt, where
+    /// each merge request names its policy (the storefront asks the shopper).
     #[arg(long, env = "CARTSYNC_MERGE_POLICY", default_value = "sum", value_parser = parse_policy)]
-    pub merge_policy: MergePolicy,
+    pub merge_policy: MergeSetting,
 
     /// Per-line quantity limit.
     #[arg(long, env = "CARTSYNC_MAX_LINE_QUANTITY", default_value_t = 99,
@@ -156,6 +184,15 @@ pub struct Settings {
     /// Checkout reservation hold, in seconds.
     #[arg(long, env = "CARTSYNC_HOLD_SECONDS", default_value_t = 600)]
     pub hold_seconds: u64,
+
+    /// How much longer a shopper may extend their pending order's hold, once, in seconds.
+    #[arg(long, env = "CARTSYNC_HOLD_EXTEND_SECONDS", default_value_t = 300)]
+    pub hold_extend_seconds: u64,
+
+    /// How long a price quote (`POST /v1/cart/quote`) holds its prices, in seconds.
+    #[arg(long, env = "CARTSYNC_PRICE_LOCK_SECONDS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub price_lock_seconds: u64,
 
     /// Guest carts expire after this many idle seconds.
     #[arg(long, env = "CARTSYNC_GUEST_TTL_SECONDS", default_value_t = 7 * 86_400,

@@ -28,6 +28,10 @@ pub struct AppState {
     pub admin_token: Option<Secret>,
     pub webhook_secret: Option<Secret>,
     pub hold_ms: i64,
+    /// How much longer a shopper may extend a hold, once.
+    pub hold_extend_ms: i64,
+    /// How long a price quote holds.
+    pub price_lock_ms: i64,
     /// A paid order recovers a cart reported abandoned this recently.
     pub recovery_window_ms: i64,
     /// The abandonment job's settings (its recovery tokens' secret among them).
@@ -36,6 +40,8 @@ pub struct AppState {
     pub webhook_policy: crate::events::webhooks::Policy,
     /// Set when development logins are enabled: the HS256 secret to sign them with.
     pub dev_login_secret: Option<Secret>,
+    /// The merge policy when a merge request names none; `None` (`prompt`): it must name one.
+    pub merge_policy: Option<shared::MergePolicy>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -104,13 +110,17 @@ pub async fn connect(settings: &Settings) -> Result<AppState, String> {
         currency: settings.currency,
         guest: settings.guest_expiry(),
         user: settings.user_expiry(),
-        merge: settings.merge_policy,
+        merge: settings.merge_policy.default_policy().unwrap_or_default(),
     };
     let catalog = Arc::new(CatalogCache::new(
         Duration::from_secs(settings.price_cache_seconds),
         Duration::from_secs(settings.stock_cache_seconds),
         settings.low_stock_threshold,
     ));
+    match catalog.preload(&durable).await {
+        Ok(n) => tracing::info!(products = n, "catalog prices loaded"),
+        Err(e) => tracing::warn!(error = %e, "could not load the catalog; prices are looked up as carts name them"),
+    }
     let promotions = Arc::new(PromotionsCache::new(Duration::from_secs(settings.promotion_cache_seconds), settings.currency));
     if let Err(e) = promotions.reload(&durable).await {
         tracing::warn!(error = %e, "could not load promotions; cart views show none until they load");
@@ -155,7 +165,10 @@ pub async fn connect(settings: &Settings) -> Result<AppState, String> {
         catalog,
         admin_token: settings.admin_token.clone(),
         webhook_secret: settings.webhook_secret.clone(),
-        hold_ms: i64::try_from(settings.hold_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
+        merge_policy: settings.merge_policy.default_policy(),
+        hold_ms: ms(settings.hold_seconds),
+        hold_extend_ms: ms(settings.hold_extend_seconds),
+        price_lock_ms: ms(settings.price_lock_seconds),
         dev_login_secret: match (settings.dev_login, &settings.jwt_secret) {
             (false, _) => None,
             (true, Some(secret)) => {

@@ -224,7 +224,7 @@ both_modes!(merge_carries_the_guests_pending_ops_exactly_once, |app: TestApp| as
 
 both_modes!(merge_policies_other_than_sum_are_configurable, |_app: TestApp| async move {
     for (policy, expected) in [("max", 2), ("keep_user", 1)] {
-        let app = TestApp::spawn_with(_app.mode, |s| s.merge_policy = shared::MergePolicy::parse(policy).unwrap()).await;
+        let app = TestApp::spawn_with(_app.mode, |s| s.merge_policy = shared::MergePolicy::parse(policy).unwrap().into()).await;
         let user = format!("user-{}", uuid::Uuid::new_v4());
         let token = guest_token();
         app.add(&As::Guest(token.clone()), "A", 2).await;

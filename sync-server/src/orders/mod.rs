@@ -6,6 +6,7 @@
 //! other: the owner's advisory lock, orders, holds, products (in SKU order).
 
 pub mod checkout;
+pub mod control;
 pub mod holds;
 pub mod outbox;
 pub mod payment;

@@ -54,7 +54,7 @@ pub async fn put_product(
         UpsertError::Invalid(e) => e.into(),
         UpsertError::Db(e) => ApiError::unavailable(e),
     })?;
-    state.catalog.forget(std::slice::from_ref(&sku));
+    reload_facts(&state, std::slice::from_ref(&sku)).await;
     Ok(axum::Json(product.admin_json()).into_response())
 }
 
@@ -72,6 +72,15 @@ pub async fn bulk_load(State(state): State<SharedState>, headers: HeaderMap, Jso
         other => ApiError::unavailable(other),
     })?;
     let skus: Vec<_> = rows.into_iter().map(|r| r.sku).collect();
-    state.catalog.forget(&skus);
+    reload_facts(&state, &skus).await;
     Ok(axum::Json(json!({ "loaded": n })).into_response())
+}
+
+/// This instance's catalog cache takes a change at once (a later `add` stores the new price);
+/// if the database cannot be read back, the SKUs are forgotten and looked up on next use.
+async fn reload_facts(state: &SharedState, skus: &[shared::Sku]) {
+    if let Err(e) = state.catalog.reload(&state.durable, skus).await {
+        tracing::warn!(error = %e, "could not reload changed products into the catalog cache");
+        state.catalog.forget(skus);
+    }
 }

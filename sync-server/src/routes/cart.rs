@@ -9,9 +9,10 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use shared::promo::{Context, LineInput, PromotionId};
+use crate::carts::MergePlan;
+use shared::promo::{Context, LineInput, PromoCode, PromotionId};
 use shared::wire::{self, CartView, Owner, Promos};
-use shared::{Cart, ErrorCode, OpKind, OpOutcome};
+use shared::{Cart, ErrorCode, MergePolicy, OpKind, OpOutcome, Sku};
 
 /// `If-Match: "7"` (or `7`, or `W/"7"`); `*` matches anything. Anything else can never match.
 fn if_match(headers: &HeaderMap) -> Option<u64> {
@@ -38,14 +39,16 @@ fn cart_response(identity: &Identity, view: &CartView) -> Response {
     res
 }
 
-/// `{"cart": <view>, <field>: <value>}`, as serde writes `OpsResponse` and `MergeResponse`.
-fn wrapped_response(identity: &Identity, view: &CartView, field: &str, value: &impl serde::Serialize) -> Response {
+/// `{"cart": <view>, <field>: <value>, ...}`, as serde writes `OpsResponse` and `MergeResponse`.
+fn wrapped_response(identity: &Identity, view: &CartView, extra: &[(&str, serde_json::Value)]) -> Response {
     let mut head = Vec::with_capacity(512 + 200 * (view.lines.len() + view.saved.len()));
     head.extend_from_slice(b"{\"cart\":");
     view.write_json(&mut head);
-    head.extend_from_slice(format!(",\"{field}\":").as_bytes());
-    if serde_json::to_writer(&mut head, value).is_err() {
-        return crate::error::ApiError::internal("a response could not be written").into_response();
+    for (field, value) in extra {
+        head.extend_from_slice(format!(",\"{field}\":").as_bytes());
+        if serde_json::to_writer(&mut head, value).is_err() {
+            return crate::error::ApiError::internal("a response could not be written").into_response();
+        }
     }
     head.push(b'}');
     let mut res = ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], head).into_response();
@@ -161,8 +164,33 @@ pub async fn get_cart(State(state): State<SharedState>, headers: HeaderMap) -> A
     Ok(cart_response(&identity, &view(&state, &key, &cart, Annotations::Refreshed).await))
 }
 
+/// An `add` that names no price takes the catalog's from the price cache (no database round
+/// trip); one that names a price keeps it, as the shopper saw it.
+async fn with_catalog_prices<'a>(state: &SharedState, kinds: impl Iterator<Item = &'a mut OpKind>) {
+    let mut unpriced: Vec<(&Sku, &mut Option<shared::Money>)> = kinds
+        .filter_map(|k| match k {
+            OpKind::Add { sku, price_at_add: price @ None, .. } => Some((&*sku, price)),
+            _ => None,
+        })
+        .collect();
+    if unpriced.is_empty() {
+        return;
+    }
+    let skus: Vec<&Sku> = unpriced.iter().map(|(s, _)| *s).collect();
+    let prices = state.catalog.prices_at_add(&state.durable, &skus).await;
+    let currency = state.rules().currency;
+    for ((_, slot), price) in unpriced.iter_mut().zip(prices) {
+        **slot = price.filter(|p| p.currency() == currency);
+    }
+}
+
+fn parsed_kinds(ops: &mut [wire::ParsedOp]) -> impl Iterator<Item = &mut OpKind> {
+    ops.iter_mut().filter_map(|(_, k)| k.as_mut().ok())
+}
+
 pub async fn add_item(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
-    let kind = wire::parse_add_item(&body, &state.rules().limits)?;
+    let mut kind = wire::parse_add_item(&body, &state.rules().limits)?;
+    with_catalog_prices(&state, std::iter::once(&mut kind)).await;
     single(state, headers, kind).await
 }
 
@@ -255,49 +283,183 @@ pub async fn remove_promo_code(
 pub async fn push_ops(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
     let identity = state.identify(&headers)?;
     let key = identity.cart.key();
-    let parsed = wire::parse_ops_request(&body, &state.rules().limits)?;
+    let mut parsed = wire::parse_ops_request(&body, &state.rules().limits)?;
+    with_catalog_prices(&state, parsed_kinds(&mut parsed)).await;
     let (cart, results) = state.carts.apply_parsed(&key, &parsed, if_match(&headers), now()).await?;
     // Written as `OpsResponse` serializes.
-    Ok(wrapped_response(&identity, &view(&state, &key, &cart, Annotations::Cached).await, "results", &results))
+    let results = serde_json::to_value(&results).map_err(ApiError::internal)?;
+    Ok(wrapped_response(&identity, &view(&state, &key, &cart, Annotations::Cached).await, &[("results", results)]))
 }
 
-/// Merges a guest cart into the caller's user cart, exactly once (see `carts::Carts::merge`).
+/// The policy a merge request names (`"policy"`), if any.
+fn requested_policy(body: &serde_json::Value) -> ApiResult<Option<MergePolicy>> {
+    match body.get("policy") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(p)) => Ok(Some(MergePolicy::parse(p)?)),
+        Some(_) => Err(ApiError::new(ErrorCode::InvalidRequest, "policy is one of sum, max, keep_user")),
+    }
+}
+
+/// The caller's user id, or `401` for a guest.
+fn user_of(identity: &Identity) -> ApiResult<&shared::UserId> {
+    match &identity.cart {
+        CartId::User(user) => Ok(user),
+        CartId::Guest(_) => Err(ApiError::new(ErrorCode::Unauthorized, "merging needs Authorization: Bearer <user token>")),
+    }
+}
+
+/// Refreshes the catalog facts of `skus` for a merge's validation; `false` when the catalog
+/// could not be read in time (the merge then goes ahead unvalidated).
+async fn refresh_facts<'a>(state: &SharedState, skus: impl Iterator<Item = &'a Sku> + Clone) -> bool {
+    match tokio::time::timeout(READ_WAIT, state.catalog.lookup(&state.durable, skus)).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "merging without validating: the catalog could not be read");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("merging without validating: the catalog did not answer in time");
+            false
+        }
+    }
+}
+
+/// The SKUs of `cart` (lines and saved lines) the catalog marks as no longer sold.
+fn discontinued(state: &SharedState, cart: &Cart) -> Vec<Sku> {
+    let skus = cart.lines.iter().chain(&cart.saved).map(|l| &l.sku);
+    let facts = state.catalog.lookup_cached(&state.durable, skus.clone());
+    skus.zip(facts).filter(|(_, f)| f.is_some_and(|f| !f.active)).map(|(s, _)| s.clone()).collect()
+}
+
+/// The lines of `cart` asking for more than the catalog has free (SKUs it knows and sells).
+fn short_lines(state: &SharedState, cart: &Cart) -> serde_json::Value {
+    let facts = state.catalog.lookup_cached(&state.durable, cart.lines.iter().map(|l| &l.sku));
+    let short: Vec<serde_json::Value> = cart
+        .lines
+        .iter()
+        .zip(facts)
+        .filter_map(|(l, f)| {
+            let f = f.filter(|f| f.active && f.available < i64::from(l.quantity))?;
+            Some(serde_json::json!({"sku": l.sku, "requested": l.quantity, "available": f.available}))
+        })
+        .collect();
+    serde_json::Value::Array(short)
+}
+
+fn dropped_json(dropped: &[(Sku, u32)]) -> serde_json::Value {
+    dropped.iter().map(|(sku, q)| serde_json::json!({"sku": sku, "quantity": q, "reason": "discontinued"})).collect()
+}
+
+/// Ranks a merged cart's promo codes by what each one's promotion alone takes off it, priced as
+/// its view would be (for a merge of more than five codes).
+fn code_ranking(state: &SharedState, promotions: &crate::promotions::Snapshot, merged: &Cart, at: shared::Timestamp) -> Vec<PromoCode> {
+    let facts = state.catalog.lookup_cached(&state.durable, merged.lines.iter().map(|l| &l.sku));
+    let lines: Vec<LineInput> = merged
+        .lines
+        .iter()
+        .zip(facts)
+        .map(|(l, f)| LineInput {
+            sku: l.sku.clone(),
+            quantity: l.quantity,
+            unit_price: f.and_then(|f| f.price).or(l.price_at_add).filter(|p| p.currency() == merged.currency),
+        })
+        .collect();
+    let in_force = promotions.for_codes(&merged.promo_codes);
+    shared::promo::rank_codes(&Context {
+        currency: merged.currency,
+        lines: &lines,
+        promotions: &in_force,
+        codes: &merged.promo_codes,
+        now: at,
+        is_user: true,
+        usage: |p: &PromotionId| promotions.usage(p, None),
+    })
+}
+
+/// Merges a guest cart into the caller's user cart, exactly once (see `carts::Carts::merge`),
+/// by the policy the request names or the configured one; leaves out the lines the catalog no
+/// longer sells (`dropped`) and names those asking for more than is in stock (`short`).
 pub async fn merge(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
     let identity = state.identify(&headers)?;
-    let CartId::User(user) = &identity.cart else {
-        return Err(ApiError::new(ErrorCode::Unauthorized, "merging needs Authorization: Bearer <user token>"));
-    };
-    let (token, parsed) = wire::parse_merge_request(&body, &state.rules().limits)?;
+    let user = user_of(&identity)?;
+    let (token, mut parsed) = wire::parse_merge_request(&body, &state.rules().limits)?;
+    with_catalog_prices(&state, parsed_kinds(&mut parsed)).await;
+    let policy = requested_policy(&body)?.or(state.merge_policy).ok_or_else(|| {
+        ApiError::new(ErrorCode::MergePolicyRequired, "this store asks the shopper how to merge: name a policy (sum, max or keep_user)")
+    })?;
     let guest = CartId::Guest(token).key();
-    // Past five codes between the two carts, the merge keeps those whose promotion alone takes
-    // the most off the merged cart, priced as its view would be.
-    let promotions = state.promotions.fresh(&state.durable).await;
     let at = now();
-    let rank = |merged: &Cart| {
-        let facts = state.catalog.lookup_cached(&state.durable, merged.lines.iter().map(|l| &l.sku));
-        let lines: Vec<LineInput> = merged
-            .lines
-            .iter()
-            .zip(facts)
-            .map(|(l, f)| LineInput {
-                sku: l.sku.clone(),
-                quantity: l.quantity,
-                unit_price: f.and_then(|f| f.price).or(l.price_at_add).filter(|p| p.currency() == merged.currency),
-            })
-            .collect();
-        let in_force = promotions.for_codes(&merged.promo_codes);
-        shared::promo::rank_codes(&Context {
-            currency: merged.currency,
-            lines: &lines,
-            promotions: &in_force,
-            codes: &merged.promo_codes,
-            now: at,
-            is_user: true,
-            usage: |p: &PromotionId| promotions.usage(p, None),
-        })
+    // The guest cart's SKUs are looked up before it is frozen, so the merge decides on fresh
+    // facts; a line added in between is judged on what the cache holds.
+    let validated = match state.carts.read(&guest, at).await {
+        Ok(g) => refresh_facts(&state, g.lines.iter().chain(&g.saved).map(|l| &l.sku)).await,
+        Err(_) => true,
     };
-    let outcome = state.carts.merge_ranking_codes(user, &guest, &parsed, at, rank).await?;
+    let promotions = state.promotions.fresh(&state.durable).await;
+    let plan = MergePlan {
+        policy,
+        drop: |frozen: &Cart| if validated { discontinued(&state, frozen) } else { Vec::new() },
+        rank: |merged: &Cart| code_ranking(&state, &promotions, merged, at),
+    };
+    let outcome = state.carts.merge_with(user, &guest, &parsed, at, plan).await?;
     let key = identity.cart.key();
-    // Written as `MergeResponse` serializes.
-    Ok(wrapped_response(&identity, &view(&state, &key, &outcome.cart, Annotations::Cached).await, "merged", &outcome.merged))
+    let extra = [
+        ("merged", serde_json::json!(outcome.merged)),
+        ("dropped", dropped_json(&outcome.dropped)),
+        ("short", if validated { short_lines(&state, &outcome.cart) } else { serde_json::json!([]) }),
+        ("validated", serde_json::json!(validated)),
+    ];
+    Ok(wrapped_response(&identity, &view(&state, &key, &outcome.cart, Annotations::Cached).await, &extra))
+}
+
+/// `POST /v1/cart/merge/preview {"guest_token"}`: the user's cart as each policy would make it,
+/// with what would be dropped and what is short. Nothing is written or frozen: the guest cart
+/// still merges afterwards.
+pub async fn merge_preview(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    let identity = state.identify(&headers)?;
+    user_of(&identity)?;
+    let (token, _) = wire::parse_merge_request(&body, &state.rules().limits)?;
+    let guest_key = CartId::Guest(token).key();
+    let key = identity.cart.key();
+    let at = now();
+    let guest = state.carts.read(&guest_key, at).await?;
+    let mine = state.carts.read(&key, at).await?;
+    let validated = refresh_facts(&state, guest.lines.iter().chain(&guest.saved).map(|l| &l.sku)).await;
+    let gone = if validated { discontinued(&state, &guest) } else { Vec::new() };
+    let mut kept = guest.clone();
+    let mut dropped = Vec::new();
+    for list in [&mut kept.lines, &mut kept.saved] {
+        list.retain(|l| {
+            let keep = !gone.contains(&l.sku);
+            if !keep {
+                dropped.push((l.sku.clone(), l.quantity));
+            }
+            keep
+        });
+    }
+    let limits = state.rules().limits;
+    let mut policies = serde_json::Map::new();
+    let mut short = serde_json::json!([]);
+    for policy in [MergePolicy::Sum, MergePolicy::Max, MergePolicy::KeepUser] {
+        let mut merged = mine.clone();
+        shared::merge(&mut merged, &kept, policy, &limits, at);
+        if policy == MergePolicy::Sum && validated {
+            // Summing asks for the most of every line: what is short under it is all that can be.
+            short = short_lines(&state, &merged);
+        }
+        let v = view(&state, &key, &merged, Annotations::Cached).await;
+        let mut buf = Vec::new();
+        v.write_json(&mut buf);
+        policies.insert(policy.as_str().to_owned(), serde_json::from_slice(&buf).map_err(ApiError::internal)?);
+    }
+    let answer = serde_json::json!({
+        "policies": policies,
+        "default_policy": state.merge_policy.map(MergePolicy::as_str),
+        "dropped": dropped_json(&dropped),
+        "short": short,
+        "validated": validated,
+    });
+    let mut res = axum::Json(answer).into_response();
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
 }
