@@ -331,9 +331,14 @@ fn discontinued(state: &SharedState, cart: &Cart) -> Vec<Sku> {
     skus.zip(facts).filter(|(_, f)| f.is_some_and(|f| !f.active)).map(|(s, _)| s.clone()).collect()
 }
 
-/// The lines of `cart` asking for more than the catalog has free (SKUs it knows and sells).
-fn short_lines(state: &SharedState, cart: &Cart) -> serde_json::Value {
-    let facts = state.catalog.lookup_cached(&state.durable, cart.lines.iter().map(|l| &l.sku));
+/// The lines of `cart` asking for more than the catalog has free (SKUs it knows and sells), by
+/// facts looked up now (or, if the catalog is slow, the cached ones).
+async fn short_lines(state: &SharedState, cart: &Cart) -> serde_json::Value {
+    let skus = cart.lines.iter().map(|l| &l.sku);
+    let facts = match tokio::time::timeout(READ_WAIT, state.catalog.lookup(&state.durable, skus.clone())).await {
+        Ok(Ok(f)) => f,
+        _ => state.catalog.lookup_cached(&state.durable, skus),
+    };
     let short: Vec<serde_json::Value> = cart
         .lines
         .iter()
@@ -406,7 +411,7 @@ pub async fn merge(State(state): State<SharedState>, headers: HeaderMap, JsonBod
     let extra = [
         ("merged", serde_json::json!(outcome.merged)),
         ("dropped", dropped_json(&outcome.dropped)),
-        ("short", if validated { short_lines(&state, &outcome.cart) } else { serde_json::json!([]) }),
+        ("short", if validated { short_lines(&state, &outcome.cart).await } else { serde_json::json!([]) }),
         ("validated", serde_json::json!(validated)),
     ];
     Ok(wrapped_response(&identity, &view(&state, &key, &outcome.cart, Annotations::Cached).await, &extra))
@@ -445,7 +450,7 @@ pub async fn merge_preview(State(state): State<SharedState>, headers: HeaderMap,
         shared::merge(&mut merged, &kept, policy, &limits, at);
         if policy == MergePolicy::Sum && validated {
             // Summing asks for the most of every line: what is short under it is all that can be.
-            short = short_lines(&state, &merged);
+            short = short_lines(&state, &merged).await;
         }
         let v = view(&state, &key, &merged, Annotations::Cached).await;
         let mut buf = Vec::new();
