@@ -25,6 +25,7 @@ mod openapi;
 pub mod orders;
 pub mod promotions;
 pub mod queues;
+pub mod quotes;
 pub mod routes;
 pub mod signature;
 pub mod state;

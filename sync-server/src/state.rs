@@ -32,6 +32,9 @@ pub struct AppState {
     pub hold_extend_ms: i64,
     /// How long a price quote holds.
     pub price_lock_ms: i64,
+    /// What price quotes are signed with: derived from CARTSYNC_JWT_SECRET (so every instance
+    /// agrees), or random per process without one.
+    pub quote_secret: Vec<u8>,
     /// A paid order recovers a cart reported abandoned this recently.
     pub recovery_window_ms: i64,
     /// The abandonment job's settings (its recovery tokens' secret among them).
@@ -73,6 +76,7 @@ impl AppState {
             promotions: &self.promotions,
             hold_ms: self.hold_ms,
             recovery_window_ms: self.recovery_window_ms,
+            quote_secret: &self.quote_secret,
         }
     }
 
@@ -136,6 +140,14 @@ pub async fn connect(settings: &Settings) -> Result<AppState, String> {
             b
         }
     };
+    let quote_secret = match &settings.jwt_secret {
+        Some(jwt) => format!("quote:{}", jwt.expose()).into_bytes(),
+        None => {
+            let mut b = vec![0u8; 32];
+            getrandom::fill(&mut b).map_err(|e| format!("no randomness for a quote secret: {e}"))?;
+            b
+        }
+    };
     let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let abandonment = crate::events::abandonment::Settings {
         after_ms: ms(settings.abandon_after_seconds),
@@ -169,6 +181,7 @@ pub async fn connect(settings: &Settings) -> Result<AppState, String> {
         hold_ms: ms(settings.hold_seconds),
         hold_extend_ms: ms(settings.hold_extend_seconds),
         price_lock_ms: ms(settings.price_lock_seconds),
+        quote_secret,
         dev_login_secret: match (settings.dev_login, &settings.jwt_secret) {
             (false, _) => None,
             (true, Some(secret)) => {

@@ -345,3 +345,78 @@ async fn the_dev_pay_endpoint_pays_through_the_signed_webhook_only_when_enabled(
         assert_eq!(app.get_cart(&who).await.lines(), vec![], "the paid lines left the cart");
     }
 }
+
+async fn quote(app: &TestApp, who: &As) -> Answer {
+    app.call(Method::POST, "/v1/cart/quote", who, None).await
+}
+
+both_modes!(a_quote_holds_prices_through_a_raise_and_never_lowers_a_later_line, |app: TestApp| async move {
+    app.product("A", 1000, 5).await;
+    app.product("B", 300, 5).await;
+    let who = As::User(new_user());
+    app.add(&who, "A", 2).await;
+    let q = quote(&app, &who).await;
+    assert_eq!(q.status, StatusCode::CREATED, "{:?}", q.body);
+    assert_eq!(q.body["lines"], json!([{"sku": "A", "quantity": 2, "unit_price": usd(1000), "discount": usd(0), "line_total": usd(2000)}]));
+    assert_eq!((q.body["subtotal"].clone(), q.body["total"].clone()), (usd(2000), usd(2000)));
+    let token = q.body["quote"].as_str().unwrap().to_owned();
+    // The flash sale ends: A costs more now; B is added after the quote, and B is cheaper.
+    app.put_product("A", json!({"price": usd(1500)})).await;
+    app.add(&who, "B", 1).await;
+    let order = app.checkout(&who, key(), json!({"quote": token})).await;
+    assert_eq!(order.status, StatusCode::CREATED, "{:?}", order.body);
+    let lines = order.body["order"]["lines"].as_array().unwrap().clone();
+    let unit = |sku: &str| lines.iter().find(|l| l["sku"] == sku).unwrap()["unit_price"].clone();
+    assert_eq!((unit("A"), unit("B")), (usd(1000), usd(300)), "A at the quoted price, B at its live one");
+    assert_eq!(order.body["order"]["total"], usd(2300));
+    assert_eq!(ledger_of(&app, "A").await, (5, 2));
+});
+
+both_modes!(a_forged_stale_or_foreign_quote_is_refused_and_nothing_is_reserved, |app: TestApp| async move {
+    app.product("A", 1000, 5).await;
+    let who = As::User(new_user());
+    app.add(&who, "A", 2).await;
+    let token = quote(&app, &who).await.body["quote"].as_str().unwrap().to_owned();
+    let reason = |a: &Answer| (a.status.as_u16(), a.code().to_owned(), a.body["error"]["reason"].as_str().unwrap_or("").to_owned());
+
+    // An edited payload (a lower price) with the old signature.
+    let (payload, tag) = token.split_once('.').unwrap();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let text = String::from_utf8(b64.decode(payload).unwrap()).unwrap().replace("1000", "1");
+    let edited = format!("{}.{tag}", b64.encode(text));
+    for bad in [edited, format!("{token}x"), "not-a-quote".to_owned()] {
+        let a = app.checkout(&who, key(), json!({"quote": bad})).await;
+        assert_eq!(reason(&a), (409, "quote_invalid".into(), "forged".into()), "{:?}", a.body);
+    }
+    // Another shopper's quote for the same lines.
+    let other = As::User(new_user());
+    app.add(&other, "A", 2).await;
+    let theirs = app.checkout(&other, key(), json!({"quote": token})).await;
+    assert_eq!(reason(&theirs), (409, "quote_invalid".into(), "forged".into()));
+    // The cart changed since the quote.
+    app.add(&who, "A", 1).await;
+    let stale = app.checkout(&who, key(), json!({"quote": token})).await;
+    assert_eq!(reason(&stale), (409, "quote_invalid".into(), "cart_changed".into()));
+    let wrong_type = app.checkout(&who, key(), json!({"quote": 5})).await;
+    assert_eq!((wrong_type.status.as_u16(), wrong_type.code()), (422, "invalid_request"));
+    assert_eq!(ledger_of(&app, "A").await, (5, 0), "nothing reserved by any refusal");
+    let empty = quote(&app, &guest()).await;
+    assert_eq!((empty.status.as_u16(), empty.code()), (422, "cart_empty"));
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_quote_is_refused() {
+    let app = TestApp::spawn_with(Mode::Embedded, |s| s.price_lock_seconds = 1).await;
+    app.product("A", 1000, 5).await;
+    let who = guest();
+    app.add(&who, "A", 1).await;
+    let q = quote(&app, &who).await.body;
+    let expires = shared::Timestamp::parse_rfc3339(q["expires_at"].as_str().unwrap()).unwrap().millis();
+    let issued = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert!(expires - issued <= 1_000, "CARTSYNC_PRICE_LOCK_SECONDS");
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let a = app.checkout(&who, key(), json!({"quote": q["quote"]})).await;
+    assert_eq!((a.status.as_u16(), a.code(), a.body["error"]["reason"].as_str()), (409, "quote_invalid", Some("expired")));
+    assert_eq!(ledger_of(&app, "A").await, (5, 0));
+}

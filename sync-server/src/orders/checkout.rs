@@ -47,6 +47,8 @@ pub enum CheckoutError {
     GiftCardUnavailable(Vec<CardRefusal>),
     #[error("the order would cost more than an amount can hold")]
     TotalTooLarge(Money),
+    #[error("the quote cannot be used")]
+    QuoteInvalid(crate::quotes::Refusal),
     #[error(transparent)]
     Cart(#[from] CartsError),
     #[error(transparent)]
@@ -66,6 +68,15 @@ pub struct Request {
     pub expected: Option<Money>,
     /// Canonical gift card codes, in the order to use them.
     pub gift_cards: Vec<String>,
+    /// A price quote (its token) of this cart: once verified, its lines are charged at the
+    /// quoted unit prices.
+    pub quote: Option<String>,
+}
+
+/// A cart priced now for a quote: its lines at live prices with the promotions in force.
+pub struct Quoted {
+    pub priced: shared::PricedCart,
+    pub currency: shared::Currency,
 }
 
 /// What a checkout needs.
@@ -77,6 +88,8 @@ pub struct Checkout<'a> {
     pub hold_ms: i64,
     /// A paid order recovers a cart reported abandoned this recently.
     pub recovery_window_ms: i64,
+    /// What price quotes are signed with.
+    pub quote_secret: &'a [u8],
 }
 
 impl Checkout<'_> {
@@ -89,7 +102,16 @@ impl Checkout<'_> {
         if cart.lines.is_empty() {
             return Err(CheckoutError::CartEmpty);
         }
-        let placed = retrying(|| reserve(self.durable, owner, &cart, request, self.hold_ms, self.recovery_window_ms, now)).await;
+        let quote = match &request.quote {
+            Some(token) => {
+                let q = crate::quotes::verify(self.quote_secret, token, &owner.tag, now).map_err(CheckoutError::QuoteInvalid)?;
+                q.check_cart(&cart).map_err(CheckoutError::QuoteInvalid)?;
+                Some(q)
+            }
+            None => None,
+        };
+        let quote = quote.as_ref();
+        let placed = retrying(|| reserve(self.durable, owner, &cart, request, quote, self.hold_ms, self.recovery_window_ms, now)).await;
         self.catalog.forget(&cart.lines.iter().map(|l| l.sku.clone()).collect::<Vec<_>>());
         let refused = match placed? {
             Ok(order) => Ok(order),
@@ -136,6 +158,36 @@ impl Checkout<'_> {
 }
 
 impl Checkout<'_> {
+    /// The cart of `owner` priced now, as a checkout would price it (live prices, promotions in
+    /// force, the customer's own uses), for a quote. Nothing is held.
+    pub async fn quote(&self, owner: &CartKey, now: Timestamp) -> Result<Quoted, CheckoutError> {
+        let cart = self.carts.read(owner, now).await?;
+        if cart.lines.is_empty() {
+            return Err(CheckoutError::CartEmpty);
+        }
+        let skus: Vec<Sku> = cart.lines.iter().map(|l| l.sku.clone()).collect();
+        let products = self.durable.products(&skus).await?;
+        let snapshot = self.promotions.fresh(self.durable).await;
+        let mine = match owner.user() {
+            Some(user) => Some(self.promotions.customer(self.durable, user, true).await),
+            None => None,
+        };
+        let in_force = snapshot.for_codes(&cart.promo_codes);
+        let usage = |p: &PromotionId| snapshot.usage(p, mine.as_deref());
+        let promos = Promos { promotions: &in_force, usage: &usage, now };
+        let live = |sku: &Sku| products.iter().find(|p| &p.sku == sku).and_then(|p| p.active.then_some(p.price));
+        match shared::price_cart(&cart, live, &promos, owner.is_user()) {
+            Ok(priced) => Ok(Quoted { priced, currency: cart.currency }),
+            Err(not_sold) => Err(CheckoutError::OutOfStock(
+                cart.lines
+                    .iter()
+                    .filter(|l| not_sold.contains(&l.sku))
+                    .map(|l| Shortage { sku: l.sku.clone(), requested: l.quantity, available: 0 })
+                    .collect(),
+            )),
+        }
+    }
+
     /// `checkout.failed`, with the reason, for a checkout refused for the cart's content. A
     /// refusal is not a change, so the event is written on its own; if that fails, the shopper
     /// still gets the refusal.
@@ -193,6 +245,7 @@ async fn reserve(
     owner: &CartKey,
     cart: &Cart,
     request: &Request,
+    quote: Option<&crate::quotes::Quote>,
     hold_ms: i64,
     recovery_window_ms: i64,
     now: Timestamp,
@@ -310,8 +363,12 @@ async fn reserve(
             }
         }
 
+        // A quoted line is charged at its quoted price (while the product is still sold).
         let offer = |sku: &Sku| {
-            products.get(sku.as_str()).map(|p| Offer { price: p.active.then_some(p.price), available: p.available() })
+            products.get(sku.as_str()).map(|p| {
+                let price = quote.and_then(|q| q.price_of(sku)).unwrap_or(p.price);
+                Offer { price: p.active.then_some(price), available: p.available() }
+            })
         };
         let usage = |id: &PromotionId| in_force.usage(id);
         let promos = Promos { promotions: &in_force.promotions, usage: &usage, now };

@@ -76,6 +76,9 @@ impl From<CheckoutError> for ApiError {
                 format!("the order would cost more than {} minor units; split it into smaller orders", shared::Money::MAX_AMOUNT),
             )
             .with_detail("subtotal", json!(subtotal)),
+            CheckoutError::QuoteInvalid(refusal) => {
+                ApiError::new(ErrorCode::QuoteInvalid, refusal.message()).with_detail("reason", json!(refusal.as_str()))
+            }
             CheckoutError::Cart(e) => e.into(),
             CheckoutError::Db(e) => ApiError::unavailable(e),
         }
@@ -131,7 +134,12 @@ pub async fn checkout(
         Err(IdempotencyError::Store(e)) => return Err(ApiError::unavailable(e)),
     };
 
-    let asked = Request { expected: request.expected_total, gift_cards: request.gift_cards };
+    let quote = match body.get("quote") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(q)) => Some(q.clone()),
+        Some(_) => return Err(ApiError::new(ErrorCode::InvalidRequest, "quote is the string POST /v1/cart/quote answered")),
+    };
+    let asked = Request { expected: request.expected_total, gift_cards: request.gift_cards, quote };
     let mut forget = false;
     let saved = match state.checkout().place(&owner, &asked, now()).await {
         Ok(order) => {
@@ -157,4 +165,44 @@ pub async fn checkout(
     };
     claim.finish(&saved, forget).await;
     Ok(saved_response(saved))
+}
+
+/// `POST /v1/cart/quote`: the cart's live prices and discounts now, signed, valid for
+/// `CARTSYNC_PRICE_LOCK_SECONDS`: a checkout with the quote within that time charges the quoted
+/// unit prices for the quoted lines. Nothing is held.
+pub async fn quote(State(state): State<SharedState>, headers: HeaderMap) -> ApiResult<Response> {
+    let identity = state.identify(&headers)?;
+    if identity.issued_token {
+        return Err(ApiError::new(ErrorCode::CartEmpty, "the cart is empty"));
+    }
+    let owner = identity.cart.key();
+    let at = now();
+    let quoted = state.checkout().quote(&owner, at).await?;
+    let priced = &quoted.priced;
+    let q = crate::quotes::Quote {
+        owner: owner.tag.clone(),
+        currency: quoted.currency,
+        lines: priced.lines.iter().map(|l| (l.sku.clone(), l.quantity, l.unit_price)).collect(),
+        issued_at: at,
+        expires_at: shared::Timestamp::from_millis(at.millis().saturating_add(state.price_lock_ms)),
+    };
+    let token = crate::quotes::sign(&state.quote_secret, &q);
+    let lines: Vec<Value> = priced
+        .lines
+        .iter()
+        .map(|l| json!({"sku": l.sku, "quantity": l.quantity, "unit_price": l.unit_price, "discount": l.discount, "line_total": l.line_total}))
+        .collect();
+    let discounts: Vec<shared::wire::DiscountView> = priced.discounts.iter().map(shared::wire::DiscountView::from).collect();
+    let body = json!({
+        "quote": token,
+        "expires_at": q.expires_at,
+        "lines": lines,
+        "subtotal": priced.subtotal,
+        "discounts": discounts,
+        "discount_total": priced.discount_total,
+        "total": priced.total,
+    });
+    let mut res = (StatusCode::CREATED, axum::Json(body)).into_response();
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
 }

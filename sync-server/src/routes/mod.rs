@@ -64,6 +64,7 @@ fn routes() -> Routes {
         .at(Method::POST, "/v1/cart/merge/preview", cart::merge_preview)
         .at(Method::GET, "/v1/products", checkout::products)
         .at(Method::POST, "/v1/cart/checkout", checkout::checkout)
+        .at(Method::POST, "/v1/cart/quote", checkout::quote)
         .at(Method::GET, "/v1/orders/{id}", orders::get_order)
         .at(Method::POST, "/v1/orders/{id}/payment", orders::payment)
         .at(Method::POST, "/v1/orders/{id}/extend", orders::extend)
