@@ -217,7 +217,97 @@ pub fn document() -> Value {
     });
     promotions(&mut doc);
     events(&mut doc);
+    shopper(&mut doc);
     doc
+}
+
+/// Adds `codes` to the error answers of an operation, joining descriptions of a shared status.
+fn add_errors(op: &mut Value, codes: &[ErrorCode]) {
+    let more = errors(codes);
+    let (Some(r), Some(new)) = (op["responses"].as_object_mut(), more.as_object()) else { return };
+    for (status, v) in new {
+        match r.get_mut(status) {
+            Some(existing) => {
+                let d = format!("{}, {}", existing["description"].as_str().unwrap_or(""), v["description"].as_str().unwrap_or(""));
+                existing["description"] = json!(d);
+            }
+            None => {
+                r.insert(status.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// What the shopper sees when prices, stock and logins change (`shopper.md`).
+fn shopper(doc: &mut Value) {
+    use ErrorCode::*;
+    let id = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } });
+    let owner_only = |summary: &str, extra: &[ErrorCode]| {
+        let mut codes = vec![NotFound, OrderNotPending, ReservationExpired, Unauthorized, Unavailable];
+        codes.extend_from_slice(extra);
+        json!({ "summary": summary, "parameters": [id.clone()], "responses": responses(("200", ok(r("Order"), "the order")), &codes) })
+    };
+    let dropped = json!({ "type": "array", "items": { "type": "object", "properties": {
+        "sku": r("Sku"), "quantity": { "type": "integer" }, "reason": { "enum": ["discontinued"] } } } });
+    let short = json!({ "type": "array", "items": { "type": "object", "properties": {
+        "sku": r("Sku"), "requested": { "type": "integer" }, "available": { "type": "integer" } } } });
+    let policy = json!({ "enum": ["sum", "max", "keep_user"] });
+    let paths = json!({
+        "/v1/cart/merge/preview": { "post": {
+            "summary": "The user's cart as each merge policy would make it, what would be dropped and what is short. Changes nothing and freezes nothing: the guest cart still merges afterwards.",
+            "security": [{ "userToken": [] }],
+            "requestBody": body(json!({ "type": "object", "required": ["guest_token"], "properties": { "guest_token": { "type": "string" } } })),
+            "responses": with_body(("200", ok(json!({ "type": "object", "properties": {
+                "policies": { "type": "object", "properties": { "sum": r("Cart"), "max": r("Cart"), "keep_user": r("Cart") } },
+                "default_policy": { "anyOf": [policy.clone(), { "type": "null" }], "description": "null with CARTSYNC_MERGE_POLICY=prompt" },
+                "dropped": dropped.clone(), "short": short.clone(), "validated": { "type": "boolean" } } }), "the preview")),
+                &[InvalidCartToken, Unauthorized, Unavailable])
+        }},
+        "/v1/cart/quote": { "post": {
+            "summary": "The cart's live prices and discounts now, signed by the server and valid for CARTSYNC_PRICE_LOCK_SECONDS (default 900). A checkout with the quote charges the quoted unit prices for the quoted lines; lines added later are priced live.",
+            "responses": responses(("201", ok(json!({ "type": "object", "properties": {
+                "quote": { "type": "string", "description": "opaque, signed (HMAC-SHA256)" }, "expires_at": r("Timestamp"),
+                "lines": { "type": "array", "items": { "type": "object", "properties": { "sku": r("Sku"), "quantity": { "type": "integer" },
+                    "unit_price": r("Money"), "discount": r("Money"), "line_total": r("Money") } } },
+                "subtotal": r("Money"), "discounts": { "type": "array", "items": r("Discount") }, "discount_total": r("Money"), "total": r("Money") } }), "the quote")),
+                &[CartEmpty, OutOfStock, InvalidCartToken, Unauthorized, Unavailable])
+        }},
+        "/v1/orders/{id}/extend": { "post": owner_only("Extend a pending order's hold once, by CARTSYNC_HOLD_EXTEND_SECONDS (default 300). Owner only.", &[HoldNotExtendable]) },
+        "/v1/orders/{id}/cancel": { "post": owner_only("Cancel a pending order: its stock, promotion uses and gift card amounts are released at once. Owner only; a repeat answers the cancelled order.", &[]) },
+        "/v1/dev/orders/{id}/pay": { "post": {
+            "summary": "Development only (CARTSYNC_DEV_LOGIN): pays (or fails) the caller's own order as the payment provider would, through the signed webhook, for its amount due.",
+            "parameters": [id],
+            "requestBody": body(json!({ "type": "object", "required": ["status"], "properties": { "status": { "enum": ["succeeded", "failed"] } } })),
+            "responses": with_body(("200", ok(r("Order"), "the order after the payment")), &[NotFound, InvalidRequest, ReservationExpired, OrderNotPending, Unavailable])
+        }}
+    });
+    if let (Some(p), Some(new)) = (doc["paths"].as_object_mut(), paths.as_object()) {
+        p.extend(new.clone());
+    }
+    let put = doc["paths"]["/v1/cart/items/{sku}"]["put"].clone();
+    doc["paths"]["/v1/cart/items/{sku}"]["patch"] = put;
+    doc["paths"]["/v1/cart/items/{sku}"]["patch"]["summary"] = json!("Set the quantity of a line (as PUT does; seed 001's spelling).");
+
+    let merge = &mut doc["paths"]["/v1/cart/merge"]["post"];
+    merge["summary"] = json!("Merge a guest cart into the caller's user cart, exactly once. Bearer required. Lines whose product is discontinued are left out (`dropped`); lines asking for more than is in stock are kept and named (`short`). With a catalog that cannot be read, the merge goes ahead unvalidated (`validated: false`).");
+    merge["requestBody"]["content"]["application/json"]["schema"]["properties"]["policy"] =
+        json!({ "allOf": [policy], "description": "overrides CARTSYNC_MERGE_POLICY for this merge; required when it is `prompt`" });
+    let answer = &mut merge["responses"]["200"]["content"]["application/json"]["schema"]["properties"];
+    answer["dropped"] = dropped;
+    answer["short"] = short;
+    answer["validated"] = json!({ "type": "boolean" });
+    add_errors(merge, &[MergePolicyRequired, InvalidRequest]);
+
+    let checkout = &mut doc["paths"]["/v1/cart/checkout"]["post"];
+    checkout["requestBody"]["content"]["application/json"]["schema"]["properties"]["quote"] =
+        json!({ "type": "string", "description": "a quote from POST /v1/cart/quote: its lines are charged at the quoted prices" });
+    add_errors(checkout, &[QuoteInvalid]);
+
+    let line = &mut doc["components"]["schemas"]["Line"]["properties"];
+    line["availability"] = json!({ "enum": ["in_stock", "low_stock", "out_of_stock", "unknown", "discontinued"] });
+    line["reason"] = json!({ "enum": ["out_of_stock", "discontinued"], "description": "unavailable lines only" });
+    doc["components"]["schemas"]["Cart"]["properties"]["unavailable"] = json!({ "type": "array", "items": r("Line"),
+        "description": "cart lines out of stock or discontinued (by the cached catalog figures): left out of item_count, subtotal, discounts and total; back in `lines` by themselves when stock returns" });
 }
 
 /// Events, webhooks, abandonment and analytics (`events.md`).
