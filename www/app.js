@@ -75,15 +75,57 @@ function productName(sku) {
   return products.find((p) => p.sku === sku)?.name ?? sku;
 }
 
-function lineItem(line, saved) {
+// A product picture, drawn: a colour from the SKU and the product's initials (text nodes only).
+const SVG = "http://www.w3.org/2000/svg";
+function picture(sku, name, cls) {
+  let hash = 0;
+  for (const c of sku) hash = (hash * 31 + c.charCodeAt(0)) >>> 0;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 120 90");
+  svg.setAttribute("class", cls);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", name);
+  const bg = document.createElementNS(SVG, "rect");
+  bg.setAttribute("width", "120");
+  bg.setAttribute("height", "90");
+  bg.setAttribute("fill", `hsl(${hash % 360} 55% 62%)`);
+  const blob = document.createElementNS(SVG, "circle");
+  blob.setAttribute("cx", String(30 + (hash % 60)));
+  blob.setAttribute("cy", "45");
+  blob.setAttribute("r", "28");
+  blob.setAttribute("fill", `hsl(${(hash >> 8) % 360} 60% 80%)`);
+  const text = document.createElementNS(SVG, "text");
+  text.setAttribute("x", "60");
+  text.setAttribute("y", "55");
+  text.setAttribute("text-anchor", "middle");
+  text.setAttribute("font-size", "28");
+  text.setAttribute("font-family", "system-ui, sans-serif");
+  text.setAttribute("fill", "#1d2330");
+  text.textContent = name.split(/\s+/).map((w) => w[0] || "").join("").slice(0, 3).toUpperCase();
+  svg.append(bg, blob, text);
+  return svg;
+}
+
+function lineItem(line, kind) {
+  const saved = kind === "saved";
   const li = h("li", { "data-sku": line.sku });
   const price = line.priceChanged
     ? h("span", { class: "price" }, h("s", {}, money(line.priceAtAdd)), " ", money(line.currentPrice))
     : h("span", { class: "price" }, money(line.currentPrice ?? line.priceAtAdd));
   const stock = line.availability && line.availability !== "in_stock" ? h("em", { class: `avail ${line.availability}` }, line.availability.replace("_", " ")) : null;
-  const off = !saved && line.discount && line.discount.amount > 0 ? h("span", { class: "line-discount", "data-testid": "line-discount" }, `−${money(line.discount)} → ${money(line.lineTotal)}`) : null;
-  li.append(h("span", { class: "name" }, productName(line.sku)), " ", price, " ", off ?? "", " ", stock ?? "");
-  if (saved) {
+  const off = kind === "cart" && line.discount && line.discount.amount > 0 ? h("span", { class: "line-discount", "data-testid": "line-discount" }, `−${money(line.discount)} → ${money(line.lineTotal)}`) : null;
+  li.append(picture(line.sku, productName(line.sku), "line-thumb"), h("span", { class: "name" }, productName(line.sku)), " ", price, " ", off ?? "", " ", stock ?? "");
+  if (line.priceChanged && line.currentPrice && line.priceAtAdd) {
+    const up = line.currentPrice.amount > line.priceAtAdd.amount;
+    li.append(h("span", { class: "notice", "data-testid": "price-notice" }, `Price ${up ? "went up" : "dropped"} from ${money(line.priceAtAdd)} to ${money(line.currentPrice)} since you added it`));
+  }
+  if (kind === "unavailable") {
+    li.append(
+      h("span", { class: "notice", "data-testid": "unavailable-reason" }, line.reason === "discontinued" ? "No longer sold" : "Out of stock: it comes back here when stock returns"),
+      button("Save for later", "save", () => cart.saveForLater(line.sku)),
+      button("Remove", "remove", () => cart.remove(line.sku)),
+    );
+  } else if (saved) {
     li.append(button("Move to cart", "move", () => cart.moveToCart(line.sku)), button("Remove", "remove-saved", () => cart.removeSaved(line.sku)));
   } else {
     const qty = document.createElement("input");
@@ -165,7 +207,10 @@ function render(s) {
   // Keep a quantity being typed (and its focus) across re-renders caused by syncs and other tabs.
   const editing = document.activeElement?.closest?.("#lines li");
   const typed = editing && { sku: editing.dataset.sku, value: document.activeElement.value };
-  $("lines").replaceChildren(...s.lines.map((l) => lineItem(l, false)));
+  $("lines").replaceChildren(...s.lines.map((l) => lineItem(l, "cart")));
+  const unavailable = s.unavailable ?? [];
+  $("unavailable").replaceChildren(...unavailable.map((l) => lineItem(l, "unavailable")));
+  $("unavailable-section").hidden = unavailable.length === 0;
   if (typed) {
     const input = $("lines").querySelector(`li[data-sku="${CSS.escape(typed.sku)}"] input`);
     if (input) {
@@ -173,7 +218,7 @@ function render(s) {
       input.focus();
     }
   }
-  $("saved").replaceChildren(...s.saved.map((l) => lineItem(l, true)));
+  $("saved").replaceChildren(...s.saved.map((l) => lineItem(l, "saved")));
   renderPromotions(s);
   if (s.lastError && s.lastError.code !== "network_error") toast(s.lastError.message, s.lastError.code);
 }
@@ -197,6 +242,7 @@ async function loadProducts() {
       const card = h(
         "article",
         { "data-sku": p.sku },
+        picture(p.sku, p.name, "thumb"),
         h("h3", {}, p.name),
         h("p", { class: "price" }, money(p.price)),
         h("p", { class: `avail ${availability}` }, availability.replace("_", " ")),
@@ -205,6 +251,7 @@ async function loadProducts() {
       return card;
     }),
   );
+  $("admin-sku").replaceChildren(...products.map((p) => h("option", { value: p.sku }, `${p.name} (${p.sku})`)));
   render(cart.snapshot());
 }
 
@@ -217,11 +264,55 @@ $("login").addEventListener("submit", async (e) => {
     if (!res.ok) throw new CartError("unauthorized", "development logins are off on this server");
     const { token } = await res.json();
     localStorage.setItem("cartsync-demo-user", user);
-    await cart.login(token);
+    const policy = await choosePolicy(token);
+    if (policy === null) return;
+    await cart.login(token, policy ? { policy } : undefined);
   } catch (err) {
     toast(err.message, err.code);
   }
 });
+// With a guest cart to bring along, the shopper sees what each merge would make of their carts
+// and picks one; `undefined`: no choice to make (empty guest cart); `null`: they backed out.
+async function choosePolicy(token) {
+  const snap = cart.snapshot();
+  if (snap.lines.length === 0 && snap.saved.length === 0) return undefined;
+  let preview;
+  try {
+    preview = await cart.previewLogin(token);
+  } catch (e) {
+    toast(`Could not preview the merge: ${e.message}`, e.code);
+    return undefined;
+  }
+  const labels = { sum: "Add the quantities together", max: "Keep the larger quantity", keep_user: "Keep my account's cart; add only new items" };
+  const dialog = $("merge-dialog");
+  return new Promise((resolve) => {
+    const done = (value) => {
+      dialog.close();
+      resolve(value);
+    };
+    $("merge-options").replaceChildren(
+      ...["sum", "max", "keep_user"].map((name) => {
+        const c = preview.policies[name];
+        return h(
+          "div",
+          { class: `merge-option${preview.defaultPolicy === name ? " default" : ""}`, "data-policy": name },
+          h("h3", {}, labels[name]),
+          h("ul", {}, ...c.lines.map((l) => h("li", {}, `${l.quantity} × ${productName(l.sku)}`))),
+          h("p", {}, `${c.itemCount} items · `, h("strong", {}, money(c.total))),
+          button("Use this", `merge-${name}`, () => done(name)),
+        );
+      }),
+    );
+    const notes = [
+      ...preview.dropped.map((d) => `${productName(d.sku)} is no longer sold and will be left out.`),
+      ...preview.short.map((s) => `Only ${s.available} of ${productName(s.sku)} in stock (you asked for ${s.requested}).`),
+    ];
+    $("merge-notes").textContent = notes.join(" ");
+    $("merge-cancel").onclick = () => done(null);
+    dialog.showModal();
+  });
+}
+
 $("logout-btn").addEventListener("click", () => {
   localStorage.removeItem("cartsync-demo-user");
   cart.logout();
@@ -236,21 +327,69 @@ $("promo").addEventListener("submit", (e) => {
   });
 });
 
+let holdTimer;
 function showOrder(order) {
+  clearInterval(holdTimer);
   const o = $("order");
+  const pending = order.status === "pending_payment";
+  const hold = h("span", { class: "hold", "data-testid": "hold" });
+  const tick = () => {
+    const left = Math.max(0, Math.floor((new Date(order.reservedUntil) - Date.now()) / 1000));
+    hold.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`;
+    hold.classList.toggle("low", left < 60);
+    if (left === 0) clearInterval(holdTimer);
+  };
+  const act = (label, testid, fn) => {
+    const b = h("button", { type: "button", "data-testid": testid }, label);
+    b.addEventListener("click", async () => {
+      try {
+        showOrder(await fn());
+      } catch (e) {
+        toast(e.code === "hold_not_extendable" ? "This hold was extended once already" : e.message, e.code);
+        if (e.details?.order) showOrder(orderOf(e.details.order));
+      }
+    });
+    return b;
+  };
   o.replaceChildren(
-    h("p", {}, "Order ", h("strong", { "data-testid": "order-id" }, order.id), " · ", h("span", { "data-testid": "order-status" }, order.status)),
+    h("p", {}, "Order ", h("strong", { "data-testid": "order-id" }, order.id), " · ", h("span", { "data-testid": "order-status", class: order.status === "paid" ? "paid" : "" }, order.status.replace("_", " "))),
     h("p", {}, `Subtotal ${money(order.subtotal)} · discounts −${money(order.discountTotal)} · total `, h("span", { "data-testid": "order-total" }, money(order.total))),
     h("ul", {}, ...order.giftCards.map((g) => h("li", {}, `gift card …${g.last4}: −${money(g.amount)}`))),
-    h(
-      "p",
-      {},
-      "Amount due ",
-      h("strong", { "data-testid": "amount-due" }, money(order.amountDue)),
-      order.status === "pending_payment" ? ` (held until ${new Date(order.reservedUntil).toLocaleTimeString()})` : "",
-    ),
+    h("p", {}, "Amount due ", h("strong", { "data-testid": "amount-due" }, money(order.amountDue))),
+    pending ? h("p", {}, "Your items are held for ", hold, " more") : null,
+    pending
+      ? h(
+          "div",
+          { class: "actions" },
+          act("Pay (test card)", "pay", () => devPay(order.id, "succeeded")),
+          act("Pay (declined card)", "pay-fail", () => devPay(order.id, "failed")),
+          act("Hold 5 more minutes", "extend", () => cart.extendHold(order.id)),
+          act("Cancel order", "cancel-order", () => cart.cancelOrder(order.id)),
+        )
+      : null,
   );
   o.hidden = false;
+  if (pending) {
+    tick();
+    holdTimer = setInterval(tick, 1000);
+  }
+  if (order.status === "paid") cart.sync().catch(() => {});
+}
+
+// The API's order (snake_case) as the package's Order.
+const orderOf = (o) => ({ ...o, discountTotal: o.discount_total, amountDue: o.amount_due, reservedUntil: o.reserved_until, giftCards: o.gift_cards ?? [] });
+
+// The pay step of the demo: the development endpoint plays the payment provider and sends its
+// signed webhook, so no secret is in the page.
+async function devPay(id, status) {
+  const res = await fetch(`${api}/v1/dev/orders/${encodeURIComponent(id)}/pay`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", ...cart.authHeaders() },
+    body: JSON.stringify({ status }),
+  });
+  const body = await res.json();
+  if (!res.ok) throw new CartError(body.error?.code ?? "unavailable", body.error?.message ?? `HTTP ${res.status}`, body.error);
+  return orderOf(body);
 }
 
 $("checkout").addEventListener("click", async () => {
@@ -268,6 +407,10 @@ $("checkout").addEventListener("click", async () => {
     } else if (e.code === "promotion_unavailable") {
       const codes = (e.details?.promotions ?? []).map((p) => `${p.code} (${p.reason.replaceAll("_", " ")})`).join(", ");
       toast(`A promo code can no longer be used: ${codes}. Remove it and check out again.`, e.code);
+    } else if (e.code === "out_of_stock") {
+      const items = (e.details?.items ?? []).map((i) => `${productName(i.sku)} (${i.available} left)`).join(", ");
+      toast(`Not enough stock for: ${items}. Save those lines for later or remove them, then check out again.`, e.code);
+      await cart.sync().catch(() => {});
     } else if (e.code === "gift_card_unavailable") {
       const cards = (e.details?.gift_cards ?? []).map((g) => `…${g.last4} (${g.reason.replaceAll("_", " ")})`).join(", ");
       toast(`The gift card cannot be used: ${cards}`, e.code);
@@ -276,12 +419,42 @@ $("checkout").addEventListener("click", async () => {
     }
   }
 });
+$("save-unavailable").addEventListener("click", () => attempt(() => (cart.snapshot().unavailable ?? []).forEach((l) => cart.saveForLater(l.sku))));
+$("remove-unavailable").addEventListener("click", () => attempt(() => (cart.snapshot().unavailable ?? []).forEach((l) => cart.remove(l.sku))));
+
+// The store's back office, for the demo: the admin API with the token the person types.
+$("admin").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const change = {};
+  const price = $("admin-price").value.trim();
+  const stock = $("admin-stock").value.trim();
+  if (price !== "") change.price = { amount: Math.round(Number(price) * 100), currency: "USD" };
+  if (stock !== "") change.stock = Number(stock);
+  if ($("admin-active").value !== "") change.active = $("admin-active").value === "true";
+  const sku = $("admin-sku").value;
+  const res = await fetch(`${api}/v1/admin/products/${encodeURIComponent(sku)}`, {
+    method: "PUT",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${$("admin-token").value}` },
+    body: JSON.stringify(change),
+  });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) return toast(body.error?.message ?? `HTTP ${res.status}`, body.error?.code);
+  toast(`${body.name}: ${money(body.price)}, ${body.available} available${body.active ? "" : ", discontinued"}`);
+  $("admin-price").value = $("admin-stock").value = "";
+  await loadProducts();
+  await cart.sync().catch(() => {});
+});
+
 $("cart-toggle").addEventListener("click", () => $("drawer").classList.toggle("open"));
 addEventListener("online", renderNetwork);
 addEventListener("offline", renderNetwork);
 
 cart.subscribe(render);
 renderNetwork();
+// Prices and stock move while the shopper looks: read the cart again now and then, and when the
+// page comes back into view.
+setInterval(() => navigator.onLine && document.visibilityState === "visible" && cart.sync().catch(() => {}), 15_000);
+document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && cart.sync().catch(() => {}));
 if (refused) toast(`Ignored the api parameter: ${refused} is not an API origin this shop allows`, "invalid_request");
 render(cart.snapshot());
 await loadProducts();

@@ -1,7 +1,7 @@
 //! The `CartClient` class of the npm package: a thin layer over `engine` that owns the browser
 //! (localStorage, fetch, timers, the `storage` and `online` events) and nothing else.
 
-use crate::engine::{DiscountSnapshot, Engine, Failure, Identity, Push, checkout_settled, failure_of, retry_hint_ms};
+use crate::engine::{DiscountSnapshot, Engine, Failure, Identity, LineSnapshot, Push, checkout_settled, failure_of, retry_hint_ms};
 use crate::storage::{MemoryStorage, Storage, StorageError};
 use js_sys::{Function, JSON, Promise, Reflect};
 use serde::Serialize;
@@ -167,7 +167,32 @@ export type CartClientOptions = {
    */
   onUnauthorized?: (error: Error & { code: string; details?: unknown }) => void;
 };
-export type CheckoutOptions = { idempotencyKey?: string; expectedTotal?: Money; giftCards?: string[] };
+export type CheckoutOptions = {
+  idempotencyKey?: string; expectedTotal?: Money; giftCards?: string[];
+  /** A quote from `quote()`: its lines are charged at the quoted prices (`quote_invalid` once expired or if the cart changed). */
+  quote?: string;
+};
+export type MergePolicy = "sum" | "max" | "keep_user";
+export type LoginOptions = { policy?: MergePolicy };
+/** A cart as a merge policy would make it. */
+export type PreviewCart = { lines: Line[]; saved: Line[]; unavailable: Line[]; itemCount: number; subtotal: Money; discountTotal: Money; total: Money };
+export type MergePreview = {
+  policies: { sum: PreviewCart; max: PreviewCart; keep_user: PreviewCart };
+  /** The server's own policy; null when it asks the shopper (`prompt`). */
+  defaultPolicy: MergePolicy | null;
+  /** Guest lines a merge leaves out: the catalog no longer sells them. */
+  dropped: { sku: string; quantity: number; reason: "discontinued" }[];
+  /** Lines asking for more than is in stock (kept). */
+  short: { sku: string; requested: number; available: number }[];
+  /** false: the catalog could not be read, nothing was checked. */
+  validated: boolean;
+};
+export type Quote = {
+  /** Opaque and signed: pass it to checkout({ quote }). */
+  quote: string; expiresAt: string;
+  lines: { sku: string; quantity: number; unitPrice: Money }[];
+  subtotal: Money; discountTotal: Money; total: Money;
+};
 "#;
 
 fn now() -> Timestamp {
@@ -706,6 +731,124 @@ impl From<OrderView> for OrderJs {
     }
 }
 
+fn parse_policy(v: &JsValue) -> Result<&'static str, JsValue> {
+    match v.as_string().as_deref() {
+        Some("sum") => Ok("sum"),
+        Some("max") => Ok("max"),
+        Some("keep_user") => Ok("keep_user"),
+        _ => Err(js_error(ErrorCode::InvalidRequest, "policy is one of sum, max, keep_user")),
+    }
+}
+
+/// A cart as a merge policy would make it (`MergePreview.policies`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PreviewCartJs {
+    lines: Vec<LineSnapshot>,
+    saved: Vec<LineSnapshot>,
+    unavailable: Vec<LineSnapshot>,
+    item_count: u64,
+    subtotal: Money,
+    discount_total: Money,
+    total: Money,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PreviewJs {
+    policies: shared::sort::SortedMap<String, PreviewCartJs>,
+    default_policy: Option<String>,
+    dropped: Value,
+    short: Value,
+    validated: bool,
+}
+
+fn preview_of(v: &Value) -> Result<PreviewJs, String> {
+    let mut policies = shared::sort::SortedMap::new();
+    for name in ["sum", "max", "keep_user"] {
+        let c = read::cart(&v["policies"][name])?;
+        let lines = |l: &[shared::wire::LineView]| l.iter().map(LineSnapshot::of).collect();
+        policies.insert(
+            name.to_owned(),
+            PreviewCartJs {
+                lines: lines(&c.lines),
+                saved: lines(&c.saved),
+                unavailable: lines(&c.unavailable),
+                item_count: c.item_count,
+                subtotal: c.subtotal,
+                discount_total: c.discount_total,
+                total: c.total,
+            },
+        );
+    }
+    Ok(PreviewJs {
+        policies,
+        default_policy: v["default_policy"].as_str().map(str::to_owned),
+        dropped: v["dropped"].clone(),
+        short: v["short"].clone(),
+        validated: v["validated"].as_bool().unwrap_or(false),
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct QuoteLineJs {
+    sku: String,
+    quantity: u64,
+    unit_price: Money,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct QuoteJs {
+    quote: String,
+    expires_at: Timestamp,
+    lines: Vec<QuoteLineJs>,
+    subtotal: Money,
+    discount_total: Money,
+    total: Money,
+}
+
+fn quote_of(v: &Value) -> Result<QuoteJs, String> {
+    let money = |k: &Value| Money::from_json(k).map_err(|e| e.message);
+    let lines = v["lines"]
+        .as_array()
+        .ok_or("lines is not a list")?
+        .iter()
+        .map(|l| {
+            Ok(QuoteLineJs {
+                sku: l["sku"].as_str().unwrap_or("").to_owned(),
+                quantity: l["quantity"].as_u64().unwrap_or(0),
+                unit_price: money(&l["unit_price"])?,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(QuoteJs {
+        quote: v["quote"].as_str().ok_or("no quote")?.to_owned(),
+        expires_at: v["expires_at"].as_str().and_then(Timestamp::parse_rfc3339).ok_or("no expires_at")?,
+        lines,
+        subtotal: money(&v["subtotal"])?,
+        discount_total: money(&v["discount_total"])?,
+        total: money(&v["total"])?,
+    })
+}
+
+/// `POST /v1/orders/{id}/<action>` as this cart's owner, answering the order.
+fn order_call(rc: Rc<RefCell<Inner>>, order_id: String, action: &'static str) -> Promise {
+    wasm_bindgen_futures::future_to_promise(async move {
+        let Some(endpoint) = rc.borrow().endpoint.clone() else {
+            return Err(js_error(ErrorCode::NoEndpoint, "orders need an endpoint"));
+        };
+        let identity = rc.borrow().engine.identity().clone();
+        let id: String = js_sys::encode_uri_component(&order_id).into();
+        match http(&endpoint, "POST", &format!("/v1/orders/{id}/{action}"), Some(&identity), None, &[]).await {
+            Ok((200, text)) => read_answer(&text, read::order).map(|o| to_js(&OrderJs::from(o))).map_err(unavailable),
+            Ok((status, text)) => Err(answer_error(ErrorBody::of_answer(status, &text))),
+            Err(why) => Err(network_error(&why)),
+        }
+    })
+}
+
 /// One HTTP exchange: `Ok((status, body))`, or `Err` when no answer came.
 async fn http(
     endpoint: &str,
@@ -913,6 +1056,7 @@ async fn checkout_now(
     given_key: Option<String>,
     expected: Option<Money>,
     gift_cards: Vec<String>,
+    quote: Option<String>,
 ) -> Result<JsValue, JsValue> {
     let Some(endpoint) = rc.borrow().endpoint.clone() else {
         return Err(js_error(ErrorCode::NoEndpoint, "checkout needs an endpoint"));
@@ -929,6 +1073,9 @@ async fn checkout_now(
     }
     if !gift_cards.is_empty() {
         body["gift_cards"] = serde_json::json!(gift_cards);
+    }
+    if let Some(q) = quote {
+        body["quote"] = Value::String(q);
     }
     let answer = http(&endpoint, "POST", "/v1/cart/checkout", Some(&identity), Some(&body), &[("Idempotency-Key", &key)]).await;
     let (status, text) = answer.map_err(|why| network_error(&why))?;
@@ -1183,9 +1330,17 @@ impl CartClient {
 
     /// Logs in: the guest cart (with its pending ops) is merged into the user's cart on the
     /// server, exactly once, and this client switches to the user's cart.
+    ///
+    /// `options.policy` (`sum`, `max` or `keep_user`) overrides the server's merge policy for
+    /// this merge, as the shopper chose it (see `previewLogin`); a server configured with
+    /// `prompt` refuses a merge without one (`merge_policy_required`).
     #[wasm_bindgen(unchecked_return_type = "Promise<CartSnapshot>")]
-    pub fn login(&self, token: String) -> Promise {
+    pub fn login(&self, token: String, #[wasm_bindgen(unchecked_param_type = "LoginOptions | undefined")] options: JsValue) -> Promise {
         let rc = self.inner.clone();
+        let policy = match option(&options, "policy", |v| Some(v.clone())).map(|v| parse_policy(&v)).transpose() {
+            Ok(p) => p,
+            Err(e) => return Promise::reject(&e),
+        };
         wasm_bindgen_futures::future_to_promise(async move {
             let Some(endpoint) = rc.borrow().endpoint.clone() else {
                 return Err(js_error(ErrorCode::NoEndpoint, "login needs an endpoint"));
@@ -1195,7 +1350,10 @@ impl CartClient {
             if rc.borrow().engine.state.pending.len() > crate::engine::BATCH {
                 let _ = push_all(&rc).await;
             }
-            let request = rc.borrow_mut().engine.login_request();
+            let mut request = rc.borrow_mut().engine.login_request();
+            if let (Some((body, _)), Some(p)) = (request.as_mut(), policy) {
+                body["policy"] = Value::from(p);
+            }
             let sent = request.as_ref().map(|r| r.1.clone()).unwrap_or_default();
             let view = match request.map(|r| r.0) {
                 Some(body) => match http(&endpoint, "POST", "/v1/cart/merge", Some(&user), Some(&body), &[]).await {
@@ -1221,6 +1379,77 @@ impl CartClient {
             let snap = rc.borrow().snapshot();
             Ok(snap)
         })
+    }
+
+    /// What logging in with `token` would make of the cart under each merge policy, with the
+    /// lines a merge would drop and those short of stock; nothing changes. Rejects with
+    /// `invalid_request` once this cart is a user's.
+    #[wasm_bindgen(js_name = previewLogin, unchecked_return_type = "Promise<MergePreview>")]
+    pub fn preview_login(&self, token: String) -> Promise {
+        let rc = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let Some(endpoint) = rc.borrow().endpoint.clone() else {
+                return Err(js_error(ErrorCode::NoEndpoint, "previewLogin needs an endpoint"));
+            };
+            // The guest's pending ops first, so the preview shows the cart the shopper sees.
+            let _ = push_all(&rc).await;
+            let Some(guest) = rc.borrow_mut().engine.guest_token() else {
+                return Err(js_error(ErrorCode::InvalidRequest, "this cart is a user's already: there is nothing to merge"));
+            };
+            let user = Identity::User { jwt: token };
+            let body = serde_json::json!({ "guest_token": guest });
+            match http(&endpoint, "POST", "/v1/cart/merge/preview", Some(&user), Some(&body), &[]).await {
+                Ok((200, text)) => read_answer(&text, preview_of).map(|p| to_js(&p)).map_err(unavailable),
+                Ok((status, text)) => Err(answer_error(ErrorBody::of_answer(status, &text))),
+                Err(why) => Err(network_error(&why)),
+            }
+        })
+    }
+
+    /// Extends the hold of this shopper's pending order once (the server's
+    /// `CARTSYNC_HOLD_EXTEND_SECONDS`); rejects with `hold_not_extendable` the second time.
+    #[wasm_bindgen(js_name = extendHold, unchecked_return_type = "Promise<Order>")]
+    pub fn extend_hold(&self, #[wasm_bindgen(js_name = orderId)] order_id: String) -> Promise {
+        order_call(self.inner.clone(), order_id, "extend")
+    }
+
+    /// Cancels this shopper's pending order: its stock, promotion uses and gift card amounts are
+    /// released at once. The cart keeps its lines.
+    #[wasm_bindgen(js_name = cancelOrder, unchecked_return_type = "Promise<Order>")]
+    pub fn cancel_order(&self, #[wasm_bindgen(js_name = orderId)] order_id: String) -> Promise {
+        order_call(self.inner.clone(), order_id, "cancel")
+    }
+
+    /// Locks the cart's current prices for the server's `CARTSYNC_PRICE_LOCK_SECONDS`: pass
+    /// `quote.quote` to `checkout({ quote })` before `quote.expiresAt` to be charged them.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Quote>")]
+    pub fn quote(&self) -> Promise {
+        let rc = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let Some(endpoint) = rc.borrow().endpoint.clone() else {
+                return Err(js_error(ErrorCode::NoEndpoint, "quote needs an endpoint"));
+            };
+            sync_now(&rc).await?;
+            let identity = rc.borrow().engine.identity().clone();
+            match http(&endpoint, "POST", "/v1/cart/quote", Some(&identity), None, &[]).await {
+                Ok((201, text)) => read_answer(&text, quote_of).map(|q| to_js(&q)).map_err(unavailable),
+                Ok((status, text)) => Err(answer_error(ErrorBody::of_answer(status, &text))),
+                Err(why) => Err(network_error(&why)),
+            }
+        })
+    }
+
+    /// The headers that name this cart to the sync server (`X-Cart-Token` for a guest,
+    /// `Authorization` for a user), for a storefront's own calls made as the shopper (its
+    /// payment step, say). Treat them as the shopper's credentials.
+    #[wasm_bindgen(js_name = authHeaders, unchecked_return_type = "Record<string, string>")]
+    pub fn auth_headers(&self) -> JsValue {
+        let identity = self.inner.borrow_mut().engine.identity().clone();
+        let (name, value) = match identity {
+            Identity::Guest { token } => ("X-Cart-Token", token),
+            Identity::User { jwt } => ("Authorization", format!("Bearer {jwt}")),
+        };
+        to_js(&serde_json::json!({ name: value }))
     }
 
     /// Back to a fresh, empty guest cart; nothing of the user's cart stays in storage.
@@ -1253,10 +1482,17 @@ impl CartClient {
             Ok(g) => g.unwrap_or_default(),
             Err(e) => return Promise::reject(&e),
         };
+        let quote = option(&options, "quote", |v| Some(v.clone()));
+        let quote = match quote.map(|q| q.as_string().ok_or_else(|| js_error(ErrorCode::InvalidRequest, "quote is the string quote() gave"))) {
+            Some(Ok(q)) => Some(q),
+            Some(Err(e)) => return Promise::reject(&e),
+            None => None,
+        };
         if given_key.is_none()
             && let Some((joined_total, joined_cards, running, done)) = &rc.borrow().checkout
             && *joined_total == expected
             && *joined_cards == gift_cards
+            && quote.is_none()
             && !done.get()
         {
             return running.clone();
@@ -1266,7 +1502,7 @@ impl CartClient {
         let finished = done.clone();
         let cards = gift_cards.clone();
         let promise = wasm_bindgen_futures::future_to_promise(async move {
-            let result = checkout_now(&task, given_key, expected, cards).await;
+            let result = checkout_now(&task, given_key, expected, cards, quote).await;
             finished.set(true);
             let mut inner = task.borrow_mut();
             if inner.checkout.as_ref().is_some_and(|c| Rc::ptr_eq(&c.3, &finished)) {

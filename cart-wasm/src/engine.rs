@@ -350,6 +350,23 @@ pub type LineKey = (Sku, u32, Timestamp, MoneyKey, MoneyKey, Option<bool>, Optio
 type MoneyKey = Option<(i64, Currency)>;
 
 impl LineSnapshot {
+    /// A line of a cart view as the page sees it. A line with no price at add (one added
+    /// offline, not yet priced by the server) shows the catalog price the client knows.
+    pub fn of(l: &wire::LineView) -> LineSnapshot {
+        LineSnapshot {
+            sku: l.sku.clone(),
+            quantity: l.quantity,
+            price_at_add: l.price_at_add.or(l.current_price),
+            added_at: l.added_at,
+            current_price: l.current_price,
+            price_changed: l.price_changed,
+            availability: l.availability,
+            discount: l.discount,
+            line_total: l.line_total,
+            reason: l.reason,
+        }
+    }
+
     pub fn key(&self) -> LineKey {
         let m = |m: Option<Money>| m.map(|m| (m.amount(), m.currency()));
         (
@@ -455,18 +472,7 @@ impl Frozen {
             },
             &promos,
         );
-        let line = |l: &wire::LineView| LineSnapshot {
-            sku: l.sku.clone(),
-            quantity: l.quantity,
-            price_at_add: l.price_at_add,
-            added_at: l.added_at,
-            current_price: l.current_price,
-            price_changed: l.price_changed,
-            availability: l.availability,
-            discount: l.discount,
-            line_total: l.line_total,
-            reason: l.reason,
-        };
+        let line = LineSnapshot::of;
         Snapshot {
             owner,
             version: self.version,
@@ -615,6 +621,25 @@ pub fn cart_from_view(view: &CartView) -> Cart {
     cart.next_seq = seq;
     cart.promo_codes = view.promo_codes.iter().map(|c| c.code.clone()).collect();
     cart
+}
+
+/// Most SKUs whose last catalog price the client remembers beyond its cart's lines.
+const REMEMBERED_PRICES: usize = 500;
+
+/// The annotations of a new server cart, keeping the last known price of SKUs that left it: a
+/// line added again (offline, say) shows the catalog price the client knows until the server
+/// answers with its own. Their availability is not kept: it is stale by then.
+fn annotations_after(old: &SortedMap<Sku, Annotation>, view: &CartView) -> SortedMap<Sku, Annotation> {
+    let mut new = annotations_of(view);
+    for (sku, a) in old.iter() {
+        if new.len() >= REMEMBERED_PRICES {
+            break;
+        }
+        if a.current_price.is_some() && new.get(sku).is_none() {
+            new.insert(sku.clone(), Annotation { current_price: a.current_price, availability: None });
+        }
+    }
+    new
 }
 
 fn annotations_of(view: &CartView) -> SortedMap<Sku, Annotation> {
@@ -1501,7 +1526,7 @@ impl Engine {
     fn accept_cart(&mut self, view: &CartView) -> bool {
         if view.version >= self.state.confirmed.version {
             self.state.confirmed = cart_from_view(view);
-            self.state.annotations = Rc::new(annotations_of(view));
+            self.state.annotations = Rc::new(annotations_after(&self.state.annotations, view));
             return true;
         }
         false
@@ -1520,6 +1545,15 @@ impl Engine {
         Some((serde_json::json!({ "guest_token": token, "ops": ops }), ids))
     }
 
+    /// The guest token of this client's cart, if it is a guest's (for a merge preview).
+    pub fn guest_token(&mut self) -> Option<String> {
+        self.reload();
+        match &self.state.identity {
+            Identity::Guest { token } => Some(token.clone()),
+            Identity::User { .. } => None,
+        }
+    }
+
     /// Switches to the user's cart after a merge (or, with no guest cart to merge, a read). The
     /// ops the merge carried (`sent`) are done; ops made while the login was under way stay
     /// pending and go to the user's cart.
@@ -1533,7 +1567,7 @@ impl Engine {
         }
         self.state.identity = Identity::User { jwt: jwt.to_owned() };
         self.state.confirmed = cart_from_view(cart);
-        self.state.annotations = Rc::new(annotations_of(cart));
+        self.state.annotations = Rc::new(annotations_after(&self.state.annotations, cart));
         self.state.last_error = None;
         self.state.checkout_key = None;
         self.new_epoch();
