@@ -43,7 +43,8 @@ for target in bundler web; do
   # the declarations compile without `lib: esnext` (`Symbol.dispose` is still there at run time).
   sed -i -e '/\[Symbol.dispose\]/d' -e 's/priceAtAdd: Money | undefined/priceAtAdd?: Money/' \
     -e 's/options: CartClientOptions | undefined/options?: CartClientOptions/' \
-    -e 's/options: CheckoutOptions | undefined/options?: CheckoutOptions/' "$pkg/$target/cartsync.d.ts"
+    -e 's/options: CheckoutOptions | undefined/options?: CheckoutOptions/' \
+    -e 's/options: LoginOptions | undefined/options?: LoginOptions/' "$pkg/$target/cartsync.d.ts"
 done
 
 snippet=$(cd "$pkg/web" && find snippets -name cart-error.js | head -n 1)

@@ -101,7 +101,7 @@ function picture(sku, name, cls) {
   text.setAttribute("font-size", "28");
   text.setAttribute("font-family", "system-ui, sans-serif");
   text.setAttribute("fill", "#1d2330");
-  text.textContent = name.split(/\s+/).map((w) => w[0] || "").join("").slice(0, 3).toUpperCase();
+  text.textContent = name.split(/[^\p{L}\p{N}]+/u).map((w) => w[0] || "").join("").slice(0, 2).toUpperCase();
   svg.append(bg, blob, text);
   return svg;
 }
@@ -112,7 +112,7 @@ function lineItem(line, kind) {
   const price = line.priceChanged
     ? h("span", { class: "price" }, h("s", {}, money(line.priceAtAdd)), " ", money(line.currentPrice))
     : h("span", { class: "price" }, money(line.currentPrice ?? line.priceAtAdd));
-  const stock = line.availability && line.availability !== "in_stock" ? h("em", { class: `avail ${line.availability}` }, line.availability.replace("_", " ")) : null;
+  const stock = line.availability && line.availability !== "in_stock" ? h("em", { class: `avail ${line.availability}` }, line.availability.replaceAll("_", " ")) : null;
   const off = kind === "cart" && line.discount && line.discount.amount > 0 ? h("span", { class: "line-discount", "data-testid": "line-discount" }, `−${money(line.discount)} → ${money(line.lineTotal)}`) : null;
   li.append(picture(line.sku, productName(line.sku), "line-thumb"), h("span", { class: "name" }, productName(line.sku)), " ", price, " ", off ?? "", " ", stock ?? "");
   if (line.priceChanged && line.currentPrice && line.priceAtAdd) {
@@ -245,7 +245,7 @@ async function loadProducts() {
         picture(p.sku, p.name, "thumb"),
         h("h3", {}, p.name),
         h("p", { class: "price" }, money(p.price)),
-        h("p", { class: `avail ${availability}` }, availability.replace("_", " ")),
+        h("p", { class: `avail ${availability}` }, availability.replaceAll("_", " ")),
       );
       card.append(button("Add to cart", "add", () => cart.add(p.sku, 1, p.price)));
       return card;
@@ -328,6 +328,7 @@ $("promo").addEventListener("submit", (e) => {
 });
 
 let holdTimer;
+const extended = new Set(); // orders whose one extension is used
 function showOrder(order) {
   clearInterval(holdTimer);
   const o = $("order");
@@ -352,7 +353,7 @@ function showOrder(order) {
     return b;
   };
   o.replaceChildren(
-    h("p", {}, "Order ", h("strong", { "data-testid": "order-id" }, order.id), " · ", h("span", { "data-testid": "order-status", class: order.status === "paid" ? "paid" : "" }, order.status.replace("_", " "))),
+    h("p", {}, "Order ", h("strong", { "data-testid": "order-id" }, order.id), " · ", h("span", { "data-testid": "order-status", class: order.status === "paid" ? "paid" : "" }, order.status)),
     h("p", {}, `Subtotal ${money(order.subtotal)} · discounts −${money(order.discountTotal)} · total `, h("span", { "data-testid": "order-total" }, money(order.total))),
     h("ul", {}, ...order.giftCards.map((g) => h("li", {}, `gift card …${g.last4}: −${money(g.amount)}`))),
     h("p", {}, "Amount due ", h("strong", { "data-testid": "amount-due" }, money(order.amountDue))),
@@ -363,7 +364,13 @@ function showOrder(order) {
           { class: "actions" },
           act("Pay (test card)", "pay", () => devPay(order.id, "succeeded")),
           act("Pay (declined card)", "pay-fail", () => devPay(order.id, "failed")),
-          act("Hold 5 more minutes", "extend", () => cart.extendHold(order.id)),
+          act(extended.has(order.id) ? "Hold extended once" : "Hold 5 more minutes", "extend", async () => {
+            try {
+              return await cart.extendHold(order.id);
+            } finally {
+              extended.add(order.id);
+            }
+          }),
           act("Cancel order", "cancel-order", () => cart.cancelOrder(order.id)),
         )
       : null,

@@ -50,3 +50,61 @@ export function lazySnapshot(source) {
   Object.defineProperty(s, HOLDER, { value: { source, value: undefined } });
   return Object.freeze(Object.defineProperties(s, DESCRIPTORS));
 }
+
+const camelKey = (k) => k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
+
+function camel(v) {
+  if (Array.isArray(v)) return v.map(camel);
+  if (v === null || typeof v !== "object") return v;
+  const out = {};
+  for (const [k, x] of Object.entries(v)) out[camelKey(k)] = camel(x);
+  return out;
+}
+
+/** An answer of the API (snake_case JSON) as the package's objects (camelCase keys). A merge
+ * preview's `policies` keep their names (`keep_user`) as keys; order lines always carry a
+ * `discount`. */
+function camelAnswer(v) {
+  if (v && v.policies && typeof v.policies === "object") {
+    const policies = {};
+    for (const [k, c] of Object.entries(v.policies)) policies[k] = camel(c);
+    return { ...camel({ ...v, policies: null }), policies };
+  }
+  const out = camel(v);
+  if (out && Array.isArray(out.lines) && out.reservedUntil) {
+    for (const l of out.lines) l.discount ??= { amount: 0, currency: l.lineTotal?.currency };
+    delete out.paymentRef;
+  }
+  return out;
+}
+
+/** The calls of CartClient that only ask the server (previewLogin, quote, extendHold,
+ * cancelOrder): after `before` (a sync whose failure is theirs), one POST; the answer in camelCase,
+ * or a CartError: `network_error` without an answer, the server's code and details with one. */
+export async function apiCall(before, endpoint, path, headers, body) {
+  await before;
+  let res, text;
+  try {
+    res = await fetch(endpoint + path, {
+      method: "POST",
+      headers: body ? { ...headers, "Content-Type": "application/json" } : headers,
+      body: body || undefined,
+    });
+    text = await res.text();
+  } catch (e) {
+    throw new CartError("network_error", `could not reach ${endpoint}`);
+  }
+  let v;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new CartError(res.ok ? "unavailable" : res.status >= 500 ? "unavailable" : "invalid_request", `HTTP ${res.status}: unreadable answer`);
+  }
+  if (!res.ok) {
+    const e = v && v.error;
+    if (!e || typeof e.code !== "string") throw new CartError(res.status >= 500 ? "unavailable" : "invalid_request", `HTTP ${res.status}`);
+    const { code, message, ...details } = e;
+    throw new CartError(code, String(message), Object.keys(details).length ? details : undefined);
+  }
+  return camelAnswer(v);
+}

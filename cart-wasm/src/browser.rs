@@ -1,7 +1,7 @@
 //! The `CartClient` class of the npm package: a thin layer over `engine` that owns the browser
 //! (localStorage, fetch, timers, the `storage` and `online` events) and nothing else.
 
-use crate::engine::{DiscountSnapshot, Engine, Failure, Identity, LineSnapshot, Push, checkout_settled, failure_of, retry_hint_ms};
+use crate::engine::{DiscountSnapshot, Engine, Failure, Identity, Push, checkout_settled, failure_of, retry_hint_ms};
 use crate::storage::{MemoryStorage, Storage, StorageError};
 use js_sys::{Function, JSON, Promise, Reflect};
 use serde::Serialize;
@@ -23,6 +23,10 @@ extern "C" {
     fn new(code: &str, message: &str, details: JsValue) -> JsCartError;
     #[wasm_bindgen(js_name = lazySnapshot)]
     fn lazy_snapshot(source: SnapshotSource) -> JsValue;
+    /// After `before` settles (a sync: its failure is the call's), `POST <endpoint><path>` with
+    /// `headers` and the JSON `body`; the answer as the page's object, or a `CartError`.
+    #[wasm_bindgen(js_name = apiCall)]
+    fn api_call(before: Promise, endpoint: &str, path: &str, headers: JsValue, body: Option<String>) -> Promise;
 }
 
 /// The frozen state behind one `CartSnapshot`, rendered (to JSON, parsed by the page) only when
@@ -731,6 +735,23 @@ impl From<OrderView> for OrderJs {
     }
 }
 
+fn no_endpoint(what: &str) -> Promise {
+    Promise::reject(&js_error(ErrorCode::NoEndpoint, &format!("{what} needs an endpoint")))
+}
+
+impl CartClient {
+    fn endpoint(&self) -> Option<String> {
+        self.inner.borrow().endpoint.clone()
+    }
+
+    /// `POST /v1/orders/{id}/<action>` as this cart's owner, answering the order.
+    fn order_call(&self, order_id: &str, action: &str) -> Promise {
+        let Some(endpoint) = self.endpoint() else { return no_endpoint("orders") };
+        let id: String = js_sys::encode_uri_component(order_id).into();
+        api_call(Promise::resolve(&JsValue::UNDEFINED), &endpoint, &format!("/v1/orders/{id}/{action}"), self.auth_headers(), Some(String::new()))
+    }
+}
+
 fn parse_policy(v: &JsValue) -> Result<&'static str, JsValue> {
     match v.as_string().as_deref() {
         Some("sum") => Ok("sum"),
@@ -738,115 +759,6 @@ fn parse_policy(v: &JsValue) -> Result<&'static str, JsValue> {
         Some("keep_user") => Ok("keep_user"),
         _ => Err(js_error(ErrorCode::InvalidRequest, "policy is one of sum, max, keep_user")),
     }
-}
-
-/// A cart as a merge policy would make it (`MergePreview.policies`).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PreviewCartJs {
-    lines: Vec<LineSnapshot>,
-    saved: Vec<LineSnapshot>,
-    unavailable: Vec<LineSnapshot>,
-    item_count: u64,
-    subtotal: Money,
-    discount_total: Money,
-    total: Money,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PreviewJs {
-    policies: shared::sort::SortedMap<String, PreviewCartJs>,
-    default_policy: Option<String>,
-    dropped: Value,
-    short: Value,
-    validated: bool,
-}
-
-fn preview_of(v: &Value) -> Result<PreviewJs, String> {
-    let mut policies = shared::sort::SortedMap::new();
-    for name in ["sum", "max", "keep_user"] {
-        let c = read::cart(&v["policies"][name])?;
-        let lines = |l: &[shared::wire::LineView]| l.iter().map(LineSnapshot::of).collect();
-        policies.insert(
-            name.to_owned(),
-            PreviewCartJs {
-                lines: lines(&c.lines),
-                saved: lines(&c.saved),
-                unavailable: lines(&c.unavailable),
-                item_count: c.item_count,
-                subtotal: c.subtotal,
-                discount_total: c.discount_total,
-                total: c.total,
-            },
-        );
-    }
-    Ok(PreviewJs {
-        policies,
-        default_policy: v["default_policy"].as_str().map(str::to_owned),
-        dropped: v["dropped"].clone(),
-        short: v["short"].clone(),
-        validated: v["validated"].as_bool().unwrap_or(false),
-    })
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct QuoteLineJs {
-    sku: String,
-    quantity: u64,
-    unit_price: Money,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct QuoteJs {
-    quote: String,
-    expires_at: Timestamp,
-    lines: Vec<QuoteLineJs>,
-    subtotal: Money,
-    discount_total: Money,
-    total: Money,
-}
-
-fn quote_of(v: &Value) -> Result<QuoteJs, String> {
-    let money = |k: &Value| Money::from_json(k).map_err(|e| e.message);
-    let lines = v["lines"]
-        .as_array()
-        .ok_or("lines is not a list")?
-        .iter()
-        .map(|l| {
-            Ok(QuoteLineJs {
-                sku: l["sku"].as_str().unwrap_or("").to_owned(),
-                quantity: l["quantity"].as_u64().unwrap_or(0),
-                unit_price: money(&l["unit_price"])?,
-            })
-        })
-        .collect::<Result<_, String>>()?;
-    Ok(QuoteJs {
-        quote: v["quote"].as_str().ok_or("no quote")?.to_owned(),
-        expires_at: v["expires_at"].as_str().and_then(Timestamp::parse_rfc3339).ok_or("no expires_at")?,
-        lines,
-        subtotal: money(&v["subtotal"])?,
-        discount_total: money(&v["discount_total"])?,
-        total: money(&v["total"])?,
-    })
-}
-
-/// `POST /v1/orders/{id}/<action>` as this cart's owner, answering the order.
-fn order_call(rc: Rc<RefCell<Inner>>, order_id: String, action: &'static str) -> Promise {
-    wasm_bindgen_futures::future_to_promise(async move {
-        let Some(endpoint) = rc.borrow().endpoint.clone() else {
-            return Err(js_error(ErrorCode::NoEndpoint, "orders need an endpoint"));
-        };
-        let identity = rc.borrow().engine.identity().clone();
-        let id: String = js_sys::encode_uri_component(&order_id).into();
-        match http(&endpoint, "POST", &format!("/v1/orders/{id}/{action}"), Some(&identity), None, &[]).await {
-            Ok((200, text)) => read_answer(&text, read::order).map(|o| to_js(&OrderJs::from(o))).map_err(unavailable),
-            Ok((status, text)) => Err(answer_error(ErrorBody::of_answer(status, &text))),
-            Err(why) => Err(network_error(&why)),
-        }
-    })
 }
 
 /// One HTTP exchange: `Ok((status, body))`, or `Err` when no answer came.
@@ -1382,61 +1294,41 @@ impl CartClient {
     }
 
     /// What logging in with `token` would make of the cart under each merge policy, with the
-    /// lines a merge would drop and those short of stock; nothing changes. Rejects with
-    /// `invalid_request` once this cart is a user's.
+    /// lines a merge would drop and those short of stock; nothing changes. Pending ops are pushed
+    /// first, so the preview shows the cart the shopper sees. Rejects with `invalid_request`
+    /// once this cart is a user's.
     #[wasm_bindgen(js_name = previewLogin, unchecked_return_type = "Promise<MergePreview>")]
     pub fn preview_login(&self, token: String) -> Promise {
-        let rc = self.inner.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            let Some(endpoint) = rc.borrow().endpoint.clone() else {
-                return Err(js_error(ErrorCode::NoEndpoint, "previewLogin needs an endpoint"));
-            };
-            // The guest's pending ops first, so the preview shows the cart the shopper sees.
-            let _ = push_all(&rc).await;
-            let Some(guest) = rc.borrow_mut().engine.guest_token() else {
-                return Err(js_error(ErrorCode::InvalidRequest, "this cart is a user's already: there is nothing to merge"));
-            };
-            let user = Identity::User { jwt: token };
-            let body = serde_json::json!({ "guest_token": guest });
-            match http(&endpoint, "POST", "/v1/cart/merge/preview", Some(&user), Some(&body), &[]).await {
-                Ok((200, text)) => read_answer(&text, preview_of).map(|p| to_js(&p)).map_err(unavailable),
-                Ok((status, text)) => Err(answer_error(ErrorBody::of_answer(status, &text))),
-                Err(why) => Err(network_error(&why)),
-            }
-        })
+        let Some(endpoint) = self.endpoint() else { return no_endpoint("previewLogin") };
+        let Some(guest) = self.inner.borrow_mut().engine.guest_token() else {
+            return Promise::reject(&js_error(ErrorCode::InvalidRequest, "this cart is a user's already: there is nothing to merge"));
+        };
+        let body = serde_json::json!({ "guest_token": guest }).to_string();
+        let headers = to_js(&serde_json::json!({ "Authorization": format!("Bearer {token}") }));
+        api_call(self.sync(), &endpoint, "/v1/cart/merge/preview", headers, Some(body))
     }
 
     /// Extends the hold of this shopper's pending order once (the server's
     /// `CARTSYNC_HOLD_EXTEND_SECONDS`); rejects with `hold_not_extendable` the second time.
     #[wasm_bindgen(js_name = extendHold, unchecked_return_type = "Promise<Order>")]
     pub fn extend_hold(&self, #[wasm_bindgen(js_name = orderId)] order_id: String) -> Promise {
-        order_call(self.inner.clone(), order_id, "extend")
+        self.order_call(&order_id, "extend")
     }
 
     /// Cancels this shopper's pending order: its stock, promotion uses and gift card amounts are
     /// released at once. The cart keeps its lines.
     #[wasm_bindgen(js_name = cancelOrder, unchecked_return_type = "Promise<Order>")]
     pub fn cancel_order(&self, #[wasm_bindgen(js_name = orderId)] order_id: String) -> Promise {
-        order_call(self.inner.clone(), order_id, "cancel")
+        self.order_call(&order_id, "cancel")
     }
 
-    /// Locks the cart's current prices for the server's `CARTSYNC_PRICE_LOCK_SECONDS`: pass
-    /// `quote.quote` to `checkout({ quote })` before `quote.expiresAt` to be charged them.
+    /// Locks the cart's current prices for the server's `CARTSYNC_PRICE_LOCK_SECONDS` (pending
+    /// ops are pushed first): pass `quote.quote` to `checkout({ quote })` before
+    /// `quote.expiresAt` to be charged them.
     #[wasm_bindgen(unchecked_return_type = "Promise<Quote>")]
     pub fn quote(&self) -> Promise {
-        let rc = self.inner.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            let Some(endpoint) = rc.borrow().endpoint.clone() else {
-                return Err(js_error(ErrorCode::NoEndpoint, "quote needs an endpoint"));
-            };
-            sync_now(&rc).await?;
-            let identity = rc.borrow().engine.identity().clone();
-            match http(&endpoint, "POST", "/v1/cart/quote", Some(&identity), None, &[]).await {
-                Ok((201, text)) => read_answer(&text, quote_of).map(|q| to_js(&q)).map_err(unavailable),
-                Ok((status, text)) => Err(answer_error(ErrorBody::of_answer(status, &text))),
-                Err(why) => Err(network_error(&why)),
-            }
-        })
+        let Some(endpoint) = self.endpoint() else { return no_endpoint("quote") };
+        api_call(self.sync(), &endpoint, "/v1/cart/quote", self.auth_headers(), Some(String::new()))
     }
 
     /// The headers that name this cart to the sync server (`X-Cart-Token` for a guest,

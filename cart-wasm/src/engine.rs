@@ -611,10 +611,10 @@ pub fn cart_from_view(view: &CartView) -> Cart {
     cart.updated_at = view.updated_at;
     let mut seq = 0;
     // Unavailable lines are cart lines the view shows apart: the cart keeps them.
-    let lines = view.lines.iter().chain(&view.unavailable);
-    for (list, into) in [(lines.collect::<Vec<_>>(), &mut cart.lines), (view.saved.iter().collect(), &mut cart.saved)] {
+    for (list, saved) in [(&view.lines, false), (&view.unavailable, false), (&view.saved, true)] {
         for l in list {
-            into.push(CartLine { sku: l.sku.clone(), quantity: l.quantity, price_at_add: l.price_at_add, added_at: l.added_at, seq });
+            let line = CartLine { sku: l.sku.clone(), quantity: l.quantity, price_at_add: l.price_at_add, added_at: l.added_at, seq };
+            if saved { cart.saved.push(line) } else { cart.lines.push(line) }
             seq += 1;
         }
     }

@@ -93,7 +93,7 @@ test("the TypeScript declarations cover the API (tsc --strict)", () => {
     execFileSync("npm", ["install", "--no-audit", "--no-fund", "--offline", env.tarball], { cwd: dir, stdio: "pipe" });
     writeFileSync(
       join(dir, "main.ts"),
-      `import { CartClient, CartError, type CartSnapshot, type Money, type Order, type Line } from "@cartsync/cart";
+      `import { CartClient, CartError, type CartSnapshot, type Money, type Order, type Line, type MergePreview, type Quote } from "@cartsync/cart";
        import init, { CartClient as WebClient } from "@cartsync/cart/web";
        const price: Money = { amount: 1999, currency: "USD" };
        const cart = new CartClient({ endpoint: "https://shop.example/api", storageKey: "k", currency: "USD" });
@@ -115,6 +115,17 @@ test("the TypeScript declarations cover the API (tsc --strict)", () => {
          const order: Order = await cart.checkout({ idempotencyKey: "k1", expectedTotal: price });
          const again: Order = await cart.checkout();
          void [synced, user, order.id, order.total.amount, order.reservedUntil, again.lines];
+         const preview: MergePreview = await cart.previewLogin("jwt");
+         const policyTotal: number = preview.policies.keep_user.total.amount + preview.short.length + preview.dropped.length;
+         const chosen: CartSnapshot = await cart.login("jwt", { policy: "max" });
+         const extended: Order = await cart.extendHold(order.id);
+         const cancelled: Order = await cart.cancelOrder(order.id);
+         const q: Quote = await cart.quote();
+         const locked: Order = await cart.checkout({ quote: q.quote });
+         const headers: Record<string, string> = cart.authHeaders();
+         const gone: Line[] = s.unavailable;
+         const why: "out_of_stock" | "discontinued" | undefined = gone[0]?.reason;
+         void [policyTotal, chosen, extended.reservedUntil, cancelled.status, q.expiresAt, locked, headers, why, preview.validated];
          try { cart.add("", 0); } catch (e) { if (e instanceof CartError) { const c: string = e.code; void c; } }
        }
        const guest: CartSnapshot = cart.logout();

@@ -76,6 +76,9 @@ test("logging in merges the guest cart once, even when another tab logs in again
 
   await page.fill("#user", alice);
   await page.click("[data-testid=login]");
+  // A guest cart with lines: the shop shows what each merge policy would make and the shopper picks.
+  await page.waitForSelector("[data-testid=merge-dialog][open]");
+  await page.click("[data-testid=merge-sum]");
   await waitFor("the login", async () => (await snapshot(page)).owner === "user");
   const merged = await snapshot(page);
   assert.deepEqual(pairs(merged.lines), [["CAP-BLK", 1], ["SOCKS-3P", 3], ["TEE-RED-M", 3]]);

@@ -45,6 +45,7 @@ async fn the_storefront_and_the_package_work_in_chromium() {
         .arg(root.join("tests/e2e/package.test.mjs"))
         .arg(root.join("tests/e2e/tabs.test.mjs"))
         .arg(root.join("tests/e2e/react.test.mjs"))
+        .arg(root.join("tests/e2e/shopper.test.mjs"))
         .env("CARTSYNC_E2E_SERVER_BIN", &bin)
         .env("CARTSYNC_E2E_REDIS_URL", &cartsync_tests::redis().url)
         .env("CARTSYNC_E2E_DATABASE_URL", &database)
@@ -62,4 +63,5 @@ async fn the_storefront_and_the_package_work_in_chromium() {
     assert!(out.status.success(), "the browser suite failed:\n{text}");
     assert!(text.contains("ℹ fail 0") && !text.contains("ℹ pass 0"), "the browser suite ran its tests:\n{text}");
     assert!(root.join("tests/artifacts/storefront.png").exists(), "the screenshot was saved");
+    assert!(root.join("tests/artifacts/shopper-7-paid.png").exists(), "the shopper walk-through's screenshots were saved");
 }
