@@ -748,7 +748,13 @@ impl CartClient {
     fn order_call(&self, order_id: &str, action: &str) -> Promise {
         let Some(endpoint) = self.endpoint() else { return no_endpoint("orders") };
         let id: String = js_sys::encode_uri_component(order_id).into();
-        api_call(Promise::resolve(&JsValue::UNDEFINED), &endpoint, &format!("/v1/orders/{id}/{action}"), self.auth_headers(), Some(String::new()))
+        api_call(
+            Promise::resolve(&JsValue::UNDEFINED),
+            &endpoint,
+            &format!("/v1/orders/{id}/{action}"),
+            self.auth_headers(),
+            Some(String::new()),
+        )
     }
 }
 
@@ -1375,11 +1381,12 @@ impl CartClient {
             Err(e) => return Promise::reject(&e),
         };
         let quote = option(&options, "quote", |v| Some(v.clone()));
-        let quote = match quote.map(|q| q.as_string().ok_or_else(|| js_error(ErrorCode::InvalidRequest, "quote is the string quote() gave"))) {
-            Some(Ok(q)) => Some(q),
-            Some(Err(e)) => return Promise::reject(&e),
-            None => None,
-        };
+        let quote =
+            match quote.map(|q| q.as_string().ok_or_else(|| js_error(ErrorCode::InvalidRequest, "quote is the string quote() gave"))) {
+                Some(Ok(q)) => Some(q),
+                Some(Err(e)) => return Promise::reject(&e),
+                None => None,
+            };
         if given_key.is_none()
             && let Some((joined_total, joined_cards, running, done)) = &rc.borrow().checkout
             && *joined_total == expected

@@ -614,7 +614,11 @@ pub fn cart_from_view(view: &CartView) -> Cart {
     for (list, saved) in [(&view.lines, false), (&view.unavailable, false), (&view.saved, true)] {
         for l in list {
             let line = CartLine { sku: l.sku.clone(), quantity: l.quantity, price_at_add: l.price_at_add, added_at: l.added_at, seq };
-            if saved { cart.saved.push(line) } else { cart.lines.push(line) }
+            if saved {
+                cart.saved.push(line)
+            } else {
+                cart.lines.push(line)
+            }
             seq += 1;
         }
     }
@@ -2061,6 +2065,70 @@ mod tests {
         assert!(checkout_settled(409, Some(&ErrorBody::new(ErrorCode::OutOfStock, ""))));
         assert!(!checkout_settled(409, Some(&ErrorBody::new(ErrorCode::RequestInProgress, ""))));
         assert!(!checkout_settled(503, None) && !checkout_settled(429, None));
+    }
+
+    /// A server view of `cart` where `out` is out of stock and every SKU costs 5.00.
+    fn view_with_one_out(cart: &Cart, out: &str) -> CartView {
+        let price = Money::new(500, Currency::USD).unwrap();
+        CartView::new(
+            cart,
+            Owner::Guest,
+            Timestamp::default(),
+            |l| {
+                let availability = if l.sku.as_str() == out { Availability::OutOfStock } else { Availability::InStock };
+                Some(wire::Annotation { current_price: Some(price), availability })
+            },
+            &wire::Promos::none(),
+        )
+    }
+
+    #[test]
+    fn unavailable_lines_stay_in_the_cart_and_out_of_its_totals() {
+        let storage = MemoryStorage::default();
+        let mut a = engine(&storage, 21);
+        let mut on_server = Cart::new(Currency::USD);
+        for sku in ["A", "B"] {
+            on_server.apply(&add(sku), &Limits::default(), Timestamp::default()).unwrap();
+        }
+        on_server.version = 2;
+        let view = view_with_one_out(&on_server, "A");
+        assert_eq!((view.lines.len(), view.unavailable.len()), (1, 1), "the server's view shows A apart");
+        let identity = a.identity().clone();
+        a.finish_pull(&identity, &view, true);
+        assert_eq!(a.optimistic().lines.len(), 2, "the cart keeps the unavailable line");
+        let snap = a.snapshot(false, Timestamp::default());
+        assert_eq!(snap.lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>(), ["B"]);
+        assert_eq!(
+            snap.unavailable.iter().map(|l| (l.sku.as_str(), l.reason)).collect::<Vec<_>>(),
+            [("A", Some(Availability::OutOfStock))]
+        );
+        assert_eq!((snap.item_count, snap.subtotal.amount(), snap.total.amount()), (1, 500, 500));
+        // An op on the unavailable line works as on any line: saved for later, it leaves the list.
+        a.mutate(OpKind::SaveForLater { sku: Sku::parse("A").unwrap() }, Timestamp::default()).unwrap();
+        let snap = a.snapshot(false, Timestamp::default());
+        assert!(snap.unavailable.is_empty());
+        assert_eq!(snap.saved.len(), 1);
+    }
+
+    #[test]
+    fn a_sku_added_again_offline_shows_the_last_catalog_price_known() {
+        let storage = MemoryStorage::default();
+        let mut a = engine(&storage, 22);
+        let mut on_server = Cart::new(Currency::USD);
+        on_server.apply(&add("A"), &Limits::default(), Timestamp::default()).unwrap();
+        on_server.version = 1;
+        let identity = a.identity().clone();
+        a.finish_pull(&identity, &view_with_one_out(&on_server, "none"), true);
+        // A leaves the cart on the server; the client remembers its price.
+        let empty = Cart { version: 2, ..Cart::new(Currency::USD) };
+        a.finish_pull(&identity, &view_with_one_out(&empty, "none"), true);
+        a.mutate(add("A"), Timestamp::default()).unwrap();
+        a.mutate(add("NEVER-SEEN"), Timestamp::default()).unwrap();
+        let snap = a.snapshot(false, Timestamp::default());
+        let price = |sku: &str| snap.lines.iter().find(|l| l.sku.as_str() == sku).unwrap().price_at_add.map(|m| m.amount());
+        assert_eq!((price("A"), price("NEVER-SEEN")), (Some(500), None));
+        assert_eq!(snap.subtotal.amount(), 500);
+        assert!(snap.lines.iter().all(|l| l.availability != Some(Availability::OutOfStock)), "no stale availability is kept");
     }
 
     #[test]

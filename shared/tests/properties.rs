@@ -165,7 +165,7 @@ proptest! {
     #[test]
     fn the_hand_written_cart_json_is_serdes(
         kinds in prop::collection::vec(op_kind(), 0..30),
-        annotations in prop::collection::vec(prop::option::of((prop::option::of(0i64..100_000), 0usize..4)), 12),
+        annotations in prop::collection::vec(prop::option::of((prop::option::of(0i64..100_000), 0usize..5)), 12),
         times in prop::collection::vec(prop_oneof![0i64..4_000_000_000_000, i64::MIN / 4..i64::MAX / 4], 3),
         user in any::<bool>(),
     ) {
@@ -175,7 +175,7 @@ proptest! {
         if let Some(l) = cart.lines.first_mut() {
             l.added_at = Timestamp::from_millis(times[1]);
         }
-        let kinds_of = [Availability::InStock, Availability::LowStock, Availability::OutOfStock, Availability::Unknown];
+        let kinds_of = [Availability::InStock, Availability::LowStock, Availability::OutOfStock, Availability::Unknown, Availability::Discontinued];
         let mut next = annotations.iter().cycle();
         let view = CartView::new(&cart, if user { Owner::User } else { Owner::Guest }, Timestamp::from_millis(times[2]), |_| {
             next.next().unwrap().map(|(price, a)| Annotation {
@@ -198,6 +198,12 @@ proptest! {
         prop_assert_eq!(view.total.amount(), sum(&|l| l.line_total.unwrap().amount()));
         prop_assert!(view.lines.iter().all(|l| l.line_total.unwrap().amount() >= 0));
         prop_assert!(view.saved.iter().all(|l| l.discount.is_none() && l.line_total.is_none()));
+        // Unavailable lines: every cart line is in one of the two lists, and only the available
+        // ones count.
+        prop_assert_eq!(view.lines.len() + view.unavailable.len(), cart.lines.len());
+        prop_assert!(view.unavailable.iter().all(|l| matches!(l.reason, Some(Availability::OutOfStock | Availability::Discontinued)) && l.reason == l.availability));
+        prop_assert!(view.lines.iter().all(|l| l.reason.is_none() && !matches!(l.availability, Some(Availability::OutOfStock | Availability::Discontinued))));
+        prop_assert_eq!(view.item_count, view.lines.iter().map(|l| u64::from(l.quantity)).sum::<u64>());
         prop_assert_eq!(view.promo_codes.len(), cart.promo_codes.len());
     }
 }

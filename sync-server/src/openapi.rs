@@ -289,7 +289,9 @@ fn shopper(doc: &mut Value) {
     doc["paths"]["/v1/cart/items/{sku}"]["patch"]["summary"] = json!("Set the quantity of a line (as PUT does; seed 001's spelling).");
 
     let merge = &mut doc["paths"]["/v1/cart/merge"]["post"];
-    merge["summary"] = json!("Merge a guest cart into the caller's user cart, exactly once. Bearer required. Lines whose product is discontinued are left out (`dropped`); lines asking for more than is in stock are kept and named (`short`). With a catalog that cannot be read, the merge goes ahead unvalidated (`validated: false`).");
+    merge["summary"] = json!(
+        "Merge a guest cart into the caller's user cart, exactly once. Bearer required. Lines whose product is discontinued are left out (`dropped`); lines asking for more than is in stock are kept and named (`short`). With a catalog that cannot be read, the merge goes ahead unvalidated (`validated: false`)."
+    );
     merge["requestBody"]["content"]["application/json"]["schema"]["properties"]["policy"] =
         json!({ "allOf": [policy], "description": "overrides CARTSYNC_MERGE_POLICY for this merge; required when it is `prompt`" });
     let answer = &mut merge["responses"]["200"]["content"]["application/json"]["schema"]["properties"];

@@ -111,7 +111,7 @@ impl Checkout<'_> {
             None => None,
         };
         let quote = quote.as_ref();
-        let placed = retrying(|| reserve(self.durable, owner, &cart, request, quote, self.hold_ms, self.recovery_window_ms, now)).await;
+        let placed = retrying(|| reserve(self, owner, &cart, request, quote, now)).await;
         self.catalog.forget(&cart.lines.iter().map(|l| l.sku.clone()).collect::<Vec<_>>());
         let refused = match placed? {
             Ok(order) => Ok(order),
@@ -241,15 +241,14 @@ impl InForce {
 /// The checkout transaction: the order, or what refused it (with nothing held: the
 /// transaction rolls back).
 async fn reserve(
-    db: &Durable,
+    checkout: &Checkout<'_>,
     owner: &CartKey,
     cart: &Cart,
     request: &Request,
     quote: Option<&crate::quotes::Quote>,
-    hold_ms: i64,
-    recovery_window_ms: i64,
     now: Timestamp,
 ) -> Result<Result<Order, Refused>, DurableError> {
+    let (db, hold_ms, recovery_window_ms) = (checkout.durable, checkout.hold_ms, checkout.recovery_window_ms);
     let lock = db.lock_rows();
     let is_pg = matches!(db, Durable::Postgres(_));
     let currency = cart.currency;

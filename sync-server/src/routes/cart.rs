@@ -1,6 +1,7 @@
 //! The cart: reads, the REST item endpoints, the offline client's op push, and the login merge.
 
 use super::path_sku;
+use crate::carts::MergePlan;
 use crate::clock::now;
 use crate::error::{ApiError, ApiResult, JsonBody};
 use crate::identity::{CART_TOKEN_HEADER, CartId, CartKey, Identity};
@@ -9,7 +10,6 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use crate::carts::MergePlan;
 use shared::promo::{Context, LineInput, PromoCode, PromotionId};
 use shared::wire::{self, CartView, Owner, Promos};
 use shared::{Cart, ErrorCode, MergePolicy, OpKind, OpOutcome, Sku};

@@ -63,7 +63,8 @@ impl From<ControlError> for ApiError {
             ControlError::Expired(order) => ApiError::new(ErrorCode::ReservationExpired, "the stock hold of this order has run out")
                 .with_detail("order", json!(order.view)),
             ControlError::AlreadyExtended(order) => {
-                ApiError::new(ErrorCode::HoldNotExtendable, "this order's hold was extended once already").with_detail("order", json!(order.view))
+                ApiError::new(ErrorCode::HoldNotExtendable, "this order's hold was extended once already")
+                    .with_detail("order", json!(order.view))
             }
             ControlError::Db(e) => ApiError::unavailable(e),
         }
