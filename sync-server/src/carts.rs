@@ -14,6 +14,7 @@
 use crate::durable::{Durable, DurableError};
 use crate::hot::{ApplyResult, HotStore, MergeResult, Rules, StoreError, Verdict};
 use crate::identity::CartKey;
+use sha2::Digest;
 use shared::promo::PromoCode;
 use shared::wire::{OpResult, ParsedOp};
 use shared::{Cart, CartState, Limits, Op, OpId, OpKind, OpOutcome, Quantity, Sku, Timestamp, UserId};
@@ -57,7 +58,8 @@ pub struct MergeOutcome {
 /// How one login merge goes: its policy, and which SKUs it leaves out.
 pub struct MergePlan<D, R> {
     pub policy: shared::MergePolicy,
-    /// Called once with the frozen guest cart: the SKUs to leave out of the merge.
+    /// The SKUs of a cart to leave out of the merge: called with the frozen guest cart, and
+    /// with the merged cart (the user's own lines of those SKUs are taken out too).
     pub drop: D,
     /// Ranks the merged cart's promo codes when the two carts hold more than five between them
     /// (the best first; see `shared::merge_codes`). Called with the user's cart and the guest's
@@ -171,7 +173,7 @@ impl Carts {
     /// guest cart was merged already (a login retried after its answer was lost), they go to the
     /// user's cart instead, which by then knows every op id the guest cart applied.
     pub async fn merge(&self, user: &UserId, guest: &CartKey, ops: &[ParsedOp], now: Timestamp) -> Result<MergeOutcome, CartsError> {
-        let plan = MergePlan { policy: self.rules.merge, drop: |_: &Cart| Vec::new(), rank: |_: &Cart| Vec::new() };
+        let plan = MergePlan { policy: self.rules.merge, drop: |_: &Cart| Vec::<Sku>::new(), rank: |_: &Cart| Vec::new() };
         self.merge_with(user, guest, ops, now, plan).await
     }
 
@@ -183,7 +185,7 @@ impl Carts {
         guest: &CartKey,
         ops: &[ParsedOp],
         now: Timestamp,
-        plan: MergePlan<impl FnOnce(&Cart) -> Vec<Sku>, impl FnOnce(&Cart) -> Vec<PromoCode>>,
+        plan: MergePlan<impl Fn(&Cart) -> Vec<Sku>, impl FnOnce(&Cart) -> Vec<PromoCode>>,
     ) -> Result<MergeOutcome, CartsError> {
         let rules = Rules { merge: plan.policy, ..self.rules };
         let user_key = CartKey::for_user(user);
@@ -242,6 +244,25 @@ impl Carts {
         }
         let (mut cart, applied) = done.ok_or(CartsError::NotRestored)?;
         self.hot.finish_merge(guest).await?;
+        if applied {
+            // The user's own lines of SKUs no longer sold leave the merged cart too, by ops whose
+            // ids derive from the merge's, so a retry after a lost answer removes nothing twice.
+            let gone = (plan.drop)(&cart);
+            if !gone.is_empty() {
+                let base = hex::encode(&sha2::Sha256::digest(op_id.as_bytes())[..8]);
+                let mut removals = Vec::new();
+                for (i, sku) in gone.iter().enumerate() {
+                    for (list, saved) in [(&cart.lines, false), (&cart.saved, true)] {
+                        let Some(l) = list.iter().find(|l| &l.sku == sku) else { continue };
+                        let Ok(id) = OpId::parse(&format!("drop:{base}:{i}:{}", u8::from(saved))) else { continue };
+                        let kind = if saved { OpKind::RemoveSaved { sku: sku.clone() } } else { OpKind::Remove { sku: sku.clone() } };
+                        dropped.push((sku.clone(), l.quantity));
+                        removals.push(Op { id, kind });
+                    }
+                }
+                cart = self.apply(&user_key, &removals, None, now).await?.0;
+            }
+        }
         if for_user {
             let (c, r) = self.apply_parsed(&user_key, ops, None, now).await?;
             cart = c;

@@ -114,7 +114,10 @@ both_modes!(a_merge_drops_a_discontinued_sku_and_names_short_lines, |app: TestAp
     app.add(&g, "GONE", 1).await;
     let user = new_user();
     app.add(&As::User(user.clone()), "OK", 1).await;
+    app.product("OLD", 700, 5).await;
+    app.add(&As::User(user.clone()), "OLD", 4).await;
     assert_eq!(app.put_product("GONE", json!({"active": false})).await.status, StatusCode::OK);
+    assert_eq!(app.put_product("OLD", json!({"active": false})).await.status, StatusCode::OK);
 
     let merged = app.merge(&user, &token).await;
     assert_eq!(merged.status, StatusCode::OK, "{:?}", merged.body);
@@ -122,8 +125,12 @@ both_modes!(a_merge_drops_a_discontinued_sku_and_names_short_lines, |app: TestAp
     assert_eq!(merged.body["validated"], true);
     assert_eq!(
         merged.body["dropped"],
-        json!([{"sku": "GONE", "quantity": 1, "reason": "discontinued"}, {"sku": "GONE", "quantity": 2, "reason": "discontinued"}]),
-        "the line and the saved line"
+        json!([
+            {"sku": "GONE", "quantity": 1, "reason": "discontinued"},
+            {"sku": "GONE", "quantity": 2, "reason": "discontinued"},
+            {"sku": "OLD", "quantity": 4, "reason": "discontinued"}
+        ]),
+        "the guest's line and saved line, and the user's own line"
     );
     assert_eq!(merged.body["short"], json!([{"sku": "FEW", "requested": 3, "available": 2}]));
     let cart = app.get_cart(&As::User(user.clone())).await.body;
@@ -147,7 +154,10 @@ both_modes!(a_preview_changes_nothing_and_the_guest_cart_still_merges, |app: Tes
     let user = new_user();
     let u = As::User(user.clone());
     app.add(&u, "A", 3).await;
+    app.product("Y", 100, 5).await;
+    app.add(&u, "Y", 2).await;
     app.put_product("X", json!({"active": false})).await;
+    app.put_product("Y", json!({"active": false})).await;
     let before_user = app.get_cart(&u).await.body;
     let before_guest = app.get_cart(&g).await.body;
 
@@ -157,7 +167,10 @@ both_modes!(a_preview_changes_nothing_and_the_guest_cart_still_merges, |app: Tes
     assert_eq!(skus(&p.body["policies"]["max"]["lines"]), vec![("A".into(), 3), ("B".into(), 1)]);
     assert_eq!(skus(&p.body["policies"]["keep_user"]["lines"]), vec![("A".into(), 3), ("B".into(), 1)]);
     assert_eq!(p.body["policies"]["sum"]["subtotal"], usd(700));
-    assert_eq!(p.body["dropped"], json!([{"sku": "X", "quantity": 1, "reason": "discontinued"}]));
+    assert_eq!(
+        p.body["dropped"],
+        json!([{"sku": "X", "quantity": 1, "reason": "discontinued"}, {"sku": "Y", "quantity": 2, "reason": "discontinued"}])
+    );
     assert_eq!(p.body["validated"], true);
     assert_eq!(p.body["default_policy"], "sum");
 

@@ -394,12 +394,13 @@ pub async fn merge(State(state): State<SharedState>, headers: HeaderMap, JsonBod
     })?;
     let guest = CartId::Guest(token).key();
     let at = now();
-    // The guest cart's SKUs are looked up before it is frozen, so the merge decides on fresh
-    // facts; a line added in between is judged on what the cache holds.
-    let validated = match state.carts.read(&guest, at).await {
-        Ok(g) => refresh_facts(&state, g.lines.iter().chain(&g.saved).map(|l| &l.sku)).await,
-        Err(_) => true,
-    };
+    // Both carts' SKUs are looked up before the guest cart is frozen, so the merge decides on
+    // fresh facts; a line added in between is judged on what the cache holds.
+    let mut skus: Vec<Sku> = Vec::new();
+    for cart in [state.carts.read(&guest, at).await.ok(), state.carts.read(&identity.cart.key(), at).await.ok()].into_iter().flatten() {
+        skus.extend(cart.lines.into_iter().chain(cart.saved).map(|l| l.sku));
+    }
+    let validated = refresh_facts(&state, skus.iter()).await;
     let promotions = state.promotions.fresh(&state.durable).await;
     let plan = MergePlan {
         policy,
@@ -429,19 +430,26 @@ pub async fn merge_preview(State(state): State<SharedState>, headers: HeaderMap,
     let at = now();
     let guest = state.carts.read(&guest_key, at).await?;
     let mine = state.carts.read(&key, at).await?;
-    let validated = refresh_facts(&state, guest.lines.iter().chain(&guest.saved).map(|l| &l.sku)).await;
-    let gone = if validated { discontinued(&state, &guest) } else { Vec::new() };
-    let mut kept = guest.clone();
+    let skus: Vec<Sku> = [&guest, &mine].iter().flat_map(|c| c.lines.iter().chain(&c.saved)).map(|l| l.sku.clone()).collect();
+    let validated = refresh_facts(&state, skus.iter()).await;
+    // What a merge would leave out: the guest's lines of SKUs no longer sold, then the user's.
     let mut dropped = Vec::new();
-    for list in [&mut kept.lines, &mut kept.saved] {
-        list.retain(|l| {
-            let keep = !gone.contains(&l.sku);
-            if !keep {
-                dropped.push((l.sku.clone(), l.quantity));
-            }
-            keep
-        });
-    }
+    let mut keep_sold = |cart: &Cart| {
+        let gone = if validated { discontinued(&state, cart) } else { Vec::new() };
+        let mut kept = cart.clone();
+        for list in [&mut kept.lines, &mut kept.saved] {
+            list.retain(|l| {
+                let keep = !gone.contains(&l.sku);
+                if !keep {
+                    dropped.push((l.sku.clone(), l.quantity));
+                }
+                keep
+            });
+        }
+        kept
+    };
+    let kept = keep_sold(&guest);
+    let mine = keep_sold(&mine);
     let limits = state.rules().limits;
     let mut policies = serde_json::Map::new();
     let mut short = serde_json::json!([]);
