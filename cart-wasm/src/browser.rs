@@ -194,7 +194,7 @@ export type MergePreview = {
 export type Quote = {
   /** Opaque and signed: pass it to checkout({ quote }). */
   quote: string; expiresAt: string;
-  lines: { sku: string; quantity: number; unitPrice: Money }[];
+  lines: { sku: string; quantity: number; unitPrice: Money; discount: Money; lineTotal: Money }[];
   subtotal: Money; discountTotal: Money; total: Money;
 };
 "#;

@@ -177,3 +177,29 @@ test("a line added offline shows the catalog price the cart knows, then the serv
   assert.deepEqual(synced.lines[0].priceAtAdd, { amount: 1299, currency: "USD" }, "the server's price at add");
   await context.close();
 });
+
+test("a quote from the browser cart locks its prices through a price rise", async () => {
+  const context = await browser.newContext();
+  const page = await openShop(context);
+  await page.evaluate(() => window.cart.add("SOCKS-3P", 2));
+  const quote = await page.evaluate(() => window.cart.quote());
+  const usd = (amount) => ({ amount, currency: "USD" });
+  assert.deepEqual(quote.lines, [{ sku: "SOCKS-3P", quantity: 2, unitPrice: usd(1299), discount: usd(0), lineTotal: usd(2598) }]);
+  assert.equal(quote.total.amount, 2598);
+  assert.ok(Date.parse(quote.expiresAt) > Date.now() + 800_000, "a 15-minute lock by default");
+  await server.api("PUT", "/v1/admin/products/SOCKS-3P", { admin: true, body: { price: { amount: 1599, currency: "USD" } } });
+  const order = await page.evaluate((q) => window.cart.checkout({ quote: q }), quote.quote);
+  assert.equal(order.total.amount, 2598, "charged the quoted price");
+  assert.deepEqual(order.lines[0].unitPrice, { amount: 1299, currency: "USD" });
+  // An edited quote is refused with its reason, and nothing is held.
+  const refused = await page.evaluate(async (q) => {
+    try {
+      await window.cart.checkout({ quote: q + "x", idempotencyKey: "edited-quote" });
+      return null;
+    } catch (e) {
+      return { code: e.code, reason: e.details?.reason };
+    }
+  }, quote.quote);
+  assert.deepEqual(refused, { code: "quote_invalid", reason: "forged" });
+  await context.close();
+});
