@@ -185,6 +185,17 @@ pub async fn serve(
             }
         }));
     }
+    // The whole catalog's prices stay in memory, at most the price cache's age old, so an add
+    // without a price takes the catalog's without waiting on the database.
+    let catalog = (state.catalog.clone(), state.durable.clone());
+    tokio::spawn(periodically(Duration::from_secs(settings.price_cache_seconds.max(1)), stop_rx.clone(), move || {
+        let (cache, db) = catalog.clone();
+        async move {
+            if let Err(e) = cache.preload(&db).await {
+                tracing::warn!(error = %e, "could not reload the catalog's prices");
+            }
+        }
+    }));
     tokio::spawn(sweep_holds(state.clone(), Duration::from_millis(settings.sweep_interval_ms), stop_rx.clone()));
     let recorder = tokio::spawn(crate::events::recorder::run(state.hot().clone(), state.durable.clone(), stop_rx.clone()));
     tokio::spawn(crate::events::webhooks::run(state.durable.clone(), state.webhook_policy, stop_rx.clone()));

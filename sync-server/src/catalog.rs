@@ -389,6 +389,7 @@ impl CatalogCache {
             entries.insert(p.sku, Entry { fact, at: now });
             n += 1;
         }
+        bound(&mut entries, now, self.ttl, MAX_ENTRIES);
         Ok(n)
     }
 

@@ -245,6 +245,8 @@ both_modes!(a_line_goes_unavailable_and_comes_back_with_its_totals, |app: TestAp
     app.put_product("B", json!({"active": false})).await;
     let gone = app.get_cart(&who).await.body;
     assert_eq!(gone["unavailable"][0]["reason"], "discontinued", "{gone}");
+    let shown = app.call(Method::GET, "/v1/products?skus=A,B", &As::Nobody, None).await.body;
+    assert_eq!(skus(&shown["products"]).into_iter().map(|(s, _)| s).collect::<Vec<_>>(), ["A"], "a discontinued product is not shown");
     // Saving it for later takes it out of the cart like any line.
     let saved = app.call(Method::POST, "/v1/cart/items/B/save-for-later", &who, None).await;
     assert_eq!(saved.status, StatusCode::OK);

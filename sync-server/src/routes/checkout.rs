@@ -20,7 +20,8 @@ use std::collections::BTreeSet;
 /// Most SKUs one product lookup may name.
 const MAX_SKUS_PER_LOOKUP: usize = 100;
 
-/// `GET /v1/products?skus=A,B`: prices and free stock, in one query; unknown SKUs are left out.
+/// `GET /v1/products?skus=A,B`: prices and free stock, in one query; unknown and discontinued
+/// SKUs are left out.
 pub async fn products(State(state): State<SharedState>, super::Params(q): super::Params) -> ApiResult<Response> {
     let Some(raw) = q.get("skus") else {
         // Without a list: the catalog's first products on sale, for a storefront's grid.
@@ -40,8 +41,12 @@ pub async fn products(State(state): State<SharedState>, super::Params(q): super:
         }
     }
     let found = state.durable.products(&skus).await.map_err(ApiError::unavailable)?;
-    let products =
-        skus.iter().filter_map(|s| found.iter().find(|p| &p.sku == s)).map(|p| p.view(state.catalog.low_stock_threshold)).collect();
+    // A discontinued product is not shown (its cart lines show it as `discontinued`).
+    let products = skus
+        .iter()
+        .filter_map(|s| found.iter().find(|p| &p.sku == s && p.active))
+        .map(|p| p.view(state.catalog.low_stock_threshold))
+        .collect();
     Ok(axum::Json(ProductsResponse { products }).into_response())
 }
 
