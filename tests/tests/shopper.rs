@@ -435,3 +435,47 @@ async fn an_expired_quote_is_refused() {
     assert_eq!((a.status.as_u16(), a.code(), a.body["error"]["reason"].as_str()), (409, "quote_invalid", Some("expired")));
     assert_eq!(ledger_of(&app, "A").await, (5, 0));
 }
+
+both_modes!(racing_merges_with_different_policies_merge_once_by_the_winners_policy, |app: TestApp| async move {
+    let token = guest_token();
+    let g = As::Guest(token.clone());
+    app.add(&g, "A", 2).await;
+    let user = new_user();
+    app.add(&As::User(user.clone()), "A", 3).await;
+    let calls = (0..20).map(|i| {
+        let policy = if i % 2 == 0 { "sum" } else { "max" };
+        let (app, user, token) = (&app, user.clone(), token.clone());
+        async move { (policy, merge_with(app, &user, &token, json!({ "policy": policy })).await) }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let winners: Vec<&str> = answers.iter().filter(|(_, a)| a.body["merged"] == true).map(|(p, _)| *p).collect();
+    assert_eq!(winners.len(), 1, "exactly one merges: {answers:?}");
+    assert!(answers.iter().all(|(_, a)| a.status == StatusCode::OK), "{answers:?}");
+    let expected = if winners[0] == "sum" { 5 } else { 3 };
+    assert_eq!(app.get_cart(&As::User(user)).await.lines(), vec![("A".into(), expected)], "by the policy of the merge that ran");
+});
+
+both_modes!(a_cancel_racing_a_payment_settles_the_order_one_way, |app: TestApp| async move {
+    app.product("A", 400, 4).await;
+    let who = As::User(new_user());
+    app.add(&who, "A", 2).await;
+    let order = app.checkout(&who, key(), json!({})).await.body["order"].clone();
+    let id = order["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/orders/{id}/cancel");
+    let cancel = app.call(Method::POST, &path, &who, None);
+    let pay = app.pay(&order, "succeeded", "pay_race");
+    let (cancelled, paid) = tokio::join!(cancel, pay);
+    let status = app.call(Method::GET, &format!("/v1/orders/{id}"), &who, None).await.body["status"].clone();
+    match status.as_str().unwrap() {
+        "paid" => {
+            assert_eq!((cancelled.status.as_u16(), cancelled.code()), (409, "order_not_pending"));
+            assert_eq!(ledger_of(&app, "A").await, (2, 0), "sold");
+        }
+        "cancelled" => {
+            assert_eq!((paid.status.as_u16(), paid.code()), (409, "order_not_pending"));
+            assert_eq!(ledger_of(&app, "A").await, (4, 0), "released");
+        }
+        other => panic!("the order ended {other}"),
+    }
+    assert_stock_invariants(&app.settings.database_url).await;
+});
