@@ -272,10 +272,11 @@ $("login").addEventListener("submit", async (e) => {
   }
 });
 // With a guest cart to bring along, the shopper sees what each merge would make of their carts
-// and picks one; `undefined`: no choice to make (empty guest cart); `null`: they backed out.
+// and picks one; with nothing to bring, the account's cart is kept as it is (a server that asks
+// the shopper, `prompt`, needs a policy named even then); `null`: they backed out.
 async function choosePolicy(token) {
   const snap = cart.snapshot();
-  if (snap.lines.length === 0 && snap.saved.length === 0) return undefined;
+  if (snap.lines.length === 0 && snap.saved.length === 0) return "keep_user";
   let preview;
   try {
     preview = await cart.previewLogin(token);
