@@ -479,3 +479,38 @@ both_modes!(a_cancel_racing_a_payment_settles_the_order_one_way, |app: TestApp| 
     }
     assert_stock_invariants(&app.settings.database_url).await;
 });
+
+both_modes!(the_shopper_endpoints_refuse_bad_input_cleanly, |app: TestApp| async move {
+    let user = As::User(new_user());
+    let raw = |path: &str, who: &As, body: &'static str| {
+        app.send(app.request(Method::POST, path, who).header("content-type", "application/json").body(body))
+    };
+    for path in ["/v1/cart/merge/preview", "/v1/cart/merge"] {
+        let bad_json = raw(path, &user, "{nope").await;
+        assert_eq!((bad_json.status.as_u16(), bad_json.code()), (400, "invalid_json"), "{path}");
+        let no_token = app.call(Method::POST, path, &user, Some(json!({}))).await;
+        assert_eq!((no_token.status.as_u16(), no_token.code()), (400, "invalid_cart_token"), "{path}");
+        let not_object = app.call(Method::POST, path, &user, Some(json!([1, 2]))).await;
+        assert_eq!(not_object.status.as_u16(), 422, "{path}: {:?}", not_object.body);
+        let forged = app
+            .call(Method::POST, path, &As::Header("authorization", "Bearer x.y.z".into()), Some(json!({"guest_token": guest_token()})))
+            .await;
+        assert_eq!((forged.status.as_u16(), forged.code()), (401, "unauthorized"), "{path}");
+    }
+    let bad_policy = merge_with(&app, &new_user(), &guest_token(), json!({"policy": 3})).await;
+    assert_eq!((bad_policy.status.as_u16(), bad_policy.code()), (422, "invalid_request"));
+    for action in ["extend", "cancel"] {
+        let unknown = app.call(Method::POST, &format!("/v1/orders/ord_nope/{action}"), &user, None).await;
+        assert_eq!((unknown.status.as_u16(), unknown.code()), (404, "not_found"), "{action}");
+        let long = app.call(Method::POST, &format!("/v1/orders/{}/{action}", "x".repeat(5000)), &user, None).await;
+        assert_eq!(long.status.as_u16(), 404, "{action}");
+    }
+    let no_cart = app.call(Method::POST, "/v1/cart/quote", &As::Nobody, None).await;
+    assert_eq!((no_cart.status.as_u16(), no_cart.code()), (422, "cart_empty"));
+    app.add(&user, "A", 1).await;
+    let huge = app.checkout(&user, key(), json!({"quote": "q".repeat(100_000)})).await;
+    assert_eq!((huge.status.as_u16(), huge.code()), (409, "quote_invalid"));
+    let patched = app.call(Method::PATCH, "/v1/cart/items/A", &user, Some(json!({"quantity": "2"}))).await;
+    assert_eq!((patched.status.as_u16(), patched.code()), (422, "invalid_quantity"));
+    assert_eq!(app.get_cart(&user).await.lines(), vec![("A".into(), 1)], "nothing changed");
+});
