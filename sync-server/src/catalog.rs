@@ -393,22 +393,12 @@ impl CatalogCache {
         Ok(n)
     }
 
-    /// The catalog prices of `skus` (in their order) for `add`s that name none: as the cache
-    /// holds them (fresh or not; stale ones are refreshed in the background), without a database
-    /// round trip. Only SKUs this cache has never seen (products made on another instance since
-    /// this one loaded the catalog, or SKUs the catalog lacks) are looked up, in one query and
-    /// briefly; if that fails those lines simply have no price at add.
-    pub async fn prices_at_add(self: &Arc<Self>, db: &Durable, skus: &[&Sku]) -> Vec<Option<Money>> {
-        let unseen: Vec<Sku> = {
-            let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            skus.iter().filter(|s| !entries.contains_key(**s)).map(|s| (*s).clone()).collect()
-        };
-        if !unseen.is_empty() {
-            let wait = self.refresh(db, &unseen, Instant::now());
-            if !matches!(tokio::time::timeout(Duration::from_millis(300), wait).await, Ok(Ok(()))) {
-                tracing::warn!("adds without a price: the catalog could not be read in time");
-            }
-        }
+    /// The catalog prices of `skus` (in their order) for `add`s that name none, as the cache
+    /// holds them, fresh or not, without a database round trip: the cache holds the whole
+    /// catalog (reloaded every price-cache age), so a SKU it has not seen is one the catalog
+    /// lacks, or one made on another instance since the last reload, which the next reload (or
+    /// the background lookup this starts) brings.
+    pub fn prices_at_add(self: &Arc<Self>, db: &Durable, skus: &[&Sku]) -> Vec<Option<Money>> {
         self.lookup_cached(db, skus.iter().copied()).into_iter().map(|f| f.and_then(|f| f.price)).collect()
     }
 

@@ -67,8 +67,17 @@ both_modes!(patch_of_an_item_sets_its_quantity_as_put_does, |app: TestApp| async
     assert_eq!(app.get_cart(&who).await.lines(), vec![("A".into(), 4)], "the refusals changed nothing");
 });
 
+/// A product made on one instance reaches the other's price cache at its next reload (every
+/// price-cache age, at least a second): a pair waits that long before relying on it.
+async fn after_reload(app: &TestApp) {
+    if app.instances() > 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    }
+}
+
 both_modes!(an_add_without_a_price_stores_the_catalogs, |app: TestApp| async move {
     app.product("P", 1250, 10).await;
+    after_reload(&app).await;
     let who = guest();
     let added = app.add(&who, "P", 1).await;
     assert_eq!(added.body["lines"][0]["price_at_add"], usd(1250), "REST add: {:?}", added.body);

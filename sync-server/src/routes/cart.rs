@@ -166,7 +166,7 @@ pub async fn get_cart(State(state): State<SharedState>, headers: HeaderMap) -> A
 
 /// An `add` that names no price takes the catalog's from the price cache (no database round
 /// trip); one that names a price keeps it, as the shopper saw it.
-async fn with_catalog_prices<'a>(state: &SharedState, kinds: impl Iterator<Item = &'a mut OpKind>) {
+fn with_catalog_prices<'a>(state: &SharedState, kinds: impl Iterator<Item = &'a mut OpKind>) {
     let mut unpriced: Vec<(&Sku, &mut Option<shared::Money>)> = kinds
         .filter_map(|k| match k {
             OpKind::Add { sku, price_at_add: price @ None, .. } => Some((&*sku, price)),
@@ -177,7 +177,7 @@ async fn with_catalog_prices<'a>(state: &SharedState, kinds: impl Iterator<Item 
         return;
     }
     let skus: Vec<&Sku> = unpriced.iter().map(|(s, _)| *s).collect();
-    let prices = state.catalog.prices_at_add(&state.durable, &skus).await;
+    let prices = state.catalog.prices_at_add(&state.durable, &skus);
     let currency = state.rules().currency;
     for ((_, slot), price) in unpriced.iter_mut().zip(prices) {
         **slot = price.filter(|p| p.currency() == currency);
@@ -190,7 +190,7 @@ fn parsed_kinds(ops: &mut [wire::ParsedOp]) -> impl Iterator<Item = &mut OpKind>
 
 pub async fn add_item(State(state): State<SharedState>, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
     let mut kind = wire::parse_add_item(&body, &state.rules().limits)?;
-    with_catalog_prices(&state, std::iter::once(&mut kind)).await;
+    with_catalog_prices(&state, std::iter::once(&mut kind));
     single(state, headers, kind).await
 }
 
@@ -284,7 +284,7 @@ pub async fn push_ops(State(state): State<SharedState>, headers: HeaderMap, Json
     let identity = state.identify(&headers)?;
     let key = identity.cart.key();
     let mut parsed = wire::parse_ops_request(&body, &state.rules().limits)?;
-    with_catalog_prices(&state, parsed_kinds(&mut parsed)).await;
+    with_catalog_prices(&state, parsed_kinds(&mut parsed));
     let (cart, results) = state.carts.apply_parsed(&key, &parsed, if_match(&headers), now()).await?;
     // Written as `OpsResponse` serializes.
     let results = serde_json::to_value(&results).map_err(ApiError::internal)?;
@@ -388,7 +388,7 @@ pub async fn merge(State(state): State<SharedState>, headers: HeaderMap, JsonBod
     let identity = state.identify(&headers)?;
     let user = user_of(&identity)?;
     let (token, mut parsed) = wire::parse_merge_request(&body, &state.rules().limits)?;
-    with_catalog_prices(&state, parsed_kinds(&mut parsed)).await;
+    with_catalog_prices(&state, parsed_kinds(&mut parsed));
     let policy = requested_policy(&body)?.or(state.merge_policy).ok_or_else(|| {
         ApiError::new(ErrorCode::MergePolicyRequired, "this store asks the shopper how to merge: name a policy (sum, max or keep_user)")
     })?;
