@@ -353,7 +353,7 @@ function showOrder(order) {
     });
     return b;
   };
-  o.replaceChildren(
+  const parts = [
     h("p", {}, "Order ", h("strong", { "data-testid": "order-id" }, order.id), " · ", h("span", { "data-testid": "order-status", class: order.status === "paid" ? "paid" : "" }, order.status)),
     h("p", {}, `Subtotal ${money(order.subtotal)} · discounts −${money(order.discountTotal)} · total `, h("span", { "data-testid": "order-total" }, money(order.total))),
     h("ul", {}, ...order.giftCards.map((g) => h("li", {}, `gift card …${g.last4}: −${money(g.amount)}`))),
@@ -375,7 +375,8 @@ function showOrder(order) {
           act("Cancel order", "cancel-order", () => cart.cancelOrder(order.id)),
         )
       : null,
-  );
+  ];
+  o.replaceChildren(...parts.filter((p) => p !== null));
   o.hidden = false;
   if (pending) {
     tick();

@@ -131,6 +131,7 @@ test("a shopper walks through price changes, a merge choice, an unavailable line
   await page.click("[data-testid=pay]");
   await waitFor("the payment", async () => (await text(page, "[data-testid=order-status]")) === "paid");
   await waitFor("the cart to empty", async () => (await snapshot(page)).lines.length === 0);
+  assert.ok(!(await text(page, "[data-testid=order]")).includes("null"), "the order panel shows no stray values");
   const tee = await server.api("GET", "/v1/admin/products/TEE-RED-M", { admin: true });
   assert.deepEqual([tee.body.stock, tee.body.reserved], [23, 0]);
   await shot(page, "7-paid");
