@@ -29,7 +29,18 @@ pub struct TestApp {
     turn: std::sync::atomic::AtomicUsize,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), String>>>,
-    _sqlite_dir: Option<std::path::PathBuf>,
+    _sqlite_dir: Option<SqliteDir>,
+}
+
+/// The directory of an embedded test server's SQLite file: removed when dropped, so a test that
+/// stops its server and keeps only the settings leaves nothing behind in the temporary directory.
+#[derive(Debug)]
+pub struct SqliteDir(pub std::path::PathBuf);
+
+impl Drop for SqliteDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// What a call answered: status, headers, and the body as JSON (`Null` when empty).
@@ -71,7 +82,7 @@ pub enum As {
 
 impl TestApp {
     /// The settings a test server starts from, before `tweak`.
-    pub async fn base_settings(mode: Mode) -> (Settings, Option<std::path::PathBuf>) {
+    pub async fn base_settings(mode: Mode) -> (Settings, Option<SqliteDir>) {
         let mut s = Settings::defaults();
         s.jwt_secret = Some(crate::JWT_SECRET.parse().expect("a secret"));
         s.redis_prefix = format!("t{}", uuid::Uuid::new_v4().simple());
@@ -96,7 +107,7 @@ impl TestApp {
                 let dir = std::env::temp_dir().join(format!("cartsync-sqlite-{}", uuid::Uuid::new_v4().simple()));
                 std::fs::create_dir_all(&dir).expect("create a directory for SQLite");
                 s.database_url = format!("sqlite://{}/cartsync.db", dir.display());
-                (s, Some(dir))
+                (s, Some(SqliteDir(dir)))
             }
         }
     }
@@ -139,7 +150,7 @@ impl TestApp {
         Self::start(mode, settings, dir).await
     }
 
-    pub async fn start(mode: Mode, settings: Settings, sqlite_dir: Option<std::path::PathBuf>) -> TestApp {
+    pub async fn start(mode: Mode, settings: Settings, sqlite_dir: Option<SqliteDir>) -> TestApp {
         if std::env::var_os("CARTSYNC_TEST_LOG").is_some() {
             sync_server::app::init_tracing("text");
         }
@@ -208,7 +219,7 @@ impl TestApp {
     }
 
     /// Stops the server gracefully (draining the write-behind queue) and returns its settings.
-    pub async fn stop(mut self) -> (Settings, Option<std::path::PathBuf>) {
+    pub async fn stop(mut self) -> (Settings, Option<SqliteDir>) {
         if let Some(partner) = self.partner.take() {
             Box::pin(partner.stop()).await;
         }
@@ -387,9 +398,7 @@ impl Drop for TestApp {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        if let Some(dir) = self._sqlite_dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        // `_sqlite_dir` removes its directory as it drops.
     }
 }
 
