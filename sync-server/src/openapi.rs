@@ -502,18 +502,5 @@ fn promotions(doc: &mut Value) {
     checkout["summary"] = json!(
         "Price every line live with the cart's promotions, hold stock, promotion uses and gift card amounts all or nothing for the hold time, and create an order (paid at once when gift cards cover it)."
     );
-    let more = errors(&[PromotionUnavailable, GiftCardUnavailable, RateLimited, InvalidRequest]);
-    if let (Some(r), Some(new)) = (checkout["responses"].as_object_mut(), more.as_object()) {
-        for (status, v) in new {
-            match r.get_mut(status) {
-                Some(existing) => {
-                    let d = format!("{}, {}", existing["description"].as_str().unwrap_or(""), v["description"].as_str().unwrap_or(""));
-                    existing["description"] = json!(d);
-                }
-                None => {
-                    r.insert(status.clone(), v.clone());
-                }
-            }
-        }
-    }
+    add_errors(checkout, &[PromotionUnavailable, GiftCardUnavailable, RateLimited, InvalidRequest]);
 }
