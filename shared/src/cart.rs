@@ -75,6 +75,26 @@ impl Cart {
         self.saved.iter().find(|l| &l.sku == sku)
     }
 
+    /// Takes the lines and saved lines of `skus` out, returning each one's SKU and quantity
+    /// (lines first, then saved lines, each in order). Not a change of the cart: its version
+    /// stays. For copies a merge folds in or previews, never for a stored cart.
+    pub fn take_out(&mut self, skus: &[Sku]) -> Vec<(Sku, u32)> {
+        let mut taken = Vec::new();
+        if skus.is_empty() {
+            return taken;
+        }
+        for list in [&mut self.lines, &mut self.saved] {
+            list.retain(|l| {
+                let keep = !skus.contains(&l.sku);
+                if !keep {
+                    taken.push((l.sku.clone(), l.quantity));
+                }
+                keep
+            });
+        }
+        taken
+    }
+
     /// Total units in the cart (not the saved list).
     pub fn item_count(&self) -> u64 {
         self.lines.iter().map(|l| u64::from(l.quantity)).sum()
@@ -349,6 +369,23 @@ mod tests {
 
     fn add(s: &str, q: i64) -> OpKind {
         OpKind::Add { sku: sku(s), quantity: Quantity::new(q, &Limits::default()).unwrap(), price_at_add: None }
+    }
+
+    #[test]
+    fn take_out_removes_lines_and_saved_lines_of_the_skus_and_says_which() {
+        let l = Limits::default();
+        let mut c = Cart::new(Currency::USD);
+        for (s, q) in [("A", 2), ("B", 1), ("C", 3)] {
+            c.apply(&add(s, q), &l, Timestamp::default()).unwrap();
+        }
+        c.apply(&OpKind::SaveForLater { sku: sku("C") }, &l, Timestamp::default()).unwrap();
+        c.apply(&add("C", 1), &l, Timestamp::default()).unwrap();
+        let version = c.version;
+        assert_eq!(c.take_out(&[sku("C"), sku("Z")]), vec![(sku("C"), 1), (sku("C"), 3)]);
+        assert_eq!(c.lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>(), ["A", "B"]);
+        assert!(c.saved.is_empty());
+        assert_eq!(c.version, version, "not a change of the cart");
+        assert_eq!(c.take_out(&[]), vec![]);
     }
 
     #[test]

@@ -207,18 +207,7 @@ impl Carts {
         // folds in (never the stored snapshot), so a repeat after a lost answer still finds the
         // same op id and changes nothing.
         let gone = (plan.drop)(&frozen.cart);
-        let mut dropped = Vec::new();
-        if !gone.is_empty() {
-            for list in [&mut frozen.cart.lines, &mut frozen.cart.saved] {
-                list.retain(|l| {
-                    let keep = !gone.contains(&l.sku);
-                    if !keep {
-                        dropped.push((l.sku.clone(), l.quantity));
-                    }
-                    keep
-                });
-            }
-        }
+        let mut dropped = frozen.cart.take_out(&gone);
         if !frozen.cart.promo_codes.is_empty() {
             let mine = self.read(&user_key, now).await?;
             let mut union = mine.promo_codes.clone();

@@ -437,15 +437,7 @@ pub async fn merge_preview(State(state): State<SharedState>, headers: HeaderMap,
     let mut keep_sold = |cart: &Cart| {
         let gone = if validated { discontinued(&state, cart) } else { Vec::new() };
         let mut kept = cart.clone();
-        for list in [&mut kept.lines, &mut kept.saved] {
-            list.retain(|l| {
-                let keep = !gone.contains(&l.sku);
-                if !keep {
-                    dropped.push((l.sku.clone(), l.quantity));
-                }
-                keep
-            });
-        }
+        dropped.extend(kept.take_out(&gone));
         kept
     };
     let kept = keep_sold(&guest);
