@@ -186,16 +186,26 @@ pub async fn serve(
         }));
     }
     // The whole catalog's prices stay in memory, at most the price cache's age old, so an add
-    // without a price takes the catalog's without waiting on the database.
+    // without a price takes the catalog's without waiting on the database. Loaded once at start
+    // (`state::connect`), so the first reload is one period later.
     let catalog = (state.catalog.clone(), state.durable.clone());
-    tokio::spawn(periodically(Duration::from_secs(settings.price_cache_seconds.max(1)), stop_rx.clone(), move || {
-        let (cache, db) = catalog.clone();
-        async move {
-            if let Err(e) = cache.preload(&db).await {
-                tracing::warn!(error = %e, "could not reload the catalog's prices");
-            }
+    let every = Duration::from_secs(settings.price_cache_seconds.max(1));
+    let mut stop = stop_rx.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
         }
-    }));
+        periodically(every, stop, move || {
+            let (cache, db) = catalog.clone();
+            async move {
+                if let Err(e) = cache.preload(&db).await {
+                    tracing::warn!(error = %e, "could not reload the catalog's prices");
+                }
+            }
+        })
+        .await
+    });
     tokio::spawn(sweep_holds(state.clone(), Duration::from_millis(settings.sweep_interval_ms), stop_rx.clone()));
     let recorder = tokio::spawn(crate::events::recorder::run(state.hot().clone(), state.durable.clone(), stop_rx.clone()));
     tokio::spawn(crate::events::webhooks::run(state.durable.clone(), state.webhook_policy, stop_rx.clone()));
