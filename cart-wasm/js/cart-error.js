@@ -10,14 +10,17 @@ export class CartError extends Error {
 }
 
 const FIELDS = ["owner", "version", "lines", "saved", "unavailable", "itemCount", "subtotal", "promoCodes", "discounts", "discountTotal", "total", "pendingOps", "syncing", "lastError"];
-const HOLDER = Symbol("cartsync.snapshot");
+const FIELD = new Set(FIELDS);
 
 // Parsed lines by their text (with its L/S tag): a line unchanged since an earlier snapshot is
 // the same frozen object, parsed once. Bounded: cleared past 4096 entries.
 const LINES = new Map();
 
-function materialize(snapshot) {
-  const h = snapshot[HOLDER];
+// Each snapshot's frozen state in the module (`json()`), until it is first read.
+const SOURCES = new WeakMap();
+
+function materialize(target) {
+  const h = SOURCES.get(target);
   if (h.value === undefined) {
     const parts = h.source.json().split("\n");
     h.source.free();
@@ -39,16 +42,39 @@ function materialize(snapshot) {
   return h.value;
 }
 
-const DESCRIPTORS = Object.fromEntries(
-  FIELDS.map((k) => [k, { enumerable: true, get() { return materialize(this)[k]; } }]),
-);
+// A snapshot reads as a plain object with the fields above as its own enumerable, read-only
+// properties (spread, `Object.keys`, `JSON.stringify` and `in` all see them); writes are refused.
+// `Object.freeze` works and makes the fields real. Not `structuredClone`: clone `{ ...snapshot }`.
+const HANDLER = {
+  get: (t, k) => (FIELD.has(k) ? materialize(t)[k] : Reflect.get(t, k)),
+  has: (t, k) => FIELD.has(k) || k in t,
+  ownKeys: (t) => (Reflect.isExtensible(t) ? FIELDS.slice() : Reflect.ownKeys(t)),
+  getOwnPropertyDescriptor(t, k) {
+    if (!Reflect.isExtensible(t) || !FIELD.has(k)) return Reflect.getOwnPropertyDescriptor(t, k);
+    return { value: materialize(t)[k], writable: false, enumerable: true, configurable: true };
+  },
+  preventExtensions(t) {
+    if (Reflect.isExtensible(t)) {
+      const v = materialize(t);
+      for (const k of FIELDS) Object.defineProperty(t, k, { value: v[k], writable: false, enumerable: true, configurable: false });
+      Object.preventExtensions(t);
+    }
+    return true;
+  },
+  set: () => false,
+  // Once frozen, `Object.freeze` re-defines the (already fixed) fields; nothing else is taken.
+  defineProperty: (t, k, d) => !Reflect.isExtensible(t) && Reflect.defineProperty(t, k, d),
+  deleteProperty: () => false,
+  setPrototypeOf: () => false,
+};
 
 /** A CartSnapshot whose fields are rendered from the frozen state the first time one is read:
- * a call whose answer the page ignores pays nothing for it. Immutable like a plain one. */
+ * a call whose answer the page ignores pays nothing for it (a Proxy: one object, no property
+ * defined up front). Immutable like a frozen one. */
 export function lazySnapshot(source) {
-  const s = {};
-  Object.defineProperty(s, HOLDER, { value: { source, value: undefined } });
-  return Object.freeze(Object.defineProperties(s, DESCRIPTORS));
+  const t = {};
+  SOURCES.set(t, { source, value: undefined });
+  return new Proxy(t, HANDLER);
 }
 
 const camelKey = (k) => k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());

@@ -660,10 +660,14 @@ fn parse_money(v: &JsValue) -> Result<Option<Money>, JsValue> {
     if v.is_undefined() || v.is_null() {
         return Ok(None);
     }
+    thread_local! {
+        /// The field names as JavaScript strings, made once rather than on every call.
+        static KEYS: [JsValue; 2] = [JsValue::from_str("amount"), JsValue::from_str("currency")];
+    }
     // Read field by field, not through JSON: this runs on every `add` with a price.
-    let field = |k: &str| if v.is_object() { Reflect::get(v, &k.into()).ok() } else { None };
-    let amount = field("amount").and_then(|a| a.as_f64()).filter(|a| a.fract() == 0.0 && a.abs() <= 9_007_199_254_740_992.0);
-    let currency = field("currency").and_then(|c| c.as_string());
+    let field = |k: usize| if v.is_object() { KEYS.with(|keys| Reflect::get(v, &keys[k]).ok()) } else { None };
+    let amount = field(0).and_then(|a| a.as_f64()).filter(|a| a.fract() == 0.0 && a.abs() <= 9_007_199_254_740_992.0);
+    let currency = field(1).and_then(|c| c.as_string());
     match (amount, currency) {
         (Some(a), Some(c)) => Money::new(a as i64, Currency::parse(&c).map_err(cart_error)?).map(Some).map_err(cart_error),
         // The same refusal as the server's for a malformed amount.

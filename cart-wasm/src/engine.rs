@@ -736,8 +736,15 @@ impl Engine {
         format!("{}:o:", self.key)
     }
 
+    /// `<key>:o:<client>:<chunk>`, put together by hand: one is made for every change.
     fn chunk_key(&self, client: &str, chunk: u64) -> String {
-        format!("{}:o:{client}:{chunk}", self.key)
+        let mut key = String::with_capacity(self.key.len() + client.len() + 24);
+        key.push_str(&self.key);
+        key.push_str(":o:");
+        key.push_str(client);
+        key.push(':');
+        key.push_str(wire::decimal(chunk, &mut [0; 20]));
+        key
     }
 
     /// Another identity: answers to requests of the old one are ignored, and a refusal of the
@@ -1136,7 +1143,7 @@ impl Engine {
     /// Adds an op to this tab's log, in memory and in storage.
     fn append_own(&mut self, p: PendingOp) {
         let seq = p.origin().1;
-        self.own_text.push((seq, wire::op_to_json(&p.op, Some(p.at)).to_string()));
+        self.own_text.push((seq, wire::op_text(&p.op, Some(p.at))));
         match self.logs.iter_mut().find(|(c, _)| *c == self.client) {
             Some((_, log)) => log.push(p.clone()),
             None => self.logs.push((self.client.clone(), vec![p.clone()])),
@@ -1709,6 +1716,25 @@ mod tests {
 
     fn add(sku: &str) -> OpKind {
         OpKind::Add { sku: Sku::parse(sku).unwrap(), quantity: Quantity::new(1, &Limits::default()).unwrap(), price_at_add: None }
+    }
+
+    #[test]
+    fn each_change_is_written_to_its_chunk_of_this_tabs_log() {
+        let storage = MemoryStorage::default();
+        let mut a = engine(&storage, 1);
+        assert_eq!(a.chunk_key("tab", 0), "cart:o:tab:0");
+        assert_eq!(a.chunk_key("tab", 1234567890), "cart:o:tab:1234567890");
+        let client = a.client().to_owned();
+        for i in 0..=CHUNK {
+            a.mutate(add(&format!("S{i}")), Timestamp::from_millis(i as i64)).unwrap();
+        }
+        let keys = storage.keys_with_prefix("cart:o:");
+        assert_eq!(keys, vec![format!("cart:o:{client}:0"), format!("cart:o:{client}:1")]);
+        let first = shared::json::parse(&storage.get(&keys[0]).unwrap()).unwrap();
+        assert_eq!(first.as_array().map(Vec::len), Some(CHUNK as usize));
+        assert_eq!(first[0]["sku"], "S0");
+        assert_eq!(first[0]["client_id"], client.as_str());
+        assert_eq!(first[0]["seq"], 1);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::promo::{Context, LineInput, PromoCode, Promotion, PromotionId, Usage,
 use crate::time::Timestamp;
 use crate::types::{Currency, GuestToken, Limits, Money, Quantity, Sku};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -257,25 +257,33 @@ impl CartView {
     }
 }
 
+/// `n` in decimal digits, written into the end of `buf` without `core::fmt` (the browser cart
+/// writes numbers on every change).
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[i..]).unwrap_or_default()
+}
+
 /// JSON of the cart resource written by hand, byte for byte what `serde_json::to_vec` writes
 /// for it (a property test holds them together), without serde's per-field machinery: the server
 /// writes one for every cart request, a line at a time.
 mod fast_json {
     use super::{Availability, CartView, DiscountView, LineView, Owner, PromoCodeView};
+    use crate::op::{Op, OpKind};
+    use crate::time::Timestamp;
     use crate::types::Money;
 
-    fn uint(out: &mut Vec<u8>, mut n: u64) {
-        let mut buf = [0u8; 20];
-        let mut i = buf.len();
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        out.extend_from_slice(&buf[i..]);
+    fn uint(out: &mut Vec<u8>, n: u64) {
+        out.extend_from_slice(super::decimal(n, &mut [0; 20]).as_bytes());
     }
 
     fn int(out: &mut Vec<u8>, n: i64) {
@@ -445,6 +453,53 @@ mod fast_json {
         v.updated_at.write_rfc3339(out);
         out.extend_from_slice(b"\",\"expires_at\":\"");
         v.expires_at.write_rfc3339(out);
+        out.extend_from_slice(b"\"}");
+    }
+
+    /// An op as a client sends it, keys in `serde_json::Map`'s (sorted) order.
+    pub fn op(out: &mut Vec<u8>, op: &Op, at: Option<Timestamp>) {
+        out.push(b'{');
+        if let Some(at) = at {
+            out.extend_from_slice(b"\"at\":\"");
+            at.write_rfc3339(out);
+            out.extend_from_slice(b"\",");
+        }
+        let from = op.id.client();
+        if let Some(from) = from {
+            out.extend_from_slice(b"\"client_id\":");
+            string(out, &from.client);
+            out.push(b',');
+        }
+        if let Some(code) = op.kind.code() {
+            out.extend_from_slice(b"\"code\":");
+            string(out, code.as_str());
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"op_id\":");
+        string(out, op.id.as_str());
+        let (quantity, price) = match &op.kind {
+            OpKind::Add { quantity, price_at_add, .. } => (Some(quantity.get()), price_at_add.as_ref()),
+            OpKind::SetQuantity { quantity, .. } | OpKind::Deduct { quantity, .. } => (Some(quantity.get()), None),
+            _ => (None, None),
+        };
+        if let Some(p) = price {
+            out.extend_from_slice(b",\"price_at_add\":");
+            money(out, p);
+        }
+        if let Some(q) = quantity {
+            out.extend_from_slice(b",\"quantity\":");
+            uint(out, u64::from(q));
+        }
+        if let Some(from) = from {
+            out.extend_from_slice(b",\"seq\":");
+            uint(out, from.seq);
+        }
+        if let Some(sku) = op.kind.sku() {
+            out.extend_from_slice(b",\"sku\":");
+            string(out, sku.as_str());
+        }
+        out.extend_from_slice(b",\"type\":\"");
+        out.extend_from_slice(op.kind.type_name().as_bytes());
         out.extend_from_slice(b"\"}");
     }
 }
@@ -690,41 +745,24 @@ pub fn parse_merge_request(body: &Value, limits: &Limits) -> Result<(GuestToken,
     Ok((token, parse_ops(obj.get("ops"), limits)?))
 }
 
-/// The wire form of an op, as a client sends it (and keeps it while it is pending).
+/// The wire form of an op, as a client sends it (and keeps it while it is pending), as text:
+/// written by hand, since a browser cart writes one per change.
+pub fn op_text(op: &Op, at: Option<Timestamp>) -> String {
+    let mut out = Vec::with_capacity(192);
+    fast_json::op(&mut out, op, at);
+    // Only whole UTF-8 strings and ASCII are written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`op_text`] as a JSON value.
 pub fn op_to_json(op: &Op, at: Option<Timestamp>) -> Value {
-    let mut v = json!({"op_id": op.id.as_str(), "type": op.kind.type_name()});
-    let m = v.as_object_mut().expect("built as an object");
-    if let Some(from) = op.id.client() {
-        m.insert("client_id".into(), json!(from.client));
-        m.insert("seq".into(), json!(from.seq));
-    }
-    if let Some(sku) = op.kind.sku() {
-        m.insert("sku".into(), json!(sku));
-    }
-    if let Some(code) = op.kind.code() {
-        m.insert("code".into(), json!(code.as_str()));
-    }
-    match &op.kind {
-        OpKind::Add { quantity, price_at_add, .. } => {
-            m.insert("quantity".into(), json!(quantity.get()));
-            if let Some(p) = price_at_add {
-                m.insert("price_at_add".into(), json!(p));
-            }
-        }
-        OpKind::SetQuantity { quantity, .. } | OpKind::Deduct { quantity, .. } => {
-            m.insert("quantity".into(), json!(quantity.get()));
-        }
-        _ => {}
-    }
-    if let Some(at) = at {
-        m.insert("at".into(), json!(at));
-    }
-    v
+    crate::json::parse(&op_text(op, at)).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn each_bad_field_gets_its_own_code() {

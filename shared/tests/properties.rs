@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use shared::promo::Usage;
-use shared::wire::{CartView, Owner, Promos, op_to_json, parse_ops};
+use shared::wire::{CartView, Owner, Promos, op_text, op_to_json, parse_ops};
 use shared::{Cart, CartState, Currency, Limits, MergePolicy, Money, Op, OpId, OpKind, OpOutcome, Quantity, Sku, Timestamp, merge};
 
 const SKUS: [&str; 6] = ["A", "B", "C", "D", "E", "F"];
@@ -139,7 +139,19 @@ proptest! {
     #[test]
     fn ops_and_cart_views_survive_a_serde_round_trip(kinds in prop::collection::vec(op_kind(), 0..30)) {
         let l = limits();
-        let ops: Vec<Op> = kinds.iter().cloned().enumerate().map(|(i, kind)| Op { id: OpId::parse(&format!("o{i}")).unwrap(), kind }).collect();
+        // Every other op numbered by its client, as a browser tab numbers them.
+        let id = |i: usize| {
+            let id = OpId::parse(&format!("o{i}")).unwrap();
+            if i % 2 == 1 { id.with_client(shared::ClientSeq::parse("tab-1", i as u64).unwrap()) } else { id }
+        };
+        let ops: Vec<Op> = kinds.iter().cloned().enumerate().map(|(i, kind)| Op { id: id(i), kind }).collect();
+        for o in &ops {
+            // The hand-written text is what serde_json writes for the same object (sorted keys).
+            let text = op_text(o, Some(Timestamp::from_millis(5)));
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(serde_json::to_string(&value).unwrap(), text);
+            prop_assert_eq!(value, op_to_json(o, Some(Timestamp::from_millis(5))));
+        }
         let wire = serde_json::Value::Array(ops.iter().map(|o| op_to_json(o, Some(Timestamp::from_millis(5)))).collect());
         let text = serde_json::to_string(&wire).unwrap();
         let back = parse_ops(Some(&serde_json::from_str(&text).unwrap()), &l).unwrap();
