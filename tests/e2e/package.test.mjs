@@ -20,10 +20,26 @@ test("importing the package in Node touches no window and keeps a cart in memory
       const s = cart.add("A", 2, { amount: 100, currency: "USD" });
       let code;
       try { cart.add("A", 0); } catch (e) { code = e instanceof CartError && e.code; }
-      console.log(JSON.stringify({ items: s.itemCount, subtotal: s.subtotal.amount, code }));
+      // A snapshot reads as a plain immutable object, and an old one keeps its state.
+      const later = cart.add("B", 1);
+      const spread = { ...s };
+      let refused = false;
+      try { s.itemCount = 99; } catch (e) { refused = e instanceof TypeError; }
+      Object.freeze(later);
+      const shape = {
+        keys: Object.keys(s), spreadItems: spread.itemCount, json: JSON.parse(JSON.stringify(s)).itemCount, has: "lines" in s && s.hasOwnProperty("total"),
+        refused, stillTwo: s.itemCount, frozen: Object.isFrozen(later), laterItems: later.itemCount, laterLines: later.lines.map((l) => l.sku),
+      };
+      console.log(JSON.stringify({ items: s.itemCount, subtotal: s.subtotal.amount, code, shape }));
     `;
     const out = execFileSync("node", ["--input-type=module", "-e", script], { cwd: dir, encoding: "utf8" });
-    assert.deepEqual(JSON.parse(out.trim()), { items: 2, subtotal: 200, code: "invalid_quantity" });
+    assert.deepEqual(JSON.parse(out.trim()), {
+      items: 2, subtotal: 200, code: "invalid_quantity",
+      shape: {
+        keys: ["owner", "version", "lines", "saved", "unavailable", "itemCount", "subtotal", "promoCodes", "discounts", "discountTotal", "total", "pendingOps", "syncing", "lastError"],
+        spreadItems: 2, json: 2, has: true, refused: true, stillTwo: 2, frozen: true, laterItems: 3, laterLines: ["A", "B"],
+      },
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
