@@ -251,7 +251,32 @@ fn network_error(why: &str) -> JsValue {
 
 /// localStorage, through the storage trait. `1` counts other tabs' writes (their `storage`
 /// events), so the engine reads again only when one came.
-struct LocalStorage(web_sys::Storage, Rc<Cell<u64>>);
+struct LocalStorage(web_sys::Storage, Rc<Cell<u64>>, RefCell<Option<(String, JsValue)>>);
+
+#[wasm_bindgen]
+extern "C" {
+    /// A `Storage` seen through [`KeyedStorage::set_item_keyed`].
+    type KeyedStorage;
+    /// `setItem` with the key as a JavaScript string already made.
+    #[wasm_bindgen(method, catch, js_name = setItem)]
+    fn set_item_keyed(this: &KeyedStorage, key: &JsValue, value: &str) -> Result<(), JsValue>;
+}
+
+impl LocalStorage {
+    /// The last key written, as a JavaScript string: a tab writes the same chunk key for eight
+    /// changes in a row, and a string made once is not decoded and copied into the page again.
+    fn js_key(&self, key: &str) -> JsValue {
+        let mut last = self.2.borrow_mut();
+        match &*last {
+            Some((k, v)) if k == key => v.clone(),
+            _ => {
+                let v = JsValue::from_str(key);
+                *last = Some((key.to_owned(), v.clone()));
+                v
+            }
+        }
+    }
+}
 
 impl Storage for LocalStorage {
     fn get(&self, key: &str) -> Option<String> {
@@ -259,7 +284,7 @@ impl Storage for LocalStorage {
     }
 
     fn set(&self, key: &str, value: &str) -> Result<(), StorageError> {
-        self.0.set_item(key, value).map_err(|e| {
+        self.0.unchecked_ref::<KeyedStorage>().set_item_keyed(&self.js_key(key), value).map_err(|e| {
             let name = Reflect::get(&e, &"name".into()).ok().and_then(|n| n.as_string()).unwrap_or_default();
             if name == "QuotaExceededError" || name == "NS_ERROR_DOM_QUOTA_REACHED" {
                 StorageError::Full
@@ -1058,7 +1083,7 @@ impl CartClient {
         let writes = Rc::new(Cell::new(0));
         let shared_storage = local.is_some();
         let storage: Box<dyn Storage> = match local {
-            Some(s) => Box::new(LocalStorage(s, writes.clone())),
+            Some(s) => Box::new(LocalStorage(s, writes.clone(), RefCell::new(None))),
             None => Box::new(MemoryStorage::default()),
         };
         let mut engine = Engine::new(storage, &key, limits, currency, Box::new(random));
