@@ -30,7 +30,15 @@ test("importing the package in Node touches no window and keeps a cart in memory
         keys: Object.keys(s), spreadItems: spread.itemCount, json: JSON.parse(JSON.stringify(s)).itemCount, has: "lines" in s && s.hasOwnProperty("total"),
         refused, stillTwo: s.itemCount, frozen: Object.isFrozen(later), laterItems: later.itemCount, laterLines: later.lines.map((l) => l.sku),
       };
-      console.log(JSON.stringify({ items: s.itemCount, subtotal: s.subtotal.amount, code, shape }));
+      // Malformed prices are refused whole (the module reads them without copying strings).
+      const bad = [{ amount: 1.5, currency: "USD" }, { amount: "1", currency: "USD" }, { amount: 1, currency: "usd" }, { amount: 1, currency: "EURO" },
+        { amount: 1, currency: "ÜSD" }, { amount: 1 }, { currency: "USD" }, 5, "USD", { amount: 1, get currency() { throw new Error("getter"); } }];
+      const refusals = bad.map((p) => { try { cart.add("C", 1, p); return "accepted"; } catch (e) { return e instanceof CartError ? e.code : String(e); } });
+      const afterBad = cart.snapshot().lines.map((l) => l.sku);
+      const priced = cart.add("D", 1, { amount: 250, currency: "USD" }).lines.find((l) => l.sku === "D").priceAtAdd;
+      const unpriced = cart.add("E", 1, null).lines.find((l) => l.sku === "E").priceAtAdd ?? null;
+      const prices = { refusals, afterBad, priced, unpriced };
+      console.log(JSON.stringify({ items: s.itemCount, subtotal: s.subtotal.amount, code, shape, prices }));
     `;
     const out = execFileSync("node", ["--input-type=module", "-e", script], { cwd: dir, encoding: "utf8" });
     assert.deepEqual(JSON.parse(out.trim()), {
@@ -39,6 +47,7 @@ test("importing the package in Node touches no window and keeps a cart in memory
         keys: ["owner", "version", "lines", "saved", "unavailable", "itemCount", "subtotal", "promoCodes", "discounts", "discountTotal", "total", "pendingOps", "syncing", "lastError"],
         spreadItems: 2, json: 2, has: true, refused: true, stillTwo: 2, frozen: true, laterItems: 3, laterLines: ["A", "B"],
       },
+      prices: { refusals: Array(10).fill("invalid_money"), afterBad: ["A", "B"], priced: { amount: 250, currency: "USD" }, unpriced: null },
     });
   } finally {
     rmSync(dir, { recursive: true, force: true });
