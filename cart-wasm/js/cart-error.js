@@ -16,16 +16,18 @@ const FIELD = new Set(FIELDS);
 // the same frozen object, parsed once. Bounded: cleared past 4096 entries.
 const LINES = new Map();
 
-// Each snapshot's frozen state in the module (`json()`), until it is first read.
-const SOURCES = new WeakMap();
+// A snapshot's target holds, under these keys, its frozen state in the module (`json()`) until
+// it is first read, then what was read (no WeakMap: an entry a call is work for the collector).
+const SOURCE = Symbol("source");
+const VALUE = Symbol("value");
 
-function materialize(target) {
-  const h = SOURCES.get(target);
-  if (h.value === undefined) {
-    const parts = h.source.json().split("\n");
-    h.source.free();
-    h.source = undefined;
-    const v = JSON.parse(parts[0]);
+function materialize(t) {
+  let v = t[VALUE];
+  if (v === undefined) {
+    const parts = t[SOURCE].json().split("\n");
+    t[SOURCE].free();
+    t[SOURCE] = undefined;
+    v = JSON.parse(parts[0]);
     v.lines = [];
     v.saved = [];
     v.unavailable = [];
@@ -37,25 +39,28 @@ function materialize(target) {
       const tag = part.charCodeAt(0);
       (tag === 76 ? v.lines : tag === 83 ? v.saved : v.unavailable).push(l);
     }
-    h.value = v;
+    t[VALUE] = v;
   }
-  return h.value;
+  return v;
 }
 
 // A snapshot reads as a plain object with the fields above as its own enumerable, read-only
 // properties (spread, `Object.keys`, `JSON.stringify` and `in` all see them); writes are refused.
-// `Object.freeze` works and makes the fields real. Not `structuredClone`: clone `{ ...snapshot }`.
+// `Object.freeze` works and makes the fields real properties of the target (the two hidden ones
+// leave it). Not `structuredClone`: clone `{ ...snapshot }`.
 const HANDLER = {
-  get: (t, k) => (FIELD.has(k) ? materialize(t)[k] : Reflect.get(t, k)),
-  has: (t, k) => FIELD.has(k) || k in t,
+  get: (t, k) => (FIELD.has(k) && Reflect.isExtensible(t) ? materialize(t)[k] : k === SOURCE || k === VALUE ? undefined : Reflect.get(t, k)),
+  has: (t, k) => FIELD.has(k) || (k !== SOURCE && k !== VALUE && k in t),
   ownKeys: (t) => (Reflect.isExtensible(t) ? FIELDS.slice() : Reflect.ownKeys(t)),
   getOwnPropertyDescriptor(t, k) {
-    if (!Reflect.isExtensible(t) || !FIELD.has(k)) return Reflect.getOwnPropertyDescriptor(t, k);
-    return { value: materialize(t)[k], writable: false, enumerable: true, configurable: true };
+    if (!Reflect.isExtensible(t)) return Reflect.getOwnPropertyDescriptor(t, k);
+    return FIELD.has(k) ? { value: materialize(t)[k], writable: false, enumerable: true, configurable: true } : undefined;
   },
   preventExtensions(t) {
     if (Reflect.isExtensible(t)) {
       const v = materialize(t);
+      delete t[SOURCE];
+      delete t[VALUE];
       for (const k of FIELDS) Object.defineProperty(t, k, { value: v[k], writable: false, enumerable: true, configurable: false });
       Object.preventExtensions(t);
     }
@@ -72,9 +77,7 @@ const HANDLER = {
  * a call whose answer the page ignores pays nothing for it (a Proxy: one object, no property
  * defined up front). Immutable like a frozen one. */
 export function lazySnapshot(source) {
-  const t = {};
-  SOURCES.set(t, { source, value: undefined });
-  return new Proxy(t, HANDLER);
+  return new Proxy({ [SOURCE]: source, [VALUE]: undefined }, HANDLER);
 }
 
 const camelKey = (k) => k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
