@@ -438,12 +438,50 @@ impl From<&DiscountView> for DiscountSnapshot {
     }
 }
 
+/// A change the view took since it was last rebuilt, after the ones before it.
+#[derive(Debug)]
+struct Applied {
+    kind: OpKind,
+    at: Timestamp,
+    before: Option<Rc<Applied>>,
+}
+
+/// Changes kept as a chain before the view is copied again: a snapshot's view is replayed from at
+/// most this many.
+const REPLAY: usize = 32;
+
+/// The view as of one moment, without copying it: the view as last copied, and the changes it
+/// took since. Handing out a snapshot used to share the view itself, so the next change copied
+/// every line of it; now a change adds one link, and only a snapshot the page reads replays.
+#[derive(Clone, Debug)]
+struct ViewAt {
+    base: Rc<Cart>,
+    since: Option<Rc<Applied>>,
+    limits: Limits,
+}
+
+impl ViewAt {
+    fn cart(&self) -> std::borrow::Cow<'_, Cart> {
+        let Some(last) = &self.since else { return std::borrow::Cow::Borrowed(&self.base) };
+        let mut chain = vec![&**last];
+        while let Some(before) = &chain[chain.len() - 1].before {
+            chain.push(before);
+        }
+        let mut cart = (*self.base).clone();
+        for a in chain.iter().rev() {
+            // Each of these applied when it was made, to this same cart.
+            let _ = cart.apply(&a.kind, &self.limits, a.at);
+        }
+        std::borrow::Cow::Owned(cart)
+    }
+}
+
 /// The parts of a snapshot, shared with the engine as of one moment ([`Engine::frozen`]).
 #[derive(Clone, Debug)]
 pub struct Frozen {
     owner: Owner,
     version: u64,
-    view: Rc<Cart>,
+    view: ViewAt,
     annotations: Rc<SortedMap<Sku, Annotation>>,
     promotions: Rc<KnownPromotions>,
     pending_ops: usize,
@@ -460,8 +498,9 @@ impl Frozen {
         let known: &KnownPromotions = &self.promotions;
         let usage = |id: &PromotionId| known.usage(id);
         let promos = Promos { promotions: &known.list, usage: &usage, now };
+        let cart = self.view.cart();
         let view = CartView::new(
-            &self.view,
+            &cart,
             owner,
             Timestamp::default(),
             |line| {
@@ -545,6 +584,10 @@ pub struct Engine {
     own_text: Vec<(u64, String)>,
     /// The confirmed cart with every pending op applied, kept up to date change by change.
     view: Rc<Cart>,
+    /// The view for snapshots: a copy of it and the changes since ([`ViewAt`]).
+    view_at: ViewAt,
+    /// How many changes `view_at` holds.
+    replay: usize,
     /// This tab's log could not be written (quota, disabled storage): it is kept in memory and
     /// written whole at the next chance.
     unsaved: bool,
@@ -675,6 +718,8 @@ impl Engine {
             currency,
             random,
             view: Rc::new(state.confirmed.clone()),
+            view_at: ViewAt { base: Rc::new(state.confirmed.clone()), since: None, limits },
+            replay: 0,
             state,
             marks: Marks::default(),
             rev: 0,
@@ -963,6 +1008,14 @@ impl Engine {
             let _ = view.apply(&p.op.kind, &self.limits, p.at);
         }
         self.view = Rc::new(view);
+        self.copy_view();
+    }
+
+    /// Snapshots start again from a copy of the view: the engine's own is never shared, so a
+    /// change never copies it.
+    fn copy_view(&mut self) {
+        self.view_at = ViewAt { base: Rc::new((*self.view).clone()), since: None, limits: self.limits };
+        self.replay = 0;
     }
 
     /// Takes this tab's settled ops out of its stored log, once they have been settled long
@@ -1255,7 +1308,7 @@ impl Engine {
                 Identity::User { .. } => Owner::User,
             },
             version: self.state.confirmed.version,
-            view: self.view.clone(),
+            view: self.view_at.clone(),
             annotations: self.state.annotations.clone(),
             promotions: self.state.promotions.clone(),
             // A local-only cart has nothing to push: its queue is only folded away.
@@ -1300,9 +1353,16 @@ impl Engine {
     /// chunk of this tab's log and nothing else.
     pub fn mutate(&mut self, kind: OpKind, now: Timestamp) -> Result<(), CartError> {
         self.refresh();
-        Rc::make_mut(&mut self.view).apply(&kind, &self.limits, now.max(self.last_at))?;
         let at = now.max(self.last_at);
+        Rc::make_mut(&mut self.view).apply(&kind, &self.limits, at)?;
         self.last_at = at;
+        if self.replay == REPLAY {
+            self.copy_view();
+        } else {
+            let before = self.view_at.since.take();
+            self.view_at.since = Some(Rc::new(Applied { kind: kind.clone(), at, before }));
+            self.replay += 1;
+        }
         // `unreachable!` rather than `expect`: `expect` would format the error with its `Debug`,
         // which brings every error code's name into the browser module (0.8 KB gzip).
         let id = OpId::parse(&uuid_v4(&mut *self.random)).unwrap_or_else(|_| unreachable!("a uuid is a valid op id"));
@@ -1718,6 +1778,42 @@ mod tests {
 
     fn add(sku: &str) -> OpKind {
         OpKind::Add { sku: Sku::parse(sku).unwrap(), quantity: Quantity::new(1, &Limits::default()).unwrap(), price_at_add: None }
+    }
+
+    #[test]
+    fn a_snapshot_keeps_its_moment_however_many_changes_follow() {
+        let storage = MemoryStorage::default();
+        let mut a = engine(&storage, 1);
+        a.set_local_only(true);
+        let l = Limits::default();
+        let sku_of = |i: usize| format!("S{}", (i * 5) % 9);
+        let mut kept: Vec<(Frozen, Snapshot)> = Vec::new();
+        let at = Timestamp::from_millis(1_000_000);
+        for i in 0..(3 * REPLAY + 7) {
+            let sku = Sku::parse(&sku_of(i)).unwrap();
+            let kind = match i % 8 {
+                _ if i == 40 => OpKind::Clear,
+                0..=2 => add(sku.as_str()),
+                3 => OpKind::SetQuantity { sku, quantity: Quantity::new(1 + (i % 4) as i64, &l).unwrap() },
+                4 => OpKind::SaveForLater { sku },
+                5 => OpKind::ApplyPromoCode { code: PromoCode::parse(&format!("X{}", i % 3)).unwrap() },
+                6 => OpKind::MoveToCart { sku },
+                _ => OpKind::Remove { sku },
+            };
+            // Some are refused (a missing line); a refusal changes nothing.
+            let _ = a.mutate(kind, Timestamp::from_millis(i as i64));
+            if i == 50 {
+                a.compact();
+            }
+            let frozen = a.frozen();
+            let then = frozen.snapshot(false, at);
+            assert_eq!(then.lines.len(), a.view().lines.len());
+            kept.push((frozen, then));
+        }
+        assert!(kept.iter().any(|(_, s)| s.lines.len() > 2), "the cart grew along the way");
+        for (i, (frozen, then)) in kept.iter().enumerate() {
+            assert_eq!(&frozen.snapshot(false, at), then, "the snapshot after change {i} is as it was");
+        }
     }
 
     #[test]
