@@ -343,6 +343,8 @@ struct Inner {
     kicked: bool,
     /// Resolving these releases the Web Locks this client holds for its lifetime.
     release: Vec<Function>,
+    /// What the push-or-fold timer calls ([`schedule`]).
+    tick: Option<Function>,
 }
 
 /// Calls every listener with the current state, and tells this page's other clients of the same
@@ -846,21 +848,32 @@ fn schedule(rc: &Rc<RefCell<Inner>>, ms: i32) {
         rc.borrow_mut().engine.compact();
         return;
     }
-    {
+    let tick = {
         let mut inner = rc.borrow_mut();
         if inner.timer_armed {
             return;
         }
         inner.timer_armed = true;
-    }
-    let weak = Rc::downgrade(rc);
-    let f = Closure::once_into_js(move || {
-        if let Some(rc) = weak.upgrade() {
-            rc.borrow_mut().timer_armed = false;
-            wasm_bindgen_futures::spawn_local(async move { flush(&rc).await });
-        }
-    });
-    set_timeout(f.unchecked_ref(), ms);
+        // One function for every timer of this client, made at its first: a closure made per
+        // burst of changes cost the first change after each fold a few microseconds.
+        let weak = Rc::downgrade(rc);
+        inner
+            .tick
+            .get_or_insert_with(|| {
+                Closure::<dyn FnMut()>::new(move || {
+                    if let Some(rc) = weak.upgrade() {
+                        rc.borrow_mut().timer_armed = false;
+                        wasm_bindgen_futures::spawn_local(async move { flush(&rc).await });
+                    }
+                })
+                // Kept alive by the page for as long as a timer may call it; it holds the client
+                // weakly, so a client freed with a timer armed is not kept, and the call does nothing.
+                .into_js_value()
+                .unchecked_into()
+            })
+            .clone()
+    };
+    set_timeout(&tick, ms);
 }
 
 /// Pushes pending ops (of every tab) until none are left, holding the lock so one tab at a time
@@ -1108,6 +1121,7 @@ impl CartClient {
             leader: false,
             kicked: false,
             release: Vec::new(),
+            tick: None,
         };
         let tab_lock = format!("cartsync:{key}:tab:{}", inner.engine.client());
         let rc = Rc::new(RefCell::new(inner));
