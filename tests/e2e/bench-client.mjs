@@ -6,8 +6,9 @@
 //   - react-use-cart through its hook (its dispatch; it renders and persists in an effect, later).
 // The page is cross-origin isolated (COOP + COEP), so performance.now() has 5 us resolution.
 //
-//   node tests/e2e/bench-client.mjs [calls] [pair]   (after scripts/build-npm.sh; default 2000;
-//                                                   `pair`: cartsync and the plain-JS cart only)
+//   node tests/e2e/bench-client.mjs [calls] [pair] [read]   (after scripts/build-npm.sh; default 2000;
+//     `pair`: cartsync and the plain-JS cart only; `read`: each call also reads the cart's total,
+//     as a page that renders every change does: cartsync's snapshot `total`, the plain cart's sum)
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync, rmSync, symlinkSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,7 +19,8 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 process.env.CARTSYNC_E2E_TOOLS ??= join(root, "tools");
 const { staticServer, launch, waitFor } = await import("./harness.mjs");
 const CALLS = Number(process.argv[2] ?? 2000);
-const PAIR = process.argv[3] === "pair";
+const PAIR = process.argv.slice(3).includes("pair");
+const READ = process.argv.slice(3).includes("read");
 
 const dir = mkdtempSync(join(tmpdir(), "cartsync-bench-"));
 try {
@@ -41,10 +43,13 @@ try {
      // Each library: add(sku, n), set(sku, n), promo(code) (null: the library has no codes).
      const libs = [];
      const cart = new CartClient({ storageKey: "bench", maxLineQuantity: 1000000 });
-     libs.push({ name: "@cartsync/cart", add: (s, n) => cart.add(s, n, price), set: (s, n) => cart.setQuantity(s, n),
-                 promo: (c) => cart.applyPromoCode(c), unpromo: (c) => cart.removePromoCode(c) });
+     const READ = ${READ};
+     const seen = (s) => (READ ? s.total : s);
+     libs.push({ name: "@cartsync/cart", add: (s, n) => seen(cart.add(s, n, price)), set: (s, n) => seen(cart.setQuantity(s, n)),
+                 promo: (c) => seen(cart.applyPromoCode(c)), unpromo: (c) => cart.removePromoCode(c) });
      const plain = { lines: {}, codes: [] };
-     const save = () => localStorage.setItem("plain", JSON.stringify(plain));
+     const total = () => { let t = 0; for (const k in plain.lines) t += plain.lines[k].q * plain.lines[k].price; return t; };
+     const save = () => { localStorage.setItem("plain", JSON.stringify(plain)); if (READ) total(); };
      libs.push({ name: "plain JS + JSON.stringify to localStorage", add: (s, n) => { const l = (plain.lines[s] ??= { q: 0, price: 1999 }); l.q += n; save(); },
                  set: (s, n) => { plain.lines[s].q = n; save(); }, promo: (c) => { plain.codes.push(c); save(); }, unpromo: (c) => { plain.codes = plain.codes.filter((x) => x !== c); save(); } });
      const store = createShoppingCartStore({ cartMode: "checkout-session", stripe: "pk_test_x", currency: "USD", shouldPersist: true, persistKey: "usc" });
