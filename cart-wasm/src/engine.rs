@@ -582,8 +582,9 @@ pub struct Engine {
     chunks: Vec<(String, String)>,
     /// This tab's unsettled ops as stored text, in seq order.
     own_text: Vec<(u64, String)>,
-    /// The confirmed cart with every pending op applied, kept up to date change by change.
-    view: Rc<Cart>,
+    /// The confirmed cart with every pending op applied, kept up to date change by change. Never
+    /// shared: snapshots take `view_at`.
+    view: Cart,
     /// The view for snapshots: a copy of it and the changes since ([`ViewAt`]).
     view_at: ViewAt,
     /// How many changes `view_at` holds.
@@ -717,7 +718,7 @@ impl Engine {
             limits,
             currency,
             random,
-            view: Rc::new(state.confirmed.clone()),
+            view: state.confirmed.clone(),
             view_at: ViewAt { base: Rc::new(state.confirmed.clone()), since: None, limits },
             replay: 0,
             state,
@@ -1007,14 +1008,14 @@ impl Engine {
         for p in &self.state.pending {
             let _ = view.apply(&p.op.kind, &self.limits, p.at);
         }
-        self.view = Rc::new(view);
+        self.view = view;
         self.copy_view();
     }
 
     /// Snapshots start again from a copy of the view: the engine's own is never shared, so a
     /// change never copies it.
     fn copy_view(&mut self) {
-        self.view_at = ViewAt { base: Rc::new((*self.view).clone()), since: None, limits: self.limits };
+        self.view_at = ViewAt { base: Rc::new(self.view.clone()), since: None, limits: self.limits };
         self.replay = 0;
     }
 
@@ -1291,7 +1292,7 @@ impl Engine {
 
     /// The confirmed cart with every pending op applied.
     pub fn optimistic(&self) -> Cart {
-        (*self.view).clone()
+        self.view.clone()
     }
 
     /// The cart a UI shows (the confirmed cart with every pending op applied), by reference.
@@ -1354,7 +1355,7 @@ impl Engine {
     pub fn mutate(&mut self, kind: OpKind, now: Timestamp) -> Result<(), CartError> {
         self.refresh();
         let at = now.max(self.last_at);
-        Rc::make_mut(&mut self.view).apply(&kind, &self.limits, at)?;
+        self.view.apply(&kind, &self.limits, at)?;
         self.last_at = at;
         if self.replay == REPLAY {
             self.copy_view();
@@ -1400,7 +1401,7 @@ impl Engine {
             return;
         }
         let version = self.state.confirmed.version;
-        self.state.confirmed = (*self.view).clone();
+        self.state.confirmed = self.view.clone();
         self.state.confirmed.version = version;
         for p in std::mem::take(&mut self.state.pending) {
             let (client, seq) = p.origin();
