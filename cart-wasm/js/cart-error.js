@@ -12,8 +12,13 @@ export class CartError extends Error {
 const FIELDS = ["owner", "version", "lines", "saved", "unavailable", "itemCount", "subtotal", "promoCodes", "discounts", "discountTotal", "total", "pendingOps", "syncing", "lastError"];
 const FIELD = new Set(FIELDS);
 
-// Parsed lines by their text (with its L/S tag): a line unchanged since an earlier snapshot is
-// the same frozen object, parsed once. Bounded: cleared past 4096 entries.
+// The lists of the last snapshot read, and the module's number for that reading: the next one
+// comes as a change from them (`src/render.rs`), so an unchanged line keeps its frozen object.
+let GENERATION = 0;
+const LAST = [[], [], []];
+
+// Lines parsed by their text: a line that comes back (a promotion that applies, then does not)
+// is the same frozen object, parsed once. Bounded: cleared past 4096 entries.
 const LINES = new Map();
 
 // A snapshot's target holds, under these keys, its frozen state in the module (`json()`) until
@@ -24,21 +29,29 @@ const VALUE = Symbol("value");
 function materialize(t) {
   let v = t[VALUE];
   if (v === undefined) {
-    const parts = t[SOURCE].json().split("\n");
+    const parts = t[SOURCE].json(GENERATION).split("\n");
     t[SOURCE].free();
     t[SOURCE] = undefined;
     v = JSON.parse(parts[0]);
-    v.lines = [];
-    v.saved = [];
-    v.unavailable = [];
     if (LINES.size > 4096) LINES.clear();
-    for (let i = 1; i < parts.length; i++) {
-      const part = parts[i];
-      let l = LINES.get(part);
-      if (l === undefined) LINES.set(part, (l = Object.freeze(JSON.parse(part.slice(1)))));
-      const tag = part.charCodeAt(0);
-      (tag === 76 ? v.lines : tag === 83 ? v.saved : v.unavailable).push(l);
+    let at = 2;
+    for (let k = 0; k < 3; k++) {
+      const [head, tail, n] = parts[at++].split(" ").map(Number);
+      const last = LAST[k];
+      const list = last.slice(0, head);
+      for (const end = at + n; at < end; at++) {
+        const part = parts[at];
+        let l = LINES.get(part);
+        if (l === undefined) LINES.set(part, (l = Object.freeze(JSON.parse(part))));
+        list.push(l);
+      }
+      for (let i = last.length - tail; i < last.length; i++) list.push(last[i]);
+      LAST[k] = list;
     }
+    GENERATION = Number(parts[1]);
+    // The page gets copies (a frozen array is slow to copy in V8, and a page that sorts its
+    // snapshot's lines in place must not change what the next snapshot starts from).
+    [v.lines, v.saved, v.unavailable] = LAST.map((list) => list.slice());
     t[VALUE] = v;
   }
   return v;

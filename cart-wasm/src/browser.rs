@@ -1,7 +1,7 @@
 //! The `CartClient` class of the npm package: a thin layer over `engine` that owns the browser
 //! (localStorage, fetch, timers, the `storage` and `online` events) and nothing else.
 
-use crate::engine::{DiscountSnapshot, Engine, Failure, Identity, Push, checkout_settled, failure_of, retry_hint_ms};
+use crate::engine::{Engine, Failure, Identity, Push, checkout_settled, failure_of, retry_hint_ms};
 use crate::storage::{MemoryStorage, Storage, StorageError};
 use js_sys::{Function, JSON, Promise, Reflect};
 use serde::Serialize;
@@ -40,45 +40,17 @@ pub struct SnapshotSource {
 
 #[wasm_bindgen]
 impl SnapshotSource {
-    /// The snapshot as text: the JSON of every field but the lines on the first line, then one
-    /// line per cart line (`L` + its JSON), saved line (`S`) and unavailable line (`U`). A line rendered
-    /// before is not rendered again, and the page parses a line it has seen before only once
-    /// (`js/cart-error.js`): a change to one line of a long cart renders and parses one line.
-    pub fn json(&self) -> String {
-        let mut snap = self.frozen.snapshot(self.syncing, self.at);
-        let lines = std::mem::take(&mut snap.lines);
-        let saved = std::mem::take(&mut snap.saved);
-        let unavailable = std::mem::take(&mut snap.unavailable);
-        // Empty lists are left out of the JSON: the first line is every other field.
-        let mut out = serde_json::to_string(&snap).unwrap_or_default();
-        RENDERED.with(|r| {
-            let mut r = r.borrow_mut();
-            if r.len() > 4096 {
-                r.clear();
-            }
-            for (tag, list) in [('L', lines), ('S', saved), ('U', unavailable)] {
-                for l in list {
-                    out.push('\n');
-                    out.push(tag);
-                    let key = l.key();
-                    match r.get(&key) {
-                        Some(text) => out.push_str(text),
-                        None => {
-                            let text: Rc<str> = serde_json::to_string(&l).unwrap_or_default().into();
-                            out.push_str(&text);
-                            r.insert(key, text);
-                        }
-                    }
-                }
-            }
-        });
-        out
+    /// The snapshot as text, written as a change from rendering `page`, the one the page holds
+    /// (`render::Rendered`): a change to one line of a long cart renders and parses one line.
+    pub fn json(&self, page: u32) -> String {
+        let snap = self.frozen.snapshot(self.syncing, self.at);
+        RENDERED.with(|r| r.borrow_mut().render(snap, page))
     }
 }
 
 thread_local! {
-    /// Lines rendered to JSON, by their content.
-    static RENDERED: RefCell<shared::sort::SortedMap<crate::engine::LineKey, Rc<str>>> = RefCell::new(shared::sort::SortedMap::new());
+    /// The lists the page last received (one page, one module: every client's snapshots).
+    static RENDERED: RefCell<crate::render::Rendered> = RefCell::new(crate::render::Rendered::default());
 }
 
 #[wasm_bindgen]
@@ -728,7 +700,7 @@ struct OrderJs {
     status: String,
     lines: Vec<OrderLineJs>,
     subtotal: Money,
-    discounts: Vec<DiscountSnapshot>,
+    discounts: Vec<shared::wire::DiscountView>,
     discount_total: Money,
     total: Money,
     gift_cards: Vec<GiftCardJs>,
@@ -755,7 +727,7 @@ impl From<OrderView> for OrderJs {
                 })
                 .collect(),
             subtotal: o.subtotal,
-            discounts: o.discounts.iter().map(DiscountSnapshot::from).collect(),
+            discounts: o.discounts,
             discount_total: o.discount_total,
             total: o.total,
             gift_cards: o.gift_cards.into_iter().map(|g| GiftCardJs { last4: g.last4, amount: g.amount }).collect(),

@@ -13,8 +13,9 @@ use serde_json::Value;
 use shared::promo::{PromoCode, Promotion, PromotionId, Usage};
 use shared::sort::{SortedMap, SortedSet};
 use shared::stored::StoredCart;
-use shared::wire::{self, Availability, CartView, DiscountView, ErrorBody, OpsResponse, Owner, Promos};
+use shared::wire::{self, Availability, CartView, DiscountView, ErrorBody, OpsResponse, Owner, PromoCodeView, Promos};
 use shared::{Cart, CartError, CartLine, ClientSeq, Currency, ErrorCode, GuestToken, Limits, Money, Op, OpId, OpKind, Sku, Timestamp};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 /// The stored format of the client's state; anything else under the key starts a clean cart.
@@ -335,8 +336,8 @@ pub struct Snapshot {
     pub unavailable: Vec<LineSnapshot>,
     pub item_count: u64,
     pub subtotal: Money,
-    pub promo_codes: Vec<PromoCodeSnapshot>,
-    pub discounts: Vec<DiscountSnapshot>,
+    pub promo_codes: Vec<PromoCodeView>,
+    pub discounts: Vec<DiscountView>,
     pub discount_total: Money,
     pub total: Money,
     pub pending_ops: usize,
@@ -344,10 +345,6 @@ pub struct Snapshot {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
 }
-
-/// Everything a [`LineSnapshot`] holds, in a form that orders (the render cache's key).
-pub type LineKey = (Sku, u32, Timestamp, MoneyKey, MoneyKey, Option<bool>, Option<Availability>, MoneyKey, MoneyKey, Option<Availability>);
-type MoneyKey = Option<(i64, Currency)>;
 
 impl LineSnapshot {
     /// A line of a cart view as the page sees it. A line with no price at add (one added
@@ -365,22 +362,6 @@ impl LineSnapshot {
             line_total: l.line_total,
             reason: l.reason,
         }
-    }
-
-    pub fn key(&self) -> LineKey {
-        let m = |m: Option<Money>| m.map(|m| (m.amount(), m.currency()));
-        (
-            self.sku.clone(),
-            self.quantity,
-            self.added_at,
-            m(self.price_at_add),
-            m(self.current_price),
-            self.price_changed,
-            self.availability,
-            m(self.discount),
-            m(self.line_total),
-            self.reason,
-        )
     }
 }
 
@@ -408,42 +389,15 @@ pub struct LineSnapshot {
     pub reason: Option<Availability>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PromoCodeSnapshot {
-    pub code: PromoCode,
-    pub applied: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub missing: Option<Money>,
-    /// The client does not know the code's promotion yet: no discount until the server answers.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub pending: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DiscountSnapshot {
-    pub promotion: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<PromoCode>,
-    pub description: String,
-    pub amount: Money,
-}
-
-impl From<&DiscountView> for DiscountSnapshot {
-    fn from(d: &DiscountView) -> Self {
-        DiscountSnapshot { promotion: d.promotion.clone(), code: d.code.clone(), description: d.description.clone(), amount: d.amount }
-    }
-}
-
 /// A change the view took since it was last rebuilt, after the ones before it.
 #[derive(Debug)]
 struct Applied {
     kind: OpKind,
     at: Timestamp,
     before: Option<Rc<Applied>>,
+    /// The view as of this change, once a snapshot needed it: the next snapshot read replays
+    /// from here rather than from the base. One link of a chain holds it at a time.
+    cart: RefCell<Option<Rc<Cart>>>,
 }
 
 /// Changes kept as a chain before the view is copied again: a snapshot's view is replayed from at
@@ -452,7 +406,8 @@ const REPLAY: usize = 32;
 
 /// The view as of one moment, without copying it: the view as last copied, and the changes it
 /// took since. Handing out a snapshot used to share the view itself, so the next change copied
-/// every line of it; now a change adds one link, and only a snapshot the page reads replays.
+/// every line of it; now a change adds one link, and only a snapshot the page reads replays,
+/// from the last link a read left its view on (a page that reads every snapshot replays one).
 #[derive(Clone, Debug)]
 struct ViewAt {
     base: Rc<Cart>,
@@ -461,18 +416,33 @@ struct ViewAt {
 }
 
 impl ViewAt {
-    fn cart(&self) -> std::borrow::Cow<'_, Cart> {
-        let Some(last) = &self.since else { return std::borrow::Cow::Borrowed(&self.base) };
+    fn cart(&self) -> Rc<Cart> {
+        let Some(last) = &self.since else { return self.base.clone() };
+        if let Some(cart) = &*last.cart.borrow() {
+            return cart.clone();
+        }
         let mut chain = vec![&**last];
-        while let Some(before) = &chain[chain.len() - 1].before {
+        let mut from = None;
+        while let Some(before) = chain[chain.len() - 1].before.as_deref() {
+            if let Some(cart) = before.cart.borrow_mut().take() {
+                from = Some(cart);
+                break;
+            }
             chain.push(before);
         }
-        let mut cart = (*self.base).clone();
+        // The link's cart is this read's alone once taken (a snapshot keeps no view after its
+        // read), so it is changed in place rather than copied.
+        let mut cart = match from {
+            Some(cart) => Rc::try_unwrap(cart).unwrap_or_else(|cart| Cart::clone(&cart)),
+            None => Cart::clone(&self.base),
+        };
         for a in chain.iter().rev() {
             // Each of these applied when it was made, to this same cart.
             let _ = cart.apply(&a.kind, &self.limits, a.at);
         }
-        std::borrow::Cow::Owned(cart)
+        let cart = Rc::new(cart);
+        *last.cart.borrow_mut() = Some(cart.clone());
+        cart
     }
 }
 
@@ -519,19 +489,17 @@ impl Frozen {
             subtotal: view.subtotal,
             promo_codes: view
                 .promo_codes
-                .iter()
-                .map(|c| {
-                    let pending = !known.asked.contains(&c.code);
-                    PromoCodeSnapshot {
-                        code: c.code.clone(),
-                        applied: c.applied,
-                        reason: if pending { None } else { c.reason.clone() },
-                        missing: c.missing,
-                        pending,
+                .into_iter()
+                .map(|mut c| {
+                    // The client does not know the code's promotion yet: no discount until the
+                    // server answers.
+                    if !known.asked.contains(&c.code) {
+                        (c.reason, c.pending) = (None, Some(true));
                     }
+                    c
                 })
                 .collect(),
-            discounts: view.discounts.iter().map(DiscountSnapshot::from).collect(),
+            discounts: view.discounts,
             discount_total: view.discount_total,
             total: view.total,
             lines: view.lines.iter().map(line).collect(),
@@ -1361,7 +1329,7 @@ impl Engine {
             self.copy_view();
         } else {
             let before = self.view_at.since.take();
-            self.view_at.since = Some(Rc::new(Applied { kind: kind.clone(), at, before }));
+            self.view_at.since = Some(Rc::new(Applied { kind: kind.clone(), at, before, cart: RefCell::new(None) }));
             self.replay += 1;
         }
         // `unreachable!` rather than `expect`: `expect` would format the error with its `Debug`,

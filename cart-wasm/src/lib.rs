@@ -10,6 +10,7 @@ mod browser;
 #[cfg(target_arch = "wasm32")]
 pub use browser::CartClient;
 pub mod engine;
+pub mod render;
 pub mod storage;
 
 pub use shared;

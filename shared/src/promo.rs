@@ -314,6 +314,8 @@ struct Priced<'a> {
     lines: &'a [LineInput],
     unit: Vec<i64>,
     amount: Vec<i64>,
+    /// Each priced SKU's line; left empty when no promotion concerns the cart (sorting a long
+    /// cart's SKUs is most of what pricing it costs).
     at: crate::sort::SortedMap<&'a Sku, usize>,
 }
 
@@ -455,12 +457,10 @@ fn application_order(mut ps: Vec<&Promotion>) -> Vec<&Promotion> {
 pub fn evaluate<U: Fn(&PromotionId) -> Usage>(cx: &Context<'_, U>) -> Evaluation {
     let money = |a: i64| Money::unchecked(a, cx.currency);
     let lines = cx.lines;
-    let priced = {
+    let mut priced = {
         let unit: Vec<i64> = lines.iter().map(|l| l.unit_price.filter(|p| p.currency() == cx.currency).map_or(0, |p| p.amount())).collect();
         let amount: Vec<i64> = lines.iter().zip(&unit).map(|(l, u)| u.saturating_mul(i64::from(l.quantity))).collect();
-        // Walked backwards, so that of two lines of one SKU the first is kept.
-        let at = (0..lines.len()).rev().filter(|i| amount[*i] > 0).map(|i| (&lines[i].sku, i)).collect();
-        Priced { lines, unit, amount, at }
+        Priced { lines, unit, amount, at: crate::sort::SortedMap::new() }
     };
     let subtotal: i64 = priced.amount.iter().sum();
 
@@ -470,6 +470,10 @@ pub fn evaluate<U: Fn(&PromotionId) -> Usage>(cx: &Context<'_, U>) -> Evaluation
     // Stable, so of two promotions with one id the first stays.
     crate::sort::sort_by(&mut relevant, |a, b| a.id.cmp(&b.id));
     relevant.dedup_by(|b, a| a.id == b.id);
+    if !relevant.is_empty() {
+        // Walked backwards, so that of two lines of one SKU the first is kept.
+        priced.at = (0..lines.len()).rev().filter(|i| priced.amount[*i] > 0).map(|i| (&lines[i].sku, i)).collect();
+    }
     let mut reasons: Vec<(&PromotionId, NotApplied)> = Vec::new();
     let mut eligible: Vec<&Promotion> = Vec::new();
     for p in &relevant {

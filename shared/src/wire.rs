@@ -276,17 +276,19 @@ pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
 /// JSON of the cart resource written by hand, byte for byte what `serde_json::to_vec` writes
 /// for it (a property test holds them together), without serde's per-field machinery: the server
 /// writes one for every cart request, a line at a time.
-mod fast_json {
+/// JSON written by hand, byte for byte as serde_json writes it: for the hot paths (a cart view,
+/// an op) and for the browser cart, whose module carries no serializer for these.
+pub mod fast_json {
     use super::{Availability, CartView, DiscountView, LineView, Owner, PromoCodeView};
     use crate::op::{Op, OpKind};
     use crate::time::Timestamp;
     use crate::types::Money;
 
-    fn uint(out: &mut Vec<u8>, n: u64) {
+    pub fn uint(out: &mut Vec<u8>, n: u64) {
         out.extend_from_slice(super::decimal(n, &mut [0; 20]).as_bytes());
     }
 
-    fn int(out: &mut Vec<u8>, n: i64) {
+    pub fn int(out: &mut Vec<u8>, n: i64) {
         if n < 0 {
             out.push(b'-');
         }
@@ -294,7 +296,7 @@ mod fast_json {
     }
 
     /// A JSON string, escaped as serde_json escapes: `"`, `\\` and control characters.
-    fn string(out: &mut Vec<u8>, s: &str) {
+    pub fn string(out: &mut Vec<u8>, s: &str) {
         out.push(b'"');
         let mut start = 0;
         for (i, b) in s.bytes().enumerate() {
@@ -324,7 +326,7 @@ mod fast_json {
         out.push(b'"');
     }
 
-    fn money(out: &mut Vec<u8>, m: &Money) {
+    pub fn money(out: &mut Vec<u8>, m: &Money) {
         out.extend_from_slice(b"{\"amount\":");
         int(out, m.amount());
         out.extend_from_slice(b",\"currency\":");
@@ -332,7 +334,7 @@ mod fast_json {
         out.push(b'}');
     }
 
-    fn availability(a: Availability) -> &'static [u8] {
+    pub fn availability(a: Availability) -> &'static [u8] {
         match a {
             Availability::InStock => b"\"in_stock\"",
             Availability::LowStock => b"\"low_stock\"",
@@ -380,7 +382,7 @@ mod fast_json {
         out.push(b'}');
     }
 
-    fn promo_code(out: &mut Vec<u8>, c: &PromoCodeView) {
+    pub fn promo_code(out: &mut Vec<u8>, c: &PromoCodeView) {
         out.extend_from_slice(b"{\"code\":");
         string(out, c.code.as_str());
         out.extend_from_slice(if c.applied { b",\"applied\":true" } else { b",\"applied\":false" });
@@ -398,7 +400,7 @@ mod fast_json {
         out.push(b'}');
     }
 
-    fn discount(out: &mut Vec<u8>, d: &DiscountView) {
+    pub fn discount(out: &mut Vec<u8>, d: &DiscountView) {
         out.extend_from_slice(b"{\"promotion\":");
         string(out, &d.promotion);
         if let Some(c) = &d.code {
@@ -412,7 +414,7 @@ mod fast_json {
         out.push(b'}');
     }
 
-    fn list<T>(out: &mut Vec<u8>, items: &[T], item: impl Fn(&mut Vec<u8>, &T)) {
+    pub fn list<T>(out: &mut Vec<u8>, items: &[T], item: impl Fn(&mut Vec<u8>, &T)) {
         out.push(b'[');
         for (i, x) in items.iter().enumerate() {
             if i > 0 {

@@ -8,50 +8,96 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { env, staticServer, launch, waitFor } from "./harness.mjs";
 
-test("importing the package in Node touches no window and keeps a cart in memory", () => {
+/** Runs `script` (an ES module) with Node in a fresh project that installed the packed package,
+ * and returns the JSON it printed last. */
+function runInstalled(script) {
   const dir = mkdtempSync(join(tmpdir(), "cartsync-node-"));
   try {
     writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "node-consumer", private: true, type: "module" }));
     execFileSync("npm", ["install", "--no-audit", "--no-fund", "--offline", env.tarball], { cwd: dir, stdio: "pipe" });
-    const script = `
-      Object.defineProperty(globalThis, "window", { get() { throw new Error("window was touched"); } });
-      const { CartClient, CartError } = await import("@cartsync/cart");
-      const cart = new CartClient();
-      const s = cart.add("A", 2, { amount: 100, currency: "USD" });
-      let code;
-      try { cart.add("A", 0); } catch (e) { code = e instanceof CartError && e.code; }
-      // A snapshot reads as a plain immutable object, and an old one keeps its state.
-      const later = cart.add("B", 1);
-      const spread = { ...s };
-      let refused = false;
-      try { s.itemCount = 99; } catch (e) { refused = e instanceof TypeError; }
-      Object.freeze(later);
-      const shape = {
-        keys: Object.keys(s), spreadItems: spread.itemCount, json: JSON.parse(JSON.stringify(s)).itemCount, has: "lines" in s && s.hasOwnProperty("total"),
-        refused, stillTwo: s.itemCount, frozen: Object.isFrozen(later), laterItems: later.itemCount, laterLines: later.lines.map((l) => l.sku),
-      };
-      // Malformed prices are refused whole (the module reads them without copying strings).
-      const bad = [{ amount: 1.5, currency: "USD" }, { amount: "1", currency: "USD" }, { amount: 1, currency: "usd" }, { amount: 1, currency: "EURO" },
-        { amount: 1, currency: "ÜSD" }, { amount: 1 }, { currency: "USD" }, 5, "USD", { amount: 1, get currency() { throw new Error("getter"); } }];
-      const refusals = bad.map((p) => { try { cart.add("C", 1, p); return "accepted"; } catch (e) { return e instanceof CartError ? e.code : String(e); } });
-      const afterBad = cart.snapshot().lines.map((l) => l.sku);
-      const priced = cart.add("D", 1, { amount: 250, currency: "USD" }).lines.find((l) => l.sku === "D").priceAtAdd;
-      const unpriced = cart.add("E", 1, null).lines.find((l) => l.sku === "E").priceAtAdd ?? null;
-      const prices = { refusals, afterBad, priced, unpriced };
-      console.log(JSON.stringify({ items: s.itemCount, subtotal: s.subtotal.amount, code, shape, prices }));
-    `;
     const out = execFileSync("node", ["--input-type=module", "-e", script], { cwd: dir, encoding: "utf8" });
-    assert.deepEqual(JSON.parse(out.trim()), {
-      items: 2, subtotal: 200, code: "invalid_quantity",
-      shape: {
-        keys: ["owner", "version", "lines", "saved", "unavailable", "itemCount", "subtotal", "promoCodes", "discounts", "discountTotal", "total", "pendingOps", "syncing", "lastError"],
-        spreadItems: 2, json: 2, has: true, refused: true, stillTwo: 2, frozen: true, laterItems: 3, laterLines: ["A", "B"],
-      },
-      prices: { refusals: Array(10).fill("invalid_money"), afterBad: ["A", "B"], priced: { amount: 250, currency: "USD" }, unpriced: null },
-    });
+    return JSON.parse(out.trim());
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+test("importing the package in Node touches no window and keeps a cart in memory", () => {
+  const script = `
+    Object.defineProperty(globalThis, "window", { get() { throw new Error("window was touched"); } });
+    const { CartClient, CartError } = await import("@cartsync/cart");
+    const cart = new CartClient();
+    const s = cart.add("A", 2, { amount: 100, currency: "USD" });
+    let code;
+    try { cart.add("A", 0); } catch (e) { code = e instanceof CartError && e.code; }
+    // A snapshot reads as a plain immutable object, and an old one keeps its state.
+    const later = cart.add("B", 1);
+    const spread = { ...s };
+    let refused = false;
+    try { s.itemCount = 99; } catch (e) { refused = e instanceof TypeError; }
+    Object.freeze(later);
+    const shape = {
+      keys: Object.keys(s), spreadItems: spread.itemCount, json: JSON.parse(JSON.stringify(s)).itemCount, has: "lines" in s && s.hasOwnProperty("total"),
+      refused, stillTwo: s.itemCount, frozen: Object.isFrozen(later), laterItems: later.itemCount, laterLines: later.lines.map((l) => l.sku),
+    };
+    // Malformed prices are refused whole (the module reads them without copying strings).
+    const bad = [{ amount: 1.5, currency: "USD" }, { amount: "1", currency: "USD" }, { amount: 1, currency: "usd" }, { amount: 1, currency: "EURO" },
+      { amount: 1, currency: "ÜSD" }, { amount: 1 }, { currency: "USD" }, 5, "USD", { amount: 1, get currency() { throw new Error("getter"); } }];
+    const refusals = bad.map((p) => { try { cart.add("C", 1, p); return "accepted"; } catch (e) { return e instanceof CartError ? e.code : String(e); } });
+    const afterBad = cart.snapshot().lines.map((l) => l.sku);
+    const priced = cart.add("D", 1, { amount: 250, currency: "USD" }).lines.find((l) => l.sku === "D").priceAtAdd;
+    const unpriced = cart.add("E", 1, null).lines.find((l) => l.sku === "E").priceAtAdd ?? null;
+    const prices = { refusals, afterBad, priced, unpriced };
+    console.log(JSON.stringify({ items: s.itemCount, subtotal: s.subtotal.amount, code, shape, prices }));
+  `;
+  assert.deepEqual(runInstalled(script), {
+    items: 2, subtotal: 200, code: "invalid_quantity",
+    shape: {
+      keys: ["owner", "version", "lines", "saved", "unavailable", "itemCount", "subtotal", "promoCodes", "discounts", "discountTotal", "total", "pendingOps", "syncing", "lastError"],
+      spreadItems: 2, json: 2, has: true, refused: true, stillTwo: 2, frozen: true, laterItems: 3, laterLines: ["A", "B"],
+    },
+    prices: { refusals: Array(10).fill("invalid_money"), afterBad: ["A", "B"], priced: { amount: 250, currency: "USD" }, unpriced: null },
+  });
+});
+
+test("snapshots read late, out of order and across two carts show exactly their moment", () => {
+  // The module hands the page each list as a change from the last one it read (src/render.rs);
+  // these reads jump between carts and moments, and the page scribbles on the arrays it got.
+  const script = `
+    const { CartClient } = await import("@cartsync/cart");
+    let seed = 7;
+    const rnd = (n) => ((seed = (seed * 1103515245 + 12345) % 2147483648), seed % n);
+    const carts = [0, 1].map((i) => ({ client: new CartClient({ storageKey: "c" + i }), model: new Map() }));
+    const kept = [];
+    let early = 0, mismatches = [], sameObject = 0, changedObject = 0, last = [null, null];
+    const state = (m) => [...m].map(([sku, q]) => sku + "=" + q).join(",");
+    const shown = (s) => s.lines.map((l) => l.sku + "=" + l.quantity).join(",");
+    for (let i = 0; i < 600; i++) {
+      const c = rnd(2), { client, model } = carts[c];
+      const sku = "S" + rnd(12), q = 1 + rnd(4), op = rnd(3);
+      let s;
+      if (op === 0 || !model.has(sku)) { s = client.add(sku, q, { amount: 100, currency: "USD" }); model.set(sku, (model.get(sku) ?? 0) + q); }
+      else if (op === 1) { s = client.setQuantity(sku, q); model.set(sku, q); }
+      else { s = client.remove(sku); model.delete(sku); }
+      const want = state(model), items = [...model.values()].reduce((a, b) => a + b, 0);
+      if (rnd(3) === 0) {
+        early++;
+        if (shown(s) !== want || s.itemCount !== items) mismatches.push([i, shown(s), want]);
+        // An unchanged line is the object the last read of this cart gave.
+        const before = last[c];
+        if (before) for (const l of s.lines) { const b = before.lines.find((x) => x.sku === l.sku); if (b && b.quantity === l.quantity && b.addedAt === l.addedAt) b === l ? sameObject++ : changedObject++; }
+        last[c] = s;
+        s.lines.reverse(); s.lines.push({ sku: "junk" });
+      } else kept.push([s, want, items]);
+    }
+    for (let i = kept.length - 1; i > 0; i--) { const j = rnd(i + 1); [kept[i], kept[j]] = [kept[j], kept[i]]; }
+    for (const [s, want, items] of kept) {
+      if (shown(s) !== want || s.itemCount !== items) mismatches.push(["late", shown(s), want]);
+      s.lines.sort();
+    }
+    console.log(JSON.stringify({ early: early > 100, late: kept.length > 300, mismatches, sameObject: sameObject > 200, changedObject }));
+  `;
+  assert.deepEqual(runInstalled(script), { early: true, late: true, mismatches: [], sameObject: true, changedObject: 0 });
 });
 
 test("npm pack installs into a fresh Vite project that bundles and runs it", async () => {
