@@ -4,10 +4,9 @@
 use crate::engine::{Engine, Failure, Identity, Push, checkout_settled, failure_of, retry_hint_ms};
 use crate::storage::{MemoryStorage, Storage, StorageError};
 use js_sys::{Function, JSON, Promise, Reflect};
-use serde::Serialize;
 use serde_json::Value;
 use shared::promo::PromoCode;
-use shared::wire::{ErrorBody, OrderView, read};
+use shared::wire::{ErrorBody, read};
 use shared::{CartError, Currency, ErrorCode, Limits, Money, OpKind, Quantity, Sku, Timestamp};
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -203,8 +202,18 @@ fn cart_error(e: CartError) -> JsValue {
     js_error(e.code, &e.message)
 }
 
-fn to_js<T: Serialize>(v: &T) -> JsValue {
-    serde_json::to_string(v).ok().and_then(|s| JSON::parse(&s).ok()).unwrap_or(JsValue::NULL)
+/// A JSON value as the page's object.
+fn js_of(v: &Value) -> JsValue {
+    JSON::parse(&shared::json::text(v)).unwrap_or(JsValue::NULL)
+}
+
+/// A plain object of string fields.
+fn js_strings(fields: &[(&str, &str)]) -> JsValue {
+    let o = js_sys::Object::new();
+    for (k, v) in fields {
+        let _ = Reflect::set(&o, &JsValue::from_str(k), &JsValue::from_str(v));
+    }
+    o.into()
 }
 
 /// Reads an answer body with one of `shared::wire::read`'s readers.
@@ -674,70 +683,6 @@ fn parse_money(v: &JsValue) -> Result<Option<Money>, JsValue> {
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct OrderLineJs {
-    sku: String,
-    quantity: u32,
-    unit_price: Money,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    price_at_add: Option<Money>,
-    discount: Money,
-    line_total: Money,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct GiftCardJs {
-    last4: String,
-    amount: Money,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct OrderJs {
-    id: String,
-    status: String,
-    lines: Vec<OrderLineJs>,
-    subtotal: Money,
-    discounts: Vec<shared::wire::DiscountView>,
-    discount_total: Money,
-    total: Money,
-    gift_cards: Vec<GiftCardJs>,
-    amount_due: Money,
-    reserved_until: Timestamp,
-    created_at: Timestamp,
-}
-
-impl From<OrderView> for OrderJs {
-    fn from(o: OrderView) -> Self {
-        OrderJs {
-            id: o.id,
-            status: o.status,
-            lines: o
-                .lines
-                .into_iter()
-                .map(|l| OrderLineJs {
-                    sku: l.sku.as_str().to_owned(),
-                    quantity: l.quantity,
-                    unit_price: l.unit_price,
-                    price_at_add: l.price_at_add,
-                    discount: l.discount.unwrap_or(Money::zero(l.line_total.currency())),
-                    line_total: l.line_total,
-                })
-                .collect(),
-            subtotal: o.subtotal,
-            discounts: o.discounts,
-            discount_total: o.discount_total,
-            total: o.total,
-            gift_cards: o.gift_cards.into_iter().map(|g| GiftCardJs { last4: g.last4, amount: g.amount }).collect(),
-            amount_due: o.amount_due,
-            reserved_until: o.reserved_until,
-            created_at: o.created_at,
-        }
-    }
-}
-
 fn no_endpoint(what: &str) -> Promise {
     Promise::reject(&js_error(ErrorCode::NoEndpoint, &format!("{what} needs an endpoint")))
 }
@@ -792,7 +737,7 @@ async fn http(
     }
     if let Some(b) = body {
         headers.append("Content-Type", "application/json").map_err(|_| "bad header".to_owned())?;
-        init.set_body(&JsValue::from_str(&b.to_string()));
+        init.set_body(&JsValue::from_str(&shared::json::text(b)));
     }
     init.set_headers(&headers);
     let url = format!("{endpoint}{path}");
@@ -805,7 +750,7 @@ async fn http(
 
 /// Turns an error answer into a rejected `CartError`, with the server's details.
 fn answer_error(error: ErrorBody) -> JsValue {
-    let details = if error.details.is_empty() { JsValue::UNDEFINED } else { to_js(&error.details) };
+    let details = if error.details.is_empty() { JsValue::UNDEFINED } else { js_of(&Value::Object(error.details)) };
     JsCartError::new(&error.code, &error.message, details).into()
 }
 
@@ -999,16 +944,17 @@ async fn checkout_now(
         None => rc.borrow_mut().engine.checkout_key(),
     };
     let identity = rc.borrow().engine.identity().clone();
-    let mut body = serde_json::json!({});
+    let mut body = serde_json::Map::new();
     if let Some(m) = expected {
-        body["expected_total"] = serde_json::json!(m);
+        body.insert("expected_total".into(), m.to_json());
     }
     if !gift_cards.is_empty() {
-        body["gift_cards"] = serde_json::json!(gift_cards);
+        body.insert("gift_cards".into(), gift_cards.into());
     }
     if let Some(q) = quote {
-        body["quote"] = Value::String(q);
+        body.insert("quote".into(), Value::String(q));
     }
+    let body = Value::Object(body);
     let answer = http(&endpoint, "POST", "/v1/cart/checkout", Some(&identity), Some(&body), &[("Idempotency-Key", &key)]).await;
     let (status, text) = answer.map_err(|why| network_error(&why))?;
     let error = (status != 201).then(|| ErrorBody::of_answer(status, &text));
@@ -1018,7 +964,7 @@ async fn checkout_now(
     match error {
         None => {
             let order = read_answer(&text, |v| read::order(&v["order"])).map_err(unavailable)?;
-            Ok(to_js(&OrderJs::from(order)))
+            Ok(js_of(&crate::engine::order_json(&order)))
         }
         Some(e) => Err(answer_error(e)),
     }
@@ -1324,8 +1270,8 @@ impl CartClient {
         let Some(guest) = self.inner.borrow_mut().engine.guest_token() else {
             return Promise::reject(&js_error(ErrorCode::InvalidRequest, "this cart is a user's already: there is nothing to merge"));
         };
-        let body = serde_json::json!({ "guest_token": guest }).to_string();
-        let headers = to_js(&serde_json::json!({ "Authorization": format!("Bearer {token}") }));
+        let body = shared::json::text(&shared::json::object([("guest_token", guest.into())]));
+        let headers = js_strings(&[("Authorization", &format!("Bearer {token}"))]);
         api_call(self.sync(), &endpoint, "/v1/cart/merge/preview", headers, Some(body))
     }
 
@@ -1362,7 +1308,7 @@ impl CartClient {
             Identity::Guest { token } => ("X-Cart-Token", token),
             Identity::User { jwt } => ("Authorization", format!("Bearer {jwt}")),
         };
-        to_js(&serde_json::json!({ name: value }))
+        js_strings(&[(name, &value)])
     }
 
     /// Back to a fresh, empty guest cart; nothing of the user's cart stays in storage.

@@ -13,7 +13,9 @@ use serde_json::Value;
 use shared::promo::{PromoCode, Promotion, PromotionId, Usage};
 use shared::sort::{SortedMap, SortedSet};
 use shared::stored::StoredCart;
-use shared::wire::{self, Availability, CartView, DiscountView, ErrorBody, OpsResponse, Owner, PromoCodeView, Promos};
+use shared::wire::{
+    self, Availability, CartView, DiscountView, ErrorBody, OpsResponse, OrderLineView, OrderView, Owner, PromoCodeView, Promos,
+};
 use shared::{Cart, CartError, CartLine, ClientSeq, Currency, ErrorCode, GuestToken, Limits, Money, Op, OpId, OpKind, Sku, Timestamp};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -109,11 +111,11 @@ impl KnownPromotions {
                 v
             })
             .collect();
-        serde_json::json!({
-            "promotions": list,
-            "asked": self.asked.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-            "at": self.at,
-        })
+        shared::json::object([
+            ("promotions", Value::Array(list)),
+            ("asked", self.asked.iter().map(|c| Value::from(c.as_str())).collect()),
+            ("at", self.at.map_or(Value::Null, |t| t.to_string().into())),
+        ])
     }
 
     fn from_json(v: &Value, currency: Currency) -> KnownPromotions {
@@ -289,6 +291,73 @@ struct Stored<'a> {
     promotions: Value,
     marks: Value,
     rev: u64,
+}
+
+impl Stored<'_> {
+    /// The JSON serde writes for the record, written by hand: serde's serializer for it (and for
+    /// the cart inside) was the largest function of the browser module.
+    fn text(&self) -> String {
+        use shared::wire::fast_json::{availability, money, string, uint};
+        let mut out = Vec::with_capacity(4096);
+        out.extend_from_slice(b"{\"format\":");
+        uint(&mut out, u64::from(self.format));
+        out.extend_from_slice(match self.owner {
+            Owner::Guest => b",\"owner\":\"guest\"",
+            Owner::User => b",\"owner\":\"user\"",
+        });
+        for (name, token) in [(&b",\"guest_token\":"[..], &self.guest_token), (b",\"user_token\":", &self.user_token)] {
+            if let Some(t) = token {
+                out.extend_from_slice(name);
+                string(&mut out, t);
+            }
+        }
+        out.extend_from_slice(b",\"cart\":");
+        self.cart.write_json(&mut out);
+        out.extend_from_slice(b",\"annotations\":{");
+        for (i, (sku, a)) in self.annotations.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            string(&mut out, sku.as_str());
+            out.extend_from_slice(b":{");
+            if let Some(p) = &a.current_price {
+                out.extend_from_slice(b"\"current_price\":");
+                money(&mut out, p);
+            }
+            if let Some(v) = a.availability {
+                if a.current_price.is_some() {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"\"availability\":");
+                out.extend_from_slice(availability(v));
+            }
+            out.push(b'}');
+        }
+        out.push(b'}');
+        if let Some(e) = &self.last_error {
+            out.extend_from_slice(b",\"last_error\":{\"code\":");
+            string(&mut out, &e.code);
+            out.extend_from_slice(b",\"message\":");
+            string(&mut out, &e.message);
+            out.push(b'}');
+        }
+        if let Some(k) = &self.checkout_key {
+            out.extend_from_slice(b",\"checkout_key\":{\"version\":");
+            uint(&mut out, k.version);
+            out.extend_from_slice(b",\"key\":");
+            string(&mut out, k.key);
+            out.push(b'}');
+        }
+        for (name, v) in [(&b",\"promotions\":"[..], &self.promotions), (b",\"marks\":", &self.marks)] {
+            out.extend_from_slice(name);
+            shared::json::write(&mut out, v);
+        }
+        out.extend_from_slice(b",\"rev\":");
+        uint(&mut out, self.rev);
+        out.push(b'}');
+        // Only whole strings and ASCII were written.
+        String::from_utf8(out).unwrap_or_default()
+    }
 }
 
 /// The base record as read: everything but the op logs.
@@ -1213,7 +1282,7 @@ impl Engine {
             marks: self.marks.to_json(),
             rev: self.rev,
         };
-        let text = serde_json::to_string(&stored).unwrap_or_default();
+        let text = stored.text();
         let before = self.storage.generation();
         let result = self.storage.set(&self.key, &text);
         if before == self.generation {
@@ -1449,7 +1518,7 @@ impl Engine {
         self.write_base();
         self.rebuild();
         Some(Push {
-            body: serde_json::json!({ "ops": ops }),
+            body: shared::json::object([("ops", Value::Array(ops))]),
             ids: self.in_flight.clone(),
             identity: self.state.identity.clone(),
             epoch: self.epoch,
@@ -1584,7 +1653,7 @@ impl Engine {
         let batch: Vec<PendingOp> = self.state.pending.iter().take(BATCH).cloned().collect();
         let ops = self.ops_body(&batch);
         let ids = batch.iter().map(|p| p.op.id.as_str().to_owned()).collect();
-        Some((serde_json::json!({ "guest_token": token, "ops": ops }), ids))
+        Some((shared::json::object([("guest_token", token.into()), ("ops", Value::Array(ops))]), ids))
     }
 
     /// The guest token of this client's cart, if it is a guest's (for a merge preview).
@@ -1680,6 +1749,47 @@ impl Engine {
     }
 }
 
+/// An order as the page gets it (the JavaScript `Order`): camelCase, and every line with its
+/// `discount` (zero on orders placed before promotions).
+pub fn order_json(o: &OrderView) -> Value {
+    use shared::json::object;
+    let line = |l: &OrderLineView| {
+        let mut m = serde_json::Map::new();
+        m.insert("sku".into(), l.sku.as_str().into());
+        m.insert("quantity".into(), l.quantity.into());
+        m.insert("unitPrice".into(), l.unit_price.to_json());
+        if let Some(p) = &l.price_at_add {
+            m.insert("priceAtAdd".into(), p.to_json());
+        }
+        m.insert("discount".into(), l.discount.unwrap_or(Money::zero(l.line_total.currency())).to_json());
+        m.insert("lineTotal".into(), l.line_total.to_json());
+        Value::Object(m)
+    };
+    let discount = |d: &DiscountView| {
+        let mut m = serde_json::Map::new();
+        m.insert("promotion".into(), d.promotion.as_str().into());
+        if let Some(c) = &d.code {
+            m.insert("code".into(), c.as_str().into());
+        }
+        m.insert("description".into(), d.description.as_str().into());
+        m.insert("amount".into(), d.amount.to_json());
+        Value::Object(m)
+    };
+    object([
+        ("id", o.id.as_str().into()),
+        ("status", o.status.as_str().into()),
+        ("lines", o.lines.iter().map(line).collect()),
+        ("subtotal", o.subtotal.to_json()),
+        ("discounts", o.discounts.iter().map(discount).collect()),
+        ("discountTotal", o.discount_total.to_json()),
+        ("total", o.total.to_json()),
+        ("giftCards", o.gift_cards.iter().map(|g| object([("last4", g.last4.as_str().into()), ("amount", g.amount.to_json())])).collect()),
+        ("amountDue", o.amount_due.to_json()),
+        ("reservedUntil", o.reserved_until.to_string().into()),
+        ("createdAt", o.created_at.to_string().into()),
+    ])
+}
+
 fn corrupt(why: String) -> LastError {
     LastError::new(ErrorCode::StorageCorrupt, format!("the stored cart could not be read ({why}); starting a new cart"))
 }
@@ -1747,6 +1857,119 @@ mod tests {
 
     fn add(sku: &str) -> OpKind {
         OpKind::Add { sku: Sku::parse(sku).unwrap(), quantity: Quantity::new(1, &Limits::default()).unwrap(), price_at_add: None }
+    }
+
+    #[test]
+    fn an_order_reaches_the_page_in_camel_case_with_a_discount_on_every_line() {
+        let usd = |a| Money::new(a, Currency::USD).unwrap();
+        let order = OrderView {
+            id: "ord-1".into(),
+            status: "pending_payment".into(),
+            lines: vec![
+                OrderLineView {
+                    sku: Sku::parse("A").unwrap(),
+                    quantity: 2,
+                    unit_price: usd(500),
+                    price_at_add: Some(usd(450)),
+                    discount: Some(usd(100)),
+                    line_total: usd(900),
+                },
+                OrderLineView {
+                    sku: Sku::parse("B").unwrap(),
+                    quantity: 1,
+                    unit_price: usd(300),
+                    price_at_add: None,
+                    discount: None,
+                    line_total: usd(300),
+                },
+            ],
+            subtotal: usd(1300),
+            discounts: vec![
+                DiscountView {
+                    promotion: "p1".into(),
+                    code: Some(PromoCode::parse("SAVE").unwrap()),
+                    description: "a \"deal\"".into(),
+                    amount: usd(60),
+                },
+                DiscountView { promotion: "auto".into(), code: None, description: "auto".into(), amount: usd(40) },
+            ],
+            discount_total: usd(100),
+            total: usd(1200),
+            gift_cards: vec![shared::wire::GiftCardUse { last4: "4242".into(), amount: usd(200) }],
+            amount_due: usd(1000),
+            reserved_until: Timestamp::from_millis(1_800_000_000_000),
+            created_at: Timestamp::from_millis(1_799_999_999_123),
+            payment_ref: Some("never shown".into()),
+        };
+        let m = |a: i64| serde_json::json!({ "amount": a, "currency": "USD" });
+        assert_eq!(
+            order_json(&order),
+            serde_json::json!({
+                "id": "ord-1", "status": "pending_payment",
+                "lines": [
+                    { "sku": "A", "quantity": 2, "unitPrice": m(500), "priceAtAdd": m(450), "discount": m(100), "lineTotal": m(900) },
+                    { "sku": "B", "quantity": 1, "unitPrice": m(300), "discount": m(0), "lineTotal": m(300) },
+                ],
+                "subtotal": m(1300),
+                "discounts": [
+                    { "promotion": "p1", "code": "SAVE", "description": "a \"deal\"", "amount": m(60) },
+                    { "promotion": "auto", "description": "auto", "amount": m(40) },
+                ],
+                "discountTotal": m(100), "total": m(1200),
+                "giftCards": [{ "last4": "4242", "amount": m(200) }],
+                "amountDue": m(1000),
+                "reservedUntil": "2027-01-15T08:00:00Z", "createdAt": "2027-01-15T07:59:59.123Z",
+            })
+        );
+    }
+
+    #[test]
+    fn the_hand_written_base_record_is_serdes_byte_for_byte() {
+        let l = Limits::default();
+        let texts = ["plain", "a \"quoted\" \\ word", "line\nbreak\u{1}", "ünïcødé"];
+        let states = [None, Some(Availability::InStock), Some(Availability::OutOfStock), Some(Availability::Discontinued)];
+        for case in 0..64usize {
+            let bit = |b: usize| case >> b & 1 == 1;
+            let mut cart = Cart::new(Currency::USD);
+            for i in 0..case % 5 {
+                let price = (i % 2 == 0).then(|| Money::new(100 * i as i64, Currency::USD).unwrap());
+                let _ = cart.apply(
+                    &OpKind::Add {
+                        sku: Sku::parse(&format!("S{i}")).unwrap(),
+                        quantity: Quantity::new(1 + i as i64, &l).unwrap(),
+                        price_at_add: price,
+                    },
+                    &l,
+                    Timestamp::from_millis(i as i64 * 1001),
+                );
+            }
+            if bit(1) {
+                let _ = cart.apply(&OpKind::SaveForLater { sku: Sku::parse("S0").unwrap() }, &l, Timestamp::from_millis(9));
+                let _ = cart.apply(&OpKind::ApplyPromoCode { code: PromoCode::parse("SAVE").unwrap() }, &l, Timestamp::from_millis(9));
+            }
+            let mut annotations = SortedMap::new();
+            for i in 0..case % 4 {
+                let current_price = (i % 2 == 1).then(|| Money::new(7 * i as i64, Currency::USD).unwrap());
+                annotations
+                    .insert(Sku::parse(&format!("S{i}")).unwrap(), Annotation { current_price, availability: states[(case + i) % 4] });
+            }
+            let (guest_token, user_token) =
+                if bit(2) { (None, Some(texts[case % 4].to_owned())) } else { (Some(texts[case % 4].to_owned()), None) };
+            let stored = Stored {
+                format: FORMAT,
+                owner: if bit(2) { Owner::User } else { Owner::Guest },
+                guest_token,
+                user_token,
+                cart: StoredCart::from(&cart),
+                annotations: &annotations,
+                last_error: bit(3).then(|| LastError { code: "network_error".into(), message: texts[(case + 1) % 4].into() }),
+                checkout_key: bit(4).then_some(StoredCheckoutKey { version: case as u64, key: texts[(case + 2) % 4] }),
+                promotions: serde_json::json!({ "list": [{ "id": texts[case % 4], "n": case }], "at": null }),
+                marks: serde_json::json!({ "folded": { "tab": case } }),
+                rev: case as u64 * 3,
+            };
+            assert_eq!(stored.text(), serde_json::to_string(&stored).unwrap(), "case {case}");
+        }
     }
 
     #[test]

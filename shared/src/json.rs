@@ -1,4 +1,4 @@
-//! A small JSON reader into `serde_json::Value`, for the browser cart.
+//! A small JSON reader into `serde_json::Value` and writer out of it, for the browser cart.
 //!
 //! `serde_json::from_str::<Value>` goes through serde's deserializer and visitor machinery, about
 //! 10 KB of the WebAssembly module; this reader builds the same `Value` directly. It accepts and
@@ -21,6 +21,50 @@ impl fmt::Display for JsonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "not JSON at byte {}", self.at)
     }
+}
+
+/// `v` as `serde_json::to_string` writes it, byte for byte (keys in the map's sorted order),
+/// without serde's serializer: the browser module carries none.
+pub fn write(out: &mut Vec<u8>, v: &Value) {
+    use crate::wire::fast_json::{int, list, string, uint};
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => uint(out, u),
+            (None, Some(i)) => int(out, i),
+            // A float: `Number`'s `Display` is serde_json's own float writer.
+            _ => out.extend_from_slice(n.to_string().as_bytes()),
+        },
+        Value::String(s) => string(out, s),
+        Value::Array(a) => list(out, a, write),
+        Value::Object(m) => {
+            out.push(b'{');
+            for (i, (k, v)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                string(out, k);
+                out.push(b':');
+                write(out, v);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// `v` as text (see [`write`]).
+pub fn text(v: &Value) -> String {
+    let mut out = Vec::new();
+    write(&mut out, v);
+    // Only whole strings and ASCII were written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// An object of `fields`, built without `json!` (which goes through serde's serializer for every
+/// value that is not a literal).
+pub fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
 /// How deep arrays and objects may nest, as in `serde_json`.

@@ -4,10 +4,11 @@
 //! same definition.
 
 use crate::error::{CartError, ErrorCode};
+use crate::json::object;
 use crate::promo::{Action, PromoCode, Promotion, PromotionId};
 use crate::time::Timestamp;
 use crate::types::{Currency, Money, Sku};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// Most SKUs one action may list, and most items one bundle may have.
 pub const MAX_ACTION_SKUS: usize = 500;
@@ -165,7 +166,7 @@ pub fn parse_promotion(id: PromotionId, body: &Value, currency: Currency) -> Res
 }
 
 fn money(m: &Money) -> Value {
-    json!({"amount": m.amount(), "currency": m.currency().as_str()})
+    m.to_json()
 }
 
 fn skus_json(skus: &[Sku]) -> Value {
@@ -174,33 +175,41 @@ fn skus_json(skus: &[Sku]) -> Value {
 
 fn action_json(a: &Action) -> Value {
     match a {
-        Action::PercentOffOrder { percent } => json!({"type": "percent_off_order", "percent": percent}),
-        Action::AmountOffOrder { amount } => json!({"type": "amount_off_order", "amount": money(amount)}),
-        Action::PercentOffItems { percent, skus } => json!({"type": "percent_off_items", "percent": percent, "skus": skus_json(skus)}),
-        Action::AmountOffItems { amount, skus } => json!({"type": "amount_off_items", "amount": money(amount), "skus": skus_json(skus)}),
-        Action::BuyXGetY { skus, buy, get, percent } => {
-            json!({"type": "buy_x_get_y", "skus": skus_json(skus), "buy": buy, "get": get, "percent": percent})
+        Action::PercentOffOrder { percent } => object([("type", "percent_off_order".into()), ("percent", (*percent).into())]),
+        Action::AmountOffOrder { amount } => object([("type", "amount_off_order".into()), ("amount", money(amount))]),
+        Action::PercentOffItems { percent, skus } => {
+            object([("type", "percent_off_items".into()), ("percent", (*percent).into()), ("skus", skus_json(skus))])
         }
-        Action::Bundle { items, price } => json!({
-            "type": "bundle",
-            "items": items.iter().map(|(s, q)| json!({"sku": s.as_str(), "quantity": q})).collect::<Vec<_>>(),
-            "price": money(price),
-        }),
+        Action::AmountOffItems { amount, skus } => {
+            object([("type", "amount_off_items".into()), ("amount", money(amount)), ("skus", skus_json(skus))])
+        }
+        Action::BuyXGetY { skus, buy, get, percent } => object([
+            ("type", "buy_x_get_y".into()),
+            ("skus", skus_json(skus)),
+            ("buy", (*buy).into()),
+            ("get", (*get).into()),
+            ("percent", (*percent).into()),
+        ]),
+        Action::Bundle { items, price } => object([
+            ("type", "bundle".into()),
+            ("items", Value::Array(items.iter().map(|(s, q)| object([("sku", s.as_str().into()), ("quantity", (*q).into())])).collect())),
+            ("price", money(price)),
+        ]),
     }
 }
 
 /// A promotion's definition as [`parse_promotion`] reads it, with its `id`.
 pub fn promotion_json(p: &Promotion) -> Value {
     let mut m = Map::new();
-    m.insert("id".into(), json!(p.id.as_str()));
+    m.insert("id".into(), p.id.as_str().into());
     if let Some(c) = &p.code {
-        m.insert("code".into(), json!(c.as_str()));
+        m.insert("code".into(), c.as_str().into());
     }
-    m.insert("description".into(), json!(p.description));
-    m.insert("active".into(), json!(p.active));
+    m.insert("description".into(), p.description.as_str().into());
+    m.insert("active".into(), p.active.into());
     let mut time = |k: &str, t: Option<Timestamp>| {
         if let Some(t) = t {
-            m.insert(k.into(), json!(t.to_string()));
+            m.insert(k.into(), t.to_string().into());
         }
     };
     time("starts_at", p.starts_at);
@@ -212,12 +221,12 @@ pub fn promotion_json(p: &Promotion) -> Value {
     if let Some(x) = &p.max_discount {
         m.insert("max_discount".into(), money(x));
     }
-    m.insert("combinable".into(), json!(p.combinable));
+    m.insert("combinable".into(), p.combinable.into());
     if let Some(x) = p.usage_limit {
-        m.insert("usage_limit".into(), json!(x));
+        m.insert("usage_limit".into(), x.into());
     }
     if let Some(x) = p.usage_limit_per_customer {
-        m.insert("usage_limit_per_customer".into(), json!(x));
+        m.insert("usage_limit_per_customer".into(), x.into());
     }
     Value::Object(m)
 }
@@ -231,6 +240,7 @@ pub fn promotion_from_json(v: &Value, currency: Currency) -> Result<Promotion, C
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn id() -> PromotionId {
         PromotionId::parse("spring-10").unwrap()

@@ -67,6 +67,45 @@ impl StoredCart {
     }
 }
 
+impl StoredCart {
+    /// This cart's JSON exactly as serde writes it, written by hand: the browser module carries
+    /// no serializer for it.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        use crate::wire::fast_json::{list, string, uint};
+        out.extend_from_slice(b"{\"format\":");
+        uint(out, u64::from(self.format));
+        out.extend_from_slice(b",\"currency\":");
+        string(out, self.currency.as_str());
+        out.extend_from_slice(b",\"version\":");
+        uint(out, self.version);
+        out.extend_from_slice(b",\"next_seq\":");
+        uint(out, self.next_seq);
+        out.extend_from_slice(b",\"updated_at\":\"");
+        self.updated_at.write_rfc3339(out);
+        out.extend_from_slice(b"\",\"accessed_at\":\"");
+        self.accessed_at.write_rfc3339(out);
+        out.extend_from_slice(b"\",\"lines\":");
+        list(out, &self.lines, StoredLine::write_json);
+        out.extend_from_slice(b",\"saved\":");
+        list(out, &self.saved, StoredLine::write_json);
+        if !self.promo_codes.is_empty() {
+            out.extend_from_slice(b",\"promo_codes\":");
+            list(out, &self.promo_codes, |out, c| string(out, c.as_str()));
+        }
+        out.push(b'}');
+    }
+}
+
+impl StoredLine {
+    fn write_json(out: &mut Vec<u8>, l: &StoredLine) {
+        use crate::wire::fast_json::{line_head, uint};
+        line_head(out, &l.sku, l.quantity, l.price_at_add.as_ref(), l.added_at);
+        out.extend_from_slice(b",\"seq\":");
+        uint(out, l.seq);
+        out.push(b'}');
+    }
+}
+
 impl From<&Cart> for StoredCart {
     fn from(c: &Cart) -> Self {
         let lines = |v: &[CartLine]| {

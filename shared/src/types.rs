@@ -184,6 +184,11 @@ impl Money {
         Money { amount, currency }
     }
 
+    /// `{"amount": <integer>, "currency": "<ISO 4217>"}`, as serde writes it.
+    pub fn to_json(&self) -> serde_json::Value {
+        crate::json::object([("amount", self.amount().into()), ("currency", self.currency().as_str().into())])
+    }
+
     /// Parses `{"amount": <integer>, "currency": "<ISO 4217>"}` with the contract's error codes.
     pub fn from_json(v: &serde_json::Value) -> Result<Money, CartError> {
         let bad = || CartError::new(ErrorCode::InvalidMoney, "money is {\"amount\": <integer minor units>, \"currency\": \"USD\"}");

@@ -344,18 +344,23 @@ pub mod fast_json {
         }
     }
 
-    fn line(out: &mut Vec<u8>, l: &LineView) {
+    /// The fields a cart line starts with in the API and in storage, from `{` to `added_at`.
+    pub fn line_head(out: &mut Vec<u8>, sku: &crate::types::Sku, quantity: u32, price_at_add: Option<&Money>, added_at: Timestamp) {
         out.extend_from_slice(b"{\"sku\":");
-        string(out, l.sku.as_str());
+        string(out, sku.as_str());
         out.extend_from_slice(b",\"quantity\":");
-        uint(out, u64::from(l.quantity));
-        if let Some(p) = &l.price_at_add {
+        uint(out, u64::from(quantity));
+        if let Some(p) = price_at_add {
             out.extend_from_slice(b",\"price_at_add\":");
             money(out, p);
         }
         out.extend_from_slice(b",\"added_at\":\"");
-        l.added_at.write_rfc3339(out);
+        added_at.write_rfc3339(out);
         out.push(b'"');
+    }
+
+    fn line(out: &mut Vec<u8>, l: &LineView) {
+        line_head(out, &l.sku, l.quantity, l.price_at_add.as_ref(), l.added_at);
         if let Some(p) = &l.current_price {
             out.extend_from_slice(b",\"current_price\":");
             money(out, p);

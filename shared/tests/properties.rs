@@ -217,6 +217,12 @@ proptest! {
         prop_assert!(view.lines.iter().all(|l| l.reason.is_none() && !matches!(l.availability, Some(Availability::OutOfStock | Availability::Discontinued))));
         prop_assert_eq!(view.item_count, view.lines.iter().map(|l| u64::from(l.quantity)).sum::<u64>());
         prop_assert_eq!(view.promo_codes.len(), cart.promo_codes.len());
+        // The stored form's hand-written JSON too (the far timestamps included).
+        cart.accessed_at = Timestamp::from_millis(times[2]);
+        let stored = shared::stored::StoredCart::from(&cart);
+        let mut fast = Vec::new();
+        stored.write_json(&mut fast);
+        prop_assert_eq!(String::from_utf8(fast).unwrap(), serde_json::to_string(&stored).unwrap());
     }
 }
 
@@ -338,5 +344,34 @@ mod erased {
         fn json(&self) -> String {
             serde_json::to_string(self).unwrap()
         }
+    }
+}
+
+/// Any JSON value: every number kind (floats included), strings with quotes, backslashes,
+/// control characters and any Unicode, nested arrays and objects.
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_filter("JSON numbers are finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<String>().prop_map(Value::String),
+        "[\"\\\\\\x00-\\x1f a]{0,6}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+            prop::collection::vec((any::<String>(), inner), 0..8).prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    /// The browser module's JSON writer is serde_json's, byte for byte.
+    #[test]
+    fn the_hand_written_json_writer_is_serdes(v in json_value()) {
+        prop_assert_eq!(shared::json::text(&v), serde_json::to_string(&v).unwrap());
     }
 }
