@@ -64,7 +64,17 @@ pub fn text(v: &Value) -> String {
 /// An object of `fields`, built without `json!` (which goes through serde's serializer for every
 /// value that is not a literal).
 pub fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
-    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    insert_all(&mut fields.into_iter())
+}
+
+/// One function for every size of [`object`]: collecting into the map sorts the fields first,
+/// which copied a sort routine into the module for each size.
+fn insert_all(fields: &mut dyn Iterator<Item = (&str, Value)>) -> Value {
+    let mut m = Map::new();
+    for (k, v) in fields {
+        m.insert(k.to_owned(), v);
+    }
+    Value::Object(m)
 }
 
 /// How deep arrays and objects may nest, as in `serde_json`.

@@ -95,7 +95,7 @@ fn of_snapshot(s: &Snapshot) -> Value {
         "lines": s.lines.iter().map(|l| json!([l.sku.as_str(), l.quantity, l.discount, l.line_total])).collect::<Vec<_>>(),
         "subtotal": s.subtotal, "discount_total": s.discount_total, "total": s.total,
         "discounts": s.discounts.iter().map(|d| json!([d.promotion, d.code.as_ref().map(|c| c.as_str()), d.description, d.amount])).collect::<Vec<_>>(),
-        "codes": s.promo_codes.iter().map(|c| json!([c.code.as_str(), c.applied, c.reason, c.missing, c.pending])).collect::<Vec<_>>(),
+        "codes": s.promo_codes.iter().map(|c| json!([c.code.as_str(), c.applied, c.reason, c.missing, c.pending.unwrap_or(false)])).collect::<Vec<_>>(),
     })
 }
 
