@@ -120,6 +120,17 @@ function camelAnswer(v) {
   return out;
 }
 
+/** One request of the cart's own sync (ops, pulls, login, checkout): `[status, text]`, `text`
+ * null if the body broke off; rejects when no answer came. */
+export async function httpCall(url, method, headers, body) {
+  const res = await fetch(url, { method, headers, body: body ?? undefined });
+  try {
+    return [res.status, await res.text()];
+  } catch {
+    return [res.status, null];
+  }
+}
+
 /** The calls of CartClient that only ask the server (previewLogin, quote, extendHold,
  * cancelOrder): after `before` (a sync whose failure is theirs), one POST; the answer in camelCase,
  * or a CartError: `network_error` without an answer, the server's code and details with one. */

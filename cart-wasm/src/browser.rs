@@ -26,6 +26,10 @@ extern "C" {
     /// `headers` and the JSON `body`; the answer as the page's object, or a `CartError`.
     #[wasm_bindgen(js_name = apiCall)]
     fn api_call(before: Promise, endpoint: &str, path: &str, headers: JsValue, body: Option<String>) -> Promise;
+    /// One `fetch`: `[status, text]` (`text` null if the body broke off), or a rejection when
+    /// no answer came.
+    #[wasm_bindgen(js_name = httpCall)]
+    fn http_call(url: &str, method: &str, headers: JsValue, body: Option<String>) -> Promise;
 }
 
 /// The frozen state behind one `CartSnapshot`, rendered (to JSON, parsed by the page) only when
@@ -61,8 +65,6 @@ extern "C" {
     fn set_timeout(f: &Function, ms: i32) -> JsValue;
     #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues)]
     fn get_random_values(buf: &mut [u8]);
-    #[wasm_bindgen(js_name = fetch)]
-    fn fetch_request(req: &web_sys::Request) -> Promise;
 }
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -724,28 +726,28 @@ async fn http(
     body: Option<&Value>,
     extra: &[(&str, &str)],
 ) -> Result<(u16, String), String> {
-    let init = web_sys::RequestInit::new();
-    init.set_method(method);
-    let headers = web_sys::Headers::new().map_err(|_| "no Headers".to_owned())?;
+    let bearer;
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(extra.len() + 2);
     match identity {
-        Some(Identity::Guest { token }) => headers.append("X-Cart-Token", token).map_err(|_| "bad header".to_owned())?,
-        Some(Identity::User { jwt }) => headers.append("Authorization", &format!("Bearer {jwt}")).map_err(|_| "bad header".to_owned())?,
+        Some(Identity::Guest { token }) => headers.push(("X-Cart-Token", token)),
+        Some(Identity::User { jwt }) => {
+            bearer = format!("Bearer {jwt}");
+            headers.push(("Authorization", &bearer));
+        }
         None => {}
     }
-    for (k, v) in extra {
-        headers.append(k, v).map_err(|_| "bad header".to_owned())?;
+    headers.extend_from_slice(extra);
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
     }
-    if let Some(b) = body {
-        headers.append("Content-Type", "application/json").map_err(|_| "bad header".to_owned())?;
-        init.set_body(&JsValue::from_str(&shared::json::text(b)));
-    }
-    init.set_headers(&headers);
     let url = format!("{endpoint}{path}");
-    let req = web_sys::Request::new_with_str_and_init(&url, &init).map_err(|e| format!("{e:?}"))?;
-    let res = JsFuture::from(fetch_request(&req)).await.map_err(|_| format!("could not reach {endpoint}"))?;
-    let res: web_sys::Response = res.dyn_into().map_err(|_| "not a Response".to_owned())?;
-    let text = JsFuture::from(res.text().map_err(|_| "no body".to_owned())?).await.map_err(|_| "the answer broke off".to_owned())?;
-    Ok((res.status(), text.as_string().unwrap_or_default()))
+    let answer = JsFuture::from(http_call(&url, method, js_strings(&headers), body.map(shared::json::text)))
+        .await
+        .map_err(|_| format!("could not reach {endpoint}"))?;
+    let answer = js_sys::Array::from(&answer);
+    let status = answer.get(0).as_f64().unwrap_or(0.0) as u16;
+    let text = answer.get(1).as_string().ok_or_else(|| "the answer broke off".to_owned())?;
+    Ok((status, text))
 }
 
 /// Turns an error answer into a rejected `CartError`, with the server's details.
