@@ -303,6 +303,8 @@ struct Inner {
     next_listener: u32,
     syncing: bool,
     timer_armed: bool,
+    /// The engine's change count when the timer last fired ([`schedule`]).
+    ticked: u64,
     /// Other tabs' writes seen (shared with the storage).
     writes: Rc<Cell<u64>>,
     /// When this tab last removed the logs of closed tabs (ms).
@@ -780,10 +782,21 @@ fn schedule(rc: &Rc<RefCell<Inner>>, ms: i32) {
             .tick
             .get_or_insert_with(|| {
                 Closure::<dyn FnMut()>::new(move || {
-                    if let Some(rc) = weak.upgrade() {
-                        rc.borrow_mut().timer_armed = false;
-                        wasm_bindgen_futures::spawn_local(async move { flush(&rc).await });
+                    let Some(rc) = weak.upgrade() else { return };
+                    let busy = {
+                        let mut inner = rc.borrow_mut();
+                        inner.timer_armed = false;
+                        let changes = inner.engine.changes();
+                        inner.endpoint.is_none() && std::mem::replace(&mut inner.ticked, changes) != changes
+                    };
+                    // A local-only cart that keeps changing keeps its timer armed from here, so
+                    // the change after a fold arms nothing (a cold setTimeout was the costliest
+                    // step of the first change after a pause). One idle tick later it stops. A
+                    // synced cart arms it per burst, since a failed push arms it for its backoff.
+                    if busy {
+                        schedule(&rc, 25);
                     }
+                    wasm_bindgen_futures::spawn_local(async move { flush(&rc).await });
                 })
                 // Kept alive by the page for as long as a timer may call it; it holds the client
                 // weakly, so a client freed with a timer armed is not kept, and the call does nothing.
@@ -1029,6 +1042,7 @@ impl CartClient {
             next_listener: 0,
             syncing: false,
             timer_armed: false,
+            ticked: 0,
             writes,
             last_sweep: 0.0,
             events_target: window.clone(),

@@ -238,3 +238,45 @@ fn an_unchanged_line_is_the_same_object_in_the_next_snapshot_and_an_old_snapshot
     assert_eq!(get(&b1, &["quantity"]).as_f64(), Some(1.0), "the earlier snapshot still shows what it showed");
     assert!(js_sys::Object::is_frozen(a1.unchecked_ref::<js_sys::Object>()), "shared lines are frozen");
 }
+
+/// Runs `body` as the body of a function in the page and returns what it returns.
+fn page(body: &str) -> JsValue {
+    js_sys::Function::new_no_args(body).call0(&JsValue::NULL).unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn a_busy_local_cart_keeps_its_timer_armed_and_an_idle_one_arms_none() {
+    let _ = storage().remove_item("ticking");
+    let cart = CartClient::new(options("ticking")).unwrap();
+    // Timers armed during this cart's calls, and 25 ms timers (its fold delay) armed between
+    // them. Other tests' clients live on in this page; none of them changes, so none arms a
+    // 25 ms timer.
+    page(
+        "globalThis.__inCall = false; globalThis.__inCalls = 0; globalThis.__between = 0; \
+         const o = globalThis.setTimeout; \
+         globalThis.setTimeout = function (f, ms, ...a) { \
+           if (globalThis.__inCall) globalThis.__inCalls++; else if (ms === 25) globalThis.__between++; \
+           return o.call(this, f, ms, ...a); }; \
+         globalThis.__restore = () => { globalThis.setTimeout = o; };",
+    );
+    // Busy: a change every 10 ms for 400 ms, folded as they come. At most the first change arms
+    // the timer; the timer keeps itself armed while changes keep coming (a cold setTimeout was
+    // the costliest step of the first change after each fold).
+    for i in 0..40 {
+        page("globalThis.__inCall = true;");
+        cart.add(format!("S{}", i % 7).into(), 1.into(), JsValue::UNDEFINED).unwrap();
+        page("globalThis.__inCall = false;");
+        sleep(10).await;
+    }
+    sleep(150).await;
+    // The first change may arm it, or the lock that makes this client the one that folds (it
+    // comes a moment later) does.
+    let armed = page("return globalThis.__inCalls").as_f64().unwrap();
+    assert!(armed <= 1.0, "{armed} changes armed a timer");
+    assert_eq!(get(&cart.snapshot(), &["pendingOps"]).as_f64(), Some(0.0), "every change was folded");
+    assert_eq!(get(&cart.snapshot(), &["itemCount"]).as_f64(), Some(40.0));
+    // Idle: the timer stopped, and nothing arms it again.
+    page("globalThis.__between = 0;");
+    sleep(300).await;
+    assert_eq!(page("globalThis.__restore(); return globalThis.__between").as_f64(), Some(0.0), "an idle cart arms no timer");
+}
