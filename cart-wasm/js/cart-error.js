@@ -12,32 +12,35 @@ export class CartError extends Error {
 const FIELDS = ["owner", "version", "lines", "saved", "unavailable", "itemCount", "subtotal", "promoCodes", "discounts", "discountTotal", "total", "pendingOps", "syncing", "lastError"];
 const FIELD = new Set(FIELDS);
 
-// The lists of the last snapshot read, and the module's number for that reading: the next one
-// comes as a change from them (`src/render.rs`), so an unchanged line keeps its frozen object.
-let GENERATION = 0;
-const LAST = [[], [], []];
-
 // Lines parsed by their text: a line that comes back (a promotion that applies, then does not)
 // is the same frozen object, parsed once. Bounded: cleared past 4096 entries.
 const LINES = new Map();
 
-// A snapshot's target holds, under these keys, its frozen state in the module (`json()`) until
-// it is first read, then what was read (no WeakMap: an entry a call is work for the collector).
+// A snapshot's target holds, under these keys, its frozen state in the module (`json()`) and its
+// client's lists until it is first read, then what was read (no WeakMap: an entry a call is work
+// for the collector).
 const SOURCE = Symbol("source");
 const VALUE = Symbol("value");
+const LISTS = Symbol("lists");
+const HIDDEN = new Set([SOURCE, VALUE, LISTS]);
 
 function materialize(t) {
   let v = t[VALUE];
   if (v === undefined) {
-    const parts = t[SOURCE].json(GENERATION).split("\n");
+    // The client's lists as of its last read, and the module's number for that reading: this
+    // reading comes as a change from them (`src/render.rs`), so an unchanged line keeps its
+    // frozen object.
+    const page = t[LISTS];
+    page.last ??= [[], [], []];
+    const parts = t[SOURCE].json(page.generation ?? 0).split("\n");
     t[SOURCE].free();
-    t[SOURCE] = undefined;
+    t[SOURCE] = t[LISTS] = undefined;
     v = JSON.parse(parts[0]);
     if (LINES.size > 4096) LINES.clear();
     let at = 2;
     for (let k = 0; k < 3; k++) {
       const [head, tail, n] = parts[at++].split(" ").map(Number);
-      const last = LAST[k];
+      const last = page.last[k];
       const list = last.slice(0, head);
       for (const end = at + n; at < end; at++) {
         const part = parts[at];
@@ -46,12 +49,12 @@ function materialize(t) {
         list.push(l);
       }
       for (let i = last.length - tail; i < last.length; i++) list.push(last[i]);
-      LAST[k] = list;
+      page.last[k] = list;
     }
-    GENERATION = Number(parts[1]);
+    page.generation = Number(parts[1]);
     // The page gets copies (a frozen array is slow to copy in V8, and a page that sorts its
     // snapshot's lines in place must not change what the next snapshot starts from).
-    [v.lines, v.saved, v.unavailable] = LAST.map((list) => list.slice());
+    [v.lines, v.saved, v.unavailable] = page.last.map((list) => list.slice());
     t[VALUE] = v;
   }
   return v;
@@ -59,11 +62,11 @@ function materialize(t) {
 
 // A snapshot reads as a plain object with the fields above as its own enumerable, read-only
 // properties (spread, `Object.keys`, `JSON.stringify` and `in` all see them); writes are refused.
-// `Object.freeze` works and makes the fields real properties of the target (the two hidden ones
+// `Object.freeze` works and makes the fields real properties of the target (the three hidden ones
 // leave it). Not `structuredClone`: clone `{ ...snapshot }`.
 const HANDLER = {
-  get: (t, k) => (FIELD.has(k) && Reflect.isExtensible(t) ? materialize(t)[k] : k === SOURCE || k === VALUE ? undefined : Reflect.get(t, k)),
-  has: (t, k) => FIELD.has(k) || (k !== SOURCE && k !== VALUE && k in t),
+  get: (t, k) => (FIELD.has(k) && Reflect.isExtensible(t) ? materialize(t)[k] : HIDDEN.has(k) ? undefined : Reflect.get(t, k)),
+  has: (t, k) => FIELD.has(k) || (!HIDDEN.has(k) && k in t),
   ownKeys: (t) => (Reflect.isExtensible(t) ? FIELDS.slice() : Reflect.ownKeys(t)),
   getOwnPropertyDescriptor(t, k) {
     if (!Reflect.isExtensible(t)) return Reflect.getOwnPropertyDescriptor(t, k);
@@ -74,6 +77,7 @@ const HANDLER = {
       const v = materialize(t);
       delete t[SOURCE];
       delete t[VALUE];
+      delete t[LISTS];
       for (const k of FIELDS) Object.defineProperty(t, k, { value: v[k], writable: false, enumerable: true, configurable: false });
       Object.preventExtensions(t);
     }
@@ -89,8 +93,8 @@ const HANDLER = {
 /** A CartSnapshot whose fields are rendered from the frozen state the first time one is read:
  * a call whose answer the page ignores pays nothing for it (a Proxy: one object, no property
  * defined up front). Immutable like a frozen one. */
-export function lazySnapshot(source) {
-  return new Proxy({ [SOURCE]: source, [VALUE]: undefined }, HANDLER);
+export function lazySnapshot(source, lists) {
+  return new Proxy({ [SOURCE]: source, [VALUE]: undefined, [LISTS]: lists }, HANDLER);
 }
 
 const camelKey = (k) => k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());

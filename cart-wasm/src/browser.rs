@@ -21,7 +21,7 @@ extern "C" {
     #[wasm_bindgen(constructor, js_class = "CartError")]
     fn new(code: &str, message: &str, details: JsValue) -> JsCartError;
     #[wasm_bindgen(js_name = lazySnapshot)]
-    fn lazy_snapshot(source: SnapshotSource) -> JsValue;
+    fn lazy_snapshot(source: SnapshotSource, page: &JsValue) -> JsValue;
     /// After `before` settles (a sync: its failure is the call's), `POST <endpoint><path>` with
     /// `headers` and the JSON `body`; the answer as the page's object, or a `CartError`.
     #[wasm_bindgen(js_name = apiCall)]
@@ -39,6 +39,9 @@ pub struct SnapshotSource {
     frozen: crate::engine::Frozen,
     syncing: bool,
     at: Timestamp,
+    /// The lists this client's page side last received (each client has its own, so two carts
+    /// read in turn each get a change from their own last read).
+    rendered: Rc<RefCell<crate::render::Rendered>>,
 }
 
 #[wasm_bindgen]
@@ -47,13 +50,8 @@ impl SnapshotSource {
     /// (`render::Rendered`): a change to one line of a long cart renders and parses one line.
     pub fn json(&self, page: u32) -> String {
         let snap = self.frozen.snapshot(self.syncing, self.at);
-        RENDERED.with(|r| r.borrow_mut().render(snap, page))
+        self.rendered.borrow_mut().render(snap, page)
     }
-}
-
-thread_local! {
-    /// The lists the page last received (one page, one module: every client's snapshots).
-    static RENDERED: RefCell<crate::render::Rendered> = RefCell::new(crate::render::Rendered::default());
 }
 
 #[wasm_bindgen]
@@ -320,6 +318,10 @@ struct Inner {
     on_unauthorized: Option<Function>,
     /// The last snapshot handed out, and the state it shows.
     last_snapshot: RefCell<Option<((u64, bool), JsValue)>>,
+    /// What this client's snapshots were last read as: the module's side and the page's (a
+    /// plain object `js/cart-error.js` keeps its lists in).
+    rendered: Rc<RefCell<crate::render::Rendered>>,
+    page_lists: JsValue,
     /// The platform has Web Locks.
     has_locks: bool,
     /// This tab holds the leader lock: it pushes (or folds) for every tab.
@@ -395,7 +397,8 @@ impl Inner {
         {
             return v.clone();
         }
-        let v = lazy_snapshot(SnapshotSource { frozen: self.engine.frozen(), syncing: self.syncing, at: now() });
+        let source = SnapshotSource { frozen: self.engine.frozen(), syncing: self.syncing, at: now(), rendered: self.rendered.clone() };
+        let v = lazy_snapshot(source, &self.page_lists);
         *self.last_snapshot.borrow_mut() = Some((key, v.clone()));
         v
     }
@@ -1051,6 +1054,8 @@ impl CartClient {
             looking_up: false,
             on_unauthorized: option(&options, "onUnauthorized", |v| v.clone().dyn_into::<Function>().ok()),
             last_snapshot: RefCell::new(None),
+            rendered: Rc::default(),
+            page_lists: js_sys::Object::new().into(),
             has_locks: lock_manager().is_some(),
             leader: false,
             kicked: false,

@@ -2,10 +2,10 @@
 //!
 //! A page renders every change, and a cart's lines rarely all change at once: a change to one
 //! line of a 100-line cart used to hand the page the whole cart as text (about 15 KB to decode,
-//! split and look up). Now the module remembers the lists it last handed over, and each list is
+//! split and look up). Now each client remembers the lists it last handed over, and each list is
 //! written as how many lines it keeps from the start of the last one, how many from its end, and
-//! the lines in between as JSON. The page (`js/cart-error.js`) keeps the same lists, so an
-//! unchanged line keeps its object.
+//! the lines in between as JSON. The page (`js/cart-error.js`) keeps the same lists per client,
+//! so an unchanged line keeps its object.
 //!
 //! The text: the JSON of every field but the three lists on the first line; this rendering's
 //! number on the second; then, for `lines`, `saved` and `unavailable` in turn, a line
