@@ -140,26 +140,23 @@ export async function httpCall(url, method, headers, body) {
  * or a CartError: `network_error` without an answer, the server's code and details with one. */
 export async function apiCall(before, endpoint, path, headers, body) {
   await before;
-  let res, text;
+  let status, text;
   try {
-    res = await fetch(endpoint + path, {
-      method: "POST",
-      headers: body ? { ...headers, "Content-Type": "application/json" } : headers,
-      body: body || undefined,
-    });
-    text = await res.text();
-  } catch (e) {
-    throw new CartError("network_error", `could not reach ${endpoint}`);
+    [status, text] = await httpCall(endpoint + path, "POST", body ? { ...headers, "Content-Type": "application/json" } : headers, body || undefined);
+  } catch {
+    text = null;
   }
+  if (text === null) throw new CartError("network_error", `could not reach ${endpoint}`);
+  const ok = status >= 200 && status < 300;
   let v;
   try {
     v = JSON.parse(text);
   } catch {
-    throw new CartError(res.ok ? "unavailable" : res.status >= 500 ? "unavailable" : "invalid_request", `HTTP ${res.status}: unreadable answer`);
+    throw new CartError(ok || status >= 500 ? "unavailable" : "invalid_request", `HTTP ${status}: unreadable answer`);
   }
-  if (!res.ok) {
+  if (!ok) {
     const e = v && v.error;
-    if (!e || typeof e.code !== "string") throw new CartError(res.status >= 500 ? "unavailable" : "invalid_request", `HTTP ${res.status}`);
+    if (!e || typeof e.code !== "string") throw new CartError(status >= 500 ? "unavailable" : "invalid_request", `HTTP ${status}`);
     const { code, message, ...details } = e;
     throw new CartError(code, String(message), Object.keys(details).length ? details : undefined);
   }

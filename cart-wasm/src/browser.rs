@@ -794,8 +794,10 @@ fn schedule(rc: &Rc<RefCell<Inner>>, ms: i32) {
                     };
                     // A local-only cart that keeps changing keeps its timer armed from here, so
                     // the change after a fold arms nothing (a cold setTimeout was the costliest
-                    // step of the first change after a pause). One idle tick later it stops. A
-                    // synced cart arms it per burst, since a failed push arms it for its backoff.
+                    // step of the first change after a pause). It stops at the first tick that
+                    // finds nothing changed since the last (a fold counts as a change, so that is
+                    // the second tick after the page's last change). A synced cart arms it per
+                    // burst, since a failed push arms it for its backoff.
                     if busy {
                         schedule(&rc, 25);
                     }

@@ -56,6 +56,7 @@ impl Rendered {
     }
 
     /// The number of the last rendering.
+    #[cfg(test)]
     pub fn generation(&self) -> u32 {
         self.generation
     }

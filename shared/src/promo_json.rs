@@ -165,10 +165,6 @@ pub fn parse_promotion(id: PromotionId, body: &Value, currency: Currency) -> Res
     })
 }
 
-fn money(m: &Money) -> Value {
-    m.to_json()
-}
-
 fn skus_json(skus: &[Sku]) -> Value {
     Value::Array(skus.iter().map(|s| Value::String(s.as_str().to_owned())).collect())
 }
@@ -176,12 +172,12 @@ fn skus_json(skus: &[Sku]) -> Value {
 fn action_json(a: &Action) -> Value {
     match a {
         Action::PercentOffOrder { percent } => object([("type", "percent_off_order".into()), ("percent", (*percent).into())]),
-        Action::AmountOffOrder { amount } => object([("type", "amount_off_order".into()), ("amount", money(amount))]),
+        Action::AmountOffOrder { amount } => object([("type", "amount_off_order".into()), ("amount", amount.to_json())]),
         Action::PercentOffItems { percent, skus } => {
             object([("type", "percent_off_items".into()), ("percent", (*percent).into()), ("skus", skus_json(skus))])
         }
         Action::AmountOffItems { amount, skus } => {
-            object([("type", "amount_off_items".into()), ("amount", money(amount)), ("skus", skus_json(skus))])
+            object([("type", "amount_off_items".into()), ("amount", amount.to_json()), ("skus", skus_json(skus))])
         }
         Action::BuyXGetY { skus, buy, get, percent } => object([
             ("type", "buy_x_get_y".into()),
@@ -193,7 +189,7 @@ fn action_json(a: &Action) -> Value {
         Action::Bundle { items, price } => object([
             ("type", "bundle".into()),
             ("items", Value::Array(items.iter().map(|(s, q)| object([("sku", s.as_str().into()), ("quantity", (*q).into())])).collect())),
-            ("price", money(price)),
+            ("price", price.to_json()),
         ]),
     }
 }
@@ -215,11 +211,11 @@ pub fn promotion_json(p: &Promotion) -> Value {
     time("starts_at", p.starts_at);
     time("ends_at", p.ends_at);
     if let Some(x) = &p.min_subtotal {
-        m.insert("min_subtotal".into(), money(x));
+        m.insert("min_subtotal".into(), x.to_json());
     }
     m.insert("action".into(), action_json(&p.action));
     if let Some(x) = &p.max_discount {
-        m.insert("max_discount".into(), money(x));
+        m.insert("max_discount".into(), x.to_json());
     }
     m.insert("combinable".into(), p.combinable.into());
     if let Some(x) = p.usage_limit {
