@@ -56,6 +56,10 @@ done
 { echo 'export * from "./bundler/cartsync.js";'; cat cart-wasm/package/cart-error.d.ts; } > "$pkg/index.d.ts"
 { echo 'export * from "./web/cartsync.js";'; echo 'export { default } from "./web/cartsync.js";'; cat cart-wasm/package/cart-error.d.ts; } > "$pkg/web.d.ts"
 
+# The glue a page downloads, minified (the typings keep the documentation).
+node scripts/minify-glue.mjs "$pkg"/web/cartsync.js "$pkg"/bundler/cartsync.js "$pkg"/bundler/cartsync_bg.js \
+  "$pkg"/web/snippets/*/js/cart-error.js "$pkg"/bundler/snippets/*/js/cart-error.js
+
 (cd "$pkg" && npm pack --silent --pack-destination .. >/dev/null)
 # The React binding: hand-written, packed as is.
 (cd cart-wasm/react && npm pack --silent --pack-destination .. >/dev/null)
