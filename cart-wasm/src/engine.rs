@@ -948,7 +948,7 @@ impl Engine {
         let mut changed = false;
         let mut now: Vec<(String, String)> = Vec::new();
         for k in self.storage.keys_with_prefix(&prefix) {
-            let Some((client, chunk)) = k[prefix.len()..].rsplit_once(':') else { continue };
+            let Some((client, chunk)) = k.strip_prefix(prefix.as_str()).and_then(|rest| rest.rsplit_once(':')) else { continue };
             if client == self.client || chunk.parse::<u64>().is_err() {
                 continue;
             }
@@ -964,7 +964,7 @@ impl Engine {
             let own = self.take_log(&self.client.clone());
             let mut parts: Vec<(String, u64, Vec<PendingOp>)> = Vec::new();
             for (k, text) in &self.chunks {
-                let Some((client, chunk)) = k[prefix.len()..].rsplit_once(':') else { continue };
+                let Some((client, chunk)) = k.strip_prefix(prefix.as_str()).and_then(|rest| rest.rsplit_once(':')) else { continue };
                 let n = chunk.parse::<u64>().unwrap_or(0);
                 // Insertion in (client, chunk) order: a handful of chunks, no sort routine.
                 let at = parts.iter().position(|(c, m, _)| (c.as_str(), *m) > (client, n)).unwrap_or(parts.len());
@@ -1458,7 +1458,7 @@ impl Engine {
         let gone = |c: &str| c != self.client && !live.iter().any(|l| l == c);
         let mut removed = false;
         for k in self.storage.keys_with_prefix(&prefix) {
-            let Some((client, _)) = k[prefix.len()..].rsplit_once(':') else { continue };
+            let Some((client, _)) = k.strip_prefix(prefix.as_str()).and_then(|rest| rest.rsplit_once(':')) else { continue };
             if gone(client) && !self.has_log(client) {
                 self.storage.remove(&k);
                 removed = true;

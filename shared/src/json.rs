@@ -197,12 +197,12 @@ impl Reader<'_> {
             match self.peek() {
                 None => return Err(self.fail()),
                 Some(b'"') => {
-                    out.push_str(&self.text[run..self.at]);
+                    out.push_str(self.text.get(run..self.at).ok_or_else(|| self.fail())?);
                     self.at += 1;
                     return Ok(out);
                 }
                 Some(b'\\') => {
-                    out.push_str(&self.text[run..self.at]);
+                    out.push_str(self.text.get(run..self.at).ok_or_else(|| self.fail())?);
                     self.at += 1;
                     let c = match self.peek() {
                         Some(b'"') => '"',
