@@ -58,7 +58,7 @@ done
 
 # The glue a page downloads, minified (the typings keep the documentation).
 node scripts/minify-glue.mjs "$pkg"/web/cartsync.js "$pkg"/bundler/cartsync.js "$pkg"/bundler/cartsync_bg.js \
-  "$pkg"/web/snippets/*/js/cart-error.js "$pkg"/bundler/snippets/*/js/cart-error.js
+  "$pkg"/web/snippets/*/js/*.js "$pkg"/bundler/snippets/*/js/*.js
 
 (cd "$pkg" && npm pack --silent --pack-destination .. >/dev/null)
 # The React binding: hand-written, packed as is.

@@ -8,15 +8,16 @@ import { fileURLToPath } from "node:url";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const pkg = join(root, "cart-wasm/pkg");
-const snippetDir = (target) => {
+// The JavaScript snippets of the module (js/*.js: CartError, the snapshot, the driver).
+const snippets = (target) => {
   const base = join(pkg, target, "snippets");
   const [dir] = readdirSync(base);
-  return join(base, dir, "js/cart-error.js");
+  return readdirSync(join(base, dir, "js")).map((f) => join(base, dir, "js", f));
 };
 // What a page downloads for each entry (the module, its glue, the entry file and the snippet).
 const entries = {
-  web: [join(pkg, "web/cartsync_bg.wasm"), join(pkg, "web/cartsync.js"), join(pkg, "web.js"), snippetDir("web")],
-  bundler: [join(pkg, "bundler/cartsync_bg.wasm"), join(pkg, "bundler/cartsync_bg.js"), join(pkg, "bundler/cartsync.js"), join(pkg, "index.js"), snippetDir("bundler")],
+  web: [join(pkg, "web/cartsync_bg.wasm"), join(pkg, "web/cartsync.js"), join(pkg, "web.js"), ...snippets("web")],
+  bundler: [join(pkg, "bundler/cartsync_bg.wasm"), join(pkg, "bundler/cartsync_bg.js"), join(pkg, "bundler/cartsync.js"), join(pkg, "index.js"), ...snippets("bundler")],
   react: [join(root, "cart-wasm/react/index.js")],
 };
 const budget = JSON.parse(readFileSync(join(root, "cart-wasm/size-budget.json"), "utf8"));

@@ -1,7 +1,8 @@
 //! The `CartClient` class of the npm package: a thin layer over `engine` that owns the browser
-//! (localStorage, fetch, timers, the `storage` and `online` events) and nothing else.
+//! (localStorage, timers, the `storage` and `online` events) and nothing else. What waits
+//! (requests, Web Locks, pauses) is `js/driver.js`, which calls the client's [`Driver`] steps.
 
-use crate::engine::{Engine, Failure, Identity, Push, checkout_settled, failure_of, retry_hint_ms};
+use crate::engine::{Engine, Failure, Identity, PerClient, Push, checkout_settled, failure_of, retry_hint_ms};
 use crate::storage::{MemoryStorage, Storage, StorageError};
 use js_sys::{Function, JSON, Promise, Reflect};
 use serde_json::Value;
@@ -12,7 +13,6 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 
 #[wasm_bindgen(module = "/js/cart-error.js")]
 extern "C" {
@@ -26,10 +26,38 @@ extern "C" {
     /// `headers` and the JSON `body`; the answer as the page's object, or a `CartError`.
     #[wasm_bindgen(js_name = apiCall)]
     fn api_call(before: Promise, endpoint: &str, path: &str, headers: JsValue, body: Option<String>) -> Promise;
-    /// One `fetch`: `[status, text]` (`text` null if the body broke off), or a rejection when
-    /// no answer came.
-    #[wasm_bindgen(js_name = httpCall)]
-    fn http_call(url: &str, method: &str, headers: JsValue, body: Option<String>) -> Promise;
+}
+
+// The asynchronous side (requests, Web Locks, pauses) is JavaScript, `js/driver.js`: each of these
+// runs in a later microtask and calls back the client's `Driver` for every decision.
+#[wasm_bindgen(module = "/js/driver.js")]
+extern "C" {
+    /// Holds the tab lock `tab` and queues for the leader lock `leader` ([`Driver::lead`]);
+    /// false without Web Locks.
+    #[wasm_bindgen(js_name = holdLocks)]
+    fn hold_locks(d: &JsValue, tab: &str, leader: &str) -> bool;
+    /// The leader's work: push queued ops, or, local-only, fold them under the lock.
+    fn flush(d: &JsValue) -> Promise;
+    /// [`Driver::unkick`], then [`flush`].
+    fn kick(d: &JsValue) -> Promise;
+    /// Pushes every tab's pending ops (the leader) or waits until they are settled (another tab):
+    /// null, or the `CartError` that stopped it.
+    #[wasm_bindgen(js_name = pushAll)]
+    fn push_all(d: &JsValue) -> Promise;
+    #[wasm_bindgen(js_name = lookUpPromotions)]
+    fn look_up_promotions(d: &JsValue) -> Promise;
+    /// Push, then read the server's cart: the snapshot, or a `CartError`.
+    #[wasm_bindgen(js_name = syncNow)]
+    fn sync_now(d: &JsValue) -> Promise;
+    /// [`sync_now`] with its rejection ignored (a sync the page did not ask for).
+    fn background(d: &JsValue);
+    #[wasm_bindgen(js_name = login)]
+    fn js_login(d: &JsValue, token: &str, policy: Option<&str>) -> Promise;
+    #[wasm_bindgen(js_name = checkout)]
+    fn js_checkout(d: &JsValue, id: u32, args: CheckoutArgs) -> Promise;
+    /// Calls [`Driver::heard_write`] of each, later.
+    #[wasm_bindgen(js_name = tellLater)]
+    fn tell_later(drivers: js_sys::Array);
 }
 
 /// The frozen state behind one `CartSnapshot`, rendered (to JSON, parsed by the page) only when
@@ -291,11 +319,13 @@ impl Storage for LocalStorage {
 
 type EventHandler = Closure<dyn FnMut(web_sys::Event)>;
 
-/// A checkout under way: its expected total and gift cards, its promise, and whether it ended.
-type RunningCheckout = (Option<Money>, Vec<String>, Promise, Rc<Cell<bool>>);
+/// A checkout under way: its expected total and gift cards, its promise, and its number.
+type RunningCheckout = (Option<Money>, Vec<String>, Promise, u32);
 
 struct Inner {
     engine: Engine,
+    /// This client's [`Driver`], as the page's object: what `js/driver.js` is handed.
+    driver: JsValue,
     endpoint: Option<String>,
     listeners: Vec<(u32, Function)>,
     next_listener: u32,
@@ -312,6 +342,8 @@ struct Inner {
     /// The checkout under way without a key of the caller's, with the total it expects: a second
     /// `checkout()` with the same total joins it rather than start another.
     checkout: Option<RunningCheckout>,
+    /// The number of the last checkout started.
+    checkouts: u32,
     /// A promotions lookup is under way.
     looking_up: bool,
     /// The page's `onUnauthorized`: told when the server refuses the cart's identity.
@@ -356,18 +388,19 @@ thread_local! {
 
 fn tell_page(rc: &Rc<RefCell<Inner>>) {
     let key = rc.borrow().engine.key().to_owned();
-    let others: Vec<Rc<RefCell<Inner>>> = PAGE.with(|p| {
+    let others = js_sys::Array::new();
+    PAGE.with(|p| {
         let mut p = p.borrow_mut();
         p.retain(|(_, w)| w.strong_count() > 0);
-        p.iter().filter(|(k, w)| *k == key && !std::ptr::eq(w.as_ptr(), Rc::as_ptr(rc))).filter_map(|(_, w)| w.upgrade()).collect()
-    });
-    if !others.is_empty() {
-        // Later, with no borrow of the writer held.
-        wasm_bindgen_futures::spawn_local(async move {
-            for o in others {
-                heard_write(&o);
+        for (_, w) in p.iter().filter(|(k, w)| *k == key && !std::ptr::eq(w.as_ptr(), Rc::as_ptr(rc))) {
+            if let Some(o) = w.upgrade() {
+                others.push(&o.borrow().driver);
             }
-        });
+        }
+    });
+    if others.length() > 0 {
+        // Later, with no borrow of the writer held.
+        tell_later(others);
     }
 }
 
@@ -382,7 +415,7 @@ fn heard_write(rc: &Rc<RefCell<Inner>>) {
         if !rc.borrow().engine.state.pending.is_empty() {
             // For the leader to push or fold: at once, not by a timer (a hidden tab's timers
             // are throttled).
-            kick(rc);
+            kick_leader(rc);
         }
     }
 }
@@ -415,199 +448,18 @@ impl Inner {
     }
 }
 
-/// `navigator.locks`, where the platform has it.
-fn lock_manager() -> Option<(JsValue, Function)> {
-    let navigator = GLOBAL.with(|g| Reflect::get(g, &"navigator".into()).ok()).filter(JsValue::is_object)?;
-    let locks = Reflect::get(&navigator, &"locks".into()).ok().filter(JsValue::is_object)?;
-    let request = Reflect::get(&locks, &"request".into()).ok()?.dyn_into::<Function>().ok()?;
-    Some((locks, request))
-}
-
-type Work = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
-
-/// Runs `work` while holding the Web Lock `name`: tabs of one origin take turns. Without Web Locks
-/// (Node, where the cart lives in memory anyway) it just runs.
-async fn with_lock(name: &str, work: Work) {
-    let slot: Rc<RefCell<Option<Work>>> = Rc::new(RefCell::new(Some(work)));
-    if let Some((locks, request)) = lock_manager() {
-        let inside = slot.clone();
-        let callback = Closure::once_into_js(move |_lock: JsValue| -> Promise {
-            let work = inside.borrow_mut().take();
-            wasm_bindgen_futures::future_to_promise(async move {
-                if let Some(w) = work {
-                    w.await;
-                }
-                Ok(JsValue::UNDEFINED)
-            })
-        });
-        if let Ok(p) = request.call2(&locks, &JsValue::from_str(name), &callback)
-            && let Ok(p) = p.dyn_into::<Promise>()
-        {
-            let _ = JsFuture::from(p).await;
-        }
-    }
-    // No lock manager, or it refused (an opaque origin): run it here.
-    let left = slot.borrow_mut().take();
-    if let Some(w) = left {
-        w.await;
-    }
-}
-
-/// Holds a Web Lock named after this tab's client for as long as the page lives, so other tabs
-/// can tell its log belongs to an open tab.
-fn hold_tab_lock(rc: &Rc<RefCell<Inner>>, name: &str) {
-    if let Some((locks, request)) = lock_manager() {
-        let weak = Rc::downgrade(rc);
-        let held = Closure::once_into_js(move |_lock: JsValue| -> Promise { held_until_freed(&weak) });
-        let _ = request.call2(&locks, &JsValue::from_str(name), &held);
-    }
-}
-
-/// A promise that settles when the client is freed (releasing the lock it holds), or never if the
-/// client is gone already.
-fn held_until_freed(weak: &Weak<RefCell<Inner>>) -> Promise {
-    Promise::new(&mut |resolve, _| {
-        if let Some(rc) = weak.upgrade() {
-            rc.borrow_mut().release.push(resolve);
-        } else {
-            let _ = resolve.call0(&JsValue::NULL);
-        }
-    })
-}
-
-/// Asks for the Web Lock that makes one tab of the origin the one that pushes (or, local-only,
-/// folds) for every tab: held until the page goes, then the next tab in line takes over. Its own
-/// record of what it sent is authoritative, so no op is pushed twice for a late copy of storage.
-fn run_for_leadership(rc: &Rc<RefCell<Inner>>) {
-    let Some((locks, request)) = lock_manager() else {
-        rc.borrow_mut().leader = true;
-        return;
-    };
-    let name = format!("{}:leader", rc.borrow().lock_name());
-    let weak = Rc::downgrade(rc);
-    let granted = Closure::once_into_js(move |_lock: JsValue| -> Promise {
-        if let Some(rc) = weak.upgrade() {
-            rc.borrow_mut().leader = true;
-            // What the previous leader wrote last may still be on its way to this tab's copy of
-            // storage: a moment's pause, then everything queued goes.
-            schedule(&rc, 250);
-        }
-        held_until_freed(&weak)
-    });
-    let _ = request.call2(&locks, &JsValue::from_str(&name), &granted);
-}
-
 /// In the leader: pushes (or folds) in a task of its own, soon; several kicks before it runs
 /// make one.
-fn kick(rc: &Rc<RefCell<Inner>>) {
-    {
+fn kick_leader(rc: &Rc<RefCell<Inner>>) {
+    let driver = {
         let mut inner = rc.borrow_mut();
         if !inner.leader || inner.kicked {
             return;
         }
         inner.kicked = true;
-    }
-    let rc = rc.clone();
-    wasm_bindgen_futures::spawn_local(async move {
-        rc.borrow_mut().kicked = false;
-        flush(&rc).await;
-    });
-}
-
-/// What the leader does with queued ops: push them, or, local-only, fold them.
-async fn flush(rc: &Rc<RefCell<Inner>>) {
-    if rc.borrow().endpoint.is_none() {
-        compact(rc).await;
-    } else {
-        let _ = push_all(rc).await;
-    }
-}
-
-/// A pause of `ms` milliseconds.
-async fn sleep(ms: i32) {
-    let p = Promise::new(&mut |resolve, _| {
-        set_timeout(&resolve, ms);
-    });
-    let _ = JsFuture::from(p).await;
-}
-
-/// In a tab that is not the leader: waits until every op queued (in any tab) when called is
-/// settled by the leader's pushes, or the leader reports it cannot reach the server.
-async fn await_settled(rc: &Rc<RefCell<Inner>>) -> Result<(), Failure> {
-    let target = rc.borrow_mut().engine.pending_marks();
-    let deadline = js_sys::Date::now() + 20_000.0;
-    loop {
-        {
-            let mut inner = rc.borrow_mut();
-            inner.engine.reload();
-            if inner.engine.settled(&target) {
-                return Ok(());
-            }
-            if let Some(e) = &inner.engine.state.last_error {
-                if e.is(ErrorCode::NetworkError) && js_sys::Date::now() > deadline - 15_000.0 {
-                    return Err(Failure::Retry(e.message.clone()));
-                }
-                if e.is(ErrorCode::Unauthorized) || e.is(ErrorCode::CartMerged) {
-                    let code = if e.is(ErrorCode::Unauthorized) { ErrorCode::Unauthorized } else { ErrorCode::CartMerged };
-                    return Err(Failure::Refused { error: ErrorBody::new(code, e.message.clone()), status: 401 });
-                }
-            }
-        }
-        if js_sys::Date::now() > deadline {
-            return Err(Failure::Retry("the tab that syncs this cart did not push it in time".into()));
-        }
-        sleep(50).await;
-    }
-}
-
-/// The clients of the open tabs of this cart, from the Web Locks they hold; `None` if unknown.
-async fn live_tabs(key: &str) -> Option<Vec<String>> {
-    let (locks, _) = lock_manager()?;
-    let query = Reflect::get(&locks, &"query".into()).ok()?.dyn_into::<Function>().ok()?;
-    let answer = JsFuture::from(query.call0(&locks).ok()?.dyn_into::<Promise>().ok()?).await.ok()?;
-    let prefix = format!("cartsync:{key}:tab:");
-    let mut live = Vec::new();
-    for list in ["held", "pending"] {
-        for l in js_sys::Array::from(&Reflect::get(&answer, &list.into()).ok()?).iter() {
-            if let Some(name) = Reflect::get(&l, &"name".into()).ok().and_then(|n| n.as_string())
-                && let Some(client) = name.strip_prefix(&prefix)
-            {
-                live.push(client.to_owned());
-            }
-        }
-    }
-    Some(live)
-}
-
-/// Every so often, under the lock: the logs of closed tabs whose ops are all settled go.
-async fn sweep(rc: &Rc<RefCell<Inner>>) {
-    let key = {
-        let mut inner = rc.borrow_mut();
-        let t = js_sys::Date::now();
-        if t - inner.last_sweep < 30_000.0 {
-            return;
-        }
-        inner.last_sweep = t;
-        inner.engine.key().to_owned()
+        inner.driver.clone()
     };
-    if let Some(live) = live_tabs(&key).await {
-        rc.borrow_mut().engine.drop_dead_logs(&live);
-    }
-}
-
-/// Folds the ops of a local-only cart into its confirmed cart, under the lock.
-async fn compact(rc: &Rc<RefCell<Inner>>) {
-    let name = rc.borrow().lock_name();
-    let task = rc.clone();
-    with_lock(
-        &name,
-        Box::pin(async move {
-            task.borrow_mut().engine.compact();
-            sweep(&task).await;
-        }),
-    )
-    .await;
-    notify(rc);
+    let _ = kick(&driver);
 }
 
 /// An offline-first shopping cart: every change applies at once and is saved locally, then
@@ -699,6 +551,10 @@ impl CartClient {
         self.inner.borrow().endpoint.clone()
     }
 
+    fn driver(&self) -> JsValue {
+        self.inner.borrow().driver.clone()
+    }
+
     /// `POST /v1/orders/{id}/<action>` as this cart's owner, answering the order.
     fn order_call(&self, order_id: &str, action: &str) -> Promise {
         let Some(endpoint) = self.endpoint() else { return no_endpoint("orders") };
@@ -722,15 +578,8 @@ fn parse_policy(v: &JsValue) -> Result<&'static str, JsValue> {
     }
 }
 
-/// One HTTP exchange: `Ok((status, body))`, or `Err` when no answer came.
-async fn http(
-    endpoint: &str,
-    method: &str,
-    path: &str,
-    identity: Option<&Identity>,
-    body: Option<&Value>,
-    extra: &[(&str, &str)],
-) -> Result<(u16, String), String> {
+/// The headers of one of the cart's own requests: its identity's, `extra`, and the body's type.
+fn headers(identity: Option<&Identity>, extra: &[(&str, &str)], body: bool) -> JsValue {
     let bearer;
     let mut headers: Vec<(&str, &str)> = Vec::with_capacity(extra.len() + 2);
     match identity {
@@ -742,17 +591,52 @@ async fn http(
         None => {}
     }
     headers.extend_from_slice(extra);
-    if body.is_some() {
+    if body {
         headers.push(("Content-Type", "application/json"));
     }
-    let url = format!("{endpoint}{path}");
-    let answer = JsFuture::from(http_call(&url, method, js_strings(&headers), body.map(shared::json::text)))
-        .await
-        .map_err(|_| format!("could not reach {endpoint}"))?;
-    let answer = js_sys::Array::from(&answer);
-    let status = answer.get(0).as_f64().unwrap_or(0.0) as u16;
-    let text = answer.get(1).as_string().ok_or_else(|| "the answer broke off".to_owned())?;
-    Ok((status, text))
+    js_strings(&headers)
+}
+
+/// What the module does with a request's answer ([`Driver::answer`]).
+enum Then {
+    Push(Push),
+    Pull(Identity),
+    Promotions(shared::sort::SortedSet<PromoCode>),
+    /// A merge (`merge`) or, already a user's cart, a read of it.
+    Login {
+        token: String,
+        sent: Vec<String>,
+        merge: bool,
+    },
+    /// A checkout with this key; `own`: the cart version's key, settled by the answer.
+    Checkout {
+        key: String,
+        own: bool,
+    },
+}
+
+/// A request under way, handed back with its answer.
+#[wasm_bindgen(skip_typescript)]
+pub struct Call(Then);
+
+/// A request for `js/driver.js` to make: `[url, method, headers, body, call]`.
+fn request(url: String, method: &str, headers: JsValue, body: Option<&Value>, then: Then) -> JsValue {
+    let r = js_sys::Array::new();
+    r.push(&url.into());
+    r.push(&method.into());
+    r.push(&headers);
+    r.push(&body.map_or(JsValue::UNDEFINED, |b| shared::json::text(b).into()));
+    r.push(&Call(then).into());
+    r.into()
+}
+
+/// The arguments of a checkout, kept in the module while it pushes first.
+#[wasm_bindgen(skip_typescript)]
+pub struct CheckoutArgs {
+    given_key: Option<String>,
+    expected: Option<Money>,
+    gift_cards: Vec<String>,
+    quote: Option<String>,
 }
 
 /// Turns an error answer into a rejected `CartError`, with the server's details.
@@ -801,7 +685,8 @@ fn schedule(rc: &Rc<RefCell<Inner>>, ms: i32) {
                     if busy {
                         schedule(&rc, 25);
                     }
-                    wasm_bindgen_futures::spawn_local(async move { flush(&rc).await });
+                    let driver = rc.borrow().driver.clone();
+                    let _ = flush(&driver);
                 })
                 // Kept alive by the page for as long as a timer may call it; it holds the client
                 // weakly, so a client freed with a timer armed is not kept, and the call does nothing.
@@ -813,194 +698,395 @@ fn schedule(rc: &Rc<RefCell<Inner>>, ms: i32) {
     set_timeout(&tick, ms);
 }
 
-/// Pushes pending ops (of every tab) until none are left, holding the lock so one tab at a time
-/// pushes. On a failure worth retrying, schedules the next try with backoff and returns the
-/// failure.
-async fn push_all(rc: &Rc<RefCell<Inner>>) -> Result<(), Failure> {
-    if rc.borrow().endpoint.is_none() {
-        return Ok(());
+/// What stops a push, as the page's error.
+fn failure_error(f: &Failure) -> JsValue {
+    match f {
+        Failure::Retry(m) => network_error(m),
+        Failure::Refused { error, .. } => answer_error(error.clone()),
     }
-    if !rc.borrow().leader {
-        return await_settled(rc).await;
-    }
-    let name = rc.borrow().lock_name();
-    let out: Rc<RefCell<Result<(), Failure>>> = Rc::new(RefCell::new(Ok(())));
-    let (task, result) = (rc.clone(), out.clone());
-    with_lock(
-        &name,
-        Box::pin(async move {
-            let r = push_loop(&task).await;
-            sweep(&task).await;
-            *result.borrow_mut() = r;
-        }),
-    )
-    .await;
-    out.replace(Ok(()))
 }
 
-async fn push_loop(rc: &Rc<RefCell<Inner>>) -> Result<(), Failure> {
-    loop {
-        let (push, endpoint): (Push, String) = {
+/// A client's synchronous steps, for `js/driver.js`. It holds the client weakly: a client freed
+/// while a request is under way is not kept, and its steps do nothing.
+#[wasm_bindgen(skip_typescript)]
+pub struct Driver(Weak<RefCell<Inner>>);
+
+impl Driver {
+    fn rc(&self) -> Option<Rc<RefCell<Inner>>> {
+        self.0.upgrade()
+    }
+}
+
+/// A request's answer: `(status, text)`, or why there is none.
+type Reply = Result<(u16, String), String>;
+
+#[wasm_bindgen]
+impl Driver {
+    /// The Web Lock under which one tab at a time rewrites the base record; `undefined` once the
+    /// client is gone.
+    #[wasm_bindgen(js_name = lockName)]
+    pub fn lock_name(&self) -> Option<String> {
+        self.rc().map(|rc| rc.borrow().lock_name())
+    }
+
+    #[wasm_bindgen(js_name = localOnly)]
+    pub fn local_only(&self) -> bool {
+        self.rc().is_none_or(|rc| rc.borrow().endpoint.is_none())
+    }
+
+    pub fn leader(&self) -> bool {
+        self.rc().is_some_and(|rc| rc.borrow().leader)
+    }
+
+    pub fn key(&self) -> String {
+        self.rc().map(|rc| rc.borrow().engine.key().to_owned()).unwrap_or_default()
+    }
+
+    pub fn snapshot(&self) -> JsValue {
+        self.rc().map_or(JsValue::UNDEFINED, |rc| rc.borrow().snapshot())
+    }
+
+    /// Folds a local-only cart's ops into its confirmed cart (under the lock).
+    pub fn compact(&self) {
+        if let Some(rc) = self.rc() {
+            rc.borrow_mut().engine.compact();
+        }
+    }
+
+    pub fn notify(&self) {
+        if let Some(rc) = self.rc() {
+            notify(&rc);
+        }
+    }
+
+    /// Whether the logs of closed tabs are due to be looked at (every 30 s).
+    #[wasm_bindgen(js_name = sweepDue)]
+    pub fn sweep_due(&self) -> bool {
+        let Some(rc) = self.rc() else { return false };
+        let mut inner = rc.borrow_mut();
+        let t = js_sys::Date::now();
+        if t - inner.last_sweep < 30_000.0 {
+            return false;
+        }
+        inner.last_sweep = t;
+        true
+    }
+
+    /// Removes the settled logs of the tabs not in `live`.
+    #[wasm_bindgen(js_name = dropDeadLogs)]
+    pub fn drop_dead_logs(&self, live: Vec<String>) {
+        if let Some(rc) = self.rc() {
+            rc.borrow_mut().engine.drop_dead_logs(&live);
+        }
+    }
+
+    /// What every tab has queued now, for [`Driver::settled`].
+    #[wasm_bindgen(js_name = pendingMarks)]
+    pub fn pending_marks(&self) -> Marks {
+        Marks(self.rc().map(|rc| rc.borrow_mut().engine.pending_marks()).unwrap_or_default())
+    }
+
+    /// In a tab that is not the leader: `null` once the ops of `target` are settled, a `CartError`
+    /// if the leader reports the server unreachable or the identity refused (or `deadline`, in ms,
+    /// passed), `undefined` to wait on.
+    pub fn settled(&self, target: &Marks, deadline: f64) -> JsValue {
+        let Some(rc) = self.rc() else { return JsValue::NULL };
+        let mut inner = rc.borrow_mut();
+        inner.engine.reload();
+        if inner.engine.settled(&target.0) {
+            return JsValue::NULL;
+        }
+        let t = js_sys::Date::now();
+        if let Some(e) = &inner.engine.state.last_error {
+            if e.is(ErrorCode::NetworkError) && t > deadline - 15_000.0 {
+                return network_error(&e.message);
+            }
+            if e.is(ErrorCode::Unauthorized) || e.is(ErrorCode::CartMerged) {
+                let code = if e.is(ErrorCode::Unauthorized) { ErrorCode::Unauthorized } else { ErrorCode::CartMerged };
+                return answer_error(ErrorBody::new(code, e.message.clone()));
+            }
+        }
+        if t > deadline {
+            return network_error("the tab that syncs this cart did not push it in time");
+        }
+        JsValue::UNDEFINED
+    }
+
+    /// The next batch of pending ops to push: a request, `undefined` when there is nothing to
+    /// push (or a push is under way), or the `CartError` of an identity the server refused a
+    /// moment ago (no request until the pause ends or a login brings another identity; the next
+    /// try is scheduled).
+    #[wasm_bindgen(js_name = beginPush)]
+    pub fn begin_push(&self) -> JsValue {
+        let Some(rc) = self.rc() else { return JsValue::UNDEFINED };
+        let (push, endpoint) = {
             let mut inner = rc.borrow_mut();
-            let Some(endpoint) = inner.endpoint.clone() else { return Ok(()) };
+            let Some(endpoint) = inner.endpoint.clone() else { return JsValue::UNDEFINED };
             if inner.syncing || inner.engine.push_in_flight() {
-                return Ok(());
+                return JsValue::UNDEFINED;
             }
             if let Some((error, wait)) = inner.engine.push_blocked(js_sys::Date::now() as i64) {
-                // The server refused this identity a moment ago: no request until the pause ends
-                // or a login brings another identity.
-                let error = error.clone();
+                let error = answer_error(error.clone());
                 drop(inner);
-                schedule(rc, wait.clamp(0, i64::from(i32::MAX)) as i32);
-                return Err(Failure::Refused { status: 401, error });
+                schedule(&rc, wait.clamp(0, i64::from(i32::MAX)) as i32);
+                return error;
             }
-            match inner.engine.begin_push() {
-                None => {
-                    return Ok(());
-                }
-                Some(p) => {
-                    inner.syncing = true;
-                    (p, endpoint)
-                }
-            }
+            let Some(push) = inner.engine.begin_push() else { return JsValue::UNDEFINED };
+            inner.syncing = true;
+            (push, endpoint)
         };
-        notify(rc);
-        let mut hint = 0;
-        let answer = match http(&endpoint, "POST", "/v1/cart/ops", Some(&push.identity), Some(&push.body), &[]).await {
-            Ok((200, text)) => read_answer(&text, read::ops_response).map_err(Failure::Retry),
-            Ok((status, text)) => {
-                hint = retry_hint_ms(status, &text);
-                Err(failure_of(status, &text))
-            }
-            Err(why) => Err(Failure::Retry(why)),
-        };
-        let stop = match &answer {
-            Err(f @ Failure::Retry(_)) => Some(f.clone()),
-            Err(f @ Failure::Refused { error, status }) if *status == 401 || error.is(ErrorCode::CartMerged) => Some(f.clone()),
-            _ => None,
-        };
-        let (delay, on_refused) = {
-            let mut inner = rc.borrow_mut();
-            let was_blocked = inner.engine.identity_refused();
-            inner.engine.finish_push(&push, answer, js_sys::Date::now() as i64, js_sys::Math::random());
-            inner.syncing = false;
-            let refused = matches!(stop, Some(Failure::Refused { .. })) && !was_blocked;
-            (inner.engine.backoff_ms(js_sys::Math::random()).max(hint), refused.then(|| inner.on_unauthorized.clone()).flatten())
-        };
-        notify(rc);
-        if let Some(stop) = stop {
-            schedule(rc, delay as i32);
-            // The page hears of a refused identity once, so it can log the shopper in again.
-            if let (Some(f), Failure::Refused { error, .. }) = (on_refused, &stop) {
-                let _ = f.call1(&JsValue::NULL, &answer_error(error.clone()));
-            }
-            return Err(stop);
-        }
+        notify(&rc);
+        let headers = headers(Some(&push.identity), &[], true);
+        let body = push.body.clone();
+        request(format!("{endpoint}/v1/cart/ops"), "POST", headers, Some(&body), Then::Push(push))
     }
-}
 
-async fn pull(rc: &Rc<RefCell<Inner>>) -> Result<(), JsValue> {
-    let (endpoint, identity) = {
+    /// `GET /v1/cart`, or `undefined` without an endpoint.
+    #[wasm_bindgen(js_name = pullRequest)]
+    pub fn pull_request(&self) -> JsValue {
+        let Some(rc) = self.rc() else { return JsValue::UNDEFINED };
         let inner = rc.borrow();
-        match &inner.endpoint {
-            Some(e) => (e.clone(), inner.engine.identity().clone()),
-            None => return Ok(()),
-        }
-    };
-    match http(&endpoint, "GET", "/v1/cart", Some(&identity), None, &[]).await {
-        Ok((200, text)) => {
-            let view = read_answer(&text, read::cart).map_err(unavailable)?;
-            let leader = rc.borrow().leader;
-            rc.borrow_mut().engine.finish_pull(&identity, &view, leader);
-            notify(rc);
-            look_up_promotions(rc).await;
-            Ok(())
-        }
-        Ok((status, text)) => Err(answer_error(ErrorBody::of_answer(status, &text))),
-        Err(why) => Err(network_error(&why)),
+        let Some(endpoint) = &inner.endpoint else { return JsValue::UNDEFINED };
+        let identity = inner.engine.identity().clone();
+        request(format!("{endpoint}/v1/cart"), "GET", headers(Some(&identity), &[], false), None, Then::Pull(identity))
     }
-}
 
-/// Looks up the promotions the cart needs (its codes' and the automatic ones) when some code was
-/// never looked up or the last lookup is old, so discounts are computed here, offline too. A
-/// failed lookup changes nothing: the codes stay `pending` and the next sync tries again.
-async fn look_up_promotions(rc: &Rc<RefCell<Inner>>) {
-    let (endpoint, (query, asked)) = {
+    /// The promotions lookup the cart needs (its codes' and the automatic ones) when some code
+    /// was never looked up or the last lookup is old; `undefined` otherwise.
+    #[wasm_bindgen(js_name = promotionsRequest)]
+    pub fn promotions_request(&self) -> JsValue {
+        let Some(rc) = self.rc() else { return JsValue::UNDEFINED };
         let mut inner = rc.borrow_mut();
-        let Some(endpoint) = inner.endpoint.clone() else { return };
+        let Some(endpoint) = inner.endpoint.clone() else { return JsValue::UNDEFINED };
         if inner.looking_up {
-            return;
+            return JsValue::UNDEFINED;
         }
-        let Some(q) = inner.engine.promotions_query(now()) else { return };
+        let Some((query, asked)) = inner.engine.promotions_query(now()) else { return JsValue::UNDEFINED };
         inner.looking_up = true;
-        (endpoint, q)
-    };
-    let path = if query.is_empty() { "/v1/promotions".to_owned() } else { format!("/v1/promotions?{query}") };
-    let answer = http(&endpoint, "GET", &path, None, None, &[]).await;
-    rc.borrow_mut().looking_up = false;
-    if let Ok((200, text)) = answer
-        && let Ok(v) = shared::json::parse(&text)
-    {
-        rc.borrow_mut().engine.finish_promotions(asked, &v, now());
-        notify(rc);
+        let url = if query.is_empty() { format!("{endpoint}/v1/promotions") } else { format!("{endpoint}/v1/promotions?{query}") };
+        request(url, "GET", headers(None, &[], false), None, Then::Promotions(asked))
+    }
+
+    /// More guest ops are pending than a merge carries: they are pushed as a guest first.
+    #[wasm_bindgen(js_name = loginPushesFirst)]
+    pub fn login_pushes_first(&self) -> bool {
+        self.rc().is_some_and(|rc| rc.borrow().engine.state.pending.len() > crate::engine::BATCH)
+    }
+
+    /// The merge of this guest cart into the user's, or, already a user's cart (another tab
+    /// logged in), a read of the cart with the new token.
+    #[wasm_bindgen(js_name = loginRequest)]
+    pub fn login_request(&self, token: String, policy: Option<String>) -> JsValue {
+        let Some(rc) = self.rc() else { return JsValue::UNDEFINED };
+        let endpoint = rc.borrow().endpoint.clone().unwrap_or_default();
+        let user = Identity::User { jwt: token.clone() };
+        let merge = rc.borrow_mut().engine.login_request();
+        match merge {
+            Some((mut body, sent)) => {
+                if let Some(p) = policy {
+                    body["policy"] = Value::from(p);
+                }
+                let then = Then::Login { token, sent, merge: true };
+                request(format!("{endpoint}/v1/cart/merge"), "POST", headers(Some(&user), &[], true), Some(&body), then)
+            }
+            None => {
+                let then = Then::Login { token, sent: Vec::new(), merge: false };
+                request(format!("{endpoint}/v1/cart"), "GET", headers(Some(&user), &[], false), None, then)
+            }
+        }
+    }
+
+    /// `POST /v1/cart/checkout` with the caller's key or the cart version's own.
+    #[wasm_bindgen(js_name = checkoutRequest)]
+    pub fn checkout_request(&self, args: CheckoutArgs) -> JsValue {
+        let Some(rc) = self.rc() else { return JsValue::UNDEFINED };
+        let endpoint = rc.borrow().endpoint.clone().unwrap_or_default();
+        let key = match &args.given_key {
+            Some(k) => k.clone(),
+            None => rc.borrow_mut().engine.checkout_key(),
+        };
+        let identity = rc.borrow().engine.identity().clone();
+        let mut body = serde_json::Map::new();
+        if let Some(m) = args.expected {
+            body.insert("expected_total".into(), m.to_json());
+        }
+        if !args.gift_cards.is_empty() {
+            body.insert("gift_cards".into(), args.gift_cards.into());
+        }
+        if let Some(q) = args.quote {
+            body.insert("quote".into(), Value::String(q));
+        }
+        let headers = headers(Some(&identity), &[("Idempotency-Key", &key)], true);
+        let then = Then::Checkout { key, own: args.given_key.is_none() };
+        request(format!("{endpoint}/v1/cart/checkout"), "POST", headers, Some(&Value::Object(body)), then)
+    }
+
+    /// The checkout numbered `id` ended: a later `checkout()` starts another.
+    #[wasm_bindgen(js_name = checkoutOver)]
+    pub fn checkout_over(&self, id: u32) {
+        if let Some(rc) = self.rc() {
+            let mut inner = rc.borrow_mut();
+            if inner.checkout.as_ref().is_some_and(|c| c.3 == id) {
+                inner.checkout = None;
+            }
+        }
+    }
+
+    /// Takes a request's answer (`[status, text]`, `text` null if the body broke off; null when
+    /// no answer came): what the step gives (an order), `undefined`, or the `CartError` to stop
+    /// with.
+    pub fn answer(&self, call: Call, answer: JsValue) -> JsValue {
+        let Some(rc) = self.rc() else { return JsValue::UNDEFINED };
+        let reply: Reply = if answer.is_object() {
+            let a: &js_sys::Array = answer.unchecked_ref();
+            let status = a.get(0).as_f64().unwrap_or(0.0) as u16;
+            a.get(1).as_string().map(|text| (status, text)).ok_or_else(|| "the answer broke off".to_owned())
+        } else {
+            Err(format!("could not reach {}", rc.borrow().endpoint.as_deref().unwrap_or_default()))
+        };
+        match call.0 {
+            Then::Push(push) => pushed(&rc, &push, reply),
+            Then::Pull(identity) => pulled(&rc, &identity, reply),
+            Then::Promotions(asked) => {
+                rc.borrow_mut().looking_up = false;
+                if let Ok((200, text)) = reply
+                    && let Ok(v) = shared::json::parse(&text)
+                {
+                    rc.borrow_mut().engine.finish_promotions(asked, &v, now());
+                    notify(&rc);
+                }
+                JsValue::UNDEFINED
+            }
+            Then::Login { token, sent, merge } => logged_in(&rc, &token, &sent, merge, reply),
+            Then::Checkout { key, own } => checked_out(&rc, &key, own, reply),
+        }
+    }
+
+    /// Keeps `resolve` until the client is freed (releasing the Web Lock it holds), or calls it
+    /// at once if the client is gone already.
+    #[wasm_bindgen(js_name = onRelease)]
+    pub fn on_release(&self, resolve: Function) {
+        match self.rc() {
+            Some(rc) => rc.borrow_mut().release.push(resolve),
+            None => {
+                let _ = resolve.call0(&JsValue::NULL);
+            }
+        }
+    }
+
+    /// This tab was given the leader lock: it pushes (or folds) for every tab from now on. What the
+    /// previous leader wrote last may still be on its way to this tab's copy of storage: a
+    /// moment's pause, then everything queued goes.
+    pub fn lead(&self) {
+        if let Some(rc) = self.rc() {
+            rc.borrow_mut().leader = true;
+            schedule(&rc, 250);
+        }
+    }
+
+    pub fn unkick(&self) {
+        if let Some(rc) = self.rc() {
+            rc.borrow_mut().kicked = false;
+        }
+    }
+
+    /// Another client of this page wrote the cart.
+    #[wasm_bindgen(js_name = heardWrite)]
+    pub fn heard_write(&self) {
+        if let Some(rc) = self.rc() {
+            heard_write(&rc);
+        }
     }
 }
 
-/// One checkout: push, then `POST /v1/cart/checkout` with the caller's key or the cart
-/// version's own.
-async fn checkout_now(
-    rc: &Rc<RefCell<Inner>>,
-    given_key: Option<String>,
-    expected: Option<Money>,
-    gift_cards: Vec<String>,
-    quote: Option<String>,
-) -> Result<JsValue, JsValue> {
-    let Some(endpoint) = rc.borrow().endpoint.clone() else {
-        return Err(js_error(ErrorCode::NoEndpoint, "checkout needs an endpoint"));
+/// Every tab's queued ops at a moment ([`Driver::pending_marks`]).
+#[wasm_bindgen(skip_typescript)]
+pub struct Marks(PerClient);
+
+/// A push answered: `undefined` to go on with the next batch, or the `CartError` that stops the
+/// pushes (the next try is scheduled with backoff; a refused identity is told to the page once).
+fn pushed(rc: &Rc<RefCell<Inner>>, push: &Push, reply: Reply) -> JsValue {
+    let mut hint = 0;
+    let answer = match reply {
+        Ok((200, text)) => read_answer(&text, read::ops_response).map_err(Failure::Retry),
+        Ok((status, text)) => {
+            hint = retry_hint_ms(status, &text);
+            Err(failure_of(status, &text))
+        }
+        Err(why) => Err(Failure::Retry(why)),
     };
-    sync_now(rc).await?;
-    let key = match &given_key {
-        Some(k) => k.clone(),
-        None => rc.borrow_mut().engine.checkout_key(),
+    let stop = match &answer {
+        Err(f @ Failure::Retry(_)) => Some(f.clone()),
+        Err(f @ Failure::Refused { error, status }) if *status == 401 || error.is(ErrorCode::CartMerged) => Some(f.clone()),
+        _ => None,
     };
-    let identity = rc.borrow().engine.identity().clone();
-    let mut body = serde_json::Map::new();
-    if let Some(m) = expected {
-        body.insert("expected_total".into(), m.to_json());
+    let (delay, on_refused) = {
+        let mut inner = rc.borrow_mut();
+        let was_blocked = inner.engine.identity_refused();
+        inner.engine.finish_push(push, answer, js_sys::Date::now() as i64, js_sys::Math::random());
+        inner.syncing = false;
+        let refused = matches!(stop, Some(Failure::Refused { .. })) && !was_blocked;
+        (inner.engine.backoff_ms(js_sys::Math::random()).max(hint), refused.then(|| inner.on_unauthorized.clone()).flatten())
+    };
+    notify(rc);
+    let Some(stop) = stop else { return JsValue::UNDEFINED };
+    schedule(rc, delay as i32);
+    // The page hears of a refused identity once, so it can log the shopper in again.
+    if let Some(f) = on_refused {
+        let _ = f.call1(&JsValue::NULL, &failure_error(&stop));
     }
-    if !gift_cards.is_empty() {
-        body.insert("gift_cards".into(), gift_cards.into());
+    failure_error(&stop)
+}
+
+fn pulled(rc: &Rc<RefCell<Inner>>, identity: &Identity, reply: Reply) -> JsValue {
+    match reply {
+        Ok((200, text)) => match read_answer(&text, read::cart) {
+            Ok(view) => {
+                let leader = rc.borrow().leader;
+                rc.borrow_mut().engine.finish_pull(identity, &view, leader);
+                notify(rc);
+                JsValue::UNDEFINED
+            }
+            Err(why) => unavailable(why),
+        },
+        Ok((status, text)) => answer_error(ErrorBody::of_answer(status, &text)),
+        Err(why) => network_error(&why),
     }
-    if let Some(q) = quote {
-        body.insert("quote".into(), Value::String(q));
+}
+
+fn logged_in(rc: &Rc<RefCell<Inner>>, token: &str, sent: &[String], merge: bool, reply: Reply) -> JsValue {
+    let view = match reply {
+        Ok((200, text)) if merge => read_answer(&text, read::merge_response).map(|m| m.cart),
+        Ok((200, text)) => read_answer(&text, read::cart),
+        Ok((status, text)) => return answer_error(ErrorBody::of_answer(status, &text)),
+        Err(why) => return network_error(&why),
+    };
+    match view {
+        Ok(view) => {
+            rc.borrow_mut().engine.finish_login(token, &view, sent);
+            notify(rc);
+            JsValue::UNDEFINED
+        }
+        Err(why) => unavailable(why),
     }
-    let body = Value::Object(body);
-    let answer = http(&endpoint, "POST", "/v1/cart/checkout", Some(&identity), Some(&body), &[("Idempotency-Key", &key)]).await;
-    let (status, text) = answer.map_err(|why| network_error(&why))?;
+}
+
+fn checked_out(rc: &Rc<RefCell<Inner>>, key: &str, own: bool, reply: Reply) -> JsValue {
+    let (status, text) = match reply {
+        Ok(r) => r,
+        Err(why) => return network_error(&why),
+    };
     let error = (status != 201).then(|| ErrorBody::of_answer(status, &text));
-    if given_key.is_none() && checkout_settled(status, error.as_ref()) {
-        rc.borrow_mut().engine.settle_checkout_key(&key);
+    if own && checkout_settled(status, error.as_ref()) {
+        rc.borrow_mut().engine.settle_checkout_key(key);
     }
     match error {
-        None => {
-            let order = read_answer(&text, |v| read::order(&v["order"])).map_err(unavailable)?;
-            Ok(js_of(&crate::engine::order_json(&order)))
-        }
-        Some(e) => Err(answer_error(e)),
+        None => match read_answer(&text, |v| read::order(&v["order"])) {
+            Ok(order) => js_of(&crate::engine::order_json(&order)),
+            Err(why) => unavailable(why),
+        },
+        Some(e) => answer_error(e),
     }
-}
-
-async fn sync_now(rc: &Rc<RefCell<Inner>>) -> Result<JsValue, JsValue> {
-    if rc.borrow().endpoint.is_none() {
-        return Ok(rc.borrow().snapshot());
-    }
-    match push_all(rc).await {
-        Ok(()) => {}
-        Err(Failure::Retry(m)) => return Err(network_error(&m)),
-        Err(Failure::Refused { error, .. }) => return Err(answer_error(error)),
-    }
-    pull(rc).await?;
-    Ok(rc.borrow().snapshot())
 }
 
 #[wasm_bindgen]
@@ -1042,6 +1128,7 @@ impl CartClient {
         engine.set_local_only(endpoint.is_none());
         let inner = Inner {
             engine,
+            driver: JsValue::UNDEFINED,
             endpoint,
             listeners: Vec::new(),
             next_listener: 0,
@@ -1053,24 +1140,33 @@ impl CartClient {
             events_target: window.clone(),
             events: Vec::new(),
             checkout: None,
+            checkouts: 0,
             looking_up: false,
             on_unauthorized: option(&options, "onUnauthorized", |v| v.clone().dyn_into::<Function>().ok()),
             last_snapshot: RefCell::new(None),
             rendered: Rc::default(),
             page_lists: js_sys::Object::new().into(),
-            has_locks: lock_manager().is_some(),
+            has_locks: false,
             leader: false,
             kicked: false,
             release: Vec::new(),
             tick: None,
         };
         let tab_lock = format!("cartsync:{key}:tab:{}", inner.engine.client());
+        let leader_lock = format!("{}:leader", inner.lock_name());
         let rc = Rc::new(RefCell::new(inner));
+        let driver: JsValue = Driver(Rc::downgrade(&rc)).into();
+        rc.borrow_mut().driver = driver.clone();
         if shared_storage {
             PAGE.with(|p| p.borrow_mut().push((key.clone(), Rc::downgrade(&rc))));
         }
-        hold_tab_lock(&rc, &tab_lock);
-        run_for_leadership(&rc);
+        // Without Web Locks (Node, where the cart lives in memory) this client is its own leader.
+        let has_locks = hold_locks(&driver, &tab_lock, &leader_lock);
+        {
+            let mut inner = rc.borrow_mut();
+            inner.has_locks = has_locks;
+            inner.leader = !has_locks;
+        }
         if let Some(w) = window {
             let weak: Weak<RefCell<Inner>> = Rc::downgrade(&rc);
             let on_storage = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
@@ -1098,10 +1194,7 @@ impl CartClient {
         if rc.borrow().endpoint.is_none() {
             schedule(&rc, 0);
         } else {
-            let bg = rc.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                let _ = sync_now(&bg).await;
-            });
+            background(&driver);
         }
         Ok(CartClient { inner: rc })
     }
@@ -1177,8 +1270,7 @@ impl CartClient {
     #[wasm_bindgen(js_name = applyPromoCode, unchecked_return_type = "CartSnapshot")]
     pub fn apply_promo_code(&self, #[wasm_bindgen(unchecked_param_type = "string")] code: JsValue) -> Result<JsValue, JsValue> {
         let snap = self.mutate(OpKind::ApplyPromoCode { code: parse_code(&code)? })?;
-        let rc = self.inner.clone();
-        wasm_bindgen_futures::spawn_local(async move { look_up_promotions(&rc).await });
+        let _ = look_up_promotions(&self.driver());
         Ok(snap)
     }
 
@@ -1226,8 +1318,7 @@ impl CartClient {
     /// retried with backoff.
     #[wasm_bindgen(unchecked_return_type = "Promise<CartSnapshot>")]
     pub fn sync(&self) -> Promise {
-        let rc = self.inner.clone();
-        wasm_bindgen_futures::future_to_promise(async move { sync_now(&rc).await })
+        sync_now(&self.driver())
     }
 
     /// Logs in: the guest cart (with its pending ops) is merged into the user's cart on the
@@ -1238,49 +1329,14 @@ impl CartClient {
     /// `prompt` refuses a merge without one (`merge_policy_required`).
     #[wasm_bindgen(unchecked_return_type = "Promise<CartSnapshot>")]
     pub fn login(&self, token: String, #[wasm_bindgen(unchecked_param_type = "LoginOptions | undefined")] options: JsValue) -> Promise {
-        let rc = self.inner.clone();
         let policy = match option(&options, "policy", |v| Some(v.clone())).map(|v| parse_policy(&v)).transpose() {
             Ok(p) => p,
             Err(e) => return Promise::reject(&e),
         };
-        wasm_bindgen_futures::future_to_promise(async move {
-            let Some(endpoint) = rc.borrow().endpoint.clone() else {
-                return Err(js_error(ErrorCode::NoEndpoint, "login needs an endpoint"));
-            };
-            let user = Identity::User { jwt: token.clone() };
-            // A merge carries one batch of guest ops: more than that are pushed as a guest first.
-            if rc.borrow().engine.state.pending.len() > crate::engine::BATCH {
-                let _ = push_all(&rc).await;
-            }
-            let mut request = rc.borrow_mut().engine.login_request();
-            if let (Some((body, _)), Some(p)) = (request.as_mut(), policy) {
-                body["policy"] = Value::from(p);
-            }
-            let sent = request.as_ref().map(|r| r.1.clone()).unwrap_or_default();
-            let view = match request.map(|r| r.0) {
-                Some(body) => match http(&endpoint, "POST", "/v1/cart/merge", Some(&user), Some(&body), &[]).await {
-                    Ok((200, text)) => read_answer(&text, read::merge_response).map_err(unavailable)?.cart,
-                    Ok((status, text)) => return Err(answer_error(ErrorBody::of_answer(status, &text))),
-                    Err(why) => return Err(network_error(&why)),
-                },
-                // Already a user (another tab logged in): read the cart with the new token.
-                None => match http(&endpoint, "GET", "/v1/cart", Some(&user), None, &[]).await {
-                    Ok((200, text)) => read_answer(&text, read::cart).map_err(unavailable)?,
-                    Ok((status, text)) => return Err(answer_error(ErrorBody::of_answer(status, &text))),
-                    Err(why) => return Err(network_error(&why)),
-                },
-            };
-            rc.borrow_mut().engine.finish_login(&token, &view, &sent);
-            notify(&rc);
-            // Ops queued beyond the merge's batch, or held back while the old token was refused,
-            // go to the user's cart now.
-            let bg = rc.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                let _ = push_all(&bg).await;
-            });
-            let snap = rc.borrow().snapshot();
-            Ok(snap)
-        })
+        if self.endpoint().is_none() {
+            return no_endpoint("login");
+        }
+        js_login(&self.driver(), &token, policy)
     }
 
     /// What logging in with `token` would make of the cart under each merge policy, with the
@@ -1372,29 +1428,26 @@ impl CartClient {
                 None => None,
             };
         if given_key.is_none()
-            && let Some((joined_total, joined_cards, running, done)) = &rc.borrow().checkout
+            && let Some((joined_total, joined_cards, running, _)) = &rc.borrow().checkout
             && *joined_total == expected
             && *joined_cards == gift_cards
             && quote.is_none()
-            && !done.get()
         {
             return running.clone();
         }
+        if self.endpoint().is_none() {
+            return no_endpoint("checkout");
+        }
         let own = given_key.is_none();
-        let (task, done) = (rc.clone(), Rc::new(Cell::new(false)));
-        let finished = done.clone();
-        let cards = gift_cards.clone();
-        let promise = wasm_bindgen_futures::future_to_promise(async move {
-            let result = checkout_now(&task, given_key, expected, cards, quote).await;
-            finished.set(true);
-            let mut inner = task.borrow_mut();
-            if inner.checkout.as_ref().is_some_and(|c| Rc::ptr_eq(&c.3, &finished)) {
-                inner.checkout = None;
-            }
-            result
-        });
-        if own && !done.get() {
-            rc.borrow_mut().checkout = Some((expected, gift_cards, promise.clone(), done));
+        let id = {
+            let mut inner = rc.borrow_mut();
+            inner.checkouts += 1;
+            inner.checkouts
+        };
+        let args = CheckoutArgs { given_key, expected, gift_cards: gift_cards.clone(), quote };
+        let promise = js_checkout(&self.driver(), id, args);
+        if own {
+            rc.borrow_mut().checkout = Some((expected, gift_cards, promise.clone(), id));
         }
         promise
     }

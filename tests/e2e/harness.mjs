@@ -164,6 +164,16 @@ export async function launch() {
     env: { ...process.env, TMPDIR: tmp },
   });
   browser.on("disconnected", () => rmSync(tmp, { recursive: true, force: true }));
+  // An uncaught error or unhandled rejection in any page is printed as `PAGEERROR`, which fails
+  // the suite (tests/tests/browser_e2e.rs): the package must never leave one behind.
+  const watch = (page) => page.on("pageerror", (e) => console.error(`PAGEERROR ${String(e?.stack ?? e).slice(0, 600)}`));
+  // (`browser.newPage()` makes its context through `newContext` too.)
+  const newContext = browser.newContext.bind(browser);
+  browser.newContext = async (...args) => {
+    const context = await newContext(...args);
+    context.on("page", watch);
+    return context;
+  };
   return browser;
 }
 

@@ -62,6 +62,7 @@ async fn the_storefront_and_the_package_work_in_chromium() {
     println!("{text}");
     assert!(out.status.success(), "the browser suite failed:\n{text}");
     assert!(text.contains("ℹ fail 0") && !text.contains("ℹ pass 0"), "the browser suite ran its tests:\n{text}");
+    assert!(!text.contains("PAGEERROR"), "a page had an uncaught error or an unhandled rejection:\n{text}");
     assert!(root.join("tests/artifacts/storefront.png").exists(), "the screenshot was saved");
     assert!(root.join("tests/artifacts/shopper-7-paid.png").exists(), "the shopper walk-through's screenshots were saved");
 }
