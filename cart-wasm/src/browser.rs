@@ -57,7 +57,7 @@ extern "C" {
     fn js_checkout(d: &JsValue, id: u32, args: CheckoutArgs) -> Promise;
     /// Calls [`Driver::heard_write`] of each, later.
     #[wasm_bindgen(js_name = tellLater)]
-    fn tell_later(drivers: js_sys::Array);
+    fn tell_later(drivers: Vec<JsValue>);
 }
 
 /// The frozen state behind one `CartSnapshot`, rendered (to JSON, parsed by the page) only when
@@ -388,17 +388,15 @@ thread_local! {
 
 fn tell_page(rc: &Rc<RefCell<Inner>>) {
     let key = rc.borrow().engine.key().to_owned();
-    let others = js_sys::Array::new();
-    PAGE.with(|p| {
+    let others: Vec<JsValue> = PAGE.with(|p| {
         let mut p = p.borrow_mut();
         p.retain(|(_, w)| w.strong_count() > 0);
-        for (_, w) in p.iter().filter(|(k, w)| *k == key && !std::ptr::eq(w.as_ptr(), Rc::as_ptr(rc))) {
-            if let Some(o) = w.upgrade() {
-                others.push(&o.borrow().driver);
-            }
-        }
+        p.iter()
+            .filter(|(k, w)| *k == key && !std::ptr::eq(w.as_ptr(), Rc::as_ptr(rc)))
+            .filter_map(|(_, w)| w.upgrade().map(|o| o.borrow().driver.clone()))
+            .collect()
     });
-    if others.length() > 0 {
+    if !others.is_empty() {
         // Later, with no borrow of the writer held.
         tell_later(others);
     }
