@@ -4,6 +4,8 @@
 // `[url, method, headers, body, call]`; its answer (`[status, text]`, or null when none came) goes
 // back with `d.answer(call, answer)`, which returns the step's result or a `CartError` to stop with.
 // Each function the module calls starts in a later microtask, never inside the module's call.
+// A task's driver keeps its client until the task ends, and is freed then (`task`); the client's
+// own driver (Web Locks, other clients of the page) holds it weakly and is never freed here.
 import { CartError, httpCall } from "./cart-error.js";
 
 const locks = () => {
@@ -11,6 +13,18 @@ const locks = () => {
   return l && typeof l.request === "function" ? l : undefined;
 };
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** `work` as a task the module starts: later, and its driver freed at the end. */
+const task =
+  (work) =>
+  async (d, ...args) => {
+    await null;
+    try {
+      return await work(d, ...args);
+    } finally {
+      d.free();
+    }
+  };
 
 async function exchange(request) {
   try {
@@ -86,8 +100,7 @@ async function sweep(d) {
 }
 
 /** What the leader does with queued ops: push them, or, local-only, fold them. */
-export async function flush(d) {
-  await null;
+async function flushing(d) {
   const name = d.lockName();
   if (name === undefined) return; // the client is gone
   if (d.localOnly()) {
@@ -101,12 +114,13 @@ export async function flush(d) {
   }
 }
 
+export const flush = task(flushing);
+
 /** A kick of the leader: several before it runs make one. */
-export async function kick(d) {
-  await null;
+export const kick = task(async (d) => {
   d.unkick();
-  await flush(d);
-}
+  await flushing(d);
+});
 
 /** In a tab that is not the leader: waits until every op queued (in any tab) when called is
  * settled by the leader's pushes, or the leader reports it cannot reach the server. */
@@ -126,8 +140,7 @@ async function awaitSettled(d) {
 
 /** Pushes pending ops (of every tab) until none are left, holding the lock so one tab at a time
  * pushes: null, or the `CartError` that stopped it (the module has scheduled the next try). */
-export async function pushAll(d) {
-  await null;
+async function pushAll(d) {
   if (d.localOnly()) return null;
   if (!d.leader()) return awaitSettled(d);
   let out = null;
@@ -151,15 +164,15 @@ export async function pushAll(d) {
 
 /** Looks up the promotions the cart needs, when some code was never looked up or the last
  * lookup is old; a failed lookup changes nothing. */
-export async function lookUpPromotions(d) {
-  await null;
+async function lookingUp(d) {
   const request = d.promotionsRequest();
   if (request) await ask(d, request);
 }
 
+export const lookUpPromotions = task(lookingUp);
+
 /** Pushes pending ops and reads the server's cart: the snapshot, or a rejection. */
-export async function syncNow(d) {
-  await null;
+async function syncing(d) {
   if (d.localOnly()) return d.snapshot();
   const stop = await pushAll(d);
   if (stop) throw stop;
@@ -167,10 +180,12 @@ export async function syncNow(d) {
   if (request) {
     const e = await ask(d, request);
     if (e) throw e;
-    await lookUpPromotions(d);
+    await lookingUp(d);
   }
   return d.snapshot();
 }
+
+export const syncNow = task(syncing);
 
 /** A sync the page did not ask for (a client's first): its failure is only in `lastError`. */
 export function background(d) {
@@ -178,30 +193,30 @@ export function background(d) {
 }
 
 /** Merges the guest cart into the user's (or reads the user's cart, if another tab logged in). */
-export async function login(d, token, policy) {
-  await null;
+export const login = task(async (d, token, policy) => {
   // A merge carries one batch of guest ops: more than that are pushed as a guest first.
   if (d.loginPushesFirst()) await pushAll(d);
   const e = await ask(d, d.loginRequest(token, policy));
   if (e) throw e;
   // Ops queued beyond the merge's batch, or held back while the old token was refused, go to
-  // the user's cart now.
-  pushAll(d);
+  // the user's cart now, in a task of their own.
+  pushTask(d.task());
   return d.snapshot();
-}
+});
+
+const pushTask = task(pushAll);
 
 /** One checkout: push, then `POST /v1/cart/checkout`; the order, or a rejection. */
-export async function checkout(d, id, args) {
-  await null;
+export const checkout = task(async (d, id, args) => {
   try {
-    await syncNow(d);
+    await syncing(d);
     const r = await ask(d, d.checkoutRequest(args));
     if (r instanceof CartError) throw r;
     return r;
   } finally {
     d.checkoutOver(id);
   }
-}
+});
 
 /** Tells a page's other clients of the same cart of a write, later. */
 export function tellLater(drivers) {

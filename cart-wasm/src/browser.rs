@@ -29,7 +29,9 @@ extern "C" {
 }
 
 // The asynchronous side (requests, Web Locks, pauses) is JavaScript, `js/driver.js`: each of these
-// runs in a later microtask and calls back the client's `Driver` for every decision.
+// runs in a later microtask and calls back the client's `Driver` for every decision. A task is
+// handed a driver of its own ([`task`]), which keeps the client until the task ends (a checkout
+// under way when the page frees its client still completes), and frees it then.
 #[wasm_bindgen(module = "/js/driver.js")]
 extern "C" {
     /// Holds the tab lock `tab` and queues for the leader lock `leader` ([`Driver::lead`]);
@@ -40,10 +42,6 @@ extern "C" {
     fn flush(d: &JsValue) -> Promise;
     /// [`Driver::unkick`], then [`flush`].
     fn kick(d: &JsValue) -> Promise;
-    /// Pushes every tab's pending ops (the leader) or waits until they are settled (another tab):
-    /// null, or the `CartError` that stopped it.
-    #[wasm_bindgen(js_name = pushAll)]
-    fn push_all(d: &JsValue) -> Promise;
     #[wasm_bindgen(js_name = lookUpPromotions)]
     fn look_up_promotions(d: &JsValue) -> Promise;
     /// Push, then read the server's cart: the snapshot, or a `CartError`.
@@ -449,15 +447,14 @@ impl Inner {
 /// In the leader: pushes (or folds) in a task of its own, soon; several kicks before it runs
 /// make one.
 fn kick_leader(rc: &Rc<RefCell<Inner>>) {
-    let driver = {
+    {
         let mut inner = rc.borrow_mut();
         if !inner.leader || inner.kicked {
             return;
         }
         inner.kicked = true;
-        inner.driver.clone()
-    };
-    let _ = kick(&driver);
+    }
+    let _ = kick(&task(rc));
 }
 
 /// An offline-first shopping cart: every change applies at once and is saved locally, then
@@ -547,10 +544,6 @@ fn no_endpoint(what: &str) -> Promise {
 impl CartClient {
     fn endpoint(&self) -> Option<String> {
         self.inner.borrow().endpoint.clone()
-    }
-
-    fn driver(&self) -> JsValue {
-        self.inner.borrow().driver.clone()
     }
 
     /// `POST /v1/orders/{id}/<action>` as this cart's owner, answering the order.
@@ -683,8 +676,7 @@ fn schedule(rc: &Rc<RefCell<Inner>>, ms: i32) {
                     if busy {
                         schedule(&rc, 25);
                     }
-                    let driver = rc.borrow().driver.clone();
-                    let _ = flush(&driver);
+                    let _ = flush(&task(&rc));
                 })
                 // Kept alive by the page for as long as a timer may call it; it holds the client
                 // weakly, so a client freed with a timer armed is not kept, and the call does nothing.
@@ -704,15 +696,24 @@ fn failure_error(f: &Failure) -> JsValue {
     }
 }
 
-/// A client's synchronous steps, for `js/driver.js`. It holds the client weakly: a client freed
-/// while a request is under way is not kept, and its steps do nothing.
+/// A client's synchronous steps, for `js/driver.js`: a task's driver keeps its client (until the
+/// task frees it); the client's own one (the Web Locks' callbacks, other clients of the page)
+/// holds it weakly, and does nothing once it is gone.
 #[wasm_bindgen(skip_typescript)]
-pub struct Driver(Weak<RefCell<Inner>>);
+pub struct Driver(Result<Rc<RefCell<Inner>>, Weak<RefCell<Inner>>>);
 
 impl Driver {
     fn rc(&self) -> Option<Rc<RefCell<Inner>>> {
-        self.0.upgrade()
+        match &self.0 {
+            Ok(rc) => Some(rc.clone()),
+            Err(weak) => weak.upgrade(),
+        }
     }
+}
+
+/// A driver for one task of the client.
+fn task(rc: &Rc<RefCell<Inner>>) -> JsValue {
+    Driver(Ok(rc.clone())).into()
 }
 
 /// A request's answer: `(status, text)`, or why there is none.
@@ -720,6 +721,11 @@ type Reply = Result<(u16, String), String>;
 
 #[wasm_bindgen]
 impl Driver {
+    /// A driver for another task of this client (one that outlives the caller's).
+    pub fn task(&self) -> Driver {
+        Driver(self.rc().ok_or_else(Weak::new))
+    }
+
     /// The Web Lock under which one tab at a time rewrites the base record; `undefined` once the
     /// client is gone.
     #[wasm_bindgen(js_name = lockName)]
@@ -1153,7 +1159,7 @@ impl CartClient {
         let tab_lock = format!("cartsync:{key}:tab:{}", inner.engine.client());
         let leader_lock = format!("{}:leader", inner.lock_name());
         let rc = Rc::new(RefCell::new(inner));
-        let driver: JsValue = Driver(Rc::downgrade(&rc)).into();
+        let driver: JsValue = Driver(Err(Rc::downgrade(&rc))).into();
         rc.borrow_mut().driver = driver.clone();
         if shared_storage {
             PAGE.with(|p| p.borrow_mut().push((key.clone(), Rc::downgrade(&rc))));
@@ -1192,7 +1198,7 @@ impl CartClient {
         if rc.borrow().endpoint.is_none() {
             schedule(&rc, 0);
         } else {
-            background(&driver);
+            background(&task(&rc));
         }
         Ok(CartClient { inner: rc })
     }
@@ -1268,7 +1274,7 @@ impl CartClient {
     #[wasm_bindgen(js_name = applyPromoCode, unchecked_return_type = "CartSnapshot")]
     pub fn apply_promo_code(&self, #[wasm_bindgen(unchecked_param_type = "string")] code: JsValue) -> Result<JsValue, JsValue> {
         let snap = self.mutate(OpKind::ApplyPromoCode { code: parse_code(&code)? })?;
-        let _ = look_up_promotions(&self.driver());
+        let _ = look_up_promotions(&task(&self.inner));
         Ok(snap)
     }
 
@@ -1316,7 +1322,7 @@ impl CartClient {
     /// retried with backoff.
     #[wasm_bindgen(unchecked_return_type = "Promise<CartSnapshot>")]
     pub fn sync(&self) -> Promise {
-        sync_now(&self.driver())
+        sync_now(&task(&self.inner))
     }
 
     /// Logs in: the guest cart (with its pending ops) is merged into the user's cart on the
@@ -1334,7 +1340,7 @@ impl CartClient {
         if self.endpoint().is_none() {
             return no_endpoint("login");
         }
-        js_login(&self.driver(), &token, policy)
+        js_login(&task(&self.inner), &token, policy)
     }
 
     /// What logging in with `token` would make of the cart under each merge policy, with the
@@ -1443,7 +1449,7 @@ impl CartClient {
             inner.checkouts
         };
         let args = CheckoutArgs { given_key, expected, gift_cards: gift_cards.clone(), quote };
-        let promise = js_checkout(&self.driver(), id, args);
+        let promise = js_checkout(&task(&self.inner), id, args);
         if own {
             rc.borrow_mut().checkout = Some((expected, gift_cards, promise.clone(), id));
         }

@@ -280,3 +280,26 @@ async fn a_busy_local_cart_keeps_its_timer_armed_and_an_idle_one_arms_none() {
     sleep(300).await;
     assert_eq!(page("globalThis.__restore(); return globalThis.__between").as_f64(), Some(0.0), "an idle cart arms no timer");
 }
+
+/// A call under way keeps its client: freed by the page right after `sync()` and `checkout()`,
+/// the sync still answers its snapshot and the checkout still ends in a typed error (its server
+/// cannot be reached), not a settlement with nothing or a `TypeError`.
+#[wasm_bindgen_test]
+async fn calls_under_way_settle_after_the_page_frees_the_client() {
+    let _ = storage().remove_item("freed");
+    let local = CartClient::new(options("freed")).unwrap();
+    local.add("A".into(), 2.into(), JsValue::UNDEFINED).unwrap();
+    let sync = local.sync();
+    drop(local);
+    let snap = wasm_bindgen_futures::JsFuture::from(sync).await.expect("the sync answers");
+    assert_eq!(get(&snap, &["itemCount"]).as_f64(), Some(2.0));
+
+    let _ = storage().remove_item("freed-synced");
+    let synced = CartClient::new(offline_options("freed-synced")).unwrap();
+    synced.add("B".into(), 1.into(), JsValue::UNDEFINED).unwrap();
+    let checkout = synced.checkout(JsValue::UNDEFINED);
+    drop(synced);
+    let error = wasm_bindgen_futures::JsFuture::from(checkout).await.expect_err("nothing to check out against");
+    assert_eq!(get(&error, &["name"]).as_string().as_deref(), Some("CartError"));
+    assert_eq!(get(&error, &["code"]).as_string().as_deref(), Some("network_error"));
+}
