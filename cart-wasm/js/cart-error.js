@@ -110,7 +110,7 @@ function camel(v) {
 /** An answer of the API (snake_case JSON) as the package's objects (camelCase keys). A merge
  * preview's `policies` keep their names (`keep_user`) as keys; order lines always carry a
  * `discount`. */
-function camelAnswer(v) {
+export function camelAnswer(v) {
   if (v && v.policies && typeof v.policies === "object") {
     const policies = {};
     for (const [k, c] of Object.entries(v.policies)) policies[k] = camel(c);

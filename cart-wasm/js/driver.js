@@ -6,7 +6,7 @@
 // Each function the module calls starts in a later microtask, never inside the module's call.
 // A task's driver keeps its client until the task ends, and is freed then (`task`); the client's
 // own driver (Web Locks, other clients of the page) holds it weakly and is never freed here.
-import { CartError, httpCall } from "./cart-error.js";
+import { CartError, camelAnswer, httpCall } from "./cart-error.js";
 
 const locks = () => {
   const l = globalThis.navigator?.locks;
@@ -34,7 +34,7 @@ async function exchange(request) {
   }
 }
 
-/** Makes the module's request and hands it the answer. */
+/** Makes the module's request and hands it the answer: `undefined`, or a `CartError`. */
 async function ask(d, request) {
   return d.answer(request[4], await exchange(request));
 }
@@ -206,13 +206,26 @@ export const login = task(async (d, token, policy) => {
 
 const pushTask = task(pushAll);
 
-/** One checkout: push, then `POST /v1/cart/checkout`; the order, or a rejection. */
+/** One checkout: push, then `POST /v1/cart/checkout`; the order, or a rejection. The module
+ * settles its key by the answer; the order is read here, as `extendHold` and `cancelOrder` read
+ * theirs. */
 export const checkout = task(async (d, id, args) => {
   try {
     await syncing(d);
-    const r = await ask(d, d.checkoutRequest(args));
-    if (r instanceof CartError) throw r;
-    return r;
+    const request = d.checkoutRequest(args);
+    const answer = await exchange(request);
+    const e = d.answer(request[4], answer);
+    if (e) throw e;
+    let order;
+    try {
+      order = JSON.parse(answer[1]).order;
+    } catch {
+      // Below.
+    }
+    if (!order || typeof order !== "object" || typeof order.id !== "string") {
+      throw new CartError("unavailable", "unreadable answer: no order");
+    }
+    return camelAnswer(order);
   } finally {
     d.checkoutOver(id);
   }

@@ -937,8 +937,7 @@ impl Driver {
     }
 
     /// Takes a request's answer (`[status, text]`, `text` null if the body broke off; null when
-    /// no answer came): what the step gives (an order), `undefined`, or the `CartError` to stop
-    /// with.
+    /// no answer came): `undefined`, or the `CartError` to stop with.
     pub fn answer(&self, call: Call, answer: JsValue) -> JsValue {
         let Some(rc) = self.rc() else { return JsValue::UNDEFINED };
         let reply: Reply = if answer.is_object() {
@@ -1084,13 +1083,8 @@ fn checked_out(rc: &Rc<RefCell<Inner>>, key: &str, own: bool, reply: Reply) -> J
     if own && checkout_settled(status, error.as_ref()) {
         rc.borrow_mut().engine.settle_checkout_key(key);
     }
-    match error {
-        None => match read_answer(&text, |v| read::order(&v["order"])) {
-            Ok(order) => js_of(&crate::engine::order_json(&order)),
-            Err(why) => unavailable(why),
-        },
-        Some(e) => answer_error(e),
-    }
+    // The order itself is the driver's to read: the module only settles the key.
+    error.map_or(JsValue::UNDEFINED, answer_error)
 }
 
 #[wasm_bindgen]

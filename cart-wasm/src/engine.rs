@@ -13,9 +13,7 @@ use serde_json::Value;
 use shared::promo::{PromoCode, Promotion, PromotionId, Usage};
 use shared::sort::{SortedMap, SortedSet};
 use shared::stored::StoredCart;
-use shared::wire::{
-    self, Availability, CartView, DiscountView, ErrorBody, OpsResponse, OrderLineView, OrderView, Owner, PromoCodeView, Promos,
-};
+use shared::wire::{self, Availability, CartView, DiscountView, ErrorBody, OpsResponse, Owner, PromoCodeView, Promos};
 use shared::{Cart, CartError, CartLine, ClientSeq, Currency, ErrorCode, GuestToken, Limits, Money, Op, OpId, OpKind, Sku, Timestamp};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -1749,47 +1747,6 @@ impl Engine {
     }
 }
 
-/// An order as the page gets it (the JavaScript `Order`): camelCase, and every line with its
-/// `discount` (zero on orders placed before promotions).
-pub fn order_json(o: &OrderView) -> Value {
-    use shared::json::object;
-    let line = |l: &OrderLineView| {
-        let mut m = serde_json::Map::new();
-        m.insert("sku".into(), l.sku.as_str().into());
-        m.insert("quantity".into(), l.quantity.into());
-        m.insert("unitPrice".into(), l.unit_price.to_json());
-        if let Some(p) = &l.price_at_add {
-            m.insert("priceAtAdd".into(), p.to_json());
-        }
-        m.insert("discount".into(), l.discount.unwrap_or(Money::zero(l.line_total.currency())).to_json());
-        m.insert("lineTotal".into(), l.line_total.to_json());
-        Value::Object(m)
-    };
-    let discount = |d: &DiscountView| {
-        let mut m = serde_json::Map::new();
-        m.insert("promotion".into(), d.promotion.as_str().into());
-        if let Some(c) = &d.code {
-            m.insert("code".into(), c.as_str().into());
-        }
-        m.insert("description".into(), d.description.as_str().into());
-        m.insert("amount".into(), d.amount.to_json());
-        Value::Object(m)
-    };
-    object([
-        ("id", o.id.as_str().into()),
-        ("status", o.status.as_str().into()),
-        ("lines", o.lines.iter().map(line).collect()),
-        ("subtotal", o.subtotal.to_json()),
-        ("discounts", o.discounts.iter().map(discount).collect()),
-        ("discountTotal", o.discount_total.to_json()),
-        ("total", o.total.to_json()),
-        ("giftCards", o.gift_cards.iter().map(|g| object([("last4", g.last4.as_str().into()), ("amount", g.amount.to_json())])).collect()),
-        ("amountDue", o.amount_due.to_json()),
-        ("reservedUntil", o.reserved_until.to_string().into()),
-        ("createdAt", o.created_at.to_string().into()),
-    ])
-}
-
 fn corrupt(why: String) -> LastError {
     LastError::new(ErrorCode::StorageCorrupt, format!("the stored cart could not be read ({why}); starting a new cart"))
 }
@@ -1857,70 +1814,6 @@ mod tests {
 
     fn add(sku: &str) -> OpKind {
         OpKind::Add { sku: Sku::parse(sku).unwrap(), quantity: Quantity::new(1, &Limits::default()).unwrap(), price_at_add: None }
-    }
-
-    #[test]
-    fn an_order_reaches_the_page_in_camel_case_with_a_discount_on_every_line() {
-        let usd = |a| Money::new(a, Currency::USD).unwrap();
-        let order = OrderView {
-            id: "ord-1".into(),
-            status: "pending_payment".into(),
-            lines: vec![
-                OrderLineView {
-                    sku: Sku::parse("A").unwrap(),
-                    quantity: 2,
-                    unit_price: usd(500),
-                    price_at_add: Some(usd(450)),
-                    discount: Some(usd(100)),
-                    line_total: usd(900),
-                },
-                OrderLineView {
-                    sku: Sku::parse("B").unwrap(),
-                    quantity: 1,
-                    unit_price: usd(300),
-                    price_at_add: None,
-                    discount: None,
-                    line_total: usd(300),
-                },
-            ],
-            subtotal: usd(1300),
-            discounts: vec![
-                DiscountView {
-                    promotion: "p1".into(),
-                    code: Some(PromoCode::parse("SAVE").unwrap()),
-                    description: "a \"deal\"".into(),
-                    amount: usd(60),
-                },
-                DiscountView { promotion: "auto".into(), code: None, description: "auto".into(), amount: usd(40) },
-            ],
-            discount_total: usd(100),
-            total: usd(1200),
-            gift_cards: vec![shared::wire::GiftCardUse { last4: "4242".into(), amount: usd(200) }],
-            amount_due: usd(1000),
-            reserved_until: Timestamp::from_millis(1_800_000_000_000),
-            created_at: Timestamp::from_millis(1_799_999_999_123),
-            payment_ref: Some("never shown".into()),
-        };
-        let m = |a: i64| serde_json::json!({ "amount": a, "currency": "USD" });
-        assert_eq!(
-            order_json(&order),
-            serde_json::json!({
-                "id": "ord-1", "status": "pending_payment",
-                "lines": [
-                    { "sku": "A", "quantity": 2, "unitPrice": m(500), "priceAtAdd": m(450), "discount": m(100), "lineTotal": m(900) },
-                    { "sku": "B", "quantity": 1, "unitPrice": m(300), "discount": m(0), "lineTotal": m(300) },
-                ],
-                "subtotal": m(1300),
-                "discounts": [
-                    { "promotion": "p1", "code": "SAVE", "description": "a \"deal\"", "amount": m(60) },
-                    { "promotion": "auto", "description": "auto", "amount": m(40) },
-                ],
-                "discountTotal": m(100), "total": m(1200),
-                "giftCards": [{ "last4": "4242", "amount": m(200) }],
-                "amountDue": m(1000),
-                "reservedUntil": "2027-01-15T08:00:00Z", "createdAt": "2027-01-15T07:59:59.123Z",
-            })
-        );
     }
 
     #[test]

@@ -3,9 +3,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { mkdtempSync, writeFileSync, rmSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { env, staticServer, launch, waitFor } from "./harness.mjs";
 
 /** Runs `script` (an ES module) with Node in a fresh project that installed the packed package,
@@ -57,6 +58,42 @@ test("importing the package in Node touches no window and keeps a cart in memory
       spreadItems: 2, json: 2, has: true, refused: true, stillTwo: 2, frozen: true, laterItems: 3, laterLines: ["A", "B"],
     },
     prices: { refusals: Array(10).fill("invalid_money"), afterBad: ["A", "B"], priced: { amount: 250, currency: "USD" }, unpriced: null },
+  });
+});
+
+test("an order answer reaches the page as the package's Order: camelCase, a discount on every line, no payment reference", async () => {
+  // The snippet as shipped (minified), as checkout(), extendHold() and cancelOrder() use it.
+  const base = join(env.pkg, "web/snippets");
+  const [dir] = readdirSync(base);
+  const { camelAnswer } = await import(pathToFileURL(join(base, dir, "js/cart-error.js")).href);
+  const m = (amount) => ({ amount, currency: "USD" });
+  // As the server writes it (shared::wire::OrderView): snake_case, absent options left out.
+  const answer = {
+    id: "ord-1", status: "pending_payment",
+    lines: [
+      { sku: "A", quantity: 2, unit_price: m(500), price_at_add: m(450), discount: m(100), line_total: m(900) },
+      { sku: "B", quantity: 1, unit_price: m(300), line_total: m(300) },
+    ],
+    subtotal: m(1300),
+    discounts: [{ promotion: "p1", code: "SAVE", description: 'a "deal"', amount: m(60) }, { promotion: "auto", description: "auto", amount: m(40) }],
+    discount_total: m(100), total: m(1200),
+    gift_cards: [{ last4: "4242", amount: m(200) }],
+    amount_due: m(1000),
+    reserved_until: "2027-01-15T08:00:00Z", created_at: "2027-01-15T07:59:59.123Z",
+    payment_ref: "never shown",
+  };
+  assert.deepEqual(camelAnswer(answer), {
+    id: "ord-1", status: "pending_payment",
+    lines: [
+      { sku: "A", quantity: 2, unitPrice: m(500), priceAtAdd: m(450), discount: m(100), lineTotal: m(900) },
+      { sku: "B", quantity: 1, unitPrice: m(300), discount: m(0), lineTotal: m(300) },
+    ],
+    subtotal: m(1300),
+    discounts: [{ promotion: "p1", code: "SAVE", description: 'a "deal"', amount: m(60) }, { promotion: "auto", description: "auto", amount: m(40) }],
+    discountTotal: m(100), total: m(1200),
+    giftCards: [{ last4: "4242", amount: m(200) }],
+    amountDue: m(1000),
+    reservedUntil: "2027-01-15T08:00:00Z", createdAt: "2027-01-15T07:59:59.123Z",
   });
 });
 
