@@ -887,8 +887,8 @@ impl Driver {
         let merge = rc.borrow_mut().engine.login_request();
         match merge {
             Some((mut body, sent)) => {
-                if let Some(p) = policy {
-                    body["policy"] = Value::from(p);
+                if let (Some(p), Value::Object(fields)) = (policy, &mut body) {
+                    fields.insert("policy".into(), Value::from(p));
                 }
                 let then = Then::Login { token, sent, merge: true };
                 request(format!("{endpoint}/v1/cart/merge"), "POST", headers(Some(&user), &[], true), Some(&body), then)

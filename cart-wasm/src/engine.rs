@@ -105,7 +105,9 @@ impl KnownPromotions {
             .iter()
             .map(|p| {
                 let mut v = shared::promo_json::promotion_json(p);
-                v["exhausted"] = Value::Bool(self.exhausted.contains(&p.id));
+                if let Value::Object(fields) = &mut v {
+                    fields.insert("exhausted".into(), Value::Bool(self.exhausted.contains(&p.id)));
+                }
                 v
             })
             .collect();

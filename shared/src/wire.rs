@@ -806,6 +806,8 @@ mod tests {
         let e = ErrorBody::of_answer(409, r#"{"error": {"code": "out_of_stock", "message": "m", "items": []}}"#);
         assert!(e.is(ErrorCode::OutOfStock));
         assert_eq!(e.details.get("items"), Some(&json!([])));
+        assert_eq!(e.details.len(), 1, "code and message are not details: {:?}", e.details);
+        assert_eq!(e.message, "m");
         assert!(ErrorBody::of_answer(502, "<html>bad gateway</html>").is(ErrorCode::Unavailable));
         assert!(ErrorBody::of_answer(404, "").is(ErrorCode::InvalidRequest));
         let derived: ErrorEnvelope = serde_json::from_str(r#"{"error": {"code": "x", "message": "y", "z": 1}}"#).unwrap();
@@ -1148,13 +1150,15 @@ pub mod read {
 
     /// The `error` object of an error answer.
     pub fn error_body(v: &Value) -> R<ErrorBody> {
-        let mut details = v.as_object().cloned().ok_or("an error is not an object")?;
-        let mut take = |k: &str| match details.remove(k) {
-            Some(Value::String(s)) => Ok(s),
-            _ => Err(format!("an error needs a string {k}")),
-        };
-        let code = take("code")?;
-        let message = take("message")?;
+        let all = v.as_object().ok_or("an error is not an object")?;
+        let text = |k: &str| all.get(k).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| format!("an error needs a string {k}"));
+        let (code, message) = (text("code")?, text("message")?);
+        // Inserted one by one: neither a removal nor a collect (which sorts) is copied into the
+        // browser module for this.
+        let mut details = serde_json::Map::new();
+        for (k, x) in all.iter().filter(|(k, _)| *k != "code" && *k != "message") {
+            details.insert(k.clone(), x.clone());
+        }
         Ok(ErrorBody { code, message, details })
     }
 

@@ -67,30 +67,35 @@ test("an order answer reaches the page as the package's Order: camelCase, a disc
   const [dir] = readdirSync(base);
   const { camelAnswer } = await import(pathToFileURL(join(base, dir, "js/cart-error.js")).href);
   const m = (amount) => ({ amount, currency: "USD" });
+  // The same in both forms: the fields whose names have no underscore.
+  const head = { id: "ord-1", status: "pending_payment" };
+  const tail = {
+    subtotal: m(1300),
+    discounts: [{ promotion: "p1", code: "SAVE", description: 'a "deal"', amount: m(60) }, { promotion: "auto", description: "auto", amount: m(40) }],
+    total: m(1200),
+  };
   // As the server writes it (shared::wire::OrderView): snake_case, absent options left out.
   const answer = {
-    id: "ord-1", status: "pending_payment",
+    ...head,
     lines: [
       { sku: "A", quantity: 2, unit_price: m(500), price_at_add: m(450), discount: m(100), line_total: m(900) },
       { sku: "B", quantity: 1, unit_price: m(300), line_total: m(300) },
     ],
-    subtotal: m(1300),
-    discounts: [{ promotion: "p1", code: "SAVE", description: 'a "deal"', amount: m(60) }, { promotion: "auto", description: "auto", amount: m(40) }],
-    discount_total: m(100), total: m(1200),
+    ...tail,
+    discount_total: m(100),
     gift_cards: [{ last4: "4242", amount: m(200) }],
     amount_due: m(1000),
     reserved_until: "2027-01-15T08:00:00Z", created_at: "2027-01-15T07:59:59.123Z",
     payment_ref: "never shown",
   };
   assert.deepEqual(camelAnswer(answer), {
-    id: "ord-1", status: "pending_payment",
+    ...head,
     lines: [
       { sku: "A", quantity: 2, unitPrice: m(500), priceAtAdd: m(450), discount: m(100), lineTotal: m(900) },
       { sku: "B", quantity: 1, unitPrice: m(300), discount: m(0), lineTotal: m(300) },
     ],
-    subtotal: m(1300),
-    discounts: [{ promotion: "p1", code: "SAVE", description: 'a "deal"', amount: m(60) }, { promotion: "auto", description: "auto", amount: m(40) }],
-    discountTotal: m(100), total: m(1200),
+    ...tail,
+    discountTotal: m(100),
     giftCards: [{ last4: "4242", amount: m(200) }],
     amountDue: m(1000),
     reservedUntil: "2027-01-15T08:00:00Z", createdAt: "2027-01-15T07:59:59.123Z",
