@@ -611,12 +611,12 @@ enum Then {
 pub struct Call(Then);
 
 /// A request for `js/driver.js` to make: `[url, method, headers, body, call]`.
-fn request(url: String, method: &str, headers: JsValue, body: Option<&Value>, then: Then) -> JsValue {
+fn request(url: String, method: &str, headers: JsValue, body: Option<String>, then: Then) -> JsValue {
     let r = js_sys::Array::new();
     r.push(&url.into());
     r.push(&method.into());
     r.push(&headers);
-    r.push(&body.map_or(JsValue::UNDEFINED, |b| shared::json::text(b).into()));
+    r.push(&body.map_or(JsValue::UNDEFINED, JsValue::from));
     r.push(&Call(then).into());
     r.into()
 }
@@ -841,8 +841,8 @@ impl Driver {
         };
         notify(&rc);
         let headers = headers(Some(&push.identity), &[], true);
-        let body = push.body.clone();
-        request(format!("{endpoint}/v1/cart/ops"), "POST", headers, Some(&body), Then::Push(push))
+        let body = shared::json::text(&push.body);
+        request(format!("{endpoint}/v1/cart/ops"), "POST", headers, Some(body), Then::Push(push))
     }
 
     /// `GET /v1/cart`, or `undefined` without an endpoint.
@@ -891,7 +891,7 @@ impl Driver {
                     fields.insert("policy".into(), Value::from(p));
                 }
                 let then = Then::Login { token, sent, merge: true };
-                request(format!("{endpoint}/v1/cart/merge"), "POST", headers(Some(&user), &[], true), Some(&body), then)
+                request(format!("{endpoint}/v1/cart/merge"), "POST", headers(Some(&user), &[], true), Some(shared::json::text(&body)), then)
             }
             None => {
                 let then = Then::Login { token, sent: Vec::new(), merge: false };
@@ -922,7 +922,7 @@ impl Driver {
         }
         let headers = headers(Some(&identity), &[("Idempotency-Key", &key)], true);
         let then = Then::Checkout { key, own: args.given_key.is_none() };
-        request(format!("{endpoint}/v1/cart/checkout"), "POST", headers, Some(&Value::Object(body)), then)
+        request(format!("{endpoint}/v1/cart/checkout"), "POST", headers, Some(shared::json::text(&Value::Object(body))), then)
     }
 
     /// The checkout numbered `id` ended: a later `checkout()` starts another.
