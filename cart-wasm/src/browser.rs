@@ -1268,7 +1268,10 @@ impl CartClient {
     #[wasm_bindgen(js_name = applyPromoCode, unchecked_return_type = "CartSnapshot")]
     pub fn apply_promo_code(&self, #[wasm_bindgen(unchecked_param_type = "string")] code: JsValue) -> Result<JsValue, JsValue> {
         let snap = self.mutate(OpKind::ApplyPromoCode { code: parse_code(&code)? })?;
-        let _ = look_up_promotions(&task(&self.inner));
+        // Only a synced cart looks promotions up (a local-only one has no server to ask).
+        if self.endpoint().is_some() {
+            let _ = look_up_promotions(&task(&self.inner));
+        }
         Ok(snap)
     }
 
