@@ -515,7 +515,11 @@ fn parse_gift_cards(v: &JsValue) -> Result<Vec<String>, JsValue> {
     if list.length() as usize > shared::wire::MAX_GIFT_CARDS {
         return Err(bad());
     }
-    list.iter().map(|c| c.as_string().and_then(|c| shared::gift_card::normalize(&c)).ok_or_else(bad)).collect()
+    let mut cards = Vec::with_capacity(list.length() as usize);
+    for c in list.iter() {
+        cards.push(c.as_string().and_then(|c| shared::gift_card::normalize(&c)).ok_or_else(bad)?);
+    }
+    Ok(cards)
 }
 
 fn parse_money(v: &JsValue) -> Result<Option<Money>, JsValue> {

@@ -370,9 +370,16 @@ fn item_parts(p: &Promotion, priced: &Priced, left: &[i64]) -> Vec<(usize, i64)>
             out
         }
         Action::Bundle { items, price } => {
-            let found: Option<Vec<(usize, u32)>> =
-                items.iter().filter(|(_, q)| *q > 0).map(|(sku, q)| priced.at.get(sku).map(|i| (*i, *q))).collect();
-            let Some(found) = found.filter(|f| !f.is_empty()) else { return Vec::new() };
+            // Every item's line, or no bundle (a loop: `collect` into an `Option` brings its
+            // adapter into the browser module).
+            let mut found: Vec<(usize, u32)> = Vec::with_capacity(items.len());
+            for (sku, q) in items.iter().filter(|(_, q)| *q > 0) {
+                let Some(i) = priced.at.get(sku) else { return Vec::new() };
+                found.push((*i, *q));
+            }
+            if found.is_empty() {
+                return Vec::new();
+            }
             let k = found.iter().map(|(i, q)| lines[*i].quantity / q).min().unwrap_or(0);
             let worth: Vec<i64> = found.iter().map(|(i, q)| priced.unit[*i].saturating_mul(i64::from(*q))).collect();
             let sum: i64 = worth.iter().sum();
@@ -590,5 +597,46 @@ mod tests {
         assert_eq!(allocate(100, &[0, 0]), vec![0, 0]);
         assert_eq!(allocate(7, &[7, 0, 3]).iter().sum::<i64>(), 7);
         assert_eq!(allocate(10, &[10, 3]), vec![8, 2]);
+    }
+
+    #[test]
+    fn a_bundle_applies_only_with_every_item_in_the_cart() {
+        let usd = |a| Money::new(a, Currency::USD).unwrap();
+        let sku = |s| Sku::parse(s).unwrap();
+        let bundle = Promotion {
+            id: PromotionId::parse("kit").unwrap(),
+            code: None,
+            description: "kit".into(),
+            active: true,
+            starts_at: None,
+            ends_at: None,
+            min_subtotal: None,
+            action: Action::Bundle { items: vec![(sku("TEE"), 1), (sku("CAP"), 1)], price: usd(1000) },
+            max_discount: None,
+            combinable: true,
+            usage_limit: None,
+            usage_limit_per_customer: None,
+        };
+        let line = |s, q, p| LineInput { sku: sku(s), quantity: q, unit_price: Some(usd(p)) };
+        let off = |lines: &[LineInput]| {
+            let promotions = [bundle.clone()];
+            let cx = Context {
+                currency: Currency::USD,
+                lines,
+                promotions: &promotions,
+                codes: &[],
+                now: Timestamp::default(),
+                is_user: false,
+                usage: |_: &PromotionId| Usage::default(),
+            };
+            let e = evaluate(&cx);
+            (e.discount_total.amount(), e.line_discounts.iter().map(|m| m.amount()).collect::<Vec<_>>())
+        };
+        // The tee alone is worth more than the bundle's price: still nothing off without the cap.
+        assert_eq!(off(&[line("TEE", 1, 2000)]), (0, vec![0]), "no cap, no bundle");
+        assert_eq!(off(&[line("TEE", 1, 2000), line("MUG", 1, 900)]), (0, vec![0, 0]));
+        // 2000 + 1500 for 1000: 2500 off, shared by worth (2000:1500).
+        assert_eq!(off(&[line("TEE", 1, 2000), line("CAP", 1, 1500)]), (2500, vec![1429, 1071]));
+        assert_eq!(off(&[line("CAP", 2, 1500), line("TEE", 2, 2000)]), (5000, vec![2143, 2857]), "twice, in either order");
     }
 }

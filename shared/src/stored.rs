@@ -140,22 +140,22 @@ impl StoredCart {
         let int = |k: &str| v.get(k)?.as_u64();
         let ts = |l: &serde_json::Value, k: &str| Timestamp::parse_rfc3339(l.get(k)?.as_str()?);
         let lines = |k: &str| -> Option<Vec<StoredLine>> {
-            v.get(k)?
-                .as_array()?
-                .iter()
-                .map(|l| {
-                    Some(StoredLine {
-                        sku: Sku::parse(l.get("sku")?.as_str()?).ok()?,
-                        quantity: u32::try_from(l.get("quantity")?.as_u64()?).ok()?,
-                        price_at_add: match l.get("price_at_add") {
-                            None | Some(serde_json::Value::Null) => None,
-                            Some(m) => Some(Money::from_json(m).ok()?),
-                        },
-                        added_at: ts(l, "added_at")?,
-                        seq: l.get("seq")?.as_u64()?,
-                    })
-                })
-                .collect()
+            let list = v.get(k)?.as_array()?;
+            // A loop, not `collect` into an `Option` (whose adapter the browser module would carry).
+            let mut out = Vec::with_capacity(list.len());
+            for l in list {
+                out.push(StoredLine {
+                    sku: Sku::parse(l.get("sku")?.as_str()?).ok()?,
+                    quantity: u32::try_from(l.get("quantity")?.as_u64()?).ok()?,
+                    price_at_add: match l.get("price_at_add") {
+                        None | Some(serde_json::Value::Null) => None,
+                        Some(m) => Some(Money::from_json(m).ok()?),
+                    },
+                    added_at: ts(l, "added_at")?,
+                    seq: l.get("seq")?.as_u64()?,
+                });
+            }
+            Some(out)
         };
         Some(StoredCart {
             format: u32::try_from(int("format")?).ok()?,
@@ -168,7 +168,13 @@ impl StoredCart {
             saved: lines("saved")?,
             promo_codes: match v.get("promo_codes") {
                 None | Some(serde_json::Value::Null) => Vec::new(),
-                Some(codes) => codes.as_array()?.iter().map(|c| crate::promo::PromoCode::parse(c.as_str()?).ok()).collect::<Option<_>>()?,
+                Some(codes) => {
+                    let mut out = Vec::new();
+                    for c in codes.as_array()? {
+                        out.push(crate::promo::PromoCode::parse(c.as_str()?).ok()?);
+                    }
+                    out
+                }
             },
         })
     }

@@ -707,28 +707,27 @@ pub fn parse_ops(v: Option<&Value>, limits: &Limits) -> Result<Vec<ParsedOp>, Ca
 /// [`parse_ops`] without the per-request cap: for a client's own stored queue, which may hold
 /// any number of ops (it pushes them in batches).
 pub fn parse_op_list(list: &[Value], limits: &Limits) -> Result<Vec<ParsedOp>, CartError> {
-    list.iter()
-        .map(|op| {
-            let obj = op.as_object().ok_or_else(|| CartError::new(ErrorCode::InvalidOp, "each op must be a JSON object"))?;
-            let id = match obj.get("op_id") {
-                Some(Value::String(s)) => OpId::parse(s)?,
-                _ => {
-                    return Err(CartError::new(ErrorCode::InvalidOp, "each op needs an op_id string"));
-                }
-            };
-            // A client's numbering decides duplicates and order, so a malformed one fails the
-            // whole list, like a missing op_id.
-            let id = match (obj.get("client_id"), obj.get("seq")) {
-                (None, None) => id,
-                (Some(Value::String(c)), Some(Value::Number(n))) => {
-                    let seq = n.as_u64().ok_or_else(|| CartError::new(ErrorCode::InvalidOp, "seq must be a whole number from 1"))?;
-                    id.with_client(crate::op::ClientSeq::parse(c, seq)?)
-                }
-                _ => return Err(CartError::new(ErrorCode::InvalidOp, "client_id (a string) and seq (a number) come together")),
-            };
-            Ok((id, parse_op_kind(obj, limits)))
-        })
-        .collect()
+    // A loop, not `collect` into a `Result` (whose adapter the browser module would carry).
+    let mut out = Vec::with_capacity(list.len());
+    for op in list {
+        let obj = op.as_object().ok_or_else(|| CartError::new(ErrorCode::InvalidOp, "each op must be a JSON object"))?;
+        let id = match obj.get("op_id") {
+            Some(Value::String(s)) => OpId::parse(s)?,
+            _ => return Err(CartError::new(ErrorCode::InvalidOp, "each op needs an op_id string")),
+        };
+        // A client's numbering decides duplicates and order, so a malformed one fails the whole
+        // list, like a missing op_id.
+        let id = match (obj.get("client_id"), obj.get("seq")) {
+            (None, None) => id,
+            (Some(Value::String(c)), Some(Value::Number(n))) => {
+                let seq = n.as_u64().ok_or_else(|| CartError::new(ErrorCode::InvalidOp, "seq must be a whole number from 1"))?;
+                id.with_client(crate::op::ClientSeq::parse(c, seq)?)
+            }
+            _ => return Err(CartError::new(ErrorCode::InvalidOp, "client_id (a string) and seq (a number) come together")),
+        };
+        out.push((id, parse_op_kind(obj, limits)));
+    }
+    Ok(out)
 }
 
 /// `POST /v1/cart/ops` body: `{"ops": [Op, ...]}`.
@@ -1051,10 +1050,13 @@ pub mod read {
     }
 
     fn list<T>(v: &Value, k: &str, item: impl Fn(&Value) -> R<T>) -> R<Vec<T>> {
-        match field(v, k) {
-            Value::Array(items) => items.iter().map(item).collect(),
-            _ => Err(format!("{k} is not a list")),
+        let Value::Array(items) = field(v, k) else { return Err(format!("{k} is not a list")) };
+        // A loop, not `collect` into a `Result`: its adapter is copied per item type.
+        let mut out = Vec::with_capacity(items.len());
+        for i in items {
+            out.push(item(i)?);
         }
+        Ok(out)
     }
 
     pub fn availability(v: &Value) -> Option<Availability> {
