@@ -237,3 +237,33 @@ export function tellLater(drivers) {
     for (const d of drivers) d.heardWrite();
   });
 }
+
+/** The push-or-fold timer: one function per client, made at its first timer (a function made per
+ * burst of changes cost the first change after each fold a few microseconds). */
+export function arm(d, ms) {
+  setTimeout((d.tickFn ??= () => d.tick()), ms);
+}
+
+/** Listens for other tabs' writes of the cart under `key` (its base record, a tab's log, or
+ * everything: `localStorage.clear()`) and for the page coming back online; returns the function
+ * that stops, or undefined where the global has no events (Node). */
+export function listen(d, key) {
+  const g = globalThis;
+  if (typeof g.addEventListener !== "function") return undefined;
+  const logs = `${key}:o:`;
+  const onStorage = (e) => {
+    if (e.key == null || e.key === key || e.key.startsWith(logs)) d.heardWrite();
+  };
+  const onOnline = () => d.wake();
+  g.addEventListener("storage", onStorage);
+  g.addEventListener("online", onOnline);
+  return () => {
+    g.removeEventListener("storage", onStorage);
+    g.removeEventListener("online", onOnline);
+  };
+}
+
+/** The function `subscribe` returns: it takes listener `id` off the client. */
+export function unsubscriber(d, id) {
+  return () => d.unsubscribe(id);
+}

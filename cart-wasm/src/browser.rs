@@ -1,6 +1,6 @@
-//! The `CartClient` class of the npm package: a thin layer over `engine` that owns the browser
-//! (localStorage, timers, the `storage` and `online` events) and nothing else. What waits
-//! (requests, Web Locks, pauses) is `js/driver.js`, which calls the client's [`Driver`] steps.
+//! The `CartClient` class of the npm package: a thin layer over `engine` that owns localStorage
+//! and nothing else of the browser. What waits or listens (requests, Web Locks, pauses, timers,
+//! the `storage` and `online` events) is `js/driver.js`, which calls the client's [`Driver`] steps.
 
 use crate::engine::{Engine, Failure, Identity, PerClient, Push, checkout_settled, failure_of, retry_hint_ms};
 use crate::storage::{MemoryStorage, Storage, StorageError};
@@ -56,6 +56,14 @@ extern "C" {
     /// Calls [`Driver::heard_write`] of each, later.
     #[wasm_bindgen(js_name = tellLater)]
     fn tell_later(drivers: Vec<JsValue>);
+    /// A timer that calls [`Driver::tick`] in `ms` (one function per client, made at its first).
+    fn arm(d: &JsValue, ms: i32);
+    /// Listens for the page's `storage` events of the cart under `key` ([`Driver::heard_write`])
+    /// and its `online` event ([`Driver::wake`]); returns the function that stops, or `undefined`
+    /// where the global has no events (Node).
+    fn listen(d: &JsValue, key: &str) -> JsValue;
+    /// The function that takes listener `id` off the client.
+    fn unsubscriber(d: &JsValue, id: u32) -> JsValue;
 }
 
 /// The frozen state behind one `CartSnapshot`, rendered (to JSON, parsed by the page) only when
@@ -85,8 +93,6 @@ extern "C" {
     /// `globalThis`, read without touching `window` (in a browser they are the same object).
     #[wasm_bindgen(thread_local_v2, js_name = globalThis)]
     static GLOBAL: js_sys::Object;
-    #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout(f: &Function, ms: i32) -> JsValue;
     #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues)]
     fn get_random_values(buf: &mut [u8]);
 }
@@ -315,8 +321,6 @@ impl Storage for LocalStorage {
     }
 }
 
-type EventHandler = Closure<dyn FnMut(web_sys::Event)>;
-
 /// A checkout under way: its expected total and gift cards, its promise, and its number.
 type RunningCheckout = (Option<Money>, Vec<String>, Promise, u32);
 
@@ -335,8 +339,8 @@ struct Inner {
     writes: Rc<Cell<u64>>,
     /// When this tab last removed the logs of closed tabs (ms).
     last_sweep: f64,
-    events_target: Option<web_sys::EventTarget>,
-    events: Vec<(&'static str, EventHandler)>,
+    /// Stops this client's `storage` and `online` listeners (`js/driver.js`'s `listen`).
+    unlisten: Option<Function>,
     /// The checkout under way without a key of the caller's, with the total it expects: a second
     /// `checkout()` with the same total joins it rather than start another.
     checkout: Option<RunningCheckout>,
@@ -360,8 +364,6 @@ struct Inner {
     kicked: bool,
     /// Resolving these releases the Web Locks this client holds for its lifetime.
     release: Vec<Function>,
-    /// What the push-or-fold timer calls ([`schedule`]).
-    tick: Option<Function>,
 }
 
 /// Calls every listener with the current state, and tells this page's other clients of the same
@@ -468,10 +470,8 @@ impl Drop for CartClient {
     fn drop(&mut self) {
         let release = {
             let mut inner = self.inner.borrow_mut();
-            if let Some(w) = &inner.events_target {
-                for (name, c) in &inner.events {
-                    let _ = w.remove_event_listener_with_callback(name, c.as_ref().unchecked_ref());
-                }
+            if let Some(stop) = inner.unlisten.take() {
+                let _ = stop.call0(&JsValue::NULL);
             }
             inner.leader = false;
             std::mem::take(&mut inner.release)
@@ -651,45 +651,34 @@ fn schedule(rc: &Rc<RefCell<Inner>>, ms: i32) {
         rc.borrow_mut().engine.compact();
         return;
     }
-    let tick = {
+    let driver = {
         let mut inner = rc.borrow_mut();
         if inner.timer_armed {
             return;
         }
         inner.timer_armed = true;
-        // One function for every timer of this client, made at its first: a closure made per
-        // burst of changes cost the first change after each fold a few microseconds.
-        let weak = Rc::downgrade(rc);
-        inner
-            .tick
-            .get_or_insert_with(|| {
-                Closure::<dyn FnMut()>::new(move || {
-                    let Some(rc) = weak.upgrade() else { return };
-                    let busy = {
-                        let mut inner = rc.borrow_mut();
-                        inner.timer_armed = false;
-                        let changes = inner.engine.changes();
-                        inner.endpoint.is_none() && std::mem::replace(&mut inner.ticked, changes) != changes
-                    };
-                    // A local-only cart that keeps changing keeps its timer armed from here, so
-                    // the change after a fold arms nothing (a cold setTimeout was the costliest
-                    // step of the first change after a pause). It stops at the first tick that
-                    // finds nothing changed since the last (a fold counts as a change, so that is
-                    // the second tick after the page's last change). A synced cart arms it per
-                    // burst, since a failed push arms it for its backoff.
-                    if busy {
-                        schedule(&rc, 25);
-                    }
-                    let _ = flush(&task(&rc));
-                })
-                // Kept alive by the page for as long as a timer may call it; it holds the client
-                // weakly, so a client freed with a timer armed is not kept, and the call does nothing.
-                .into_js_value()
-                .unchecked_into()
-            })
-            .clone()
+        inner.driver.clone()
     };
-    set_timeout(&tick, ms);
+    arm(&driver, ms);
+}
+
+/// The push-or-fold timer fired ([`Driver::tick`]).
+fn tick(rc: &Rc<RefCell<Inner>>) {
+    let busy = {
+        let mut inner = rc.borrow_mut();
+        inner.timer_armed = false;
+        let changes = inner.engine.changes();
+        inner.endpoint.is_none() && std::mem::replace(&mut inner.ticked, changes) != changes
+    };
+    // A local-only cart that keeps changing keeps its timer armed from here, so the change after
+    // a fold arms nothing (a cold setTimeout was the costliest step of the first change after a
+    // pause). It stops at the first tick that finds nothing changed since the last (a fold counts
+    // as a change, so that is the second tick after the page's last change). A synced cart arms
+    // it per burst, since a failed push arms it for its backoff.
+    if busy {
+        schedule(rc, 25);
+    }
+    let _ = flush(&task(rc));
 }
 
 /// What stops a push, as the page's error.
@@ -997,7 +986,28 @@ impl Driver {
         }
     }
 
-    /// Another client of this page wrote the cart.
+    /// The push-or-fold timer fired (it holds the client weakly: a client freed with a timer
+    /// armed is not kept, and the call does nothing).
+    pub fn tick(&self) {
+        if let Some(rc) = self.rc() {
+            tick(&rc);
+        }
+    }
+
+    /// The page came back online: push (or fold) now.
+    pub fn wake(&self) {
+        if let Some(rc) = self.rc() {
+            schedule(&rc, 0);
+        }
+    }
+
+    pub fn unsubscribe(&self, id: u32) {
+        if let Some(rc) = self.rc() {
+            rc.borrow_mut().listeners.retain(|(i, _)| *i != id);
+        }
+    }
+
+    /// Another tab, or another client of this page, wrote the cart.
     #[wasm_bindgen(js_name = heardWrite)]
     pub fn heard_write(&self) {
         if let Some(rc) = self.rc() {
@@ -1114,8 +1124,6 @@ impl CartClient {
         // `window` is never read: `globalThis` has what a browser offers, and in Node (server-side
         // rendering) it lacks it, so the cart is kept in memory there and no events are heard.
         let global: JsValue = GLOBAL.with(|g| g.clone().into());
-        let has_fn = |name: &str| Reflect::get(&global, &name.into()).is_ok_and(|f| f.is_function());
-        let window = has_fn("addEventListener").then(|| global.clone().unchecked_into::<web_sys::EventTarget>());
         // Reading `localStorage` throws where storage is disabled; the cart then lives in memory.
         let local =
             Reflect::get(&global, &"localStorage".into()).ok().filter(|s| s.is_object()).map(|s| s.unchecked_into::<web_sys::Storage>());
@@ -1139,8 +1147,7 @@ impl CartClient {
             ticked: 0,
             writes,
             last_sweep: 0.0,
-            events_target: window.clone(),
-            events: Vec::new(),
+            unlisten: None,
             checkout: None,
             checkouts: 0,
             looking_up: false,
@@ -1152,7 +1159,6 @@ impl CartClient {
             leader: false,
             kicked: false,
             release: Vec::new(),
-            tick: None,
         };
         let tab_lock = format!("cartsync:{key}:tab:{}", inner.engine.client());
         let leader_lock = format!("{}:leader", inner.lock_name());
@@ -1169,28 +1175,9 @@ impl CartClient {
             inner.has_locks = has_locks;
             inner.leader = !has_locks;
         }
-        if let Some(w) = window {
-            let weak: Weak<RefCell<Inner>> = Rc::downgrade(&rc);
-            let on_storage = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
-                let Some(rc) = weak.upgrade() else { return };
-                let key = e.dyn_ref::<web_sys::StorageEvent>().and_then(|s| s.key());
-                let ours = rc.borrow().engine.key().to_owned();
-                // The base record, a tab's log, or everything (`localStorage.clear()`).
-                let logs = format!("{ours}:o:");
-                if key.as_deref().is_none_or(|k| k == ours || k.starts_with(&logs)) {
-                    heard_write(&rc);
-                }
-            });
-            let weak: Weak<RefCell<Inner>> = Rc::downgrade(&rc);
-            let on_online = Closure::<dyn FnMut(web_sys::Event)>::new(move |_e: web_sys::Event| {
-                if let Some(rc) = weak.upgrade() {
-                    schedule(&rc, 0);
-                }
-            });
-            let _ = w.add_event_listener_with_callback("storage", on_storage.as_ref().unchecked_ref());
-            let _ = w.add_event_listener_with_callback("online", on_online.as_ref().unchecked_ref());
-            rc.borrow_mut().events = vec![("storage", on_storage), ("online", on_online)];
-        }
+        // Another tab's write of the base record or a log, or everything (`localStorage.clear()`),
+        // and the page coming back online.
+        rc.borrow_mut().unlisten = listen(&driver, &key).dyn_into::<Function>().ok();
         // Push whatever an earlier page left pending and fetch the server's view, in the background
         // (or, local-only, fold what is queued).
         if rc.borrow().endpoint.is_none() {
@@ -1309,13 +1296,7 @@ impl CartClient {
             inner.listeners.push((id, listener));
             id
         };
-        let weak = Rc::downgrade(&self.inner);
-        Closure::<dyn FnMut()>::new(move || {
-            if let Some(rc) = weak.upgrade() {
-                rc.borrow_mut().listeners.retain(|(i, _)| *i != id);
-            }
-        })
-        .into_js_value()
+        unsubscriber(&self.inner.borrow().driver, id)
     }
 
     /// Pushes pending ops and reads the server's cart. Rejects with a `CartError`

@@ -2,9 +2,9 @@
 //!
 //! `engine` is the client's state machine in plain Rust (it runs natively in tests); `storage`
 //! is the small storage trait it persists through; `browser` (WebAssembly only) is the thin
-//! `CartClient` binding that owns timers, events and localStorage (its requests, locks and
-//! pauses are `js/driver.js`, calling back its synchronous steps) and delegates every
-//! cart decision to `engine` and, through it, to `shared`.
+//! `CartClient` binding that owns localStorage (its requests, locks, timers, events and pauses
+//! are `js/driver.js`, calling back its synchronous steps) and delegates every cart decision to
+//! `engine` and, through it, to `shared`.
 
 #[cfg(target_arch = "wasm32")]
 mod browser;
