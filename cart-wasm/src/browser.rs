@@ -28,8 +28,9 @@ extern "C" {
     fn api_call(before: Promise, endpoint: &str, path: &str, headers: JsValue, body: Option<String>) -> Promise;
 }
 
-// The asynchronous side (requests, Web Locks, pauses) is JavaScript, `js/driver.js`: each of these
-// runs in a later microtask and calls back the client's `Driver` for every decision. A task is
+// The asynchronous side (requests, Web Locks, pauses, timers, events) is JavaScript,
+// `js/driver.js`: each task runs in a later microtask and calls back the client's `Driver` for
+// every decision. A task is
 // handed a driver of its own ([`task`]), which keeps the client until the task ends (a checkout
 // under way when the page frees its client still completes), and frees it then.
 #[wasm_bindgen(module = "/js/driver.js")]
