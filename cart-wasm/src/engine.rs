@@ -72,6 +72,9 @@ pub struct Annotation {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KnownPromotions {
     pub list: Vec<Promotion>,
+    /// The answer's objects for `list`, kept as they came: they are stored as they are (the
+    /// module carries no promotion writer).
+    raw: Vec<Value>,
     /// Promotions every use of which is taken (as of the lookup).
     pub exhausted: SortedSet<PromotionId>,
     /// The codes the lookup covered, found or not: a code outside this set is `pending`.
@@ -94,25 +97,17 @@ impl KnownPromotions {
                     known.exhausted.insert(promotion.id.clone());
                 }
                 known.list.push(promotion);
+                known.raw.push(p.clone());
             }
         }
         known
     }
 
+    /// The stored form: the answer's shape (its readable promotions as they came, `exhausted`
+    /// included), with what the lookup asked and when.
     fn to_json(&self) -> Value {
-        let list: Vec<Value> = self
-            .list
-            .iter()
-            .map(|p| {
-                let mut v = shared::promo_json::promotion_json(p);
-                if let Value::Object(fields) = &mut v {
-                    fields.insert("exhausted".into(), Value::Bool(self.exhausted.contains(&p.id)));
-                }
-                v
-            })
-            .collect();
         shared::json::object([
-            ("promotions", Value::Array(list)),
+            ("promotions", Value::Array(self.raw.clone())),
             ("asked", self.asked.iter().map(|c| Value::from(c.as_str())).collect()),
             ("at", self.at.map_or(Value::Null, |t| t.to_string().into())),
         ])
@@ -1812,6 +1807,40 @@ mod tests {
                 }
             }),
         )
+    }
+
+    #[test]
+    fn known_promotions_are_stored_as_the_answer_gave_them_and_read_back_alike() {
+        let storage = MemoryStorage::default();
+        let mut a = engine(&storage, 1);
+        let usd = |a: i64| serde_json::json!({"amount": a, "currency": "USD"});
+        a.mutate(
+            OpKind::Add {
+                sku: Sku::parse("TEE").unwrap(),
+                quantity: Quantity::new(2, &Limits::default()).unwrap(),
+                price_at_add: Some(Money::new(1000, Currency::USD).unwrap()),
+            },
+            Timestamp::default(),
+        )
+        .unwrap();
+        a.mutate(OpKind::ApplyPromoCode { code: PromoCode::parse("TEN").unwrap() }, Timestamp::default()).unwrap();
+        let answer = serde_json::json!({"promotions": [
+            {"id": "ten", "code": "TEN", "description": "10% off", "active": true, "action": {"type": "percent_off_order", "percent": 10}, "combinable": true, "exhausted": false, "later_field": [1, 2]},
+            {"id": "gone", "description": "all used", "active": true, "action": {"type": "amount_off_order", "amount": usd(300)}, "combinable": true, "usage_limit": 5, "exhausted": true},
+            {"id": "bad", "description": "unreadable", "action": {"type": "nothing"}},
+        ]});
+        let asked: SortedSet<PromoCode> = [PromoCode::parse("TEN").unwrap()].into_iter().collect();
+        a.finish_promotions(asked, &answer, Timestamp::from_millis(5));
+        let shown = a.snapshot(false, Timestamp::from_millis(6));
+        assert_eq!(shown.discount_total, Money::new(200, Currency::USD).unwrap(), "10% of 2000; the exhausted one takes nothing");
+        // What is stored: the readable promotions as they came, the unreadable one left out.
+        let stored: Value = serde_json::from_str(&storage.get("cart").unwrap()).unwrap();
+        let list = stored["promotions"]["promotions"].as_array().unwrap();
+        assert_eq!(list, &answer["promotions"].as_array().unwrap()[..2]);
+        // Another tab (or the next page) reads the same promotions back.
+        let b = engine(&storage, 2);
+        assert_eq!(b.state.promotions, a.state.promotions);
+        assert_eq!(b.snapshot(false, Timestamp::from_millis(6)).discount_total, shown.discount_total);
     }
 
     fn add(sku: &str) -> OpKind {
