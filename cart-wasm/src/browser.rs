@@ -574,7 +574,8 @@ fn parse_policy(v: &JsValue) -> Result<&'static str, JsValue> {
     }
 }
 
-/// The headers of one of the cart's own requests: its identity's, `extra`, and the body's type.
+/// The headers of a request as the cart's owner (also what `authHeaders` gives a page): its
+/// identity's, `extra`, and the body's type.
 fn headers(identity: Option<&Identity>, extra: &[(&str, &str)], body: bool) -> JsValue {
     let bearer;
     let mut headers: Vec<(&str, &str)> = Vec::with_capacity(extra.len() + 2);
@@ -654,9 +655,6 @@ fn schedule(rc: &Rc<RefCell<Inner>>, ms: i32) {
     }
     let driver = {
         let mut inner = rc.borrow_mut();
-        if inner.timer_armed {
-            return;
-        }
         inner.timer_armed = true;
         inner.driver.clone()
     };
@@ -1337,7 +1335,7 @@ impl CartClient {
             return Promise::reject(&js_error(ErrorCode::InvalidRequest, "this cart is a user's already: there is nothing to merge"));
         };
         let body = shared::json::text(&shared::json::object([("guest_token", guest.into())]));
-        let headers = js_strings(&[("Authorization", &format!("Bearer {token}"))]);
+        let headers = headers(Some(&Identity::User { jwt: token }), &[], false);
         api_call(self.sync(), &endpoint, "/v1/cart/merge/preview", headers, Some(body))
     }
 
@@ -1369,12 +1367,7 @@ impl CartClient {
     /// payment step, say). Treat them as the shopper's credentials.
     #[wasm_bindgen(js_name = authHeaders, unchecked_return_type = "Record<string, string>")]
     pub fn auth_headers(&self) -> JsValue {
-        let identity = self.inner.borrow_mut().engine.identity().clone();
-        let (name, value) = match identity {
-            Identity::Guest { token } => ("X-Cart-Token", token),
-            Identity::User { jwt } => ("Authorization", format!("Bearer {jwt}")),
-        };
-        js_strings(&[(name, &value)])
+        headers(Some(self.inner.borrow_mut().engine.identity()), &[], false)
     }
 
     /// Back to a fresh, empty guest cart; nothing of the user's cart stays in storage.
