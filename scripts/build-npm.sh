@@ -13,6 +13,10 @@ WASM_BINDGEN_VERSION=$(sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' cart-wasm/Cargo
 if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
+# The module's standard library is built from source for size (below): that needs its sources.
+if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+  rustup component add rust-src
+fi
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
   echo "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes, once)"
   cargo install -q wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
@@ -25,7 +29,15 @@ if [ ! -f tools/react18/node_modules/react-dom/package.json ] || [ tools/react18
   (cd tools/react18 && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-cargo build -q -p cart-wasm --target wasm32-unknown-unknown --profile wasm-release
+# The standard library is rebuilt for the module with panics that trap at once: no panic message,
+# location or hook is formatted or carried (a panic was already a trap, `unreachable`, with no
+# message reaching the page), and Debug formatting is compiled out (nothing in the module prints
+# Debug; tests build without these flags). These are unstable options of the compiler
+# (RUSTC_BOOTSTRAP=1), used only for this build: 6.8 KB less gzip, 5.6 KB less brotli.
+RUSTC_BOOTSTRAP=1 \
+  RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none" \
+  cargo build -q -p cart-wasm --target wasm32-unknown-unknown --profile wasm-release \
+  -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
 wasm=target/wasm32-unknown-unknown/wasm-release/cart_wasm.wasm
 
 pkg=cart-wasm/pkg
