@@ -251,8 +251,8 @@ fn js_strings(fields: &[(&str, &str)]) -> JsValue {
 
 /// Reads an answer body with one of `shared::wire::read`'s readers.
 fn read_answer<T>(text: &str, reader: impl Fn(&Value) -> Result<T, String>) -> Result<T, String> {
-    let v: Value = shared::json::parse(text).map_err(|e| format!("unreadable answer: {e}"))?;
-    reader(&v).map_err(|e| format!("unreadable answer: {e}"))
+    let v: Value = shared::json::parse(text).map_err(|e| ["unreadable answer: ", &e.message()].concat())?;
+    reader(&v).map_err(|e| ["unreadable answer: ", &e].concat())
 }
 
 fn unavailable(why: String) -> JsValue {
@@ -443,7 +443,7 @@ impl Inner {
 
     /// The Web Lock under which one tab at a time rewrites the base record.
     fn lock_name(&self) -> String {
-        format!("cartsync:{}", self.engine.key())
+        ["cartsync:", self.engine.key()].concat()
     }
 }
 
@@ -543,7 +543,7 @@ fn parse_money(v: &JsValue) -> Result<Option<Money>, JsValue> {
 }
 
 fn no_endpoint(what: &str) -> Promise {
-    Promise::reject(&js_error(ErrorCode::NoEndpoint, &format!("{what} needs an endpoint")))
+    Promise::reject(&js_error(ErrorCode::NoEndpoint, &[what, " needs an endpoint"].concat()))
 }
 
 impl CartClient {
@@ -558,7 +558,7 @@ impl CartClient {
         api_call(
             Promise::resolve(&JsValue::UNDEFINED),
             &endpoint,
-            &format!("/v1/orders/{id}/{action}"),
+            &["/v1/orders/", &id, "/", action].concat(),
             self.auth_headers(),
             Some(String::new()),
         )
@@ -582,7 +582,7 @@ fn headers(identity: Option<&Identity>, extra: &[(&str, &str)], body: bool) -> J
     match identity {
         Some(Identity::Guest { token }) => headers.push(("X-Cart-Token", token)),
         Some(Identity::User { jwt }) => {
-            bearer = format!("Bearer {jwt}");
+            bearer = ["Bearer ", jwt].concat();
             headers.push(("Authorization", &bearer));
         }
         None => {}
@@ -834,7 +834,7 @@ impl Driver {
         notify(&rc);
         let headers = headers(Some(&push.identity), &[], true);
         let body = shared::json::text(&push.body);
-        request(format!("{endpoint}/v1/cart/ops"), "POST", headers, Some(body), Then::Push(push))
+        request([&endpoint, "/v1/cart/ops"].concat(), "POST", headers, Some(body), Then::Push(push))
     }
 
     /// `GET /v1/cart`, or `undefined` without an endpoint.
@@ -844,7 +844,7 @@ impl Driver {
         let inner = rc.borrow();
         let Some(endpoint) = &inner.endpoint else { return JsValue::UNDEFINED };
         let identity = inner.engine.identity().clone();
-        request(format!("{endpoint}/v1/cart"), "GET", headers(Some(&identity), &[], false), None, Then::Pull(identity))
+        request([endpoint, "/v1/cart"].concat(), "GET", headers(Some(&identity), &[], false), None, Then::Pull(identity))
     }
 
     /// The promotions lookup the cart needs (its codes' and the automatic ones) when some code
@@ -859,7 +859,7 @@ impl Driver {
         }
         let Some((query, asked)) = inner.engine.promotions_query(now()) else { return JsValue::UNDEFINED };
         inner.looking_up = true;
-        let url = if query.is_empty() { format!("{endpoint}/v1/promotions") } else { format!("{endpoint}/v1/promotions?{query}") };
+        let url = if query.is_empty() { [&endpoint, "/v1/promotions"].concat() } else { [&endpoint, "/v1/promotions?", &query].concat() };
         request(url, "GET", headers(None, &[], false), None, Then::Promotions(asked))
     }
 
@@ -883,11 +883,17 @@ impl Driver {
                     fields.insert("policy".into(), Value::from(p));
                 }
                 let then = Then::Login { token, sent, merge: true };
-                request(format!("{endpoint}/v1/cart/merge"), "POST", headers(Some(&user), &[], true), Some(shared::json::text(&body)), then)
+                request(
+                    [&endpoint, "/v1/cart/merge"].concat(),
+                    "POST",
+                    headers(Some(&user), &[], true),
+                    Some(shared::json::text(&body)),
+                    then,
+                )
             }
             None => {
                 let then = Then::Login { token, sent: Vec::new(), merge: false };
-                request(format!("{endpoint}/v1/cart"), "GET", headers(Some(&user), &[], false), None, then)
+                request([&endpoint, "/v1/cart"].concat(), "GET", headers(Some(&user), &[], false), None, then)
             }
         }
     }
@@ -914,7 +920,7 @@ impl Driver {
         }
         let headers = headers(Some(&identity), &[("Idempotency-Key", &key)], true);
         let then = Then::Checkout { key, own: args.given_key.is_none() };
-        request(format!("{endpoint}/v1/cart/checkout"), "POST", headers, Some(shared::json::text(&Value::Object(body))), then)
+        request([&endpoint, "/v1/cart/checkout"].concat(), "POST", headers, Some(shared::json::text(&Value::Object(body))), then)
     }
 
     /// The checkout numbered `id` ended: a later `checkout()` starts another.
@@ -937,7 +943,7 @@ impl Driver {
             let status = a.get(0).as_f64().unwrap_or(0.0) as u16;
             a.get(1).as_string().map(|text| (status, text)).ok_or_else(|| "the answer broke off".to_owned())
         } else {
-            Err(format!("could not reach {}", rc.borrow().endpoint.as_deref().unwrap_or_default()))
+            Err(["could not reach ", rc.borrow().endpoint.as_deref().unwrap_or_default()].concat())
         };
         match call.0 {
             Then::Push(push) => pushed(&rc, &push, reply),
@@ -1159,8 +1165,8 @@ impl CartClient {
             kicked: false,
             release: Vec::new(),
         };
-        let tab_lock = format!("cartsync:{key}:tab:{}", inner.engine.client());
-        let leader_lock = format!("{}:leader", inner.lock_name());
+        let tab_lock = ["cartsync:", &key, ":tab:", inner.engine.client()].concat();
+        let leader_lock = [&inner.lock_name(), ":leader"].concat();
         let rc = Rc::new(RefCell::new(inner));
         let driver: JsValue = Driver(Err(Rc::downgrade(&rc))).into();
         rc.borrow_mut().driver = driver.clone();

@@ -13,6 +13,7 @@ use serde_json::Value;
 use shared::promo::{PromoCode, Promotion, PromotionId, Usage};
 use shared::sort::{SortedMap, SortedSet};
 use shared::stored::StoredCart;
+use shared::text::int;
 use shared::wire::{self, Availability, CartView, DiscountView, ErrorBody, OpsResponse, Owner, PromoCodeView, Promos};
 use shared::{Cart, CartError, CartLine, ClientSeq, Currency, ErrorCode, GuestToken, Limits, Money, Op, OpId, OpKind, Sku, Timestamp};
 use std::cell::RefCell;
@@ -109,7 +110,7 @@ impl KnownPromotions {
         shared::json::object([
             ("promotions", Value::Array(self.raw.clone())),
             ("asked", self.asked.iter().map(|c| Value::from(c.as_str())).collect()),
-            ("at", self.at.map_or(Value::Null, |t| t.to_string().into())),
+            ("at", self.at.map_or(Value::Null, |t| t.text().into())),
         ])
     }
 
@@ -811,7 +812,7 @@ impl Engine {
     }
 
     fn log_prefix(&self) -> String {
-        format!("{}:o:", self.key)
+        [&self.key, ":o:"].concat()
     }
 
     /// `<key>:o:<client>:<chunk>`, put together by hand: one is made for every change.
@@ -1116,21 +1117,24 @@ impl Engine {
     }
 
     fn parse(&self, text: &str) -> Result<Base, LastError> {
-        let v: Value = shared::json::parse(text).map_err(|e| corrupt(e.to_string()))?;
+        let v: Value = shared::json::parse(text).map_err(|e| corrupt(e.message()))?;
         match v.get("format").and_then(Value::as_u64) {
             Some(f) if f == u64::from(FORMAT) => {}
             Some(f) if f < u64::from(FORMAT) => {
                 return Err(LastError::new(
                     ErrorCode::StorageOutdated,
-                    format!("the stored cart is in an older format ({f}); starting a new cart"),
+                    ["the stored cart is in an older format (", &int(f), "); starting a new cart"].concat(),
                 ));
             }
             Some(f) => {
                 return Err(LastError::new(
                     ErrorCode::StorageNewer,
-                    format!(
-                        "the stored cart is in a newer format ({f}) than this page understands; it is left untouched and this page keeps its cart in memory"
-                    ),
+                    [
+                        "the stored cart is in a newer format (",
+                        &int(f),
+                        ") than this page understands; it is left untouched and this page keeps its cart in memory",
+                    ]
+                    .concat(),
                 ));
             }
             _ => return Err(corrupt("not a cart of this library".into())),
@@ -1371,7 +1375,7 @@ impl Engine {
             return None;
         }
         let list: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
-        Some((if list.is_empty() { String::new() } else { format!("codes={}", list.join(",")) }, codes))
+        Some((if list.is_empty() { String::new() } else { ["codes=", &list.join(",")].concat() }, codes))
     }
 
     /// The answer to a promotions lookup that covered `asked`.
@@ -1745,13 +1749,13 @@ impl Engine {
 }
 
 fn corrupt(why: String) -> LastError {
-    LastError::new(ErrorCode::StorageCorrupt, format!("the stored cart could not be read ({why}); starting a new cart"))
+    LastError::new(ErrorCode::StorageCorrupt, ["the stored cart could not be read (", &why, "); starting a new cart"].concat())
 }
 
 fn storage_error(e: StorageError) -> LastError {
     let message = match e {
         StorageError::Full => "browser storage is full; the cart is kept in memory until it can be saved".to_owned(),
-        StorageError::Unavailable(why) => format!("browser storage refused the cart ({why}); it is kept in memory"),
+        StorageError::Unavailable(why) => ["browser storage refused the cart (", &why, "); it is kept in memory"].concat(),
     };
     LastError::new(ErrorCode::StorageFull, message)
 }
@@ -1776,7 +1780,7 @@ pub fn failure_of(status: u16, body: &str) -> Failure {
     match ErrorBody::in_answer(body) {
         Some(error) if status < 500 && status != 429 => Failure::Refused { error, status },
         Some(error) => Failure::Retry(error.message),
-        None => Failure::Retry(format!("HTTP {status} without the cart API's error body: is the endpoint right?")),
+        None => Failure::Retry(["HTTP ", &int(status), " without the cart API's error body: is the endpoint right?"].concat()),
     }
 }
 

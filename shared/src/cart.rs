@@ -154,7 +154,7 @@ impl Cart {
                 {
                     return Err(CartError::new(
                         ErrorCode::CurrencyMismatch,
-                        format!("this cart is priced in {}, not {}", self.currency, p.currency()),
+                        ["this cart is priced in ", self.currency.as_str(), ", not ", p.currency().as_str()].concat(),
                     ));
                 }
                 if let Some(i) = position(&self.lines, sku) {
@@ -210,7 +210,7 @@ impl Cart {
                 if self.promo_codes.len() >= MAX_PROMO_CODES {
                     return Err(CartError::new(
                         ErrorCode::TooManyPromoCodes,
-                        format!("a cart holds at most {MAX_PROMO_CODES} promo codes"),
+                        ["a cart holds at most ", &crate::text::int(MAX_PROMO_CODES), " promo codes"].concat(),
                     ));
                 }
                 self.promo_codes.push(code.clone());
@@ -297,14 +297,17 @@ fn remove(lines: &mut Vec<CartLine>, sku: &Sku) -> Option<CartLine> {
 
 fn ensure_room(lines: &[CartLine], limits: &Limits, name: &str) -> Result<(), CartError> {
     if lines.len() >= limits.max_lines {
-        Err(CartError::new(ErrorCode::CartFull, format!("the {name} already holds the maximum of {} lines", limits.max_lines)))
+        Err(CartError::new(
+            ErrorCode::CartFull,
+            ["the ", name, " already holds the maximum of ", &crate::text::int(limits.max_lines), " lines"].concat(),
+        ))
     } else {
         Ok(())
     }
 }
 
 fn line_not_found(sku: &Sku, list: &str) -> CartError {
-    CartError::new(ErrorCode::LineNotFound, format!("{sku} is not in the {list}"))
+    CartError::new(ErrorCode::LineNotFound, [sku.as_str(), " is not in the ", list].concat())
 }
 
 /// What became of one op.

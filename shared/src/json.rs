@@ -17,9 +17,16 @@ pub struct JsonError {
     pub at: usize,
 }
 
+impl JsonError {
+    /// What went wrong, for people.
+    pub fn message(&self) -> String {
+        ["not JSON at byte ", &crate::text::int(self.at)].concat()
+    }
+}
+
 impl fmt::Display for JsonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "not JSON at byte {}", self.at)
+        f.write_str(&self.message())
     }
 }
 
@@ -33,8 +40,8 @@ pub fn write(out: &mut Vec<u8>, v: &Value) {
         Value::Number(n) => match (n.as_u64(), n.as_i64()) {
             (Some(u), _) => uint(out, u),
             (None, Some(i)) => int(out, i),
-            // A float: `Number`'s `Display` is serde_json's own float writer.
-            _ => out.extend_from_slice(n.to_string().as_bytes()),
+            // A float, written as `Number`'s `Display` writes it (with zmij), without a formatter.
+            _ => out.extend_from_slice(zmij::Buffer::new().format_finite(n.as_f64().unwrap_or(0.0)).as_bytes()),
         },
         Value::String(s) => string(out, s),
         Value::Array(a) => list(out, a, write),
@@ -496,6 +503,12 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn writes_what_serde_json_writes(v in json_value(), floats in proptest::collection::vec(any::<f64>().prop_filter("finite", |f| f.is_finite()), 0..4)) {
+            let v = Value::Array(vec![v, Value::Array(floats.into_iter().map(|f| serde_json::json!(f)).collect())]);
+            prop_assert_eq!(text(&v), serde_json::to_string(&v).unwrap());
+        }
+
         #[test]
         fn reads_what_serde_json_writes(v in json_value()) {
             let compact = serde_json::to_string(&v).unwrap();

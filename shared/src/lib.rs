@@ -20,6 +20,7 @@ pub mod promo;
 pub mod promo_json;
 pub mod sort;
 pub mod stored;
+pub mod text;
 mod time;
 mod types;
 pub mod wire;

@@ -6,6 +6,7 @@
 use crate::error::{CartError, ErrorCode};
 use crate::json::object;
 use crate::promo::{Action, PromoCode, Promotion, PromotionId};
+use crate::text::int;
 use crate::time::Timestamp;
 use crate::types::{Currency, Money, Sku};
 use serde_json::{Map, Value};
@@ -24,9 +25,9 @@ fn opt<'a>(obj: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
 }
 
 fn money_in(v: &Value, k: &str, currency: Currency) -> Result<Money, CartError> {
-    let m = Money::from_json(v).map_err(|e| CartError::new(e.code, format!("{k}: {}", e.message)))?;
+    let m = Money::from_json(v).map_err(|e| CartError::new(e.code, [k, ": ", &e.message].concat()))?;
     if m.currency() != currency {
-        return Err(CartError::new(ErrorCode::CurrencyMismatch, format!("{k} is in {currency}, the store's currency")));
+        return Err(CartError::new(ErrorCode::CurrencyMismatch, [k, " is in ", currency.as_str(), ", the store's currency"].concat()));
     }
     Ok(m)
 }
@@ -34,7 +35,7 @@ fn money_in(v: &Value, k: &str, currency: Currency) -> Result<Money, CartError> 
 fn whole(v: &Value, k: &str, range: std::ops::RangeInclusive<u64>) -> Result<u64, CartError> {
     match v.as_u64() {
         Some(n) if range.contains(&n) => Ok(n),
-        _ => Err(bad(format!("{k} is a whole number from {} to {}", range.start(), range.end()))),
+        _ => Err(bad([k, " is a whole number from ", &int(*range.start()), " to ", &int(*range.end())].concat())),
     }
 }
 
@@ -46,11 +47,11 @@ fn percent(obj: &Map<String, Value>) -> Result<u32, CartError> {
 fn skus(obj: &Map<String, Value>) -> Result<Vec<Sku>, CartError> {
     let list = match opt(obj, "skus") {
         Some(Value::Array(a)) if !a.is_empty() && a.len() <= MAX_ACTION_SKUS => a,
-        _ => return Err(bad(format!("action.skus is a list of 1 to {MAX_ACTION_SKUS} SKUs"))),
+        _ => return Err(bad(["action.skus is a list of 1 to ", &int(MAX_ACTION_SKUS), " SKUs"].concat())),
     };
     let mut out: Vec<Sku> = Vec::with_capacity(list.len());
     for s in list {
-        let sku = Sku::parse(s.as_str().unwrap_or("")).map_err(|e| CartError::new(e.code, format!("action.skus: {}", e.message)))?;
+        let sku = Sku::parse(s.as_str().unwrap_or("")).map_err(|e| CartError::new(e.code, ["action.skus: ", &e.message].concat()))?;
         if !out.contains(&sku) {
             out.push(sku);
         }
@@ -61,7 +62,7 @@ fn skus(obj: &Map<String, Value>) -> Result<Vec<Sku>, CartError> {
 fn action(v: &Value, currency: Currency) -> Result<Action, CartError> {
     let obj = v.as_object().ok_or_else(|| bad("action is an object with a type"))?;
     let amount = |k: &str| -> Result<Money, CartError> {
-        let m = money_in(opt(obj, k).ok_or_else(|| bad(format!("action.{k} is required")))?, &format!("action.{k}"), currency)?;
+        let m = money_in(opt(obj, k).ok_or_else(|| bad(["action.", k, " is required"].concat()))?, &["action.", k].concat(), currency)?;
         Ok(m)
     };
     Ok(match obj.get("type").and_then(Value::as_str) {
@@ -71,24 +72,24 @@ fn action(v: &Value, currency: Currency) -> Result<Action, CartError> {
         Some("amount_off_items") => Action::AmountOffItems { amount: positive(amount("amount")?, "action.amount")?, skus: skus(obj)? },
         Some("buy_x_get_y") => {
             let count = |k: &str| -> Result<u32, CartError> {
-                let v = opt(obj, k).ok_or_else(|| bad(format!("action.{k} is required")))?;
-                Ok(whole(v, &format!("action.{k}"), 1..=1000)? as u32)
+                let v = opt(obj, k).ok_or_else(|| bad(["action.", k, " is required"].concat()))?;
+                Ok(whole(v, &["action.", k].concat(), 1..=1000)? as u32)
             };
             Action::BuyXGetY { skus: skus(obj)?, buy: count("buy")?, get: count("get")?, percent: percent(obj)? }
         }
         Some("bundle") => {
             let list = match opt(obj, "items") {
                 Some(Value::Array(a)) if !a.is_empty() && a.len() <= MAX_ACTION_SKUS => a,
-                _ => return Err(bad(format!("action.items is a list of 1 to {MAX_ACTION_SKUS} {{\"sku\", \"quantity\"}}"))),
+                _ => return Err(bad(["action.items is a list of 1 to ", &int(MAX_ACTION_SKUS), " {\"sku\", \"quantity\"}"].concat())),
             };
             let mut items: Vec<(Sku, u32)> = Vec::with_capacity(list.len());
             for item in list {
                 let o = item.as_object().ok_or_else(|| bad("action.items are {\"sku\", \"quantity\"}"))?;
                 let sku = Sku::parse(o.get("sku").and_then(Value::as_str).unwrap_or(""))
-                    .map_err(|e| CartError::new(e.code, format!("action.items: {}", e.message)))?;
+                    .map_err(|e| CartError::new(e.code, ["action.items: ", &e.message].concat()))?;
                 let q = whole(o.get("quantity").unwrap_or(&Value::Null), "action.items[].quantity", 1..=1000)? as u32;
                 if items.iter().any(|(s, _)| *s == sku) {
-                    return Err(bad(format!("action.items names {sku} twice")));
+                    return Err(bad(["action.items names ", sku.as_str(), " twice"].concat()));
                 }
                 items.push((sku, q));
             }
@@ -103,13 +104,13 @@ fn action(v: &Value, currency: Currency) -> Result<Action, CartError> {
 }
 
 fn positive(m: Money, k: &str) -> Result<Money, CartError> {
-    if m.amount() > 0 { Ok(m) } else { Err(CartError::new(ErrorCode::InvalidMoney, format!("{k} is more than zero"))) }
+    if m.amount() > 0 { Ok(m) } else { Err(CartError::new(ErrorCode::InvalidMoney, [k, " is more than zero"].concat())) }
 }
 
 fn timestamp(obj: &Map<String, Value>, k: &str) -> Result<Option<Timestamp>, CartError> {
     match opt(obj, k) {
         None => Ok(None),
-        Some(v) => v.as_str().and_then(Timestamp::parse_rfc3339).map(Some).ok_or_else(|| bad(format!("{k} is an RFC 3339 time"))),
+        Some(v) => v.as_str().and_then(Timestamp::parse_rfc3339).map(Some).ok_or_else(|| bad([k, " is an RFC 3339 time"].concat())),
     }
 }
 
@@ -117,7 +118,7 @@ fn flag(obj: &Map<String, Value>, k: &str, default: bool) -> Result<bool, CartEr
     match opt(obj, k) {
         None => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(bad(format!("{k} is true or false"))),
+        Some(_) => Err(bad([k, " is true or false"].concat())),
     }
 }
 
@@ -137,7 +138,7 @@ pub fn parse_promotion(id: PromotionId, body: &Value, currency: Currency) -> Res
     let description = match opt(obj, "description") {
         None => String::new(),
         Some(Value::String(s)) if s.len() <= MAX_DESCRIPTION => s.clone(),
-        Some(_) => return Err(bad(format!("description is a string of at most {MAX_DESCRIPTION} bytes"))),
+        Some(_) => return Err(bad(["description is a string of at most ", &int(MAX_DESCRIPTION), " bytes"].concat())),
     };
     let starts_at = timestamp(obj, "starts_at")?;
     let ends_at = timestamp(obj, "ends_at")?;

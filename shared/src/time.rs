@@ -151,27 +151,58 @@ impl Timestamp {
     pub fn write_rfc3339(self, out: &mut Vec<u8>) {
         match self.rfc3339() {
             Some(text) => out.extend_from_slice(text.as_str().as_bytes()),
-            None => out.extend_from_slice(self.to_string().as_bytes()),
+            None => out.extend_from_slice(self.far_text().as_bytes()),
         }
+    }
+
+    /// The text form, as `Display` writes it, without a formatter.
+    pub fn text(self) -> String {
+        match self.rfc3339() {
+            Some(text) => text.as_str().to_owned(),
+            None => self.far_text(),
+        }
+    }
+
+    /// The text form of a year outside 0 to 9999 (`{y:04}`: at least four characters, sign
+    /// included), written without the formatting machinery.
+    fn far_text(self) -> String {
+        let days = self.0.div_euclid(MS_PER_DAY);
+        let rem = self.0.rem_euclid(MS_PER_DAY);
+        let (y, m, d) = civil_from_days(days);
+        let (secs, ms) = (rem / 1000, rem % 1000);
+        let mut out = String::new();
+        let mut padded = |v: i64, width: usize, before: &str| {
+            out.push_str(before);
+            let digits = crate::text::int(v.unsigned_abs());
+            if v < 0 {
+                out.push('-');
+            }
+            for _ in digits.len() + usize::from(v < 0)..width {
+                out.push('0');
+            }
+            out.push_str(&digits);
+        };
+        padded(y, 4, "");
+        padded(m, 2, "-");
+        padded(d, 2, "-");
+        padded(secs / 3600, 2, "T");
+        padded(secs / 60 % 60, 2, ":");
+        padded(secs % 60, 2, ":");
+        if ms != 0 {
+            padded(ms, 3, ".");
+        }
+        out.push('Z');
+        out
     }
 }
 
 impl fmt::Display for Timestamp {
     /// Always UTC with a `Z`; milliseconds only when they are not zero.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(text) = self.rfc3339() {
-            return f.write_str(text.as_str());
+        match self.rfc3339() {
+            Some(text) => f.write_str(text.as_str()),
+            None => f.write_str(&self.far_text()),
         }
-        let days = self.0.div_euclid(MS_PER_DAY);
-        let rem = self.0.rem_euclid(MS_PER_DAY);
-        let (y, m, d) = civil_from_days(days);
-        let secs = rem / 1000;
-        let ms = rem % 1000;
-        write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)?;
-        if ms != 0 {
-            write!(f, ".{ms:03}")?;
-        }
-        f.write_str("Z")
     }
 }
 
@@ -260,6 +291,20 @@ mod tests {
         fn json_is_the_display_form_in_and_out_of_the_fast_range(ms in prop_oneof![0i64..253_402_300_800_000i64, i64::MIN / 4..0i64, 253_402_300_800_000i64..i64::MAX / 4]) {
             let t = Timestamp::from_millis(ms);
             prop_assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{t}\""));
+        }
+
+        #[test]
+        fn a_far_year_is_written_as_the_formatting_machinery_writes_it(ms in prop_oneof![i64::MIN / 4..0i64, 253_402_300_800_000i64..i64::MAX / 4, Just(-1i64), Just(-86_400_000i64 * 366)]) {
+            let t = Timestamp::from_millis(ms);
+            let (days, rem) = (ms.div_euclid(MS_PER_DAY), ms.rem_euclid(MS_PER_DAY));
+            let (y, m, d) = civil_from_days(days);
+            let (secs, milli) = (rem / 1000, rem % 1000);
+            let mut want = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+            if milli != 0 {
+                want.push_str(&format!(".{milli:03}"));
+            }
+            want.push('Z');
+            prop_assert_eq!(t.to_string(), want);
         }
     }
 }

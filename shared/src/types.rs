@@ -84,7 +84,7 @@ impl Quantity {
         if (1..=max).contains(&n) {
             Ok(Quantity(n as u32))
         } else {
-            Err(CartError::new(ErrorCode::InvalidQuantity, format!("quantity must be a whole number from 1 to {max}")))
+            Err(CartError::new(ErrorCode::InvalidQuantity, ["quantity must be a whole number from 1 to ", &crate::text::int(max)].concat()))
         }
     }
 
@@ -170,7 +170,7 @@ impl Money {
         } else {
             Err(CartError::new(
                 ErrorCode::InvalidMoney,
-                format!("amount must be a whole number of minor units from 0 to {}", Self::MAX_AMOUNT),
+                ["amount must be a whole number of minor units from 0 to ", &crate::text::int(Self::MAX_AMOUNT)].concat(),
             ))
         }
     }
@@ -214,7 +214,10 @@ impl Money {
     /// Adds two amounts of the same currency; mixing currencies is an error, never a silent sum.
     pub fn checked_add(&self, other: &Money) -> Result<Money, CartError> {
         if self.currency != other.currency {
-            return Err(CartError::new(ErrorCode::CurrencyMismatch, format!("cannot add {} to {}", other.currency, self.currency)));
+            return Err(CartError::new(
+                ErrorCode::CurrencyMismatch,
+                ["cannot add ", other.currency.as_str(), " to ", self.currency.as_str()].concat(),
+            ));
         }
         Ok(Money { amount: self.amount.saturating_add(other.amount), currency: self.currency })
     }

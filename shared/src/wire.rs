@@ -557,7 +557,7 @@ impl ErrorBody {
     pub fn of_answer(status: u16, body: &str) -> ErrorBody {
         ErrorBody::in_answer(body).unwrap_or_else(|| {
             let code = if status >= 500 { ErrorCode::Unavailable } else { ErrorCode::InvalidRequest };
-            ErrorBody::new(code, format!("HTTP {status}"))
+            ErrorBody::new(code, ["HTTP ", &crate::text::int(status)].concat())
         })
     }
 }
@@ -699,7 +699,10 @@ pub fn parse_ops(v: Option<&Value>, limits: &Limits) -> Result<Vec<ParsedOp>, Ca
         }
     };
     if list.len() > MAX_OPS_PER_REQUEST {
-        return Err(CartError::new(ErrorCode::TooManyOps, format!("at most {MAX_OPS_PER_REQUEST} ops per request")));
+        return Err(CartError::new(
+            ErrorCode::TooManyOps,
+            ["at most ", &crate::text::int(MAX_OPS_PER_REQUEST), " ops per request"].concat(),
+        ));
     }
     parse_op_list(list, limits)
 }
@@ -965,7 +968,10 @@ pub fn parse_checkout_request(body: &Value) -> Result<CheckoutRequest, CartError
             }
         }
         Some(_) => {
-            return Err(CartError::new(ErrorCode::InvalidRequest, format!("gift_cards is a list of at most {MAX_GIFT_CARDS} codes")));
+            return Err(CartError::new(
+                ErrorCode::InvalidRequest,
+                ["gift_cards is a list of at most ", &crate::text::int(MAX_GIFT_CARDS), " codes"].concat(),
+            ));
         }
     }
     Ok(CheckoutRequest { expected_total, gift_cards })
@@ -993,7 +999,7 @@ pub fn parse_payment_notice(body: &Value) -> Result<PaymentNotice, CartError> {
     let obj = object(body)?;
     let text = |k: &str, what: &str| match obj.get(k) {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => Ok(s.clone()),
-        _ => Err(CartError::new(ErrorCode::InvalidRequest, format!("{k} is {what}"))),
+        _ => Err(CartError::new(ErrorCode::InvalidRequest, [k, " is ", what].concat())),
     };
     let order_id = text("order_id", "the id of the order paid for")?;
     let status = match obj.get("status").and_then(Value::as_str) {
@@ -1023,26 +1029,26 @@ pub mod read {
     }
 
     fn string(v: &Value, k: &str) -> R<String> {
-        field(v, k).as_str().map(str::to_owned).ok_or_else(|| format!("{k} is not a string"))
+        field(v, k).as_str().map(str::to_owned).ok_or_else(|| [k, " is not a string"].concat())
     }
 
     fn integer(v: &Value, k: &str) -> R<u64> {
-        field(v, k).as_u64().ok_or_else(|| format!("{k} is not a whole number"))
+        field(v, k).as_u64().ok_or_else(|| [k, " is not a whole number"].concat())
     }
 
     fn money(v: &Value, k: &str) -> R<Money> {
-        Money::from_json(field(v, k)).map_err(|e| format!("{k}: {}", e.message))
+        Money::from_json(field(v, k)).map_err(|e| [k, ": ", &e.message].concat())
     }
 
     fn money_opt(v: &Value, k: &str) -> R<Option<Money>> {
         match field(v, k) {
             Value::Null => Ok(None),
-            m => Money::from_json(m).map(Some).map_err(|e| format!("{k}: {}", e.message)),
+            m => Money::from_json(m).map(Some).map_err(|e| [k, ": ", &e.message].concat()),
         }
     }
 
     fn timestamp(v: &Value, k: &str) -> R<Timestamp> {
-        field(v, k).as_str().and_then(Timestamp::parse_rfc3339).ok_or_else(|| format!("{k} is not a timestamp"))
+        field(v, k).as_str().and_then(Timestamp::parse_rfc3339).ok_or_else(|| [k, " is not a timestamp"].concat())
     }
 
     fn sku(v: &Value) -> R<Sku> {
@@ -1050,7 +1056,7 @@ pub mod read {
     }
 
     fn list<T>(v: &Value, k: &str, item: impl Fn(&Value) -> R<T>) -> R<Vec<T>> {
-        let Value::Array(items) = field(v, k) else { return Err(format!("{k} is not a list")) };
+        let Value::Array(items) = field(v, k) else { return Err([k, " is not a list"].concat()) };
         // A loop, not `collect` into a `Result`: its adapter is copied per item type.
         let mut out = Vec::with_capacity(items.len());
         for i in items {
@@ -1153,7 +1159,7 @@ pub mod read {
     /// The `error` object of an error answer.
     pub fn error_body(v: &Value) -> R<ErrorBody> {
         let all = v.as_object().ok_or("an error is not an object")?;
-        let text = |k: &str| all.get(k).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| format!("an error needs a string {k}"));
+        let text = |k: &str| all.get(k).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| ["an error needs a string ", k].concat());
         let (code, message) = (text("code")?, text("message")?);
         // Inserted one by one: neither a removal nor a collect (which sorts) is copied into the
         // browser module for this.
