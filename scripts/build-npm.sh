@@ -67,7 +67,9 @@ for target in bundler web; do
     -e 's/options: LoginOptions | undefined/options?: LoginOptions/' "$pkg/$target/cartsync.d.ts"
 done
 
-snippet=$(cd "$pkg/web" && find snippets -name cart-error.js | head -n 1)
+# The no-bundler entry as one script: its glue with the snippets (CartError, the driver).
+node scripts/bundle-web.mjs "$pkg/web"
+snippet=$(cd "$pkg/bundler" && find snippets -name cart-error.js | head -n 1)
 [ -n "$snippet" ] || { echo "the CartError snippet is missing from the wasm-bindgen output" >&2; exit 1; }
 cp cart-wasm/package/package.json cart-wasm/package/README.md "$pkg/"
 for entry in index.js web.js node.js; do
@@ -77,8 +79,7 @@ done
 { echo 'export * from "./web/cartsync.js";'; echo 'export { default } from "./web/cartsync.js";'; cat cart-wasm/package/cart-error.d.ts; } > "$pkg/web.d.ts"
 
 # The glue a page downloads, minified (the typings keep the documentation).
-node scripts/minify-glue.mjs "$pkg"/web/cartsync.js "$pkg"/bundler/cartsync.js "$pkg"/bundler/cartsync_bg.js \
-  "$pkg"/web/snippets/*/js/*.js "$pkg"/bundler/snippets/*/js/*.js
+node scripts/minify-glue.mjs "$pkg"/bundler/cartsync.js "$pkg"/bundler/cartsync_bg.js "$pkg"/bundler/snippets/*/js/*.js
 
 (cd "$pkg" && npm pack --silent --pack-destination .. >/dev/null)
 # The React binding: hand-written, packed as is.

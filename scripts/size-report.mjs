@@ -14,9 +14,10 @@ const snippets = (target) => {
   const [dir] = readdirSync(base);
   return readdirSync(join(base, dir, "js")).map((f) => join(base, dir, "js", f));
 };
-// What a page downloads for each entry (the module, its glue, the entry file and the snippet).
+// What a page downloads for each entry (the module, its glue, the entry file and the snippets; the
+// web entry's glue carries its snippets: scripts/bundle-web.mjs).
 const entries = {
-  web: [join(pkg, "web/cartsync_bg.wasm"), join(pkg, "web/cartsync.js"), join(pkg, "web.js"), ...snippets("web")],
+  web: [join(pkg, "web/cartsync_bg.wasm"), join(pkg, "web/cartsync.js"), join(pkg, "web.js")],
   bundler: [join(pkg, "bundler/cartsync_bg.wasm"), join(pkg, "bundler/cartsync_bg.js"), join(pkg, "bundler/cartsync.js"), join(pkg, "index.js"), ...snippets("bundler")],
   react: [join(root, "cart-wasm/react/index.js")],
 };

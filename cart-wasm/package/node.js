@@ -5,5 +5,4 @@ import { initSync } from "./web/cartsync.js";
 
 initSync({ module: readFileSync(new URL("./web/cartsync_bg.wasm", import.meta.url)) });
 
-export { CartClient } from "./web/cartsync.js";
-export { CartError } from "./web/__SNIPPET__";
+export { CartClient, CartError } from "./web/cartsync.js";

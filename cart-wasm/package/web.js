@@ -1,3 +1,2 @@
 // No-bundler entry: `await init()` (the default export) before using CartClient.
-export { default, initSync, CartClient } from "./web/cartsync.js";
-export { CartError } from "./web/__SNIPPET__";
+export { default, initSync, CartClient, CartError } from "./web/cartsync.js";

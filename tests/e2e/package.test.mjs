@@ -62,8 +62,9 @@ test("importing the package in Node touches no window and keeps a cart in memory
 });
 
 test("an order answer reaches the page as the package's Order: camelCase, a discount on every line, no payment reference", async () => {
-  // The snippet as shipped (minified), as checkout(), extendHold() and cancelOrder() use it.
-  const base = join(env.pkg, "web/snippets");
+  // The snippet as shipped (minified), as checkout(), extendHold() and cancelOrder() use it (the
+  // bundler entry's; the web entry's is the same code, bundled into its glue).
+  const base = join(env.pkg, "bundler/snippets");
   const [dir] = readdirSync(base);
   const { camelAnswer } = await import(pathToFileURL(join(base, dir, "js/cart-error.js")).href);
   const m = (amount) => ({ amount, currency: "USD" });
