@@ -25,7 +25,14 @@ writeFileSync(
 );
 const pragma = readFileSync(glue, "utf8").match(/^\/\* @ts-self-types="[^"]*" \*\/\n/)?.[0] ?? "";
 const out = join(dir, "bundle.js");
-await build({ input: entry, write: true, logLevel: "warn", output: { file: out, format: "esm", minify: true } });
+// Class names are kept: a developer who logs a client or an error sees `CartClient`, `CartError`.
+const keepNames = { function: false, class: true };
+await build({
+  input: entry,
+  write: true,
+  logLevel: "warn",
+  output: { file: out, format: "esm", minify: { compress: { keepNames }, mangle: { keepNames } } },
+});
 const code = readFileSync(out, "utf8");
 // The module is fetched beside the script, as the glue had it.
 if (!code.includes("new URL(`cartsync_bg.wasm`,import.meta.url)")) throw new Error("the bundle lost the module's URL");
