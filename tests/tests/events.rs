@@ -182,12 +182,20 @@ both_modes!(a_failing_receiver_gets_every_event_once_it_heals, |app: TestApp| as
     for _ in 0..3 {
         app.add(&who, "A", 1).await;
     }
-    eventually("all delivered after the failures", 60, || async { receiver.events().len() == 4 }).await;
-    let d = app.call(Method::GET, &format!("/v1/admin/webhooks/{id}/deliveries"), &TestApp::admin(), None).await;
-    assert_eq!(d.status, StatusCode::OK);
-    let list = d.body["deliveries"].as_array().unwrap();
+    let deliveries = || async {
+        let d = app.call(Method::GET, &format!("/v1/admin/webhooks/{id}/deliveries"), &TestApp::admin(), None).await;
+        assert_eq!(d.status, StatusCode::OK);
+        d.body["deliveries"].as_array().unwrap().clone()
+    };
+    // The receiver has an event before the server records its delivery (after the answer), so
+    // the wait is for both.
+    eventually("all delivered after the failures", 60, || async {
+        receiver.events().len() == 4 && deliveries().await.iter().filter(|x| x["status"] == "delivered").count() == 4
+    })
+    .await;
+    let list = deliveries().await;
     assert_eq!(list.len(), 4);
-    assert!(list.iter().all(|x| x["status"] == "delivered"), "{list:?}");
+    assert_eq!(receiver.events().len(), 4, "each event received once");
     assert!(list.iter().map(|x| x["attempts"].as_i64().unwrap()).sum::<i64>() >= 4 + 6, "the failures were retried");
     // A replay sends the range again, same ids.
     let r = app
