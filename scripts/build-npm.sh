@@ -33,7 +33,7 @@ fi
 # location or hook is formatted or carried (a panic was already a trap, `unreachable`, with no
 # message reaching the page), and Debug formatting is compiled out (nothing in the module prints
 # Debug; tests build without these flags). These are unstable options of the compiler
-# (RUSTC_BOOTSTRAP=1), used only for this build: 6.8 KB less gzip, 5.6 KB less brotli. Without
+# (RUSTC_BOOTSTRAP=1), used only for this build: 6.7 KB less gzip, 5.3 KB less brotli. Without
 # reference types and multi-value, wasm-bindgen keeps the page's values in a table of its glue
 # instead of externref shims around every export: the glue gains 0.3 KB gzip, the module loses
 # 0.7 KB (0.4 KB less gzip and 0.6 KB less brotli for the entry; calls measured no slower).
@@ -49,7 +49,7 @@ mkdir -p "$pkg"
 for target in bundler web; do
   wasm-bindgen "$wasm" --target "$target" --out-dir "$pkg/$target" --out-name cartsync
   # --low-memory-unused: Rust places nothing below 1 MiB; with --converge, 1.6 KB less gzip and
-  # 1.1 KB less brotli than -Oz alone (opt-level "s" instead of "z": 9.5 KB more gzip). The
+  # 1.1 KB less brotli than -Oz alone (opt-level "s" instead of "z": 8.4 KB more gzip). The
   # control flow flattened and rebuilt by binaryen's relooper first: 0.4 KB less gzip, 0.2 brotli.
   # -Oz twice in the pipeline that --converge repeats: 0.4 KB less gzip, 0.3 brotli (a third: 5 bytes).
   tools/node_modules/.bin/wasm-opt --flatten --rereloop -Oz -Oz --converge --low-memory-unused --strip-debug --strip-producers \

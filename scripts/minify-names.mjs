@@ -75,16 +75,22 @@ const fresh = () => {
 const imports = new Map(); // old import name -> new
 const exports = new Map(); // old export name -> new
 const sections = [bytes.subarray(0, 8)];
+// A section ending at `end`: its entries, each written by `entry` (which reads the old one at `at`).
+const rewrite = (id, end, entry) => {
+  const count = uleb();
+  const parts = [];
+  for (let i = 0; i < count; i++) parts.push(...entry());
+  if (at !== end) throw new Error(`section ${id}: its entries do not fill it`);
+  const payload = Buffer.concat([encodeUleb(count), ...parts]);
+  sections.push(Buffer.from([id]), encodeUleb(payload.length), payload);
+};
 while (at < bytes.length) {
   const sectionStart = at;
   const id = bytes[at++];
   const size = uleb();
-  const start = at;
-  const end = start + size;
+  const end = at + size;
   if (id === 2) {
-    const parts = [];
-    const count = uleb();
-    for (let i = 0; i < count; i++) {
+    rewrite(id, end, () => {
       const module = name();
       const old = name();
       const descStart = at;
@@ -95,23 +101,17 @@ while (at < bytes.length) {
       else if (kind === 3) at += 2; // global: value type, mutability
       else throw new Error(`import ${old}: unknown kind ${kind}`);
       if (!imports.has(old)) imports.set(old, fresh());
-      parts.push(encodeName(module), encodeName(imports.get(old)), bytes.subarray(descStart, at));
-    }
-    const payload = Buffer.concat([encodeUleb(count), ...parts]);
-    sections.push(Buffer.from([id]), encodeUleb(payload.length), payload);
+      return [encodeName(module), encodeName(imports.get(old)), bytes.subarray(descStart, at)];
+    });
   } else if (id === 7) {
-    const parts = [];
-    const count = uleb();
-    for (let i = 0; i < count; i++) {
+    rewrite(id, end, () => {
       const old = name();
       const descStart = at;
       at++; // kind
       uleb(); // index
       exports.set(old, fresh());
-      parts.push(encodeName(exports.get(old)), bytes.subarray(descStart, at));
-    }
-    const payload = Buffer.concat([encodeUleb(count), ...parts]);
-    sections.push(Buffer.from([id]), encodeUleb(payload.length), payload);
+      return [encodeName(exports.get(old)), bytes.subarray(descStart, at)];
+    });
   } else {
     sections.push(bytes.subarray(sectionStart, end));
   }
