@@ -1,6 +1,8 @@
 // Size of each entry of the npm packages, raw, gzip (level 9) and brotli (quality 11), against the
 // budget in cart-wasm/size-budget.json; exits 1 when an entry is above its budget.
 //   node scripts/size-report.mjs            (after scripts/build-npm.sh)
+//   node scripts/size-report.mjs DIR        (DIR/web of scripts/build-module.sh, no budget:
+//                                            scripts/kernel-size.sh)
 import { readFileSync, readdirSync } from "node:fs";
 import { gzipSync, brotliCompressSync, constants } from "node:zlib";
 import { join, dirname, resolve } from "node:path";
@@ -18,9 +20,15 @@ const snippets = (target) => {
 // web entry's glue carries its snippets: scripts/bundle-web.mjs).
 const entries = {
   web: [join(pkg, "web/cartsync_bg.wasm"), join(pkg, "web/cartsync.js"), join(pkg, "web.js")],
-  bundler: [join(pkg, "bundler/cartsync_bg.wasm"), join(pkg, "bundler/cartsync_bg.js"), join(pkg, "bundler/cartsync.js"), join(pkg, "index.js"), ...snippets("bundler")],
+  bundler: () => [join(pkg, "bundler/cartsync_bg.wasm"), join(pkg, "bundler/cartsync_bg.js"), join(pkg, "bundler/cartsync.js"), join(pkg, "index.js"), ...snippets("bundler")],
   react: [join(root, "cart-wasm/react/index.js")],
 };
+if (process.argv[2]) {
+  const dir = join(resolve(process.argv[2]), "web");
+  const only = { web: [join(dir, "cartsync_bg.wasm"), join(dir, "cartsync.js")] };
+  for (const k of Object.keys(entries)) delete entries[k];
+  Object.assign(entries, only);
+}
 const budget = JSON.parse(readFileSync(join(root, "cart-wasm/size-budget.json"), "utf8"));
 const sizes = (files) =>
   files.reduce(
@@ -36,13 +44,13 @@ const sizes = (files) =>
 let over = false;
 console.log("entry      raw bytes   gzip   brotli   gzip budget");
 for (const [name, files] of Object.entries(entries)) {
-  const s = sizes(files);
-  const limit = budget[name]?.gzip;
+  const s = sizes(typeof files === "function" ? files() : files);
+  const limit = process.argv[2] ? undefined : budget[name]?.gzip;
   const bad = limit !== undefined && s.gzip > limit;
   over ||= bad;
   console.log(`${name.padEnd(8)} ${String(s.raw).padStart(11)} ${String(s.gzip).padStart(6)} ${String(s.brotli).padStart(8)}   ${limit ?? "-"}${bad ? "  OVER BUDGET" : ""}`);
 }
-const wasm = sizes([join(pkg, "web/cartsync_bg.wasm")]);
+const wasm = sizes([entries.web[0]]);
 console.log(`(web .wasm alone: ${wasm.raw} raw, ${wasm.gzip} gzip, ${wasm.brotli} brotli)`);
 if (over) {
   console.error("an entry is above its size budget (cart-wasm/size-budget.json)");

@@ -43,6 +43,7 @@ cargo build -q -p cartsync-shared --target wasm32-unknown-unknown
 step "clippy"
 cargo clippy -q --workspace --all-targets -- -D warnings
 cargo clippy -q -p cart-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
+cargo clippy -q -p cart-wasm --target wasm32-unknown-unknown --all-targets --no-default-features --features kernel -- -D warnings
 
 step "the npm package (wasm-bindgen, wasm-opt)"
 scripts/build-npm.sh
@@ -53,6 +54,8 @@ wasm_log=$(mktemp)
 # in TMPDIR: it gets one of its own, removed after the step.
 wasm_tmp=$(mktemp -d)
 TMPDIR="$wasm_tmp" cargo test -p cart-wasm --target wasm32-unknown-unknown 2>&1 | tee "$wasm_log"
+# The Kernel class (the cart core alone, cargo feature `kernel`: src/kernel.rs).
+TMPDIR="$wasm_tmp" cargo test -p cart-wasm --target wasm32-unknown-unknown --no-default-features --features kernel 2>&1 | tee -a "$wasm_log"
 rm -rf "$wasm_tmp"
 
 step "tests (real redis-server and PostgreSQL, started by the harness)"

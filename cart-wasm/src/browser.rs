@@ -3,12 +3,13 @@
 //! the `storage` and `online` events) is `js/driver.js`, which calls the client's [`Driver`] steps.
 
 use crate::engine::{Engine, Failure, Identity, PerClient, Push, checkout_settled, failure_of, retry_hint_ms};
+use crate::js::{JsCartError, SnapshotSource, cart_error, js_error, parse_code, parse_money, parse_quantity, parse_sku};
 use crate::storage::{MemoryStorage, Storage, StorageError};
 use js_sys::{Function, JSON, Promise, Reflect};
 use serde_json::Value;
 use shared::promo::PromoCode;
 use shared::wire::{ErrorBody, read};
-use shared::{CartError, Currency, ErrorCode, Limits, Money, OpKind, Quantity, Sku, Timestamp};
+use shared::{Currency, ErrorCode, Limits, Money, OpKind, Timestamp};
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use wasm_bindgen::JsCast;
@@ -16,10 +17,6 @@ use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(module = "/js/cart-error.js")]
 extern "C" {
-    #[wasm_bindgen(js_name = CartError)]
-    type JsCartError;
-    #[wasm_bindgen(constructor, js_class = "CartError")]
-    fn new(code: &str, message: &str, details: JsValue) -> JsCartError;
     #[wasm_bindgen(js_name = lazySnapshot)]
     fn lazy_snapshot(source: SnapshotSource, page: &JsValue) -> JsValue;
     /// After `before` settles (a sync: its failure is the call's), `POST <endpoint><path>` with
@@ -65,28 +62,6 @@ extern "C" {
     fn listen(d: &JsValue, key: &str) -> JsValue;
     /// The function that takes listener `id` off the client.
     fn unsubscriber(d: &JsValue, id: u32) -> JsValue;
-}
-
-/// The frozen state behind one `CartSnapshot`, rendered (to JSON, parsed by the page) only when
-/// the page reads a field of it.
-#[wasm_bindgen]
-pub struct SnapshotSource {
-    frozen: crate::engine::Frozen,
-    syncing: bool,
-    at: Timestamp,
-    /// The lists this client's page side last received (each client has its own, so two carts
-    /// read in turn each get a change from their own last read).
-    rendered: Rc<RefCell<crate::render::Rendered>>,
-}
-
-#[wasm_bindgen]
-impl SnapshotSource {
-    /// The snapshot as text, written as a change from rendering `page`, the one the page holds
-    /// (`render::Rendered`): a change to one line of a long cart renders and parses one line.
-    pub fn json(&self, page: u32) -> String {
-        let snap = self.frozen.snapshot(self.syncing, self.at);
-        self.rendered.borrow_mut().render(snap, page)
-    }
 }
 
 #[wasm_bindgen]
@@ -225,14 +200,6 @@ fn random(buf: &mut [u8]) {
             *used += 1;
         }
     });
-}
-
-fn js_error(code: ErrorCode, message: &str) -> JsValue {
-    JsCartError::new(code.as_str(), message, JsValue::UNDEFINED).into()
-}
-
-fn cart_error(e: CartError) -> JsValue {
-    js_error(e.code, &e.message)
 }
 
 /// A JSON value as the page's object.
@@ -491,21 +458,6 @@ fn option<T>(opts: &JsValue, name: &str, f: impl Fn(&JsValue) -> Option<T>) -> O
     Reflect::get(opts, &name.into()).ok().filter(|v| !v.is_undefined() && !v.is_null()).and_then(|v| f(&v))
 }
 
-fn parse_sku(v: &JsValue) -> Result<Sku, JsValue> {
-    let s = v.as_string().ok_or_else(|| cart_error(CartError::new(ErrorCode::InvalidSku, "sku must be a string")))?;
-    Sku::parse(&s).map_err(cart_error)
-}
-
-fn parse_quantity(v: &JsValue, limits: &Limits) -> Result<Quantity, JsValue> {
-    let n = v.as_f64().filter(|n| n.is_finite() && n.fract() == 0.0 && n.abs() < 1e15).map_or(0, |n| n as i64);
-    Quantity::new(n, limits).map_err(cart_error)
-}
-
-fn parse_code(v: &JsValue) -> Result<PromoCode, JsValue> {
-    let s = v.as_string().ok_or_else(|| js_error(ErrorCode::InvalidPromoCode, "a promo code is a string"))?;
-    PromoCode::parse(&s).map_err(cart_error)
-}
-
 /// `giftCards`: an array of at most five code strings, each in a gift card code's shape.
 fn parse_gift_cards(v: &JsValue) -> Result<Vec<String>, JsValue> {
     let bad = || js_error(ErrorCode::InvalidRequest, "giftCards is an array of at most 5 gift card codes");
@@ -521,25 +473,6 @@ fn parse_gift_cards(v: &JsValue) -> Result<Vec<String>, JsValue> {
         cards.push(c.as_string().and_then(|c| shared::gift_card::normalize(&c)).ok_or_else(bad)?);
     }
     Ok(cards)
-}
-
-fn parse_money(v: &JsValue) -> Result<Option<Money>, JsValue> {
-    if v.is_undefined() || v.is_null() {
-        return Ok(None);
-    }
-    thread_local! {
-        /// The field names as JavaScript strings, made once rather than on every call.
-        static KEYS: [JsValue; 2] = [JsValue::from_str("amount"), JsValue::from_str("currency")];
-    }
-    // Read field by field, not through JSON: this runs on every `add` with a price.
-    let field = |k: usize| if v.is_object() { KEYS.with(|keys| Reflect::get(v, &keys[k]).ok()) } else { None };
-    let amount = field(0).and_then(|a| a.as_f64()).filter(|a| a.fract() == 0.0 && a.abs() <= 9_007_199_254_740_992.0);
-    let currency = field(1).and_then(|c| c.as_string());
-    match (amount, currency) {
-        (Some(a), Some(c)) => Money::new(a as i64, Currency::parse(&c).map_err(cart_error)?).map(Some).map_err(cart_error),
-        // The same refusal as the server's for a malformed amount.
-        _ => Money::from_json(&Value::Null).map(Some).map_err(cart_error),
-    }
 }
 
 fn no_endpoint(what: &str) -> Promise {

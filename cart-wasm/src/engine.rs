@@ -114,7 +114,7 @@ impl KnownPromotions {
         ])
     }
 
-    fn from_json(v: &Value, currency: Currency) -> KnownPromotions {
+    pub(crate) fn from_json(v: &Value, currency: Currency) -> KnownPromotions {
         let asked =
             v.get("asked").and_then(Value::as_array).into_iter().flatten().filter_map(|c| PromoCode::parse(c.as_str()?).ok()).collect();
         let at = v.get("at").and_then(Value::as_str).and_then(Timestamp::parse_rfc3339);
@@ -293,7 +293,7 @@ impl Stored<'_> {
     /// The JSON serde writes for the record, written by hand: serde's serializer for it (and for
     /// the cart inside) was the largest function of the browser module.
     fn text(&self) -> String {
-        use shared::wire::fast_json::{availability, money, string, uint};
+        use shared::wire::fast_json::{string, uint};
         let mut out = Vec::with_capacity(4096);
         out.extend_from_slice(b"{\"format\":");
         uint(&mut out, u64::from(self.format));
@@ -309,27 +309,8 @@ impl Stored<'_> {
         }
         out.extend_from_slice(b",\"cart\":");
         self.cart.write_json(&mut out);
-        out.extend_from_slice(b",\"annotations\":{");
-        for (i, (sku, a)) in self.annotations.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            string(&mut out, sku.as_str());
-            out.extend_from_slice(b":{");
-            if let Some(p) = &a.current_price {
-                out.extend_from_slice(b"\"current_price\":");
-                money(&mut out, p);
-            }
-            if let Some(v) = a.availability {
-                if a.current_price.is_some() {
-                    out.push(b',');
-                }
-                out.extend_from_slice(b"\"availability\":");
-                out.extend_from_slice(availability(v));
-            }
-            out.push(b'}');
-        }
-        out.push(b'}');
+        out.extend_from_slice(b",\"annotations\":");
+        write_annotations(&mut out, self.annotations);
         if let Some(e) = &self.last_error {
             out.extend_from_slice(b",\"last_error\":{\"code\":");
             string(&mut out, &e.code);
@@ -353,6 +334,50 @@ impl Stored<'_> {
         out.push(b'}');
         // Only whole strings and ASCII were written.
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// The stored form of the annotations: `{"<sku>": {"current_price"?, "availability"?}, ...}`.
+pub(crate) fn write_annotations(out: &mut Vec<u8>, annotations: &SortedMap<Sku, Annotation>) {
+    use shared::wire::fast_json::{availability, money, string};
+    out.push(b'{');
+    for (i, (sku, a)) in annotations.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, sku.as_str());
+        out.extend_from_slice(b":{");
+        if let Some(p) = &a.current_price {
+            out.extend_from_slice(b"\"current_price\":");
+            money(out, p);
+        }
+        if let Some(v) = a.availability {
+            if a.current_price.is_some() {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"availability\":");
+            out.extend_from_slice(availability(v));
+        }
+        out.push(b'}');
+    }
+    out.push(b'}');
+}
+
+/// Reads [`write_annotations`]' form; unreadable entries are skipped.
+pub(crate) fn read_annotations(v: Option<&Value>) -> SortedMap<Sku, Annotation> {
+    match v {
+        Some(Value::Object(m)) => m
+            .iter()
+            .filter_map(|(k, a)| {
+                let price = match a.get("current_price") {
+                    None | Some(Value::Null) => None,
+                    Some(p) => Some(Money::from_json(p).ok()?),
+                };
+                let availability = a.get("availability").and_then(wire::read::availability);
+                Some((Sku::parse(k).ok()?, Annotation { current_price: price, availability }))
+            })
+            .collect(),
+        _ => SortedMap::new(),
     }
 }
 
@@ -456,31 +481,50 @@ pub struct LineSnapshot {
 
 /// A change the view took since it was last rebuilt, after the ones before it.
 #[derive(Debug)]
-struct Applied {
-    kind: OpKind,
-    at: Timestamp,
-    before: Option<Rc<Applied>>,
+pub(crate) struct Applied {
+    pub(crate) kind: OpKind,
+    pub(crate) at: Timestamp,
+    pub(crate) before: Option<Rc<Applied>>,
     /// The view as of this change, once a snapshot needed it: the next snapshot read replays
     /// from here rather than from the base. One link of a chain holds it at a time.
-    cart: RefCell<Option<Rc<Cart>>>,
+    pub(crate) cart: RefCell<Option<Rc<Cart>>>,
 }
 
 /// Changes kept as a chain before the view is copied again: a snapshot's view is replayed from at
 /// most this many.
-const REPLAY: usize = 32;
+pub(crate) const REPLAY: usize = 32;
 
 /// The view as of one moment, without copying it: the view as last copied, and the changes it
 /// took since. Handing out a snapshot used to share the view itself, so the next change copied
 /// every line of it; now a change adds one link, and only a snapshot the page reads replays,
 /// from the last link a read left its view on (a page that reads every snapshot replays one).
 #[derive(Clone, Debug)]
-struct ViewAt {
-    base: Rc<Cart>,
-    since: Option<Rc<Applied>>,
-    limits: Limits,
+pub(crate) struct ViewAt {
+    pub(crate) base: Rc<Cart>,
+    pub(crate) since: Option<Rc<Applied>>,
+    pub(crate) limits: Limits,
+    /// How many changes `since` holds.
+    len: usize,
 }
 
 impl ViewAt {
+    /// A copy of `view`, with no change since.
+    pub(crate) fn of(view: &Cart, limits: Limits) -> ViewAt {
+        ViewAt { base: Rc::new(view.clone()), since: None, limits, len: 0 }
+    }
+
+    /// `view` took `kind` at `at` (it was as this one before): one link more, or, after
+    /// [`REPLAY`] of them, a copy of `view`.
+    pub(crate) fn push(&mut self, view: &Cart, kind: &OpKind, at: Timestamp) {
+        if self.len == REPLAY {
+            *self = ViewAt::of(view, self.limits);
+        } else {
+            let before = self.since.take();
+            self.since = Some(Rc::new(Applied { kind: kind.clone(), at, before, cart: RefCell::new(None) }));
+            self.len += 1;
+        }
+    }
+
     fn cart(&self) -> Rc<Cart> {
         let Some(last) = &self.since else { return self.base.clone() };
         if let Some(cart) = &*last.cart.borrow() {
@@ -514,13 +558,13 @@ impl ViewAt {
 /// The parts of a snapshot, shared with the engine as of one moment ([`Engine::frozen`]).
 #[derive(Clone, Debug)]
 pub struct Frozen {
-    owner: Owner,
-    version: u64,
-    view: ViewAt,
-    annotations: Rc<SortedMap<Sku, Annotation>>,
-    promotions: Rc<KnownPromotions>,
-    pending_ops: usize,
-    last_error: Option<LastError>,
+    pub(crate) owner: Owner,
+    pub(crate) version: u64,
+    pub(crate) view: ViewAt,
+    pub(crate) annotations: Rc<SortedMap<Sku, Annotation>>,
+    pub(crate) promotions: Rc<KnownPromotions>,
+    pub(crate) pending_ops: usize,
+    pub(crate) last_error: Option<LastError>,
 }
 
 impl Frozen {
@@ -620,8 +664,6 @@ pub struct Engine {
     view: Cart,
     /// The view for snapshots: a copy of it and the changes since ([`ViewAt`]).
     view_at: ViewAt,
-    /// How many changes `view_at` holds.
-    replay: usize,
     /// This tab's log could not be written (quota, disabled storage): it is kept in memory and
     /// written whole at the next chance.
     unsaved: bool,
@@ -710,7 +752,7 @@ const REMEMBERED_PRICES: usize = 500;
 /// The annotations of a new server cart, keeping the last known price of SKUs that left it: a
 /// line added again (offline, say) shows the catalog price the client knows until the server
 /// answers with its own. Their availability is not kept: it is stale by then.
-fn annotations_after(old: &SortedMap<Sku, Annotation>, view: &CartView) -> SortedMap<Sku, Annotation> {
+pub(crate) fn annotations_after(old: &SortedMap<Sku, Annotation>, view: &CartView) -> SortedMap<Sku, Annotation> {
     let mut new = annotations_of(view);
     for (sku, a) in old.iter() {
         if new.len() >= REMEMBERED_PRICES {
@@ -752,8 +794,7 @@ impl Engine {
             currency,
             random,
             view: state.confirmed.clone(),
-            view_at: ViewAt { base: Rc::new(state.confirmed.clone()), since: None, limits },
-            replay: 0,
+            view_at: ViewAt::of(&state.confirmed, limits),
             state,
             marks: Marks::default(),
             rev: 0,
@@ -1048,8 +1089,7 @@ impl Engine {
     /// Snapshots start again from a copy of the view: the engine's own is never shared, so a
     /// change never copies it.
     fn copy_view(&mut self) {
-        self.view_at = ViewAt { base: Rc::new(self.view.clone()), since: None, limits: self.limits };
-        self.replay = 0;
+        self.view_at = ViewAt::of(&self.view, self.limits);
     }
 
     /// Takes this tab's settled ops out of its stored log, once they have been settled long
@@ -1152,20 +1192,7 @@ impl Engine {
             _ => return Err(corrupt("no valid identity".into())),
         };
         let stored_cart = v.get("cart").and_then(StoredCart::from_json).ok_or_else(|| corrupt("no readable cart".into()))?;
-        let annotations: SortedMap<Sku, Annotation> = match v.get("annotations") {
-            Some(Value::Object(m)) => m
-                .iter()
-                .filter_map(|(k, a)| {
-                    let price = match a.get("current_price") {
-                        None | Some(Value::Null) => None,
-                        Some(p) => Some(Money::from_json(p).ok()?),
-                    };
-                    let availability = a.get("availability").and_then(wire::read::availability);
-                    Some((Sku::parse(k).ok()?, Annotation { current_price: price, availability }))
-                })
-                .collect(),
-            _ => SortedMap::new(),
-        };
+        let annotations = read_annotations(v.get("annotations"));
         let last_error = match (
             v.get("last_error").and_then(|e| e.get("code")).and_then(Value::as_str),
             v.get("last_error").and_then(|e| e.get("message")).and_then(Value::as_str),
@@ -1393,13 +1420,7 @@ impl Engine {
         let at = now.max(self.last_at);
         self.view.apply(&kind, &self.limits, at)?;
         self.last_at = at;
-        if self.replay == REPLAY {
-            self.copy_view();
-        } else {
-            let before = self.view_at.since.take();
-            self.view_at.since = Some(Rc::new(Applied { kind: kind.clone(), at, before, cart: RefCell::new(None) }));
-            self.replay += 1;
-        }
+        self.view_at.push(&self.view, &kind, at);
         // `unreachable!` rather than `expect`: `expect` would format the error with its `Debug`,
         // which brings every error code's name into the browser module (0.8 KB gzip).
         let id = OpId::parse(&uuid_v4(&mut *self.random)).unwrap_or_else(|_| unreachable!("a uuid is a valid op id"));

@@ -6,11 +6,16 @@
 //! are `js/driver.js`, calling back its synchronous steps) and delegates every cart decision to
 //! `engine` and, through it, to `shared`.
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "client"))]
 mod browser;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "client"))]
 pub use browser::CartClient;
 pub mod engine;
+#[cfg(target_arch = "wasm32")]
+mod js;
+pub mod kernel;
+#[cfg(all(target_arch = "wasm32", feature = "kernel"))]
+pub mod kernel_js;
 pub mod render;
 pub mod storage;
 

@@ -1,6 +1,6 @@
 //! The storage layer in a real browser (headless Chromium through wasm-bindgen-test): corrupt,
 //! foreign and old-format data, a full quota, and a reload that must lose nothing.
-#![cfg(target_arch = "wasm32")]
+#![cfg(all(target_arch = "wasm32", feature = "client"))]
 
 use cart_wasm::CartClient;
 use js_sys::Reflect;
