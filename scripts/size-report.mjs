@@ -17,18 +17,16 @@ const snippets = (target) => {
   return readdirSync(join(base, dir, "js")).map((f) => join(base, dir, "js", f));
 };
 // What a page downloads for each entry (the module, its glue, the entry file and the snippets; the
-// web entry's glue carries its snippets: scripts/bundle-web.mjs).
-const entries = {
-  web: [join(pkg, "web/cartsync_bg.wasm"), join(pkg, "web/cartsync.js"), join(pkg, "web.js")],
-  bundler: () => [join(pkg, "bundler/cartsync_bg.wasm"), join(pkg, "bundler/cartsync_bg.js"), join(pkg, "bundler/cartsync.js"), join(pkg, "index.js"), ...snippets("bundler")],
-  react: [join(root, "cart-wasm/react/index.js")],
-};
-if (process.argv[2]) {
-  const dir = join(resolve(process.argv[2]), "web");
-  const only = { web: [join(dir, "cartsync_bg.wasm"), join(dir, "cartsync.js")] };
-  for (const k of Object.keys(entries)) delete entries[k];
-  Object.assign(entries, only);
-}
+// web entry's glue carries its snippets: scripts/bundle-web.mjs). With DIR, DIR/web's module and
+// glue alone, against no budget.
+const only = process.argv[2] && join(resolve(process.argv[2]), "web");
+const entries = only
+  ? { web: [join(only, "cartsync_bg.wasm"), join(only, "cartsync.js")] }
+  : {
+      web: [join(pkg, "web/cartsync_bg.wasm"), join(pkg, "web/cartsync.js"), join(pkg, "web.js")],
+      bundler: [join(pkg, "bundler/cartsync_bg.wasm"), join(pkg, "bundler/cartsync_bg.js"), join(pkg, "bundler/cartsync.js"), join(pkg, "index.js"), ...snippets("bundler")],
+      react: [join(root, "cart-wasm/react/index.js")],
+    };
 const budget = JSON.parse(readFileSync(join(root, "cart-wasm/size-budget.json"), "utf8"));
 const sizes = (files) =>
   files.reduce(
@@ -44,8 +42,8 @@ const sizes = (files) =>
 let over = false;
 console.log("entry      raw bytes   gzip   brotli   gzip budget");
 for (const [name, files] of Object.entries(entries)) {
-  const s = sizes(typeof files === "function" ? files() : files);
-  const limit = process.argv[2] ? undefined : budget[name]?.gzip;
+  const s = sizes(files);
+  const limit = only ? undefined : budget[name]?.gzip;
   const bad = limit !== undefined && s.gzip > limit;
   over ||= bad;
   console.log(`${name.padEnd(8)} ${String(s.raw).padStart(11)} ${String(s.gzip).padStart(6)} ${String(s.brotli).padStart(8)}   ${limit ?? "-"}${bad ? "  OVER BUDGET" : ""}`);

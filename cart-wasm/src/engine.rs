@@ -117,8 +117,15 @@ impl KnownPromotions {
     pub(crate) fn from_json(v: &Value, currency: Currency) -> KnownPromotions {
         let asked =
             v.get("asked").and_then(Value::as_array).into_iter().flatten().filter_map(|c| PromoCode::parse(c.as_str()?).ok()).collect();
-        let at = v.get("at").and_then(Value::as_str).and_then(Timestamp::parse_rfc3339);
+        let at = stored_at(v);
         KnownPromotions::from_answer(v, asked, at, currency)
+    }
+
+    /// Whether the lookup covered every code of `codes` and is at most [`PROMOTIONS_TTL_MS`] old
+    /// at `now`: no new lookup is needed.
+    pub(crate) fn fresh(&self, codes: &[PromoCode], now: Timestamp) -> bool {
+        let young = self.at.is_some_and(|at| now.millis().saturating_sub(at.millis()) <= PROMOTIONS_TTL_MS);
+        young && codes.iter().all(|c| self.asked.contains(c))
     }
 
     /// What the engine is told of a promotion's uses: none, unless the lookup said every one is
@@ -337,6 +344,11 @@ impl Stored<'_> {
     }
 }
 
+/// The time a stored record carries under `at` (an op's, a promotions lookup's), if readable.
+pub(crate) fn stored_at(v: &Value) -> Option<Timestamp> {
+    v.get("at").and_then(Value::as_str).and_then(Timestamp::parse_rfc3339)
+}
+
 /// The stored form of the annotations: `{"<sku>": {"current_price"?, "availability"?}, ...}`.
 pub(crate) fn write_annotations(out: &mut Vec<u8>, annotations: &SortedMap<Sku, Annotation>) {
     use shared::wire::fast_json::{availability, money, string};
@@ -481,18 +493,18 @@ pub struct LineSnapshot {
 
 /// A change the view took since it was last rebuilt, after the ones before it.
 #[derive(Debug)]
-pub(crate) struct Applied {
-    pub(crate) kind: OpKind,
-    pub(crate) at: Timestamp,
-    pub(crate) before: Option<Rc<Applied>>,
+struct Applied {
+    kind: OpKind,
+    at: Timestamp,
+    before: Option<Rc<Applied>>,
     /// The view as of this change, once a snapshot needed it: the next snapshot read replays
     /// from here rather than from the base. One link of a chain holds it at a time.
-    pub(crate) cart: RefCell<Option<Rc<Cart>>>,
+    cart: RefCell<Option<Rc<Cart>>>,
 }
 
 /// Changes kept as a chain before the view is copied again: a snapshot's view is replayed from at
 /// most this many.
-pub(crate) const REPLAY: usize = 32;
+const REPLAY: usize = 32;
 
 /// The view as of one moment, without copying it: the view as last copied, and the changes it
 /// took since. Handing out a snapshot used to share the view itself, so the next change copied
@@ -500,9 +512,9 @@ pub(crate) const REPLAY: usize = 32;
 /// from the last link a read left its view on (a page that reads every snapshot replays one).
 #[derive(Clone, Debug)]
 pub(crate) struct ViewAt {
-    pub(crate) base: Rc<Cart>,
-    pub(crate) since: Option<Rc<Applied>>,
-    pub(crate) limits: Limits,
+    base: Rc<Cart>,
+    since: Option<Rc<Applied>>,
+    limits: Limits,
     /// How many changes `since` holds.
     len: usize,
 }
@@ -1043,7 +1055,7 @@ impl Engine {
                 if id.client().is_none_or(|c| c.client != client) {
                     return None;
                 }
-                let at = v.get("at").and_then(Value::as_str).and_then(Timestamp::parse_rfc3339).unwrap_or_default();
+                let at = stored_at(v).unwrap_or_default();
                 Some(PendingOp { op: Op { id, kind }, at, sent: false })
             })
             .collect()
@@ -1214,7 +1226,7 @@ impl Engine {
             // applies to a push, and pushes are made in batches.
             let parsed = wire::parse_op_list(list, &self.limits).map_err(|e| corrupt(e.message))?;
             for ((id, kind), v) in parsed.into_iter().zip(list) {
-                let at = v.get("at").and_then(Value::as_str).and_then(Timestamp::parse_rfc3339).unwrap_or(confirmed.updated_at);
+                let at = stored_at(v).unwrap_or(confirmed.updated_at);
                 if let Ok(kind) = kind {
                     out.push(PendingOp { op: Op { id, kind }, at, sent: v.get("sent").and_then(Value::as_bool).unwrap_or(true) });
                 }
@@ -1395,12 +1407,10 @@ impl Engine {
     /// automatic ones only), if any: when a code on the cart was never looked up, or the last
     /// lookup is older than [`PROMOTIONS_TTL_MS`]. Returns the codes it covers too.
     pub fn promotions_query(&self, now: Timestamp) -> Option<(String, SortedSet<PromoCode>)> {
-        let codes: SortedSet<PromoCode> = self.view.promo_codes.iter().cloned().collect();
-        let known: &KnownPromotions = &self.state.promotions;
-        let stale = known.at.is_none_or(|at| now.millis().saturating_sub(at.millis()) > PROMOTIONS_TTL_MS);
-        if !stale && codes.is_subset(&known.asked) {
+        if self.state.promotions.fresh(&self.view.promo_codes, now) {
             return None;
         }
+        let codes: SortedSet<PromoCode> = self.view.promo_codes.iter().cloned().collect();
         let list: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
         Some((if list.is_empty() { String::new() } else { ["codes=", &list.join(",")].concat() }, codes))
     }

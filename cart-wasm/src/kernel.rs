@@ -10,7 +10,7 @@
 //! forms `shared` already defines: a stored cart, stored ops, a server's cart view, a
 //! promotions answer.
 
-use crate::engine::{Annotation, Frozen, KnownPromotions, LastError, ViewAt, read_annotations, write_annotations};
+use crate::engine::{Annotation, Frozen, KnownPromotions, LastError, ViewAt, read_annotations, stored_at, write_annotations};
 use serde_json::Value;
 use shared::sort::SortedMap;
 use shared::stored::StoredCart;
@@ -48,8 +48,8 @@ impl Kernel {
     pub fn set_cart(&mut self, text: &str) -> bool {
         let cart = shared::json::parse(text).ok().as_ref().and_then(StoredCart::from_json).and_then(StoredCart::into_cart);
         let Some(cart) = cart else { return false };
+        self.set_view(cart.clone());
         self.confirmed = cart;
-        self.replay("[]");
         true
     }
 
@@ -95,12 +95,15 @@ impl Kernel {
             && let Ok(parsed) = wire::parse_op_list(&list, &self.limits)
         {
             for ((_, kind), v) in parsed.into_iter().zip(&list) {
-                let at = v.get("at").and_then(Value::as_str).and_then(Timestamp::parse_rfc3339).unwrap_or(self.confirmed.updated_at);
                 if let Ok(kind) = kind {
-                    let _ = view.apply(&kind, &self.limits, at);
+                    let _ = view.apply(&kind, &self.limits, stored_at(v).unwrap_or(self.confirmed.updated_at));
                 }
             }
         }
+        self.set_view(view);
+    }
+
+    fn set_view(&mut self, view: Cart) {
         self.view_at = ViewAt::of(&view, self.limits);
         self.view = view;
     }
@@ -128,12 +131,10 @@ impl Kernel {
         list.join(",")
     }
 
-    /// Whether the last promotions lookup covered every code on the view and is younger than
-    /// `ttl_ms` at `now`.
-    pub fn promotions_fresh(&self, now: Timestamp, ttl_ms: i64) -> bool {
-        let known = &self.promotions;
-        let fresh = known.at.is_some_and(|at| now.millis().saturating_sub(at.millis()) <= ttl_ms);
-        fresh && self.view.promo_codes.iter().all(|c| known.asked.contains(c))
+    /// Whether the last promotions lookup covered every code on the view and is recent enough
+    /// at `now` that no new lookup is needed (as `CartClient` decides it).
+    pub fn promotions_fresh(&self, now: Timestamp) -> bool {
+        self.promotions.fresh(&self.view.promo_codes, now)
     }
 
     /// What a snapshot of the view is made of now, shared rather than copied.
@@ -160,6 +161,7 @@ fn stored_text(cart: &Cart) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::PROMOTIONS_TTL_MS;
     use shared::{ClientSeq, ErrorCode, Money, Quantity};
 
     fn sku(s: &str) -> Sku {
@@ -273,10 +275,10 @@ mod tests {
         let code = shared::promo::PromoCode::parse("SAVE10").unwrap();
         k.change(OpKind::ApplyPromoCode { code }, id(1), at(0)).unwrap();
         assert_eq!(k.codes(), "SAVE10");
-        assert!(!k.promotions_fresh(at(0), 60_000));
+        assert!(!k.promotions_fresh(at(0)));
         k.set_promotions(&["{\"promotions\":[],\"asked\":[\"SAVE10\"],\"at\":\"", &at(0).text(), "\"}"].concat());
-        assert!(k.promotions_fresh(at(60_000), 60_000));
-        assert!(!k.promotions_fresh(at(60_001), 60_000));
+        assert!(k.promotions_fresh(at(PROMOTIONS_TTL_MS)));
+        assert!(!k.promotions_fresh(at(PROMOTIONS_TTL_MS + 1)));
         let snap = k.frozen(Owner::Guest, 1, None).snapshot(false, at(1));
         // Looked up and not found: no longer pending.
         assert_eq!(snap.promo_codes[0].pending, None);

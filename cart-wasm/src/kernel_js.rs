@@ -113,11 +113,11 @@ impl Kernel {
         self.core.codes()
     }
 
-    /// Whether the known promotions cover every code on the view and are at most `ttl` ms old
-    /// at `now` (ms).
+    /// Whether the known promotions cover every code on the view and are recent enough at `now`
+    /// (ms) that no new lookup is needed.
     #[wasm_bindgen(js_name = promotionsFresh)]
-    pub fn promotions_fresh(&self, now: f64, ttl: f64) -> bool {
-        self.core.promotions_fresh(Timestamp::from_millis(now as i64), ttl as i64)
+    pub fn promotions_fresh(&self, now: f64) -> bool {
+        self.core.promotions_fresh(Timestamp::from_millis(now as i64))
     }
 
     /// The view as of now, rendered only when read (`SnapshotSource.json`).
